@@ -1,0 +1,130 @@
+// Runs the built worker (build/) in workerd through Miniflare, and speaks the protocol over real
+// WebSockets. Shared by every suite in this folder.
+import { Miniflare } from "miniflare";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join as joinPath } from "node:path";
+import WebSocket from "ws";
+import { signHs256 } from "./jwt.mjs";
+
+const root = joinPath(dirname(fileURLToPath(import.meta.url)), "..");
+export const SECRET = "test-jwt-secret";
+export const SERVER_KEY = "test-server-key";
+
+/** The `[vars]` of wrangler.toml, so tests run with the configuration users deploy. */
+function wranglerVars() {
+  const toml = readFileSync(joinPath(root, "wrangler.toml"), "utf8");
+  const section = toml.split(/^\[vars\]\s*$/m)[1] ?? "";
+  const vars = {};
+  for (const line of section.split("\n")) {
+    if (line.startsWith("[")) break;
+    const m = line.match(/^\s*([A-Z0-9_]+)\s*=\s*"(.*)"\s*$/);
+    if (m) vars[m[1]] = m[2];
+  }
+  return vars;
+}
+
+/** Starts the worker; `persist` is a directory for durable object storage (restart tests). */
+export async function startWorker({ persist, vars = {}, preventEviction = false } = {}) {
+  const object = (className) => ({ className, useSQLite: true, unsafePreventEviction: preventEviction });
+  const mf = new Miniflare({
+    modules: [
+      { type: "ESModule", path: joinPath(root, "build/index.js") },
+      { type: "CompiledWasm", path: joinPath(root, "build/index_bg.wasm") },
+    ],
+    modulesRoot: joinPath(root, "build"),
+    compatibilityDate: "2026-04-01",
+    durableObjects: { ROOMS: object("RoomObject"), USERS: object("UserObject"), DOCS: object("DocumentObject") },
+    durableObjectsPersist: persist ?? false,
+    bindings: { ...wranglerVars(), JWT_SECRET: SECRET, SERVER_API_KEY: SERVER_KEY, ...vars },
+    host: "127.0.0.1",
+    port: 0,
+    cf: false,
+  });
+  const url = await mf.ready;
+  const base = url.href.replace(/\/$/, "");
+  return { mf, http: base, ws: base.replace(/^http/, "ws"), close: () => mf.dispose() };
+}
+
+/** A valid token for `user`, expiring in `ttl` seconds; `extra` adds or overrides claims. */
+export function token(user, { ttl = 3600, extra = {}, secret = SECRET, header } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return signHs256({ sub: user, iat: now, exp: now + ttl, ...extra }, secret, header);
+}
+
+/** A connected client that records every frame and can wait for one. */
+export class Client {
+  constructor(ws) {
+    this.ws = ws;
+    this.frames = [];
+    this.waiters = [];
+    this.nextRef = 1;
+    this.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on("message", (data, isBinary) => {
+      const frame = isBinary ? { binary: data } : JSON.parse(data.toString());
+      this.frames.push(frame);
+      this.waiters = this.waiters.filter((w) => !w.check());
+    });
+  }
+
+  /** Resolves with the first unconsumed frame matching `predicate` (consuming it). */
+  next(predicate = () => true, timeoutMs = 5000) {
+    const match = typeof predicate === "string" ? (f) => f.t === predicate : predicate;
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        check: () => {
+          const i = this.frames.findIndex(match);
+          if (i < 0) return false;
+          clearTimeout(timer);
+          resolve(this.frames.splice(i, 1)[0]);
+          return true;
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no frame matched within ${timeoutMs} ms; have ${JSON.stringify(this.frames)}`));
+      }, timeoutMs);
+      if (!waiter.check()) this.waiters.push(waiter);
+    });
+  }
+
+  send(frame) {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** Sends `t` with `d` and a fresh ref; resolves with the matching reply. */
+  async request(t, d) {
+    const ref = `r${this.nextRef++}`;
+    this.send(d === undefined ? { t, ref } : { t, ref, d });
+    return this.next((f) => f.t === "reply" && f.ref === ref);
+  }
+
+  close() {
+    this.ws.close(1000);
+    return this.closed;
+  }
+}
+
+/** Opens a socket; resolves with a Client once open, or rejects with `{status, body}`. */
+export function open(url, { protocols, headers } = {}) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, protocols, { headers });
+    const client = new Client(ws);
+    ws.once("open", () => resolve(client));
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => reject({ status: res.statusCode, body: body ? JSON.parse(body) : null }));
+    });
+    ws.once("error", (err) => reject(err));
+  });
+}
+
+/** Joins `room` as `user` with a query-string token and waits for `room:state`. */
+export async function join(worker, room, user, query = "") {
+  const client = await open(`${worker.ws}/v1/rooms/${room}/ws?token=${token(user)}${query}`);
+  client.state = (await client.next("room:state")).d;
+  return client;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

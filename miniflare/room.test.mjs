@@ -1,0 +1,82 @@
+// Chat in one room over real sockets in workerd: greeting, messages, members, history.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker, join } from "./harness.mjs";
+
+let worker;
+before(async () => (worker = await startWorker({ preventEviction: true })));
+after(() => worker?.close());
+
+test("two clients chat and see each other's messages with consecutive seq", async () => {
+  const alice = await join(worker, "chat-1", "alice");
+  assert.equal(alice.state.room, "chat-1");
+  assert.equal(alice.state.user, "alice");
+  assert.equal(alice.state.seq, 0);
+  assert.equal(typeof alice.state.epoch, "string");
+  assert.deepEqual(alice.state.members, [{ user: "alice" }]);
+
+  const bob = await join(worker, "chat-1", "bob");
+  assert.deepEqual(bob.state.members, [{ user: "alice" }, { user: "bob" }]);
+  assert.equal(bob.state.epoch, alice.state.epoch);
+  assert.deepEqual((await alice.next("member:join")).d, { user: "bob" });
+
+  const ack1 = await alice.request("message:send", { text: "hi bob", id: "a-1" });
+  assert.equal(ack1.ok, true);
+  assert.equal(ack1.d.seq, 1);
+  assert.equal(ack1.d.id, "a-1");
+  const got1 = await bob.next("message:receive");
+  assert.deepEqual(got1.d, { room: "chat-1", seq: 1, id: "a-1", user: "alice", text: "hi bob", ts: ack1.d.ts });
+
+  const ack2 = await bob.request("message:send", { text: "hi alice", data: { mood: "good" } });
+  assert.equal(ack2.d.seq, 2);
+  const got2 = await alice.next("message:receive");
+  assert.equal(got2.d.seq, 2);
+  assert.equal(got2.d.user, "bob");
+  assert.deepEqual(got2.d.data, { mood: "good" });
+  assert.equal(got2.d.id, ack2.d.id);
+
+  // The sender does not receive its own message back.
+  assert.equal(alice.frames.filter((f) => f.t === "message:receive" && f.d.seq === 1).length, 0);
+  await alice.close();
+  await bob.close();
+});
+
+test("history:get returns messages in ascending seq, paged by before and limit", async () => {
+  const carol = await join(worker, "chat-history", "carol");
+  for (let i = 1; i <= 5; i++) await carol.request("message:send", { text: `m${i}` });
+  const all = await carol.request("history:get", {});
+  assert.deepEqual(all.d.messages.map((m) => m.text), ["m1", "m2", "m3", "m4", "m5"]);
+  const page = await carol.request("history:get", { before: 5, limit: 2 });
+  assert.deepEqual(page.d.messages.map((m) => m.seq), [3, 4]);
+  const huge = await carol.request("history:get", { limit: 100000 });
+  assert.equal(huge.d.messages.length, 5);
+  await carol.close();
+});
+
+test("members are listed once across tabs; join and leave fire on the first and last socket", async () => {
+  const watcher = await join(worker, "chat-tabs", "watcher");
+  const tab1 = await join(worker, "chat-tabs", "dave");
+  assert.deepEqual((await watcher.next("member:join")).d, { user: "dave" });
+  const tab2 = await join(worker, "chat-tabs", "dave");
+  assert.deepEqual(tab2.state.members, [{ user: "dave" }, { user: "watcher" }]);
+  assert.notEqual(tab1.state.connId, tab2.state.connId);
+
+  // A message from one tab reaches the user's other tab.
+  await tab1.request("message:send", { text: "from tab 1" });
+  assert.equal((await tab2.next("message:receive")).d.text, "from tab 1");
+
+  await tab1.close();
+  await tab2.request("message:send", { text: "still here" });
+  await watcher.next((f) => f.t === "message:receive" && f.d.text === "still here");
+  assert.equal(watcher.frames.filter((f) => f.t === "member:join" || f.t === "member:leave").length, 0);
+  await tab2.close();
+  assert.deepEqual((await watcher.next("member:leave")).d, { user: "dave" });
+  await watcher.close();
+});
+
+test("the ping heartbeat is answered with pong", async () => {
+  const eve = await join(worker, "chat-ping", "eve");
+  eve.send('{"t":"ping"}');
+  assert.deepEqual(await eve.next("pong"), { t: "pong" });
+  await eve.close();
+});

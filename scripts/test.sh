@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `npm test`: set-up, the core's host tests, a release build, then the workerd suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/setup.sh
+cargo test --all-targets
+bash scripts/build.sh
+node --test --test-concurrency=1 miniflare/*.test.mjs

@@ -1,0 +1,102 @@
+//! Settings, read once per request from the Worker's environment (`[vars]` and secrets) through
+//! a lookup function, so the core never sees `worker::Env`.
+
+use crate::core::auth::AuthConfig;
+
+/// Limits that protect an object and its other clients from one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted frame, in bytes (`MAX_FRAME_BYTES`, default 65,536).
+    pub max_frame_bytes: usize,
+    /// Longest `message:send` text, in Unicode scalar values (`MAX_TEXT_CHARS`, default 4,000).
+    pub max_text_chars: usize,
+    /// Most messages in one history page (`HISTORY_PAGE_MAX`, default 100).
+    pub history_page_max: u32,
+    /// Consecutive bad frames after which the socket is closed with 4002 (`MAX_STRIKES`, default 20).
+    pub max_strikes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_frame_bytes: 64 * 1024, max_text_chars: 4000, history_page_max: 100, max_strikes: 20 }
+    }
+}
+
+/// Everything configurable.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Token verification settings.
+    pub auth: AuthConfig,
+    /// The key app servers present on server routes (`SERVER_API_KEY`); `None` disables them.
+    pub server_api_key: Option<String>,
+    /// Per-object limits.
+    pub limits: Limits,
+}
+
+/// A setting is present but unusable, or a required one is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server misconfigured: {}", self.0)
+    }
+}
+
+impl Config {
+    /// Reads every setting through `lookup(name)`; empty strings count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ConfigError(format!("{name} must be a whole number, got {v:?}"))),
+            }
+        };
+        let secret = get("JWT_SECRET").ok_or_else(|| ConfigError("JWT_SECRET is not set".into()))?;
+        let defaults = Limits::default();
+        Ok(Config {
+            auth: AuthConfig {
+                hs256_secret: secret.into_bytes(),
+                audience: get("JWT_AUDIENCE"),
+                issuer: get("JWT_ISSUER"),
+                leeway_secs: number("JWT_LEEWAY_SECS", 0)? as i64,
+            },
+            server_api_key: get("SERVER_API_KEY"),
+            limits: Limits {
+                max_frame_bytes: number("MAX_FRAME_BYTES", defaults.max_frame_bytes as u64)? as usize,
+                max_text_chars: number("MAX_TEXT_CHARS", defaults.max_text_chars as u64)? as usize,
+                history_page_max: number("HISTORY_PAGE_MAX", defaults.history_page_max.into())?
+                    .clamp(1, 1000) as u32,
+                max_strikes: number("MAX_STRIKES", defaults.max_strikes.into())?.clamp(1, 10_000) as u32,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset_or_empty() {
+        let c = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("JWT_AUDIENCE", "")])).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.auth.audience, None);
+        assert_eq!(c.server_api_key, None);
+    }
+
+    #[test]
+    fn missing_secret_and_bad_numbers_are_errors() {
+        assert!(Config::from_lookup(lookup(&[])).is_err());
+        let err = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("MAX_FRAME_BYTES", "lots")]));
+        assert!(err.unwrap_err().0.contains("MAX_FRAME_BYTES"));
+    }
+}

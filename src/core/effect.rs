@@ -1,0 +1,36 @@
+//! What a state machine asks its shell to do. The shell applies effects in order, and storage
+//! effects come before the frames that announce them, so nothing is acknowledged before it is
+//! written.
+
+use crate::core::ids::ConnId;
+use crate::core::log::Message;
+
+/// One instruction for the edge shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Persist a new message in the room's log.
+    Append(Message),
+    /// Send `frame` to one connection.
+    Send {
+        /// Recipient.
+        to: ConnId,
+        /// A complete JSON text frame.
+        frame: String,
+    },
+    /// Send the same `frame` to every connection of the object except `except`.
+    Broadcast {
+        /// The connection left out (usually the sender).
+        except: Option<ConnId>,
+        /// A complete JSON text frame, serialized once for all recipients.
+        frame: String,
+    },
+    /// Close one connection with a code from [`crate::core::error::close`].
+    Close {
+        /// The connection to close.
+        conn: ConnId,
+        /// WebSocket close code.
+        code: u16,
+        /// Short reason, under the 123-byte close-frame limit.
+        reason: &'static str,
+    },
+}

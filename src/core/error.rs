@@ -1,0 +1,112 @@
+//! Every error code, close code and HTTP error the service emits, in one place.
+//!
+//! Client authors read these names in `docs/protocol.md`; a code, once shipped, keeps its
+//! meaning. Messages are for humans and may change; they never contain a token.
+
+use serde::Serialize;
+
+/// A stable, machine-readable error code carried in `reply` and `error` frames and in HTTP
+/// error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not a JSON object envelope with a string `t` (or is binary).
+    BadFrame,
+    /// The envelope is fine but `t` names no event the server knows.
+    UnknownEvent,
+    /// The event is known but its `d` is missing a field or has a wrong type or value.
+    BadRequest,
+    /// The frame, text or body is over a configured limit.
+    TooLarge,
+    /// No valid token: missing, malformed, bad signature, wrong algorithm, expired, not yet valid.
+    Unauthorized,
+    /// The token is valid but does not allow this.
+    Forbidden,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this HTTP method.
+    MethodNotAllowed,
+    /// A WebSocket route was called without `Upgrade: websocket`.
+    UpgradeRequired,
+    /// Something failed on our side (storage); the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `"bad_frame"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownEvent => "unknown_event",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::UpgradeRequired => "upgrade_required",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status this code maps to when it answers an HTTP request.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadFrame | ErrorCode::BadRequest | ErrorCode::UnknownEvent => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::UpgradeRequired => 426,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An error value: a stable code plus a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Error {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// Free text for people; never contains secrets.
+    pub message: String,
+}
+
+impl Error {
+    /// Builds an error from a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> u16 {
+        self.code.http_status()
+    }
+
+    /// The JSON body of an HTTP error response: `{"error":{"code","message"}}`.
+    pub fn to_http_body(&self) -> String {
+        serde_json::json!({ "error": self }).to_string()
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// WebSocket close codes the server uses. 4000–4999 are ours; see `docs/protocol.md`.
+pub mod close {
+    /// Normal closure (also sent back when a client closes without a code).
+    pub const NORMAL: u16 = 1000;
+    /// The object failed to set up or serve the socket; reconnect with backoff.
+    pub const INTERNAL: u16 = 1011;
+    /// The socket's token expired and no `auth:refresh` arrived in time; reconnect with a new one.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Too many protocol errors in a row; fix the client before reconnecting.
+    pub const PROTOCOL_ABUSE: u16 = 4002;
+}

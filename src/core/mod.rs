@@ -1,0 +1,16 @@
+//! The sans-IO core: every rule of the service as plain, deterministic Rust.
+//!
+//! Nothing here reads a clock, touches a socket or calls storage. Handlers take `now` and their
+//! inputs and return [`effect::Effect`]s; the wasm shell in `crate::edge` applies them. The core
+//! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
+
+pub mod auth;
+pub mod config;
+pub mod effect;
+pub mod error;
+pub mod ids;
+pub mod log;
+pub mod protocol;
+pub mod room;
+pub mod route;
+pub mod time;

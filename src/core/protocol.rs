@@ -1,0 +1,170 @@
+//! The wire format: JSON text frames in one envelope.
+//!
+//! ```text
+//! client -> server   {"t": "message:send", "ref": "c-17", "d": {...}}   ref optional: asks for a reply
+//! server -> client   {"t": "message:receive", "d": {...}}
+//! reply              {"t": "reply", "ref": "c-17", "ok": true, "d": {...}}
+//! ```
+//!
+//! This module decodes envelopes and encodes server frames; what an event *means* is up to the
+//! object that receives it (`room.rs`). Event payloads are decoded by the object from `d`.
+
+use crate::core::error::{Error, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Longest accepted `ref`, in bytes.
+pub const MAX_REF_LEN: usize = 64;
+
+/// A correlation id chosen by the client: a string or an integer, echoed back verbatim.
+pub type Ref = Value;
+
+/// A decoded client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Event name, e.g. `message:send`.
+    pub event: String,
+    /// Present when the client wants a reply.
+    pub reply_to: Option<Ref>,
+    /// The payload; `Value::Null` when absent.
+    pub data: Value,
+}
+
+/// A frame that did not decode, with the `ref` when one could be read (then the answer is a
+/// `reply`, otherwise an `error` frame).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// The client's `ref`, if the frame was an object with a usable one.
+    pub reply_to: Option<Ref>,
+    /// What was wrong.
+    pub error: Error,
+}
+
+/// What arrived on a socket, before decoding.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    /// A text frame.
+    Text(&'a str),
+    /// A binary frame of this many bytes (not part of the protocol).
+    Binary(usize),
+}
+
+fn usable_ref(v: &Value) -> Option<Ref> {
+    match v {
+        Value::String(s) if s.len() <= MAX_REF_LEN => Some(v.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Decodes one frame. Oversize frames are refused before parsing.
+pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, DecodeError> {
+    let bare = |code, message: String| DecodeError { reply_to: None, error: Error::new(code, message) };
+    let text = match frame {
+        Incoming::Binary(_) => {
+            return Err(bare(ErrorCode::BadFrame, "binary frames are not supported; send JSON text".into()))
+        }
+        Incoming::Text(text) => text,
+    };
+    if text.len() > max_frame_bytes {
+        return Err(bare(ErrorCode::TooLarge, format!("frame is over {max_frame_bytes} bytes")));
+    }
+    let mut object: Map<String, Value> = match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(bare(ErrorCode::BadFrame, "frame must be a JSON object".into())),
+        Err(e) => return Err(bare(ErrorCode::BadFrame, format!("invalid JSON: {e}"))),
+    };
+    let reply_to = match object.remove("ref") {
+        None | Some(Value::Null) => None,
+        Some(v) => match usable_ref(&v) {
+            Some(r) => Some(r),
+            None => {
+                return Err(bare(
+                    ErrorCode::BadFrame,
+                    format!("ref must be a string of at most {MAX_REF_LEN} bytes or an integer"),
+                ))
+            }
+        },
+    };
+    let event = match object.remove("t") {
+        Some(Value::String(t)) => t,
+        _ => {
+            return Err(DecodeError {
+                reply_to,
+                error: Error::new(ErrorCode::BadFrame, "frame needs a string field t"),
+            })
+        }
+    };
+    let data = object.remove("d").unwrap_or(Value::Null);
+    Ok(Envelope { event, reply_to, data })
+}
+
+/// Decodes an event's `d` into its payload type; a missing `d` decodes as `{}`.
+pub fn payload<T: DeserializeOwned>(event: &str, data: &Value) -> Result<T, Error> {
+    let data = if data.is_null() { Value::Object(Map::new()) } else { data.clone() };
+    serde_json::from_value(data)
+        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {event} payload: {e}")))
+}
+
+/// A server-to-client event frame: `{"t": event, "d": data}`.
+pub fn event<D: Serialize>(event: &str, data: &D) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a, D> {
+        t: &'a str,
+        d: &'a D,
+    }
+    to_json(&Frame { t: event, d: data })
+}
+
+/// A successful reply: `{"t":"reply","ref":…,"ok":true,"d":…}`.
+pub fn reply_ok<D: Serialize>(reply_to: &Ref, data: &D) -> String {
+    #[derive(Serialize)]
+    struct Reply<'a, D> {
+        t: &'static str,
+        #[serde(rename = "ref")]
+        reply_to: &'a Ref,
+        ok: bool,
+        d: &'a D,
+    }
+    to_json(&Reply { t: "reply", reply_to, ok: true, d: data })
+}
+
+/// A failed reply: `{"t":"reply","ref":…,"ok":false,"error":{"code","message"}}`.
+pub fn reply_err(reply_to: &Ref, error: &Error) -> String {
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        t: &'static str,
+        #[serde(rename = "ref")]
+        reply_to: &'a Ref,
+        ok: bool,
+        error: &'a Error,
+    }
+    to_json(&Reply { t: "reply", reply_to, ok: false, error })
+}
+
+/// An error that answers no request: `{"t":"error","error":{"code","message"}}`.
+pub fn error_frame(error: &Error) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        t: &'static str,
+        error: &'a Error,
+    }
+    to_json(&Frame { t: "error", error })
+}
+
+/// The answer to a failed request: a `reply` when it had a `ref`, else an `error` frame.
+pub fn failure(reply_to: Option<&Ref>, error: &Error) -> String {
+    match reply_to {
+        Some(r) => reply_err(r, error),
+        None => error_frame(error),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Serializing our own frame types (strings, numbers, maps with string keys) cannot fail;
+    // fall back to an internal-error frame rather than panicking if it ever does.
+    serde_json::to_string(value).unwrap_or_else(|_| {
+        r#"{"t":"error","error":{"code":"internal","message":"could not encode frame"}}"#.to_owned()
+    })
+}

@@ -1,0 +1,53 @@
+//! Socket operations the `worker` crate either unwraps internally or converts per call.
+
+use js_sys::JsString;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::{State, WebSocket};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The same JS WebSocket, with `send` taking an already-built JS string.
+    type RawSocket;
+
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_js(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
+}
+
+/// The WebSocket `readyState` of an open socket.
+const OPEN: u16 = 1;
+
+/// Accepts `ws` for hibernation with `tags`; the `worker` wrapper would panic on failure.
+pub(crate) fn accept(state: &State, ws: &WebSocket, tags: &[&str]) -> Result<(), JsValue> {
+    let tags = tags.iter().map(|t| JsValue::from_str(t)).collect();
+    state.as_raw().accept_websocket_with_tags(ws.as_ref(), tags)
+}
+
+/// Every hibernatable socket the object holds that is still open.
+pub(crate) fn open_sockets(state: &State) -> Result<Vec<WebSocket>, JsValue> {
+    Ok(state
+        .as_raw()
+        .get_websockets()?
+        .into_iter()
+        .filter(|ws| ws.ready_state() == OPEN)
+        .map(WebSocket::from)
+        .collect())
+}
+
+/// Sends one pre-built JS string: a broadcast crosses into JS once, not once per recipient.
+pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) {
+    let raw: &RawSocket = ws.as_ref().unchecked_ref();
+    // A socket that closed meanwhile is cleaned up by its close event; nothing to do here.
+    let _ = raw.send_js(frame);
+}
+
+/// Sends a frame, ignoring sockets that closed meanwhile.
+pub(crate) fn send(ws: &WebSocket, frame: &str) {
+    let _ = ws.send_with_str(frame);
+}
+
+/// Closes with `code`; 1005 and 1006 cannot be sent on the wire, so they become 1000.
+pub(crate) fn close(ws: &WebSocket, code: u16, reason: &str) {
+    let code = if code == 1005 || code == 1006 { 1000 } else { code };
+    let _ = ws.close(Some(code), Some(reason));
+}
