@@ -1,0 +1,130 @@
+//! Shared test helpers: token signing and a room simulator with a virtual clock.
+#![allow(dead_code)]
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use switchboard::core::config::Limits;
+use switchboard::core::effect::Effect;
+use switchboard::core::ids::{ConnId, RoomId, UserId};
+use switchboard::core::log::{LogHead, MemoryLog};
+use switchboard::core::protocol::Incoming;
+use switchboard::core::room::{ConnInfo, Room};
+use switchboard::core::time::Timestamp;
+
+pub const SECRET: &[u8] = b"test-secret";
+
+/// Signs `claims` with HMAC-SHA256 under `secret`, with any header (bad ones too).
+pub fn sign(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let body = format!(
+        "{}.{}",
+        Base64UrlUnpadded::encode_string(header.to_string().as_bytes()),
+        Base64UrlUnpadded::encode_string(claims.to_string().as_bytes())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length works for HMAC");
+    mac.update(body.as_bytes());
+    format!("{body}.{}", Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes()))
+}
+
+pub fn hs256(claims: &Value) -> String {
+    sign(&json!({ "alg": "HS256", "typ": "JWT" }), claims, SECRET)
+}
+
+/// One room driven entirely in memory: effects are applied to inboxes and a log.
+pub struct Sim {
+    pub room: Room,
+    pub log: MemoryLog,
+    pub now: Timestamp,
+    pub inboxes: BTreeMap<ConnId, Vec<Value>>,
+    pub closed: BTreeMap<ConnId, u16>,
+    next_conn: u32,
+}
+
+impl Sim {
+    pub fn new(room: &str) -> Sim {
+        Sim::with_limits(room, Limits::default())
+    }
+
+    pub fn with_limits(room: &str, limits: Limits) -> Sim {
+        let head = LogHead { seq: 0, epoch: "ep1".into() };
+        Sim {
+            room: Room::new(RoomId::parse(room).unwrap(), head, limits),
+            log: MemoryLog::default(),
+            now: Timestamp(1_700_000_000_000),
+            inboxes: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            next_conn: 0,
+        }
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.now = self.now.plus_millis(ms);
+    }
+
+    pub fn connect(&mut self, user: &str) -> ConnId {
+        self.next_conn += 1;
+        let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
+        self.inboxes.insert(conn.clone(), Vec::new());
+        let info = ConnInfo { conn: conn.clone(), user: UserId::parse(user).unwrap(), expires: self.now.plus_millis(3_600_000) };
+        let effects = self.room.handle_connect(info, self.now);
+        self.apply(effects);
+        conn
+    }
+
+    pub fn send(&mut self, conn: &ConnId, frame: Value) {
+        self.send_raw(conn, &frame.to_string());
+    }
+
+    pub fn send_raw(&mut self, conn: &ConnId, text: &str) {
+        let effects = self.room.handle_frame(conn, Incoming::Text(text), self.now, &self.log);
+        self.apply(effects);
+    }
+
+    pub fn close(&mut self, conn: &ConnId) {
+        self.inboxes.remove(conn);
+        let effects = self.room.handle_close(conn);
+        self.apply(effects);
+    }
+
+    /// Drains what `conn` received.
+    pub fn take(&mut self, conn: &ConnId) -> Vec<Value> {
+        self.inboxes.get_mut(conn).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Drains what `conn` received and returns the only frame.
+    pub fn take_one(&mut self, conn: &ConnId) -> Value {
+        let mut frames = self.take(conn);
+        assert_eq!(frames.len(), 1, "expected one frame, got {frames:?}");
+        frames.remove(0)
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Append(m) => {
+                    assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
+                    self.log.messages.push(m);
+                }
+                Effect::Send { to, frame } => {
+                    if let Some(inbox) = self.inboxes.get_mut(&to) {
+                        inbox.push(serde_json::from_str(&frame).unwrap());
+                    }
+                }
+                Effect::Broadcast { except, frame } => {
+                    let value: Value = serde_json::from_str(&frame).unwrap();
+                    for (id, inbox) in self.inboxes.iter_mut() {
+                        if except.as_ref() != Some(id) {
+                            inbox.push(value.clone());
+                        }
+                    }
+                }
+                Effect::Close { conn, code, .. } => {
+                    self.closed.insert(conn.clone(), code);
+                    self.close(&conn);
+                }
+            }
+        }
+    }
+}
