@@ -4,7 +4,9 @@ mod support;
 
 use serde_json::json;
 use support::{hs256, sign, SECRET};
-use switchboard::core::auth::{authenticate, check_server_key, upgrade_credentials, verify, AuthConfig, Identity};
+use switchboard::core::auth::{
+    authenticate, check_server_key, upgrade_credentials, verify, AuthConfig, Identity,
+};
 use switchboard::core::error::ErrorCode;
 use switchboard::core::ids::UserId;
 use switchboard::core::time::Timestamp;
@@ -27,7 +29,10 @@ fn rejected(token: &str, config: &AuthConfig) -> String {
 fn a_valid_token_names_its_user_and_expiry() {
     let token = hs256(&json!({ "sub": "alice", "exp": NOW_S + 60 }));
     let id = verify(&token, &config(), NOW).unwrap();
-    assert_eq!(id, Identity { user: UserId::parse("alice").unwrap(), expires: Timestamp((NOW_S as u64 + 60) * 1000) });
+    assert_eq!(
+        id,
+        Identity { user: UserId::parse("alice").unwrap(), expires: Timestamp((NOW_S as u64 + 60) * 1000) }
+    );
 }
 
 #[test]
@@ -47,7 +52,8 @@ fn every_bad_token_is_rejected_with_a_reason() {
     assert!(rejected(&hs256(&json!({ "sub": "alice", "exp": NOW_S - 1 })), &c).contains("expired"));
     assert!(rejected(&hs256(&json!({ "sub": "alice" })), &c).contains("exp"));
     assert!(rejected(&hs256(&json!({ "sub": "alice", "exp": "soon" })), &c).contains("claims"));
-    assert!(rejected(&hs256(&json!({ "sub": "alice", "exp": NOW_S + 60, "nbf": NOW_S + 30 })), &c).contains("nbf"));
+    assert!(rejected(&hs256(&json!({ "sub": "alice", "exp": NOW_S + 60, "nbf": NOW_S + 30 })), &c)
+        .contains("nbf"));
     assert!(rejected(&hs256(&json!({ "exp": NOW_S + 60 })), &c).contains("sub"));
     assert!(rejected(&hs256(&json!({ "sub": "a b", "exp": NOW_S + 60 })), &c).contains("sub"));
     assert!(rejected(&hs256(&json!({ "sub": 42, "exp": NOW_S + 60 })), &c).contains("claims"));
@@ -74,7 +80,11 @@ fn audience_and_issuer_are_checked_only_when_configured() {
     for (field, value) in [("aud", json!("other")), ("aud", json!(null)), ("iss", json!("https://evil"))] {
         let mut claims = base.clone();
         claims[field] = value;
-        assert!(rejected(&hs256(&claims), &strict).contains(if field == "aud" { "audience" } else { "issuer" }));
+        assert!(rejected(&hs256(&claims), &strict).contains(if field == "aud" {
+            "audience"
+        } else {
+            "issuer"
+        }));
     }
 }
 

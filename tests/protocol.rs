@@ -18,7 +18,10 @@ fn bad(text: &str) -> (Option<Value>, ErrorCode) {
 
 #[test]
 fn decodes_envelopes() {
-    assert_eq!(ok(r#"{"t":"message:send","ref":"c-1","d":{"text":"hi"}}"#), ("message:send".into(), Some(json!("c-1")), json!({"text":"hi"})));
+    assert_eq!(
+        ok(r#"{"t":"message:send","ref":"c-1","d":{"text":"hi"}}"#),
+        ("message:send".into(), Some(json!("c-1")), json!({"text":"hi"}))
+    );
     assert_eq!(ok(r#"{"t":"history:get","ref":17}"#), ("history:get".into(), Some(json!(17)), Value::Null));
     assert_eq!(ok(r#"{"t":"x","ref":null,"extra":1}"#), ("x".into(), None, Value::Null));
     assert_eq!(ok(&format!(r#"{{"t":"x","ref":"{}"}}"#, "r".repeat(64))).1, Some(json!("r".repeat(64))));
@@ -50,11 +53,20 @@ fn oversize_and_binary_frames_are_refused_unparsed() {
 #[test]
 fn server_frames_have_the_documented_shapes() {
     let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
-    assert_eq!(parse(event("member:join", &json!({"user":"a"}))), json!({"t":"member:join","d":{"user":"a"}}));
-    assert_eq!(parse(reply_ok(&json!("r"), &json!({"seq":1}))), json!({"t":"reply","ref":"r","ok":true,"d":{"seq":1}}));
+    assert_eq!(
+        parse(event("member:join", &json!({"user":"a"}))),
+        json!({"t":"member:join","d":{"user":"a"}})
+    );
+    assert_eq!(
+        parse(reply_ok(&json!("r"), &json!({"seq":1}))),
+        json!({"t":"reply","ref":"r","ok":true,"d":{"seq":1}})
+    );
     let err = Error::new(ErrorCode::BadRequest, "nope");
     let expected_error = json!({"code":"bad_request","message":"nope"});
-    assert_eq!(parse(failure(Some(&json!(3)), &err)), json!({"t":"reply","ref":3,"ok":false,"error":expected_error}));
+    assert_eq!(
+        parse(failure(Some(&json!(3)), &err)),
+        json!({"t":"reply","ref":3,"ok":false,"error":expected_error})
+    );
     assert_eq!(parse(failure(None, &err)), json!({"t":"error","error":expected_error}));
     assert_eq!(parse(error_frame(&err)), json!({"t":"error","error":expected_error}));
 }

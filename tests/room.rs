@@ -36,7 +36,10 @@ fn messages_get_consecutive_seqs_server_time_an_ack_and_reach_everyone_else() {
     sim.advance(1234);
     let ts = sim.now.as_millis();
     sim.send(&alice, json!({"t":"message:send","ref":"a1","d":{"text":"hi","id":"m-1","data":{"k":1}}}));
-    assert_eq!(sim.take_one(&alice), json!({"t":"reply","ref":"a1","ok":true,"d":{"seq":1,"id":"m-1","ts":ts}}));
+    assert_eq!(
+        sim.take_one(&alice),
+        json!({"t":"reply","ref":"a1","ok":true,"d":{"seq":1,"id":"m-1","ts":ts}})
+    );
     let expected = json!({"t":"message:receive","d":{"room":"general","seq":1,"id":"m-1","user":"alice","text":"hi","data":{"k":1},"ts":ts}});
     assert_eq!(sim.take_one(&bob), expected);
     assert_eq!(sim.take_one(&bob_tab), expected);
@@ -65,7 +68,12 @@ fn history_pages_ascend_and_clamp() {
         sim.send(&a, json!({"t":"history:get","ref":"h","d":d}));
         let reply = sim.take_one(&a);
         assert_eq!(reply["ok"], true, "{reply}");
-        reply["d"]["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>()
+        reply["d"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
     };
     assert_eq!(page(&mut sim, json!({})), vec![5, 6, 7], "clamped to HISTORY_PAGE_MAX");
     assert_eq!(page(&mut sim, json!({"before": 5, "limit": 2})), vec![3, 4]);
@@ -119,7 +127,11 @@ fn bad_frames_answer_with_codes_and_change_nothing() {
         sim.send_raw(&a, raw);
         let frame = sim.take_one(&a);
         match reply_to {
-            Some(r) => assert_eq!((frame["t"].as_str(), frame["ref"].as_str(), frame["ok"].as_bool()), (Some("reply"), Some(r), Some(false)), "{raw}"),
+            Some(r) => assert_eq!(
+                (frame["t"].as_str(), frame["ref"].as_str(), frame["ok"].as_bool()),
+                (Some("reply"), Some(r), Some(false)),
+                "{raw}"
+            ),
             None => assert_eq!(frame["t"], "error", "{raw}"),
         }
         assert_eq!(frame["error"]["code"], code, "{raw}");

@@ -167,7 +167,11 @@ pub fn upgrade_credentials(
 }
 
 /// Verifies the credentials of an upgrade request: 401 when no valid token is present.
-pub fn authenticate(creds: &UpgradeCredentials, config: &AuthConfig, now: Timestamp) -> Result<Identity, Error> {
+pub fn authenticate(
+    creds: &UpgradeCredentials,
+    config: &AuthConfig,
+    now: Timestamp,
+) -> Result<Identity, Error> {
     let token = creds.token.as_deref().ok_or_else(|| unauthorized("missing token"))?;
     verify(token, config, now)
 }
@@ -175,7 +179,8 @@ pub fn authenticate(creds: &UpgradeCredentials, config: &AuthConfig, now: Timest
 /// Checks `Authorization: Bearer <key>` against the configured server key in constant time.
 /// Without a configured key, server routes are closed.
 pub fn check_server_key(authorization: Option<&str>, configured: Option<&str>) -> Result<(), Error> {
-    let configured = configured.ok_or_else(|| unauthorized("server routes are disabled: SERVER_API_KEY is not set"))?;
+    let configured =
+        configured.ok_or_else(|| unauthorized("server routes are disabled: SERVER_API_KEY is not set"))?;
     let presented = authorization
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

@@ -69,8 +69,8 @@ impl Config {
             limits: Limits {
                 max_frame_bytes: number("MAX_FRAME_BYTES", defaults.max_frame_bytes as u64)? as usize,
                 max_text_chars: number("MAX_TEXT_CHARS", defaults.max_text_chars as u64)? as usize,
-                history_page_max: number("HISTORY_PAGE_MAX", defaults.history_page_max.into())?
-                    .clamp(1, 1000) as u32,
+                history_page_max: number("HISTORY_PAGE_MAX", defaults.history_page_max.into())?.clamp(1, 1000)
+                    as u32,
                 max_strikes: number("MAX_STRIKES", defaults.max_strikes.into())?.clamp(1, 10_000) as u32,
             },
         })

@@ -131,7 +131,8 @@ impl Room {
             "epoch": self.head.epoch,
             "members": members,
         });
-        let mut effects = vec![Effect::Send { to: conn.clone(), frame: protocol::event("room:state", &state) }];
+        let mut effects =
+            vec![Effect::Send { to: conn.clone(), frame: protocol::event("room:state", &state) }];
         if first_socket {
             effects.push(Effect::Broadcast {
                 except: Some(conn),
@@ -157,7 +158,10 @@ impl Room {
             None => false,
         };
         if last_socket {
-            vec![Effect::Broadcast { except: None, frame: protocol::event("member:leave", &json!({ "user": user })) }]
+            vec![Effect::Broadcast {
+                except: None,
+                frame: protocol::event("member:leave", &json!({ "user": user })),
+            }]
         } else {
             Vec::new()
         }
@@ -200,7 +204,11 @@ impl Room {
             None => 0,
         };
         if strikes >= self.limits.max_strikes {
-            effects.push(Effect::Close { conn: conn.clone(), code: close::PROTOCOL_ABUSE, reason: "too many bad frames" });
+            effects.push(Effect::Close {
+                conn: conn.clone(),
+                code: close::PROTOCOL_ABUSE,
+                reason: "too many bad frames",
+            });
         }
         effects
     }
@@ -276,8 +284,8 @@ impl Room {
         p: HistoryPayload,
         log: &dyn MessageLog,
     ) -> Result<Vec<Effect>, Error> {
-        let reply_to =
-            reply_to.ok_or_else(|| Error::new(ErrorCode::BadRequest, "history:get needs a ref to reply to"))?;
+        let reply_to = reply_to
+            .ok_or_else(|| Error::new(ErrorCode::BadRequest, "history:get needs a ref to reply to"))?;
         let limit = p.limit.unwrap_or(DEFAULT_HISTORY_LIMIT).clamp(1, self.limits.history_page_max);
         let messages = log
             .page(p.before, limit)

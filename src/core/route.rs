@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn known_routes() {
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
-        assert_eq!(route("GET", "/v1/rooms/general/ws"), Ok(Route::RoomSocket(RoomId::parse("general").unwrap())));
+        assert_eq!(
+            route("GET", "/v1/rooms/general/ws"),
+            Ok(Route::RoomSocket(RoomId::parse("general").unwrap()))
+        );
         assert_eq!(route("GET", "/v1/rooms/a%3Ab/ws"), Ok(Route::RoomSocket(RoomId::parse("a:b").unwrap())));
     }
 

@@ -6,7 +6,6 @@ mod placeholders;
 mod room_object;
 mod socket;
 
-
 use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
@@ -29,10 +28,8 @@ pub(crate) fn now() -> Timestamp {
 
 /// Reads every setting from `[vars]` and secrets.
 pub(crate) fn config(env: &Env) -> Result<Config, Error> {
-    Config::from_lookup(|name| {
-        env.var(name).or_else(|_| env.secret(name)).ok().map(|v| v.to_string())
-    })
-    .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+    Config::from_lookup(|name| env.var(name).or_else(|_| env.secret(name)).ok().map(|v| v.to_string()))
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
 }
 
 #[event(fetch)]
@@ -47,10 +44,9 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
     let url = req.url().map_err(http::internal)?;
     let method = req.method();
     match route(method.as_ref(), url.path())? {
-        Route::Health => http::json(
-            200,
-            &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }),
-        ),
+        Route::Health => {
+            http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+        }
         Route::RoomSocket(room) => {
             let headers = req.headers();
             let header = |name: &str| headers.get(name).ok().flatten();
@@ -58,8 +54,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             if !is_upgrade {
                 return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
             }
-            let query_token =
-                url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            let query_token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
             let creds = auth::upgrade_credentials(
                 header("authorization").as_deref(),
                 header("sec-websocket-protocol").as_deref(),
@@ -83,14 +78,18 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             let config = config(&env)?;
             let authorization = req.headers().get("authorization").ok().flatten();
             auth::check_server_key(authorization.as_deref(), config.server_api_key.as_deref())?;
-            room_stub(&env, &room)?.fetch_with_request(room_request("stats", &room)?).await.map_err(http::internal)
+            room_stub(&env, &room)?
+                .fetch_with_request(room_request("stats", &room)?)
+                .await
+                .map_err(http::internal)
         }
     }
 }
 
 /// A Worker → room object request for `endpoint`, naming the room (objects only know their id).
 fn room_request(endpoint: &str, room: &crate::core::ids::RoomId) -> Result<Request, Error> {
-    let mut req = Request::new(&format!("https://room.internal/{endpoint}"), Method::Get).map_err(http::internal)?;
+    let mut req =
+        Request::new(&format!("https://room.internal/{endpoint}"), Method::Get).map_err(http::internal)?;
     req.headers_mut().and_then(|h| h.set(internal::ROOM, room.as_str())).map_err(http::internal)?;
     Ok(req)
 }

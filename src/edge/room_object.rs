@@ -15,8 +15,8 @@ use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::{
-    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 const SCHEMA: &str = "
@@ -61,7 +61,11 @@ impl worker::DurableObject for RoomObject {
         result.or_else(|e| http::error(&e))
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
         let Some(conn) = conn_of(&ws) else {
             socket::close(&ws, close::INTERNAL, "unknown connection");
             return Ok(());
@@ -87,7 +91,13 @@ impl worker::DurableObject for RoomObject {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, code: usize, reason: String, _clean: bool) -> worker::Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _clean: bool,
+    ) -> worker::Result<()> {
         // In hibernation mode the close handshake is ours to finish, or the client sees 1006.
         socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
         self.forget(&ws);
@@ -116,7 +126,8 @@ impl RoomObject {
         let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
         let room = header(internal::ROOM).and_then(|r| RoomId::parse(&r).ok()).ok_or_else(bad)?;
         let user = header(internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
-        let expires = header(internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let expires =
+            header(internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
         let info = ConnInfo { conn: random_id()?, user: user.clone(), expires };
 
         let mut slot = self.live.borrow_mut();
@@ -158,7 +169,11 @@ impl RoomObject {
     }
 
     /// The live room, rebuilt from storage and the surviving sockets when the object just woke.
-    fn load<'a>(&self, slot: &'a mut Option<Live>, room_hint: Option<&RoomId>) -> Result<&'a mut Live, Error> {
+    fn load<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        room_hint: Option<&RoomId>,
+    ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
             *slot = Some(self.rebuild(room_hint)?);
         }
@@ -191,12 +206,17 @@ impl RoomObject {
         struct Head {
             seq: Option<i64>,
         }
-        let head: Vec<Head> = sql.exec("SELECT MAX(seq) AS seq FROM messages", None).and_then(|c| c.to_array()).map_err(storage)?;
+        let head: Vec<Head> = sql
+            .exec("SELECT MAX(seq) AS seq FROM messages", None)
+            .and_then(|c| c.to_array())
+            .map_err(storage)?;
         let seq = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
 
         let mut room = Room::new(room, LogHead { seq, epoch }, config.limits);
         let mut sockets = HashMap::new();
-        for ws in socket::open_sockets(&self.state).map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))? {
+        for ws in socket::open_sockets(&self.state)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?
+        {
             match ws.deserialize_attachment::<ConnInfo>() {
                 Ok(Some(info)) => {
                     sockets.insert(info.conn.clone(), ws);
@@ -302,7 +322,8 @@ fn append(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
         Some(d) => SqlStorageValue::from(d.to_string()),
         None => SqlStorageValue::Null,
     };
-    let number = |n: u64| SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage);
+    let number =
+        |n: u64| SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage);
     sql.exec(
         "INSERT INTO messages (seq, id, user, text, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
         vec![
@@ -335,7 +356,8 @@ impl MessageLog for SqlLog<'_> {
             data: Option<String>,
             ts: i64,
         }
-        let before = before.map_or(MAX_SAFE_INTEGER, |b| i64::try_from(b).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER));
+        let before = before
+            .map_or(MAX_SAFE_INTEGER, |b| i64::try_from(b).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER));
         let rows: Vec<Row> = self
             .sql
             .exec(
@@ -353,7 +375,11 @@ impl MessageLog for SqlLog<'_> {
                     id: r.id,
                     user: UserId::parse(&r.user).map_err(|_| LogError("stored user id is corrupt".into()))?,
                     text: r.text,
-                    data: r.data.map(|d| serde_json::from_str(&d)).transpose().map_err(|e| LogError(e.to_string()))?,
+                    data: r
+                        .data
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(|e| LogError(e.to_string()))?,
                     ts: Timestamp(r.ts.max(0) as u64),
                 })
             })

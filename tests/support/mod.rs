@@ -67,7 +67,11 @@ impl Sim {
         self.next_conn += 1;
         let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
         self.inboxes.insert(conn.clone(), Vec::new());
-        let info = ConnInfo { conn: conn.clone(), user: UserId::parse(user).unwrap(), expires: self.now.plus_millis(3_600_000) };
+        let info = ConnInfo {
+            conn: conn.clone(),
+            user: UserId::parse(user).unwrap(),
+            expires: self.now.plus_millis(3_600_000),
+        };
         let effects = self.room.handle_connect(info, self.now);
         self.apply(effects);
         conn
