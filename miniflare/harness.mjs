@@ -8,8 +8,19 @@ import WebSocket from "ws";
 import { signHs256 } from "./jwt.mjs";
 
 const root = joinPath(dirname(fileURLToPath(import.meta.url)), "..");
-export const SECRET = "test-jwt-secret";
-export const SERVER_KEY = "test-server-key";
+/** `.dev.vars.example`, so tests run with the dev configuration `npm run dev` uses. */
+function devVars() {
+  const vars = {};
+  for (const line of readFileSync(joinPath(root, ".dev.vars.example"), "utf8").split("\n")) {
+    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
+    if (m) vars[m[1]] = m[2].trim().replace(/^(["'])(.*)\1$/, "$2");
+  }
+  return vars;
+}
+
+const DEV = devVars();
+export const SECRET = DEV.JWT_SECRET;
+export const SERVER_KEY = DEV.SERVER_API_KEY;
 
 /** The `[vars]` of wrangler.toml, so tests run with the configuration users deploy. */
 function wranglerVars() {
@@ -36,7 +47,7 @@ export async function startWorker({ persist, vars = {}, preventEviction = false 
     compatibilityDate: "2026-04-01",
     durableObjects: { ROOMS: object("RoomObject"), USERS: object("UserObject"), DOCS: object("DocumentObject") },
     durableObjectsPersist: persist ?? false,
-    bindings: { ...wranglerVars(), JWT_SECRET: SECRET, SERVER_API_KEY: SERVER_KEY, ...vars },
+    bindings: { ...wranglerVars(), ...DEV, ...vars },
     host: "127.0.0.1",
     port: 0,
     cf: false,

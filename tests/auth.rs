@@ -31,8 +31,22 @@ fn a_valid_token_names_its_user_and_expiry() {
     let id = verify(&token, &config(), NOW).unwrap();
     assert_eq!(
         id,
-        Identity { user: UserId::parse("alice").unwrap(), expires: Timestamp((NOW_S as u64 + 60) * 1000) }
+        Identity {
+            user: UserId::parse("alice").unwrap(),
+            expires: Timestamp((NOW_S as u64 + 60) * 1000),
+            caps: None
+        }
     );
+}
+
+#[test]
+fn the_cap_claim_is_read_and_a_malformed_one_rejected() {
+    let token = hs256(&json!({ "sub": "a", "exp": NOW_S + 60, "cap": {"room:general": ["join"]} }));
+    let caps = verify(&token, &config(), NOW).unwrap().caps.unwrap();
+    assert!(caps.allows("room:general", "join"));
+    assert!(!caps.allows("room:general", "send"));
+    let bad = hs256(&json!({ "sub": "a", "exp": NOW_S + 60, "cap": ["room:general"] }));
+    assert!(rejected(&bad, &config()).contains("claims"));
 }
 
 #[test]

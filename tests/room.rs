@@ -7,7 +7,7 @@ use serde_json::json;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::error::close;
-use switchboard::core::log::MessageLog;
+use switchboard::core::log::RoomLog;
 
 #[test]
 fn joining_greets_with_room_state_and_tells_the_others() {
@@ -16,7 +16,7 @@ fn joining_greets_with_room_state_and_tells_the_others() {
     let state = sim.take_one(&alice);
     assert_eq!(
         state,
-        json!({"t":"room:state","d":{"room":"general","connId":"c1","user":"alice","seq":0,"epoch":"ep1","members":[{"user":"alice"}]}})
+        json!({"t":"room:state","d":{"room":"general","connId":"c1","user":"alice","seq":0,"epoch":"ep1","members":[{"user":"alice"}],"typing":[],"state":{}}})
     );
     let bob = sim.connect("bob");
     assert_eq!(sim.take_one(&bob)["d"]["members"], json!([{"user":"alice"},{"user":"bob"}]));

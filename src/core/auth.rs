@@ -4,6 +4,7 @@
 //! accepted, so `alg: none` and algorithm-confusion tokens fail before any key is used. Errors
 //! describe what was wrong with a token, never the token itself.
 
+use crate::core::caps::Capabilities;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::time::Timestamp;
@@ -52,6 +53,15 @@ pub struct Identity {
     pub user: UserId,
     /// The token's `exp`.
     pub expires: Timestamp,
+    /// The token's `cap` claim, when it has one.
+    pub caps: Option<Capabilities>,
+}
+
+impl Identity {
+    /// The token's capabilities, or `default` when it states none.
+    pub fn caps_or<'a>(&'a self, default: &'a Capabilities) -> &'a Capabilities {
+        self.caps.as_ref().unwrap_or(default)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +85,7 @@ struct CustomClaims {
     sub: Option<String>,
     aud: Option<Audience>,
     iss: Option<String>,
+    cap: Option<Capabilities>,
 }
 
 fn unauthorized(message: &str) -> Error {
@@ -120,7 +131,7 @@ pub fn verify(token: &str, config: &AuthConfig, now: Timestamp) -> Result<Identi
     let sub = custom.sub.as_deref().ok_or_else(|| unauthorized("token has no sub claim"))?;
     let user = UserId::parse(sub).map_err(|e| unauthorized(&format!("token sub {e}")))?;
     let expires_ms = claims.expiration.map(|exp| exp.timestamp_millis().max(0) as u64).unwrap_or(0);
-    Ok(Identity { user, expires: Timestamp(expires_ms) })
+    Ok(Identity { user, expires: Timestamp(expires_ms), caps: custom.cap.clone() })
 }
 
 /// The credentials an upgrade request carries, and the subprotocol to echo.
@@ -174,6 +185,31 @@ pub fn authenticate(
 ) -> Result<Identity, Error> {
     let token = creds.token.as_deref().ok_or_else(|| unauthorized("missing token"))?;
     verify(token, config, now)
+}
+
+/// Who is calling an HTTP route that app servers and users share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An app server, with the server key.
+    Server,
+    /// A user, with a valid token.
+    User(Identity),
+}
+
+/// Identifies the caller of an HTTP route: the server key (`Authorization: Bearer <key>`)
+/// when `server_key_allowed`, else a user token from `Authorization` or `?token=`.
+pub fn http_caller(
+    authorization: Option<&str>,
+    query_token: Option<&str>,
+    config: &crate::core::config::Config,
+    server_key_allowed: bool,
+    now: Timestamp,
+) -> Result<Caller, Error> {
+    if server_key_allowed && check_server_key(authorization, config.server_api_key.as_deref()).is_ok() {
+        return Ok(Caller::Server);
+    }
+    let creds = upgrade_credentials(authorization, None, query_token)?;
+    authenticate(&creds, &config.auth, now).map(Caller::User)
 }
 
 /// Checks `Authorization: Bearer <key>` against the configured server key in constant time.

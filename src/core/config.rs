@@ -2,6 +2,7 @@
 //! a lookup function, so the core never sees `worker::Env`.
 
 use crate::core::auth::AuthConfig;
+use crate::core::caps::Capabilities;
 
 /// Limits that protect an object and its other clients from one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,13 +13,33 @@ pub struct Limits {
     pub max_text_chars: usize,
     /// Most messages in one history page (`HISTORY_PAGE_MAX`, default 100).
     pub history_page_max: u32,
-    /// Consecutive bad frames after which the socket is closed with 4002 (`MAX_STRIKES`, default 20).
+    /// Consecutive rejected frames after which the socket is closed with 4002 (`MAX_STRIKES`, default 20).
     pub max_strikes: u32,
+    /// How long a `typing:start` lasts without a refresh (`TYPING_TTL_MS`, default 6,000).
+    pub typing_ttl_ms: u64,
+    /// Most missed messages a reconnect can recover (`RECOVERY_WINDOW`, default 1,000).
+    pub recovery_window: u32,
+    /// Most sockets one user may hold in one room (`MAX_SOCKETS_PER_USER`, default 10).
+    pub max_sockets_per_user: usize,
+    /// Most keys in a room's live state (`STATE_MAX_KEYS`, default 256).
+    pub state_max_keys: usize,
+    /// Largest `state:set` value as JSON, in bytes (`STATE_MAX_VALUE_BYTES`, default 16,384).
+    pub state_max_value_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: 64 * 1024, max_text_chars: 4000, history_page_max: 100, max_strikes: 20 }
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            max_text_chars: 4000,
+            history_page_max: 100,
+            max_strikes: 20,
+            typing_ttl_ms: 6000,
+            recovery_window: 1000,
+            max_sockets_per_user: 10,
+            state_max_keys: 256,
+            state_max_value_bytes: 16 * 1024,
+        }
     }
 }
 
@@ -29,6 +50,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The key app servers present on server routes (`SERVER_API_KEY`); `None` disables them.
     pub server_api_key: Option<String>,
+    /// Capabilities of a token without a `cap` claim (`DEFAULT_CAPS`, JSON; unset: none).
+    pub default_caps: Capabilities,
     /// Per-object limits.
     pub limits: Limits,
 }
@@ -58,6 +81,11 @@ impl Config {
         };
         let secret = get("JWT_SECRET").ok_or_else(|| ConfigError("JWT_SECRET is not set".into()))?;
         let defaults = Limits::default();
+        let default_caps = match get("DEFAULT_CAPS") {
+            None => Capabilities::default(),
+            Some(json) => Capabilities::parse(&json)
+                .ok_or_else(|| ConfigError("DEFAULT_CAPS must be a JSON object of string arrays".into()))?,
+        };
         Ok(Config {
             auth: AuthConfig {
                 hs256_secret: secret.into_bytes(),
@@ -66,12 +94,22 @@ impl Config {
                 leeway_secs: number("JWT_LEEWAY_SECS", 0)? as i64,
             },
             server_api_key: get("SERVER_API_KEY"),
+            default_caps,
             limits: Limits {
                 max_frame_bytes: number("MAX_FRAME_BYTES", defaults.max_frame_bytes as u64)? as usize,
                 max_text_chars: number("MAX_TEXT_CHARS", defaults.max_text_chars as u64)? as usize,
                 history_page_max: number("HISTORY_PAGE_MAX", defaults.history_page_max.into())?.clamp(1, 1000)
                     as u32,
                 max_strikes: number("MAX_STRIKES", defaults.max_strikes.into())?.clamp(1, 10_000) as u32,
+                typing_ttl_ms: number("TYPING_TTL_MS", defaults.typing_ttl_ms)?.clamp(100, 600_000),
+                recovery_window: number("RECOVERY_WINDOW", defaults.recovery_window.into())?.clamp(0, 100_000)
+                    as u32,
+                max_sockets_per_user: number("MAX_SOCKETS_PER_USER", defaults.max_sockets_per_user as u64)?
+                    .clamp(1, 10_000) as usize,
+                state_max_keys: number("STATE_MAX_KEYS", defaults.state_max_keys as u64)?.clamp(1, 100_000)
+                    as usize,
+                state_max_value_bytes: number("STATE_MAX_VALUE_BYTES", defaults.state_max_value_bytes as u64)?
+                    .clamp(16, 1 << 20) as usize,
             },
         })
     }
@@ -98,5 +136,14 @@ mod tests {
         assert!(Config::from_lookup(lookup(&[])).is_err());
         let err = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("MAX_FRAME_BYTES", "lots")]));
         assert!(err.unwrap_err().0.contains("MAX_FRAME_BYTES"));
+        let caps = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("DEFAULT_CAPS", "[1]")]));
+        assert!(caps.unwrap_err().0.contains("DEFAULT_CAPS"));
+    }
+
+    #[test]
+    fn default_caps_are_parsed() {
+        let c = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("DEFAULT_CAPS", r#"{"*":["join"]}"#)]))
+            .unwrap();
+        assert!(c.default_caps.allows("room:x", "join"));
     }
 }

@@ -4,12 +4,22 @@
 
 use crate::core::ids::ConnId;
 use crate::core::log::Message;
+use crate::core::room::{ConnInfo, StateEntry};
 
 /// One instruction for the edge shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Persist a new message in the room's log.
+    /// Persist a new message in the room's log (and hand it to HTTP event streams).
     Append(Message),
+    /// Persist one key of the room's live state.
+    PutState {
+        /// The key.
+        key: String,
+        /// Its new value, version and author.
+        entry: StateEntry,
+    },
+    /// Store this connection's new data in its socket attachment (after `auth:refresh`).
+    UpdateConn(ConnInfo),
     /// Send `frame` to one connection.
     Send {
         /// Recipient.
@@ -24,7 +34,8 @@ pub enum Effect {
         /// A complete JSON text frame, serialized once for all recipients.
         frame: String,
     },
-    /// Close one connection with a code from [`crate::core::error::close`].
+    /// Close one connection with a code from [`crate::core::error::close`]; the shell then
+    /// reports the closure back through `handle_close`.
     Close {
         /// The connection to close.
         conn: ConnId,

@@ -23,12 +23,18 @@ pub enum ErrorCode {
     Unauthorized,
     /// The token is valid but does not allow this.
     Forbidden,
-    /// No such route.
+    /// No such route, or the target of a request (a user to signal) is not there.
     NotFound,
     /// The route exists but not for this HTTP method.
     MethodNotAllowed,
     /// A WebSocket route was called without `Upgrade: websocket`.
     UpgradeRequired,
+    /// An `ifVersion` did not match the current version.
+    Conflict,
+    /// Over a per-connection rate; `retryAfterMs` says when to try again.
+    RateLimited,
+    /// The user already has the maximum number of sockets in this object.
+    TooManyConnections,
     /// Something failed on our side (storage); the request may be retried.
     Internal,
 }
@@ -46,6 +52,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UpgradeRequired => "upgrade_required",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Internal => "internal",
         }
     }
@@ -58,6 +67,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::TooLarge => 413,
             ErrorCode::UpgradeRequired => 426,
             ErrorCode::Internal => 500,
@@ -72,12 +83,24 @@ pub struct Error {
     pub code: ErrorCode,
     /// Free text for people; never contains secrets.
     pub message: String,
+    /// With `rate_limited`: milliseconds until the request would be accepted.
+    #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Error {
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error { code, message: message.into(), retry_after_ms: None }
+    }
+
+    /// `rate_limited`, retry after `ms`.
+    pub fn rate_limited(what: &str, ms: u64) -> Self {
+        Error {
+            code: ErrorCode::RateLimited,
+            message: format!("too many {what}; retry in {ms} ms"),
+            retry_after_ms: Some(ms),
+        }
     }
 
     /// The HTTP status for this error.
@@ -107,6 +130,6 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
     /// The socket's token expired and no `auth:refresh` arrived in time; reconnect with a new one.
     pub const TOKEN_EXPIRED: u16 = 4001;
-    /// Too many protocol errors in a row; fix the client before reconnecting.
+    /// Too many rejected frames in a row (malformed or over a rate); fix the client first.
     pub const PROTOCOL_ABUSE: u16 = 4002;
 }

@@ -1,7 +1,7 @@
-//! A room's message log: the stored message and the read side the room needs.
+//! A room's message log: the stored message and the reads the room needs.
 //!
 //! Writes leave the core as [`Effect::Append`](crate::core::effect::Effect::Append); reads come in
-//! through [`MessageLog`], which the edge implements over SQLite and tests implement in memory.
+//! through [`RoomLog`], which the edge implements over SQLite and tests implement in memory.
 
 use crate::core::ids::{RoomId, UserId};
 use crate::core::time::Timestamp;
@@ -42,10 +42,16 @@ pub struct LogHead {
 pub struct LogError(pub String);
 
 /// Read access to a room's stored messages.
-pub trait MessageLog {
-    /// Up to `limit` messages with `seq < before` (all when `before` is `None`), newest ones,
-    /// returned in ascending `seq`.
+pub trait RoomLog {
+    /// Up to `limit` messages with `seq < before` (all when `before` is `None`), the newest ones,
+    /// in ascending `seq`.
     fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError>;
+
+    /// Up to `limit` messages with `seq > since`, the oldest ones, in ascending `seq`.
+    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError>;
+
+    /// The message `user` sent with the client id `id`, if any.
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError>;
 }
 
 /// An in-memory log for tests and simulations.
@@ -55,10 +61,19 @@ pub struct MemoryLog {
     pub messages: Vec<Message>,
 }
 
-impl MessageLog for MemoryLog {
+impl RoomLog for MemoryLog {
     fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
         let end = before.map_or(self.messages.len(), |b| self.messages.partition_point(|m| m.seq < b));
         let start = end.saturating_sub(limit as usize);
         Ok(self.messages.get(start..end).unwrap_or_default().to_vec())
+    }
+
+    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
+        let start = self.messages.partition_point(|m| m.seq <= since);
+        Ok(self.messages.iter().skip(start).take(limit as usize).cloned().collect())
+    }
+
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+        Ok(self.messages.iter().find(|m| &m.user == user && m.id == id).cloned())
     }
 }

@@ -5,6 +5,7 @@
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
 pub mod auth;
+pub mod caps;
 pub mod config;
 pub mod effect;
 pub mod error;
@@ -13,4 +14,6 @@ pub mod log;
 pub mod protocol;
 pub mod room;
 pub mod route;
+pub mod throttle;
 pub mod time;
+pub mod timers;

@@ -168,3 +168,14 @@ fn to_json<T: Serialize>(value: &T) -> String {
         r#"{"t":"error","error":{"code":"internal","message":"could not encode frame"}}"#.to_owned()
     })
 }
+
+/// One Server-Sent Events message: `event:`, optional `id:`, and the JSON `data:` on one line.
+pub fn sse_event<D: Serialize>(event: &str, id: Option<&str>, data: &D) -> String {
+    let mut out = format!("event: {event}\n");
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    // serde_json never emits a raw newline, so the data is a single `data:` line.
+    out.push_str(&format!("data: {}\n\n", to_json(data)));
+    out
+}

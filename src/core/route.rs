@@ -4,6 +4,7 @@
 
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::RoomId;
+use crate::core::room::Resume;
 
 /// A request the Worker knows how to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,12 @@ pub enum Route {
     RoomSocket(RoomId),
     /// `GET /v1/rooms/:room/stats` (server key): the object's counters.
     RoomStats(RoomId),
+    /// `GET /v1/rooms/:room/messages` (user token): a history page.
+    RoomHistory(RoomId),
+    /// `POST /v1/rooms/:room/messages` (server key or user token): publish a message.
+    RoomPublish(RoomId),
+    /// `GET /v1/rooms/:room/events` (user token): messages as Server-Sent Events.
+    RoomEvents(RoomId),
 }
 
 /// Matches `method` and `path` (without the query string) to a route.
@@ -32,6 +39,18 @@ pub fn route(method: &str, path: &str) -> Result<Route, Error> {
             allow(method, "GET", path)?;
             room_id(room).map(Route::RoomStats)
         }
+        ["v1", "rooms", room, "messages"] => {
+            let publish = method.eq_ignore_ascii_case("POST");
+            if !publish {
+                allow(method, "GET", path)
+                    .map_err(|e| Error { message: format!("{path} takes GET or POST"), ..e })?;
+            }
+            room_id(room).map(if publish { Route::RoomPublish } else { Route::RoomHistory })
+        }
+        ["v1", "rooms", room, "events"] => {
+            allow(method, "GET", path)?;
+            room_id(room).map(Route::RoomEvents)
+        }
         _ => Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
     }
 }
@@ -42,6 +61,35 @@ fn allow(method: &str, allowed: &str, path: &str) -> Result<(), Error> {
     } else {
         Err(Error::new(ErrorCode::MethodNotAllowed, format!("{path} takes {allowed}")))
     }
+}
+
+/// Reads an optional whole-number query parameter; anything else is a 400.
+pub fn number_param(name: &str, value: Option<&str>) -> Result<Option<u64>, Error> {
+    value
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Error::new(ErrorCode::BadRequest, format!("{name} must be a whole number, got {v:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// A reconnect position from `?since=&epoch=`: `None` for a plain connect. A `since` without
+/// an `epoch` cannot be checked against the log, so it resumes nothing (`recovered: false`).
+pub fn resume_query(since: Option<&str>, epoch: Option<&str>) -> Result<Option<Resume>, Error> {
+    let since = number_param("since", since)?;
+    Ok(match (since, epoch) {
+        (None, None) => None,
+        (since, epoch) => {
+            Some(Resume { since: since.unwrap_or(0), epoch: epoch.unwrap_or_default().to_owned() })
+        }
+    })
+}
+
+/// A reconnect position from an SSE `Last-Event-ID` (`<epoch>:<seq>`, the ids we send).
+pub fn resume_from_event_id(id: &str) -> Option<Resume> {
+    let (epoch, seq) = id.rsplit_once(':')?;
+    Some(Resume { since: seq.parse().ok()?, epoch: epoch.to_owned() })
 }
 
 fn room_id(segment: &str) -> Result<RoomId, Error> {
@@ -84,6 +132,26 @@ mod tests {
             Ok(Route::RoomSocket(RoomId::parse("general").unwrap()))
         );
         assert_eq!(route("GET", "/v1/rooms/a%3Ab/ws"), Ok(Route::RoomSocket(RoomId::parse("a:b").unwrap())));
+    }
+
+    #[test]
+    fn messages_take_get_and_post() {
+        let general = || RoomId::parse("general").unwrap();
+        assert_eq!(route("GET", "/v1/rooms/general/messages"), Ok(Route::RoomHistory(general())));
+        assert_eq!(route("POST", "/v1/rooms/general/messages"), Ok(Route::RoomPublish(general())));
+        assert_eq!(route("GET", "/v1/rooms/general/events"), Ok(Route::RoomEvents(general())));
+        assert_eq!(code("PUT", "/v1/rooms/general/messages"), ErrorCode::MethodNotAllowed);
+    }
+
+    #[test]
+    fn resume_positions() {
+        assert_eq!(resume_query(None, None), Ok(None));
+        assert_eq!(resume_query(Some("7"), Some("e")), Ok(Some(Resume { since: 7, epoch: "e".into() })));
+        assert_eq!(resume_query(Some("7"), None), Ok(Some(Resume { since: 7, epoch: String::new() })));
+        assert_eq!(resume_query(Some("-1"), Some("e")).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(resume_from_event_id("ab12:9"), Some(Resume { since: 9, epoch: "ab12".into() }));
+        assert_eq!(resume_from_event_id("9"), None);
+        assert_eq!(resume_from_event_id("e:x"), None);
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! The wasm32 shell: the Worker's fetch handler and the Durable Objects. It translates between
 //! the platform (requests, sockets, SQLite, alarms) and the core; every rule lives in the core.
+//!
+//! The Worker authenticates and authorizes every request, then forwards it to the room's object
+//! with what it verified in [`internal`] headers.
 
 mod http;
 mod placeholders;
 mod room_object;
 mod socket;
 
-use crate::core::auth;
+use crate::core::auth::{self, Caller};
+use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::route::{route, Route};
+use crate::core::ids::{RoomId, UserId};
+use crate::core::room::{Publish, Resume};
+use crate::core::route::{number_param, resume_from_event_id, resume_query, route, Route};
 use crate::core::time::Timestamp;
-use worker::{event, Context, Date, Env, Method, Request, Response};
+use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 
 /// Headers on the Worker → object request carrying what the Worker already verified. An
 /// object is reachable only through its Worker, so it trusts them.
@@ -19,7 +25,11 @@ pub(crate) mod internal {
     pub const ROOM: &str = "x-switchboard-room";
     pub const USER: &str = "x-switchboard-user";
     pub const EXPIRES: &str = "x-switchboard-expires";
+    pub const CAN_SEND: &str = "x-switchboard-can-send";
     pub const PROTOCOL: &str = "x-switchboard-protocol";
+    pub const SINCE: &str = "x-switchboard-since";
+    pub const EPOCH: &str = "x-switchboard-epoch";
+    pub const IDEMPOTENCY_KEY: &str = "x-switchboard-idempotency-key";
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -40,61 +50,192 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     }
 }
 
+/// The request's parts the handlers read.
+struct Incoming {
+    url: Url,
+    req: Request,
+}
+
+impl Incoming {
+    fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    fn query(&self, name: &str) -> Option<String> {
+        self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+
+    /// The caller of a shared HTTP route (see [`auth::http_caller`]).
+    fn caller(&self, config: &Config, server_key_allowed: bool) -> Result<Caller, Error> {
+        let authorization = self.header("authorization");
+        let token = self.query("token");
+        auth::http_caller(authorization.as_deref(), token.as_deref(), config, server_key_allowed, now())
+    }
+}
+
+fn forbidden(what: &str, room: &RoomId) -> Error {
+    Error::new(ErrorCode::Forbidden, format!("this token may not {what} room {room}"))
+}
+
+/// A user's rights in `room`, refusing with 403 when they may not join it.
+fn join_rights(identity: &auth::Identity, config: &Config, room: &RoomId) -> Result<RoomRights, Error> {
+    let rights = RoomRights::of(identity.caps_or(&config.default_caps), room.as_str());
+    if rights.join {
+        Ok(rights)
+    } else {
+        Err(forbidden("join", room))
+    }
+}
+
+fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
+    if let Some(resume) = resume {
+        let h = req.headers_mut().map_err(http::internal)?;
+        h.set(internal::SINCE, &resume.since.to_string()).map_err(http::internal)?;
+        h.set(internal::EPOCH, &resume.epoch).map_err(http::internal)?;
+    }
+    Ok(())
+}
+
 async fn serve(req: Request, env: Env) -> Result<Response, Error> {
     let url = req.url().map_err(http::internal)?;
-    let method = req.method();
-    match route(method.as_ref(), url.path())? {
+    let route = route(req.method().as_ref(), url.path())?;
+    let mut incoming = Incoming { url, req };
+    match route {
         Route::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
         }
-        Route::RoomSocket(room) => {
-            let headers = req.headers();
-            let header = |name: &str| headers.get(name).ok().flatten();
-            let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-            if !is_upgrade {
-                return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
-            }
-            let query_token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
-            let creds = auth::upgrade_credentials(
-                header("authorization").as_deref(),
-                header("sec-websocket-protocol").as_deref(),
-                query_token.as_deref(),
-            )?;
-            let config = config(&env)?;
-            let identity = auth::authenticate(&creds, &config.auth, now())?;
-
-            let mut forward = room_request("connect", &room)?;
-            let h = forward.headers_mut().map_err(http::internal)?;
-            let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
-            set("upgrade", "websocket")?;
-            set(internal::USER, identity.user.as_str())?;
-            set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
-            if let Some(protocol) = creds.protocol {
-                set(internal::PROTOCOL, protocol)?;
-            }
-            room_stub(&env, &room)?.fetch_with_request(forward).await.map_err(http::internal)
-        }
+        Route::RoomSocket(room) => connect(&incoming, &env, &room).await,
         Route::RoomStats(room) => {
             let config = config(&env)?;
-            let authorization = req.headers().get("authorization").ok().flatten();
-            auth::check_server_key(authorization.as_deref(), config.server_api_key.as_deref())?;
-            room_stub(&env, &room)?
-                .fetch_with_request(room_request("stats", &room)?)
-                .await
-                .map_err(http::internal)
+            auth::check_server_key(
+                incoming.header("authorization").as_deref(),
+                config.server_api_key.as_deref(),
+            )?;
+            forward(&env, room_request(&room, "stats", Method::Get)?).await
+        }
+        Route::RoomHistory(room) => {
+            let config = config(&env)?;
+            if let Caller::User(identity) = incoming.caller(&config, false)? {
+                join_rights(&identity, &config, &room)?;
+            }
+            let before = number_param("before", incoming.query("before").as_deref())?;
+            let limit = number_param("limit", incoming.query("limit").as_deref())?;
+            let mut path = String::from("history?");
+            if let Some(before) = before {
+                path.push_str(&format!("before={before}&"));
+            }
+            if let Some(limit) = limit {
+                path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
+            }
+            forward(&env, room_request(&room, &path, Method::Get)?).await
+        }
+        Route::RoomPublish(room) => publish(&mut incoming, &env, &room).await,
+        Route::RoomEvents(room) => {
+            let config = config(&env)?;
+            if let Caller::User(identity) = incoming.caller(&config, false)? {
+                join_rights(&identity, &config, &room)?;
+            }
+            let resume = match incoming.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
+                Some(resume) => Some(resume),
+                None => resume_query(incoming.query("since").as_deref(), incoming.query("epoch").as_deref())?,
+            };
+            let mut req = room_request(&room, "events", Method::Get)?;
+            set_resume(&mut req, resume.as_ref())?;
+            forward(&env, req).await
         }
     }
 }
 
-/// A Worker → room object request for `endpoint`, naming the room (objects only know their id).
-fn room_request(endpoint: &str, room: &crate::core::ids::RoomId) -> Result<Request, Error> {
-    let mut req =
-        Request::new(&format!("https://room.internal/{endpoint}"), Method::Get).map_err(http::internal)?;
-    req.headers_mut().and_then(|h| h.set(internal::ROOM, room.as_str())).map_err(http::internal)?;
-    Ok(req)
+/// `GET /v1/rooms/:room/ws`: checks in the documented order, then hands the upgrade to the room.
+async fn connect(incoming: &Incoming, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let is_upgrade = incoming.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
+    }
+    let creds = auth::upgrade_credentials(
+        incoming.header("authorization").as_deref(),
+        incoming.header("sec-websocket-protocol").as_deref(),
+        incoming.query("token").as_deref(),
+    )?;
+    let config = config(env)?;
+    let identity = auth::authenticate(&creds, &config.auth, now())?;
+    let rights = join_rights(&identity, &config, room)?;
+    let resume = resume_query(incoming.query("since").as_deref(), incoming.query("epoch").as_deref())?;
+
+    let mut req = room_request(room, "connect", Method::Get)?;
+    set_resume(&mut req, resume.as_ref())?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
+    set("upgrade", "websocket")?;
+    set(internal::USER, identity.user.as_str())?;
+    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
+    set(internal::CAN_SEND, if rights.send { "1" } else { "0" })?;
+    if let Some(protocol) = creds.protocol {
+        set(internal::PROTOCOL, protocol)?;
+    }
+    forward(env, req).await
 }
 
-fn room_stub(env: &Env, room: &crate::core::ids::RoomId) -> Result<worker::Stub, Error> {
+/// `POST /v1/rooms/:room/messages`: an app server (any author, default `system`) or a user
+/// (the author is the token's `sub`; needs `send`).
+async fn publish(incoming: &mut Incoming, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let config = config(env)?;
+    let caller = incoming.caller(&config, true)?;
+    let body = incoming.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
+    if body.len() > config.limits.max_frame_bytes {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!("body is over {} bytes", config.limits.max_frame_bytes),
+        ));
+    }
+    let publish: Publish = serde_json::from_str(&body).map_err(|e| {
+        Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
+    })?;
+    let author = match caller {
+        Caller::Server => match publish.user.as_deref() {
+            Some(user) => UserId::parse(user)
+                .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad user: {e}")))?,
+            None => {
+                UserId::parse("system").map_err(|_| Error::new(ErrorCode::Internal, "bad system user"))?
+            }
+        },
+        Caller::User(identity) => {
+            if !join_rights(&identity, &config, room)?.send {
+                return Err(forbidden("send to", room));
+            }
+            identity.user
+        }
+    };
+    let mut req = room_request_with_body(room, "publish", Method::Post, Some(body))?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::USER, author.as_str()).map_err(http::internal)?;
+    if let Some(key) = incoming.header("idempotency-key") {
+        h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
+    }
+    forward(env, req).await
+}
+
+/// A Worker → room object request for `endpoint`, naming the room (objects only know their id).
+fn room_request(room: &RoomId, endpoint: &str, method: Method) -> Result<Request, Error> {
+    room_request_with_body(room, endpoint, method, None)
+}
+
+fn room_request_with_body(
+    room: &RoomId,
+    endpoint: &str,
+    method: Method,
+    body: Option<String>,
+) -> Result<Request, Error> {
+    let headers = worker::Headers::new();
+    headers.set(internal::ROOM, room.as_str()).map_err(http::internal)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
+    Request::new_with_init(&format!("https://room.internal/{endpoint}"), &init).map_err(http::internal)
+}
+
+async fn forward(env: &Env, req: Request) -> Result<Response, Error> {
+    let room = req.headers().get(internal::ROOM).ok().flatten().unwrap_or_default();
     let rooms = env.durable_object("ROOMS").map_err(http::internal)?;
-    rooms.id_from_name(room.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)
+    let stub = rooms.id_from_name(&room).and_then(|id| id.get_stub()).map_err(http::internal)?;
+    stub.fetch_with_request(req).await.map_err(http::internal)
 }

@@ -1,19 +1,22 @@
-//! `RoomObject`: one per room. Holds the room's sockets through the Hibernation API, its message
-//! log in SQLite, and a [`Room`] rebuilt lazily after every wake.
+//! `RoomObject`: one per room. Holds the room's sockets through the Hibernation API, its log and
+//! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake.
 
 use super::{config, http, internal, now, socket};
-use crate::core::config::Config;
 use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogError, LogHead, Message, MessageLog};
+use crate::core::log::{LogError, LogHead, Message, RoomLog};
 use crate::core::protocol::{self, Incoming};
-use crate::core::room::{ConnInfo, Room};
+use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
+use crate::core::route::number_param;
 use crate::core::time::Timestamp;
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::StreamExt;
 use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use wasm_bindgen::JsValue;
 use worker::{
     durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
@@ -24,6 +27,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
   text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
+CREATE TABLE IF NOT EXISTS state (
+  key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
 );";
 
 /// Largest integer JS numbers (and so SQLite bindings here) carry exactly.
@@ -33,6 +40,10 @@ const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 struct Live {
     room: Room,
     sockets: HashMap<ConnId, WebSocket>,
+    /// Open Server-Sent Events responses; a closed one is dropped on the next push.
+    streams: Vec<UnboundedSender<Vec<u8>>>,
+    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
+    alarm: Option<Timestamp>,
 }
 
 /// A chat room's Durable Object.
@@ -52,10 +63,16 @@ impl worker::DurableObject for RoomObject {
         RoomObject { state, env, live: RefCell::new(None) }
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let result = match req.path().as_str() {
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        // Read the body before borrowing the room: no borrow may live across an await.
+        let body = if path == "/publish" { req.text().await.ok() } else { None };
+        let result = match path.as_str() {
             "/connect" => self.accept_connection(&req),
             "/stats" => self.stats(&req),
+            "/history" => self.history(&req),
+            "/publish" => self.publish(&req, body.unwrap_or_default()),
+            "/events" => self.events(&req),
             _ => Err(Error::new(ErrorCode::NotFound, "no such room endpoint")),
         };
         result.or_else(|e| http::error(&e))
@@ -85,8 +102,7 @@ impl worker::DurableObject for RoomObject {
         };
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let log = SqlLog { sql: &sql, room: &room_id };
-        let effects = live.room.handle_frame(&conn, frame, now(), &log);
+        let effects = live.room.handle_frame(&conn, frame, now(), &SqlLog { sql: &sql, room: &room_id });
         self.apply(&mut slot, Some(&conn), effects);
         Ok(())
     }
@@ -110,7 +126,13 @@ impl worker::DurableObject for RoomObject {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        // No timers yet: typing expiry and token expiry arrive with the room's timer table.
+        let mut slot = self.live.borrow_mut();
+        // The alarm may find the object evicted: rebuilding restores every socket's token expiry.
+        if let Ok(live) = self.load(&mut slot, None) {
+            live.alarm = None; // this alarm is spent
+            let effects = live.room.handle_alarm(now());
+            self.apply(&mut slot, None, effects);
+        }
         Response::ok("")
     }
 }
@@ -119,31 +141,50 @@ fn conn_of(ws: &WebSocket) -> Option<ConnId> {
     ws.deserialize_attachment::<ConnInfo>().ok().flatten().map(|info| info.conn)
 }
 
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn room_hint(req: &Request) -> Option<RoomId> {
+    header(req, internal::ROOM).and_then(|r| RoomId::parse(&r).ok())
+}
+
+fn resume_of(req: &Request) -> Option<Resume> {
+    let since = header(req, internal::SINCE)?.parse().ok()?;
+    Some(Resume { since, epoch: header(req, internal::EPOCH).unwrap_or_default() })
+}
+
+fn query(req: &Request, name: &str) -> Option<String> {
+    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
 impl RoomObject {
     fn accept_connection(&self, req: &Request) -> Result<Response, Error> {
-        let headers = req.headers();
-        let header = |name: &str| headers.get(name).ok().flatten();
         let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
-        let room = header(internal::ROOM).and_then(|r| RoomId::parse(&r).ok()).ok_or_else(bad)?;
-        let user = header(internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
+        let room = room_hint(req).ok_or_else(bad)?;
+        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
         let expires =
-            header(internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
-        let info = ConnInfo { conn: random_id()?, user: user.clone(), expires };
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let can_send = header(req, internal::CAN_SEND).as_deref() == Some("1");
+        let info = ConnInfo { conn: random_id()?, user, expires, can_send };
 
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, Some(&room))?;
+        live.room.check_capacity(&info.user)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tags = [format!("u:{user}"), format!("c:{}", info.conn)];
+        let tags = [format!("u:{}", info.user), format!("c:{}", info.conn)];
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         socket::accept(&self.state, &pair.server, &tag_refs)
             .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
         pair.server.serialize_attachment(&info).map_err(http::internal)?;
         live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let effects = live.room.handle_connect(info, now());
+        let sql = self.state.storage().sql();
+        let log = SqlLog { sql: &sql, room: &room };
+        let effects = live.room.handle_connect(info, resume_of(req).as_ref(), now(), &log);
         self.apply(&mut slot, None, effects);
 
         let mut response = ResponseBuilder::new().with_status(101);
-        if let Some(protocol) = header(internal::PROTOCOL) {
+        if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
         Ok(response.with_websocket(pair.client).empty())
@@ -151,9 +192,8 @@ impl RoomObject {
 
     /// Operational counters; `wakes` counts how often the room was rebuilt from storage.
     fn stats(&self, req: &Request) -> Result<Response, Error> {
-        let hint = req.headers().get(internal::ROOM).ok().flatten().and_then(|r| RoomId::parse(&r).ok());
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, hint.as_ref())?;
+        let live = self.load(&mut slot, room_hint(req).as_ref())?;
         let wakes = read_meta(&self.state.storage().sql(), "wakes")?.unwrap_or_default();
         http::json(
             200,
@@ -163,9 +203,70 @@ impl RoomObject {
                 "epoch": live.room.epoch(),
                 "connections": live.room.connection_count(),
                 "members": live.room.members().count(),
+                "streams": live.streams.len(),
                 "wakes": wakes.parse::<u64>().unwrap_or(0),
             }),
         )
+    }
+
+    fn history(&self, req: &Request) -> Result<Response, Error> {
+        let before = number_param("before", query(req, "before").as_deref())?;
+        let limit =
+            number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let sql = self.state.storage().sql();
+        let messages = live.room.history(before, limit, &SqlLog { sql: &sql, room: live.room.id() })?;
+        http::json(200, &serde_json::json!({ "messages": messages }))
+    }
+
+    fn publish(&self, req: &Request, body: String) -> Result<Response, Error> {
+        let user = header(req, internal::USER)
+            .and_then(|u| UserId::parse(&u).ok())
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "malformed internal publish request"))?;
+        let publish: Publish = serde_json::from_str(&body)
+            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad body: {e}")))?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let sql = self.state.storage().sql();
+        let room_id = live.room.id().clone();
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let (ack, effects) =
+            live.room.handle_publish(user, publish, header(req, internal::IDEMPOTENCY_KEY), now(), &log)?;
+        if !self.apply(&mut slot, None, effects) {
+            return Err(Error::new(ErrorCode::Internal, "could not store the message"));
+        }
+        http::json(200, &ack)
+    }
+
+    /// Server-Sent Events: `room:state` (with `recovered` when resuming), the missed messages,
+    /// then every new message as it is stored. Event ids are `<epoch>:<seq>`, so a browser's
+    /// automatic reconnect (`Last-Event-ID`) resumes exactly.
+    fn events(&self, req: &Request) -> Result<Response, Error> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let sql = self.state.storage().sql();
+        let room_id = live.room.id().clone();
+        let resume = resume_of(req);
+        let missed = resume.as_ref().and_then(|r| live.room.missed(r, &SqlLog { sql: &sql, room: &room_id }));
+        let mut state =
+            serde_json::json!({ "room": room_id, "seq": live.room.seq(), "epoch": live.room.epoch() });
+        if resume.is_some() {
+            state["recovered"] = serde_json::Value::Bool(missed.is_some());
+        }
+        let (tx, rx) = unbounded::<Vec<u8>>();
+        let mut first = String::from(": switchboard event stream\n\n");
+        for message in missed.unwrap_or_default() {
+            first.push_str(&message_event(live.room.epoch(), &message));
+        }
+        first.push_str(&protocol::sse_event("room:state", None, &state));
+        let _ = tx.unbounded_send(first.into_bytes());
+        live.streams.push(tx);
+        ResponseBuilder::new()
+            .with_header("content-type", "text/event-stream; charset=utf-8")
+            .and_then(|r| r.with_header("cache-control", "no-cache"))
+            .and_then(|r| r.from_stream(rx.map(Ok::<Vec<u8>, worker::Error>)))
+            .map_err(http::internal)
     }
 
     /// The live room, rebuilt from storage and the surviving sockets when the object just woke.
@@ -175,13 +276,15 @@ impl RoomObject {
         room_hint: Option<&RoomId>,
     ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
-            *slot = Some(self.rebuild(room_hint)?);
+            let mut live = self.rebuild(room_hint)?;
+            self.sync_alarm(&mut live);
+            *slot = Some(live);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
     }
 
     fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
-        let config: Config = config(&self.env)?;
+        let config = config(&self.env)?;
         let sql = self.state.storage().sql();
         sql.exec(SCHEMA, None).map_err(storage)?;
         let room = match (read_meta(&sql, "room")?, room_hint) {
@@ -212,36 +315,69 @@ impl RoomObject {
             .map_err(storage)?;
         let seq = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
 
-        let mut room = Room::new(room, LogHead { seq, epoch }, config.limits);
+        let mut room = Room::new(room, LogHead { seq, epoch }, read_state(&sql)?, config);
+        let now = now();
         let mut sockets = HashMap::new();
-        for ws in socket::open_sockets(&self.state)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?
-        {
+        let open = socket::open_sockets(&self.state)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
+        for ws in open {
             match ws.deserialize_attachment::<ConnInfo>() {
                 Ok(Some(info)) => {
                     sockets.insert(info.conn.clone(), ws);
-                    room.restore_conn(info);
+                    room.restore_conn(info, now);
                 }
                 _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
             }
         }
-        Ok(Live { room, sockets })
+        Ok(Live { room, sockets, streams: Vec::new(), alarm: None })
     }
 
-    /// Applies effects in order. A failed write drops the live state (the next event rebuilds it
-    /// from storage), tells `origin`, and skips the rest, so nothing unwritten is announced.
-    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<Effect>) {
+    /// Points the object's one alarm at the room's earliest deadline. `setAlarm` is called
+    /// without awaiting: storage operations apply in call order, so no later event can overtake
+    /// it, and no borrow is held across an await.
+    fn sync_alarm(&self, live: &mut Live) {
+        let next = live.room.poll_timeout();
+        if next == live.alarm {
+            return;
+        }
+        let storage = self.state.storage();
+        let raw = storage.as_raw();
+        let result = match next {
+            Some(at) => raw.set_alarm(
+                js_sys::Date::new(&JsValue::from_f64(at.as_millis() as f64)),
+                js_sys::Object::new(),
+            ),
+            None => raw.delete_alarm(js_sys::Object::new()),
+        };
+        if result.is_ok() {
+            live.alarm = next;
+        }
+    }
+
+    /// Applies effects in order and re-aims the alarm. A failed write drops the live state (the
+    /// next event rebuilds it from storage), tells `origin`, and skips the rest, so nothing
+    /// unwritten is announced; it returns `false` then.
+    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<Effect>) -> bool {
         let mut closed = Vec::new();
         for effect in effects {
-            let Some(live) = slot.as_mut() else { return };
+            let Some(live) = slot.as_mut() else { return false };
+            let sql = || self.state.storage().sql();
             match effect {
                 Effect::Append(message) => {
-                    if let Err(e) = append(&self.state.storage().sql(), &message) {
-                        if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
-                            socket::send(ws, &protocol::error_frame(&e));
-                        }
-                        *slot = None;
-                        return;
+                    if let Err(e) = append(&sql(), &message) {
+                        return self.fail(slot, origin, &e);
+                    }
+                    let event = message_event(live.room.epoch(), &message).into_bytes();
+                    live.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+                }
+                Effect::PutState { key, entry } => {
+                    if let Err(e) = put_state(&sql(), &key, &entry) {
+                        return self.fail(slot, origin, &e);
+                    }
+                }
+                Effect::UpdateConn(info) => {
+                    if let Some(ws) = live.sockets.get(&info.conn) {
+                        let _ = ws.serialize_attachment(&info);
                     }
                 }
                 Effect::Send { to, frame } => {
@@ -268,6 +404,18 @@ impl RoomObject {
         for conn in closed {
             self.forget_conn(slot, &conn);
         }
+        if let Some(live) = slot.as_mut() {
+            self.sync_alarm(live);
+        }
+        true
+    }
+
+    fn fail(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, error: &Error) -> bool {
+        if let Some(ws) = origin.and_then(|c| slot.as_ref()?.sockets.get(c)) {
+            socket::send(ws, &protocol::error_frame(error));
+        }
+        *slot = None;
+        false
     }
 
     fn forget(&self, ws: &WebSocket) {
@@ -285,6 +433,11 @@ impl RoomObject {
         let effects = live.room.handle_close(conn);
         self.apply(slot, None, effects);
     }
+}
+
+/// A message as an SSE event whose id, `<epoch>:<seq>`, is a resume position.
+fn message_event(epoch: &str, m: &Message) -> String {
+    protocol::sse_event("message:receive", Some(&format!("{epoch}:{}", m.seq)), m)
 }
 
 fn storage(e: worker::Error) -> Error {
@@ -317,22 +470,63 @@ fn write_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<(), Error> {
     .map_err(storage)
 }
 
+fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        key: String,
+        value: String,
+        version: i64,
+        user: String,
+    }
+    let rows: Vec<Row> = sql
+        .exec("SELECT key, value, version, user FROM state", None)
+        .and_then(|c| c.to_array())
+        .map_err(storage)?;
+    rows.into_iter()
+        .map(|r| {
+            let entry = StateEntry {
+                value: serde_json::from_str(&r.value).map_err(|_| corrupt("state value"))?,
+                version: r.version.max(0) as u64,
+                user: UserId::parse(&r.user).map_err(|_| corrupt("state author"))?,
+            };
+            Ok((r.key, entry))
+        })
+        .collect()
+}
+
+fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Error> {
+    sql.exec(
+        "INSERT INTO state (key, value, version, user) VALUES (?, ?, ?, ?)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, user = excluded.user",
+        vec![
+            key.to_owned().into(),
+            entry.value.to_string().into(),
+            safe_integer(entry.version)?,
+            entry.user.to_string().into(),
+        ],
+    )
+    .map(|_| ())
+    .map_err(storage)
+}
+
+fn safe_integer(n: u64) -> Result<SqlStorageValue, Error> {
+    SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)
+}
+
 fn append(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
     let data = match &m.data {
         Some(d) => SqlStorageValue::from(d.to_string()),
         None => SqlStorageValue::Null,
     };
-    let number =
-        |n: u64| SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage);
     sql.exec(
         "INSERT INTO messages (seq, id, user, text, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
         vec![
-            number(m.seq)?,
+            safe_integer(m.seq)?,
             m.id.clone().into(),
             m.user.to_string().into(),
             m.text.clone().into(),
             data,
-            number(m.ts.as_millis())?,
+            safe_integer(m.ts.as_millis())?,
         ],
     )
     .map(|_| ())
@@ -345,45 +539,63 @@ struct SqlLog<'a> {
     room: &'a RoomId,
 }
 
-impl MessageLog for SqlLog<'_> {
+#[derive(Deserialize)]
+struct MessageRow {
+    seq: i64,
+    id: String,
+    user: String,
+    text: String,
+    data: Option<String>,
+    ts: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts";
+
+impl SqlLog<'_> {
+    fn query(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Message>, LogError> {
+        let rows: Vec<MessageRow> =
+            self.sql.exec(sql, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+        rows.into_iter().map(|r| self.message(r)).collect()
+    }
+
+    fn message(&self, r: MessageRow) -> Result<Message, LogError> {
+        Ok(Message {
+            room: self.room.clone(),
+            seq: r.seq.max(0) as u64,
+            id: r.id,
+            user: UserId::parse(&r.user).map_err(|_| LogError("stored user id is corrupt".into()))?,
+            text: r.text,
+            data: r
+                .data
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(|e| LogError(e.to_string()))?,
+            ts: Timestamp(r.ts.max(0) as u64),
+        })
+    }
+}
+
+fn bound(n: u64) -> SqlStorageValue {
+    SqlStorageValue::from(i64::try_from(n).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER))
+}
+
+impl RoomLog for SqlLog<'_> {
     fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
-        #[derive(Deserialize)]
-        struct Row {
-            seq: i64,
-            id: String,
-            user: String,
-            text: String,
-            data: Option<String>,
-            ts: i64,
-        }
-        let before = before
-            .map_or(MAX_SAFE_INTEGER, |b| i64::try_from(b).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER));
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT seq, id, user, text, data, ts FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-                vec![SqlStorageValue::from(before), SqlStorageValue::from(i64::from(limit))],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(|e| LogError(e.to_string()))?;
-        rows.into_iter()
-            .rev()
-            .map(|r| {
-                Ok(Message {
-                    room: self.room.clone(),
-                    seq: r.seq.max(0) as u64,
-                    id: r.id,
-                    user: UserId::parse(&r.user).map_err(|_| LogError("stored user id is corrupt".into()))?,
-                    text: r.text,
-                    data: r
-                        .data
-                        .map(|d| serde_json::from_str(&d))
-                        .transpose()
-                        .map_err(|e| LogError(e.to_string()))?,
-                    ts: Timestamp(r.ts.max(0) as u64),
-                })
-            })
-            .collect()
+        let before = bound(before.unwrap_or(u64::MAX));
+        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        let mut page = self.query(&q, vec![before, SqlStorageValue::from(i64::from(limit))])?;
+        page.reverse();
+        Ok(page)
+    }
+
+    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
+        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?");
+        self.query(&q, vec![bound(since), SqlStorageValue::from(i64::from(limit))])
+    }
+
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user = ? AND id = ? LIMIT 1");
+        Ok(self.query(&q, vec![user.to_string().into(), id.to_owned().into()])?.into_iter().next())
     }
 }
 

@@ -6,12 +6,14 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::BTreeMap;
-use switchboard::core::config::Limits;
+use switchboard::core::auth::AuthConfig;
+use switchboard::core::caps::Capabilities;
+use switchboard::core::config::{Config, Limits};
 use switchboard::core::effect::Effect;
 use switchboard::core::ids::{ConnId, RoomId, UserId};
 use switchboard::core::log::{LogHead, MemoryLog};
 use switchboard::core::protocol::Incoming;
-use switchboard::core::room::{ConnInfo, Room};
+use switchboard::core::room::{ConnInfo, Resume, Room};
 use switchboard::core::time::Timestamp;
 
 pub const SECRET: &[u8] = b"test-secret";
@@ -32,13 +34,25 @@ pub fn hs256(claims: &Value) -> String {
     sign(&json!({ "alg": "HS256", "typ": "JWT" }), claims, SECRET)
 }
 
-/// One room driven entirely in memory: effects are applied to inboxes and a log.
+pub fn config(limits: Limits) -> Config {
+    Config {
+        auth: AuthConfig { hs256_secret: SECRET.to_vec(), audience: None, issuer: None, leeway_secs: 0 },
+        server_api_key: Some("server-key".into()),
+        default_caps: Capabilities::parse(r#"{"*":["join","send"]}"#).unwrap(),
+        limits,
+    }
+}
+
+/// One room driven entirely in memory: effects are applied to inboxes, a log and a state table;
+/// the virtual clock fires the room's alarm whenever it passes `poll_timeout`.
 pub struct Sim {
     pub room: Room,
     pub log: MemoryLog,
     pub now: Timestamp,
     pub inboxes: BTreeMap<ConnId, Vec<Value>>,
     pub closed: BTreeMap<ConnId, u16>,
+    pub stored_state: BTreeMap<String, Value>,
+    pub attachments: BTreeMap<ConnId, ConnInfo>,
     next_conn: u32,
 }
 
@@ -50,29 +64,49 @@ impl Sim {
     pub fn with_limits(room: &str, limits: Limits) -> Sim {
         let head = LogHead { seq: 0, epoch: "ep1".into() };
         Sim {
-            room: Room::new(RoomId::parse(room).unwrap(), head, limits),
+            room: Room::new(RoomId::parse(room).unwrap(), head, BTreeMap::new(), config(limits)),
             log: MemoryLog::default(),
             now: Timestamp(1_700_000_000_000),
             inboxes: BTreeMap::new(),
             closed: BTreeMap::new(),
+            stored_state: BTreeMap::new(),
+            attachments: BTreeMap::new(),
             next_conn: 0,
         }
     }
 
+    /// Moves the clock forward, firing the alarm at each deadline on the way.
     pub fn advance(&mut self, ms: u64) {
-        self.now = self.now.plus_millis(ms);
+        let target = self.now.plus_millis(ms);
+        while let Some(deadline) = self.room.poll_timeout().filter(|d| *d <= target) {
+            self.now = self.now.max(deadline);
+            let effects = self.room.handle_alarm(self.now);
+            self.apply(effects);
+        }
+        self.now = target;
     }
 
     pub fn connect(&mut self, user: &str) -> ConnId {
+        self.connect_with(user, 3_600_000, true, None)
+    }
+
+    /// Connects with a token lifetime, the write right and an optional resume position.
+    pub fn connect_with(
+        &mut self,
+        user: &str,
+        ttl_ms: u64,
+        can_send: bool,
+        resume: Option<(u64, &str)>,
+    ) -> ConnId {
+        let user = UserId::parse(user).unwrap();
+        self.room.check_capacity(&user).expect("room has capacity");
         self.next_conn += 1;
         let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
         self.inboxes.insert(conn.clone(), Vec::new());
-        let info = ConnInfo {
-            conn: conn.clone(),
-            user: UserId::parse(user).unwrap(),
-            expires: self.now.plus_millis(3_600_000),
-        };
-        let effects = self.room.handle_connect(info, self.now);
+        let info = ConnInfo { conn: conn.clone(), user, expires: self.now.plus_millis(ttl_ms), can_send };
+        self.attachments.insert(conn.clone(), info.clone());
+        let resume = resume.map(|(since, epoch)| Resume { since, epoch: epoch.into() });
+        let effects = self.room.handle_connect(info, resume.as_ref(), self.now, &self.log);
         self.apply(effects);
         conn
     }
@@ -88,6 +122,7 @@ impl Sim {
 
     pub fn close(&mut self, conn: &ConnId) {
         self.inboxes.remove(conn);
+        self.attachments.remove(conn);
         let effects = self.room.handle_close(conn);
         self.apply(effects);
     }
@@ -104,12 +139,18 @@ impl Sim {
         frames.remove(0)
     }
 
-    fn apply(&mut self, effects: Vec<Effect>) {
+    pub fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Append(m) => {
                     assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
                     self.log.messages.push(m);
+                }
+                Effect::PutState { key, entry } => {
+                    self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
+                }
+                Effect::UpdateConn(info) => {
+                    self.attachments.insert(info.conn.clone(), info);
                 }
                 Effect::Send { to, frame } => {
                     if let Some(inbox) = self.inboxes.get_mut(&to) {

@@ -1,0 +1,80 @@
+//! Capabilities: what a token allows, as the JWT `cap` claim states it.
+//!
+//! ```json
+//! {"room:general": ["join", "send"], "room:group-*": ["join"], "doc:*": ["read"]}
+//! ```
+//!
+//! A key names a resource exactly, or ends in `*` to match every resource with that prefix; the
+//! rights of every matching key add up. A token without a `cap` claim gets the configured
+//! default (`DEFAULT_CAPS`, same format), which the dev configuration leaves open.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Resource pattern → rights.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Capabilities(pub BTreeMap<String, Vec<String>>);
+
+impl Capabilities {
+    /// Whether any pattern matching `resource` grants `right`.
+    pub fn allows(&self, resource: &str, right: &str) -> bool {
+        self.0.iter().any(|(pattern, rights)| matches(pattern, resource) && rights.iter().any(|r| r == right))
+    }
+
+    /// Parses the JSON form; `None` when it is not an object of string arrays.
+    pub fn parse(json: &str) -> Option<Capabilities> {
+        serde_json::from_str(json).ok()
+    }
+}
+
+fn matches(pattern: &str, resource: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => resource.starts_with(prefix),
+        None => pattern == resource,
+    }
+}
+
+/// What one socket may do in a room, fixed at connect and at `auth:refresh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomRights {
+    /// May open a socket and read (`join`).
+    pub join: bool,
+    /// May write: messages, typing, state, signals, broadcasts (`send`).
+    pub send: bool,
+}
+
+impl RoomRights {
+    /// The rights `caps` grants in the room `room`.
+    pub fn of(caps: &Capabilities, room: &str) -> RoomRights {
+        let resource = format!("room:{room}");
+        RoomRights { join: caps.allows(&resource, "join"), send: caps.allows(&resource, "send") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_prefix_patterns_add_up() {
+        let caps = Capabilities::parse(
+            r#"{"room:general":["join","send"],"room:group-*":["join"],"room:group-admins":["send"]}"#,
+        )
+        .unwrap();
+        assert_eq!(RoomRights::of(&caps, "general"), RoomRights { join: true, send: true });
+        assert_eq!(RoomRights::of(&caps, "group-1"), RoomRights { join: true, send: false });
+        assert_eq!(RoomRights::of(&caps, "group-admins"), RoomRights { join: true, send: true });
+        assert_eq!(RoomRights::of(&caps, "general2"), RoomRights { join: false, send: false });
+        assert_eq!(RoomRights::of(&caps, "other"), RoomRights { join: false, send: false });
+    }
+
+    #[test]
+    fn star_matches_everything_and_empty_matches_nothing() {
+        let open = Capabilities::parse(r#"{"*":["join","send"]}"#).unwrap();
+        assert!(RoomRights::of(&open, "anything").send);
+        assert!(!RoomRights::of(&Capabilities::default(), "general").join);
+        assert!(Capabilities::parse(r#"{"room:a":"join"}"#).is_none());
+        assert!(Capabilities::parse("[]").is_none());
+    }
+}

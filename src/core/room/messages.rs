@@ -1,0 +1,191 @@
+//! Messages: send (idempotent by client id), server publish, history, and recovery of what a
+//! reconnecting client missed.
+
+use super::{reply, ConnInfo, Room};
+use crate::core::effect::Effect;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::{ConnId, UserId};
+use crate::core::log::{Message, RoomLog};
+use crate::core::protocol::{self, Ref};
+use crate::core::time::Timestamp;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest client message id, in bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// History page size when a request names no `limit`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+
+/// A reconnecting client's position: the last `seq` it saw, in the log named `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// Last sequence number the client received.
+    pub since: u64,
+    /// The epoch that `since` belongs to.
+    pub epoch: String,
+}
+
+/// A message published over HTTP (`POST /v1/rooms/:room/messages`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Publish {
+    /// The text.
+    pub text: String,
+    /// Optional application data.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// The author; only a server key may choose it (the edge decides).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SendPayload {
+    text: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryPayload {
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn internal(e: crate::core::log::LogError) -> Error {
+    Error::new(ErrorCode::Internal, format!("could not read the log: {}", e.0))
+}
+
+/// The ack for a stored message; `duplicate` when a resend found the original.
+fn ack(m: &Message, duplicate: bool) -> Value {
+    let mut ack = json!({ "seq": m.seq, "id": m.id, "ts": m.ts });
+    if duplicate {
+        ack["duplicate"] = Value::Bool(true);
+    }
+    ack
+}
+
+impl Room {
+    pub(super) fn send_message(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: SendPayload,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Result<Vec<Effect>, Error> {
+        let except = Some(sender.conn.clone());
+        let (ack, mut effects) = self.accept_message(&sender.user, except, p.text, p.id, p.data, now, log)?;
+        effects.extend(reply(sender, reply_to, ack));
+        Ok(effects)
+    }
+
+    /// A message from an app server or an HTTP client; the reply body is the ack.
+    pub fn handle_publish(
+        &mut self,
+        user: UserId,
+        p: Publish,
+        idempotency_key: Option<String>,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Result<(Value, Vec<Effect>), Error> {
+        self.accept_message(&user, None, p.text, idempotency_key, p.data, now, log)
+    }
+
+    /// Validates, deduplicates and sequences a message: `Append`, then a `Broadcast` to all but
+    /// `except`, then the sender's typing entry cleared. Returns the ack with the effects.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_message(
+        &mut self,
+        user: &UserId,
+        except: Option<ConnId>,
+        text: String,
+        id: Option<String>,
+        data: Option<Value>,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Result<(Value, Vec<Effect>), Error> {
+        let max = self.config.limits.max_text_chars;
+        if text.chars().count() > max {
+            return Err(Error::new(ErrorCode::TooLarge, format!("text is over {max} characters")));
+        }
+        let data = data.filter(|d| !d.is_null());
+        if text.is_empty() && data.is_none() {
+            return Err(Error::new(ErrorCode::BadRequest, "message needs a text or data"));
+        }
+        if let Some(id) = &id {
+            if id.is_empty() || id.len() > MAX_MESSAGE_ID_LEN || id.chars().any(char::is_control) {
+                return Err(Error::new(
+                    ErrorCode::BadRequest,
+                    format!("id must be 1 to {MAX_MESSAGE_ID_LEN} bytes without control characters"),
+                ));
+            }
+            if let Some(original) = log.find(user, id).map_err(internal)? {
+                return Ok((ack(&original, true), Vec::new()));
+            }
+        }
+        let seq = self.head.seq + 1;
+        let message = Message {
+            room: self.id.clone(),
+            seq,
+            id: id.unwrap_or_else(|| format!("{}-{seq}", self.head.epoch)),
+            user: user.clone(),
+            text,
+            data,
+            ts: now,
+        };
+        self.head.seq = seq;
+        let mut effects = vec![
+            Effect::Append(message.clone()),
+            Effect::Broadcast { except, frame: protocol::event("message:receive", &message) },
+        ];
+        effects.extend(self.stop_typing(user, None));
+        Ok((ack(&message, false), effects))
+    }
+
+    pub(super) fn history_get(
+        &self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: HistoryPayload,
+        log: &dyn RoomLog,
+    ) -> Result<Vec<Effect>, Error> {
+        let reply_to = reply_to
+            .ok_or_else(|| Error::new(ErrorCode::BadRequest, "history:get needs a ref to reply to"))?;
+        let messages = self.history(p.before, p.limit, log)?;
+        Ok(reply(sender, Some(reply_to), json!({ "messages": messages })).into_iter().collect())
+    }
+
+    /// A history page: up to `limit` (default 50, at most `HISTORY_PAGE_MAX`) messages before
+    /// `before`, ascending.
+    pub fn history(
+        &self,
+        before: Option<u64>,
+        limit: Option<u32>,
+        log: &dyn RoomLog,
+    ) -> Result<Vec<Message>, Error> {
+        let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).clamp(1, self.config.limits.history_page_max);
+        log.page(before, limit).map_err(internal)
+    }
+
+    /// Exactly the messages after `resume.since`, or `None` when they cannot all be given:
+    /// another epoch, a position ahead of the log, more than the recovery window, or a log read
+    /// that comes back short. Never a silent gap.
+    pub fn missed(&self, resume: &Resume, log: &dyn RoomLog) -> Option<Vec<Message>> {
+        if resume.epoch != self.head.epoch || resume.since > self.head.seq {
+            return None;
+        }
+        let count = self.head.seq - resume.since;
+        if count > u64::from(self.config.limits.recovery_window) {
+            return None;
+        }
+        let messages = log.after(resume.since, count as u32).ok()?;
+        let contiguous = messages.len() as u64 == count
+            && messages.iter().zip(resume.since + 1..).all(|(m, expected)| m.seq == expected);
+        contiguous.then_some(messages)
+    }
+}

@@ -1,0 +1,422 @@
+//! The room state machine: members, messages, typing, live state and relays for one room.
+//!
+//! It owns the in-memory view of the room (sequence head, connections, typing, key/value state,
+//! timers) and answers every input with [`Effect`]s. It does not own sockets, storage or time:
+//! the shell rebuilds it after a wake from storage and the sockets' attachments
+//! ([`Room::restore_conn`]), reads the log through [`RoomLog`], passes `now`, and sets the
+//! object's alarm to [`Room::poll_timeout`] after every input.
+//!
+//! The events are split by concern: `messages.rs` (send, publish, history, recovery),
+//! `typing.rs`, `state.rs` (key/value live data) and `relay.rs` (signal, broadcast).
+
+mod messages;
+mod relay;
+mod state;
+mod typing;
+
+pub use messages::{Publish, Resume};
+pub use state::StateEntry;
+
+use crate::core::auth;
+use crate::core::caps::RoomRights;
+use crate::core::config::Config;
+use crate::core::effect::Effect;
+use crate::core::error::{close, Error, ErrorCode};
+use crate::core::ids::{ConnId, RoomId, UserId};
+use crate::core::log::{LogHead, RoomLog};
+use crate::core::protocol::{self, Envelope, Incoming, Ref};
+use crate::core::throttle::{Bucket, Rate};
+use crate::core::time::Timestamp;
+use crate::core::timers::Timers;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the shell keeps per socket (in its hibernation attachment) to rebuild the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// The connection id.
+    #[serde(rename = "c")]
+    pub conn: ConnId,
+    /// The authenticated user.
+    #[serde(rename = "u")]
+    pub user: UserId,
+    /// When the socket's token expires.
+    #[serde(rename = "x")]
+    pub expires: Timestamp,
+    /// Whether the token allows writing (`send`); without it the socket is read-only.
+    #[serde(rename = "w")]
+    pub can_send: bool,
+}
+
+/// Rate-limited classes of client events, each with its own bucket per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventClass {
+    /// `message:send`
+    Message,
+    /// `typing:start`, `typing:stop`
+    Typing,
+    /// `state:set`
+    State,
+    /// `signal`
+    Signal,
+    /// `broadcast`
+    Broadcast,
+    /// `history:get`, `auth:refresh`
+    Read,
+}
+
+impl EventClass {
+    const ALL: [EventClass; 6] = [
+        EventClass::Message,
+        EventClass::Typing,
+        EventClass::State,
+        EventClass::Signal,
+        EventClass::Broadcast,
+        EventClass::Read,
+    ];
+
+    /// The documented default rate of this class.
+    pub fn rate(self) -> Rate {
+        match self {
+            EventClass::Message => Rate { per_sec: 10, burst: 20 },
+            EventClass::Typing => Rate { per_sec: 4, burst: 8 },
+            EventClass::State => Rate { per_sec: 10, burst: 20 },
+            EventClass::Signal => Rate { per_sec: 20, burst: 50 },
+            EventClass::Broadcast => Rate { per_sec: 5, burst: 10 },
+            EventClass::Read => Rate { per_sec: 5, burst: 20 },
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            EventClass::Message => "messages",
+            EventClass::Typing => "typing events",
+            EventClass::State => "state updates",
+            EventClass::Signal => "signals",
+            EventClass::Broadcast => "broadcasts",
+            EventClass::Read => "reads",
+        }
+    }
+}
+
+/// A deadline the room keeps.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// The socket's token expires.
+    TokenExpiry(ConnId),
+    /// The user's typing entry lapses.
+    Typing(UserId),
+}
+
+#[derive(Debug)]
+struct Connection {
+    info: ConnInfo,
+    /// Consecutive rejected frames; reset by any accepted one.
+    strikes: u32,
+    buckets: [Bucket; EventClass::ALL.len()],
+}
+
+/// One room's live state.
+#[derive(Debug)]
+pub struct Room {
+    id: RoomId,
+    head: LogHead,
+    config: Config,
+    conns: BTreeMap<ConnId, Connection>,
+    /// Open sockets per user: members are the keys.
+    members: BTreeMap<UserId, usize>,
+    typing: BTreeSet<UserId>,
+    state: BTreeMap<String, StateEntry>,
+    timers: Timers<Timer>,
+}
+
+impl Room {
+    /// A room whose log stands at `head` with live `state`, and no connections yet.
+    pub fn new(id: RoomId, head: LogHead, state: BTreeMap<String, StateEntry>, config: Config) -> Room {
+        Room {
+            id,
+            head,
+            config,
+            conns: BTreeMap::new(),
+            members: BTreeMap::new(),
+            typing: BTreeSet::new(),
+            state,
+            timers: Timers::default(),
+        }
+    }
+
+    /// The room id.
+    pub fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    /// The last assigned sequence number.
+    pub fn seq(&self) -> u64 {
+        self.head.seq
+    }
+
+    /// The log's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.head.epoch
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Users with at least one open connection, in id order.
+    pub fn members(&self) -> impl Iterator<Item = &UserId> {
+        self.members.keys()
+    }
+
+    /// When the shell should next call [`Room::handle_alarm`].
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next()
+    }
+
+    /// Refuses a new socket for `user` over `MAX_SOCKETS_PER_USER`; checked before accepting.
+    pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
+        let max = self.config.limits.max_sockets_per_user;
+        if self.members.get(user).copied().unwrap_or(0) >= max {
+            return Err(Error::new(
+                ErrorCode::TooManyConnections,
+                format!("at most {max} sockets per user in a room"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Re-adds a connection that survived hibernation; announces nothing.
+    pub fn restore_conn(&mut self, info: ConnInfo, now: Timestamp) {
+        self.add(info, now);
+    }
+
+    fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
+        let user = info.user.clone();
+        self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
+        let buckets = EventClass::ALL.map(|class| Bucket::full(class.rate(), now));
+        if self.conns.insert(info.conn.clone(), Connection { info, strikes: 0, buckets }).is_some() {
+            return false;
+        }
+        let count = self.members.entry(user).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// A socket was accepted: replay what it missed when it asked to `resume`, greet it with
+    /// `room:state`, and announce a new member to the others.
+    pub fn handle_connect(
+        &mut self,
+        info: ConnInfo,
+        resume: Option<&Resume>,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Vec<Effect> {
+        let conn = info.conn.clone();
+        let user = info.user.clone();
+        let first_socket = self.add(info, now);
+        let mut effects = Vec::new();
+        let recovered = resume.map(|resume| match self.missed(resume, log) {
+            Some(messages) => {
+                effects.extend(messages.iter().map(|m| Effect::Send {
+                    to: conn.clone(),
+                    frame: protocol::event("message:receive", m),
+                }));
+                true
+            }
+            None => false,
+        });
+        let mut state = json!({
+            "room": self.id,
+            "connId": conn,
+            "user": user,
+            "seq": self.head.seq,
+            "epoch": self.head.epoch,
+            "members": self.members().map(|u| json!({ "user": u })).collect::<Vec<_>>(),
+            "typing": self.typing,
+            "state": self.state,
+        });
+        if let (Some(recovered), Some(object)) = (recovered, state.as_object_mut()) {
+            object.insert("recovered".into(), Value::Bool(recovered));
+        }
+        effects.push(Effect::Send { to: conn.clone(), frame: protocol::event("room:state", &state) });
+        if first_socket {
+            effects.push(Effect::Broadcast {
+                except: Some(conn),
+                frame: protocol::event("member:join", &json!({ "user": user })),
+            });
+        }
+        effects
+    }
+
+    /// A socket closed (or errored): forget it and announce a departure on the user's last one.
+    pub fn handle_close(&mut self, conn: &ConnId) -> Vec<Effect> {
+        let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
+        self.timers.cancel(&Timer::TokenExpiry(conn.clone()));
+        let user = gone.info.user;
+        let last_socket = match self.members.get_mut(&user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                self.members.remove(&user);
+                true
+            }
+            None => false,
+        };
+        let mut effects = Vec::new();
+        if last_socket {
+            effects.extend(self.stop_typing(&user, None));
+            effects.push(Effect::Broadcast {
+                except: None,
+                frame: protocol::event("member:leave", &json!({ "user": user })),
+            });
+        }
+        effects
+    }
+
+    /// The alarm fired: close sockets whose token expired, lapse stale typing entries.
+    pub fn handle_alarm(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for timer in self.timers.pop_due(now) {
+            match timer {
+                Timer::TokenExpiry(conn) => {
+                    effects.push(Effect::Close { conn, code: close::TOKEN_EXPIRED, reason: "token expired" })
+                }
+                Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
+            }
+        }
+        effects
+    }
+
+    /// A frame arrived on `conn`.
+    pub fn handle_frame(
+        &mut self,
+        conn: &ConnId,
+        frame: Incoming<'_>,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Vec<Effect> {
+        let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
+        let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
+            Err(e) => (e.reply_to, Err(e.error)),
+            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now, log)),
+        };
+        match outcome {
+            Ok(effects) => {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.strikes = 0;
+                }
+                effects
+            }
+            Err(error) => self.reject(conn, reply_to.as_ref(), &error),
+        }
+    }
+
+    fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<Effect> {
+        let mut effects = vec![Effect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
+        let strikes = self.conns.get_mut(conn).map_or(0, |c| {
+            c.strikes += 1;
+            c.strikes
+        });
+        if strikes >= self.config.limits.max_strikes {
+            effects.push(Effect::Close {
+                conn: conn.clone(),
+                code: close::PROTOCOL_ABUSE,
+                reason: "too many rejected frames",
+            });
+        }
+        effects
+    }
+
+    fn dispatch(
+        &mut self,
+        sender: &ConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Result<Vec<Effect>, Error> {
+        let Envelope { event, reply_to, data } = envelope;
+        let (class, writes) = match event.as_str() {
+            "message:send" => (EventClass::Message, true),
+            "typing:start" | "typing:stop" => (EventClass::Typing, true),
+            "state:set" => (EventClass::State, true),
+            "signal" => (EventClass::Signal, true),
+            "broadcast" => (EventClass::Broadcast, true),
+            "history:get" | "auth:refresh" => (EventClass::Read, false),
+            _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
+        };
+        if writes && !sender.can_send {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this room but not write to it",
+            ));
+        }
+        self.throttle(&sender.conn, class, now)?;
+        let r = reply_to;
+        match event.as_str() {
+            "message:send" => self.send_message(sender, r, protocol::payload(&event, &data)?, now, log),
+            "history:get" => self.history_get(sender, r, protocol::payload(&event, &data)?, log),
+            "typing:start" => Ok(self.typing_start(sender, r, now)),
+            "typing:stop" => Ok(self.typing_stop(sender, r)),
+            "state:set" => self.state_set(sender, r, protocol::payload(&event, &data)?),
+            "signal" => self.signal(sender, r, protocol::payload(&event, &data)?),
+            "broadcast" => self.broadcast(sender, r, protocol::payload(&event, &data)?),
+            _ => self.refresh_token(sender, r, protocol::payload(&event, &data)?, now),
+        }
+    }
+
+    fn throttle(&mut self, conn: &ConnId, class: EventClass, now: Timestamp) -> Result<(), Error> {
+        let Some(bucket) = self.conns.get_mut(conn).and_then(|c| c.buckets.get_mut(class.index())) else {
+            return Ok(());
+        };
+        bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))
+    }
+
+    fn refresh_token(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: RefreshPayload,
+        now: Timestamp,
+    ) -> Result<Vec<Effect>, Error> {
+        let identity = auth::verify(&p.token, &self.config.auth, now)?;
+        if identity.user != sender.user {
+            return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
+        }
+        let rights = RoomRights::of(identity.caps_or(&self.config.default_caps), self.id.as_str());
+        if !rights.join {
+            return Err(Error::new(ErrorCode::Forbidden, "the new token does not allow joining this room"));
+        }
+        let info = ConnInfo { expires: identity.expires, can_send: rights.send, ..sender.clone() };
+        if let Some(c) = self.conns.get_mut(&sender.conn) {
+            c.info = info.clone();
+        }
+        self.timers.set(Timer::TokenExpiry(sender.conn.clone()), info.expires);
+        let mut effects = vec![Effect::UpdateConn(info.clone())];
+        effects.extend(reply(sender, reply_to, json!({ "expires": info.expires, "canSend": info.can_send })));
+        Ok(effects)
+    }
+}
+
+#[derive(Deserialize)]
+struct RefreshPayload {
+    token: String,
+}
+
+/// A `reply ok` to `sender` when it asked for one.
+fn reply(sender: &ConnInfo, reply_to: Option<Ref>, data: Value) -> Option<Effect> {
+    reply_to.map(|r| Effect::Send { to: sender.conn.clone(), frame: protocol::reply_ok(&r, &data) })
+}
+
+/// An empty `d` for replies that carry nothing.
+fn empty() -> Value {
+    Value::Object(Map::new())
+}

@@ -1,0 +1,82 @@
+//! Ephemeral relays, never persisted: `signal` to one user's sockets (WebRTC offer/answer/ICE)
+//! and `broadcast` to everyone else (cursors, reactions).
+
+use super::{empty, reply, ConnInfo, Room};
+use crate::core::effect::Effect;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::{ConnId, UserId};
+use crate::core::protocol::{self, Ref};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest `broadcast` event name, in bytes.
+pub const MAX_BROADCAST_EVENT_LEN: usize = 64;
+
+#[derive(Deserialize)]
+pub(super) struct SignalPayload {
+    to: UserId,
+    #[serde(default, rename = "toConn")]
+    to_conn: Option<ConnId>,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+pub(super) struct BroadcastPayload {
+    event: String,
+    #[serde(default)]
+    data: Value,
+}
+
+impl Room {
+    pub(super) fn signal(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: SignalPayload,
+    ) -> Result<Vec<Effect>, Error> {
+        let frame = protocol::event(
+            "signal",
+            &json!({ "from": sender.user, "fromConn": sender.conn, "data": p.data }),
+        );
+        let mut effects: Vec<Effect> = self
+            .conns
+            .values()
+            .map(|c| &c.info)
+            .filter(|c| c.user == p.to && c.conn != sender.conn)
+            .filter(|c| p.to_conn.as_ref().is_none_or(|wanted| *wanted == c.conn))
+            .map(|c| Effect::Send { to: c.conn.clone(), frame: frame.clone() })
+            .collect();
+        if effects.is_empty() {
+            let whom = match &p.to_conn {
+                Some(conn) => format!("connection {conn} of {}", p.to),
+                None => format!("user {}", p.to),
+            };
+            return Err(Error::new(ErrorCode::NotFound, format!("{whom} has no socket in this room")));
+        }
+        let delivered = effects.len();
+        effects.extend(reply(sender, reply_to, json!({ "delivered": delivered })));
+        Ok(effects)
+    }
+
+    pub(super) fn broadcast(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: BroadcastPayload,
+    ) -> Result<Vec<Effect>, Error> {
+        if p.event.is_empty() || p.event.len() > MAX_BROADCAST_EVENT_LEN {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                format!("event must be 1 to {MAX_BROADCAST_EVENT_LEN} bytes"),
+            ));
+        }
+        let d = json!({ "event": p.event, "data": p.data, "from": sender.user, "fromConn": sender.conn });
+        let mut effects = vec![Effect::Broadcast {
+            except: Some(sender.conn.clone()),
+            frame: protocol::event("broadcast", &d),
+        }];
+        effects.extend(reply(sender, reply_to, empty()));
+        Ok(effects)
+    }
+}

@@ -1,0 +1,80 @@
+//! Live key/value state of a room: versioned per key, persisted, sent whole in `room:state` and
+//! key by key in `state:update`.
+
+use super::{reply, ConnInfo, Room};
+use crate::core::effect::Effect;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::UserId;
+use crate::core::protocol::{self, Ref};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Longest state key, in bytes.
+pub const MAX_STATE_KEY_LEN: usize = 128;
+
+/// One key's current value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Any JSON value.
+    pub value: Value,
+    /// Starts at 1 and grows by one per write to this key.
+    pub version: u64,
+    /// Who wrote it last.
+    pub user: UserId,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SetPayload {
+    key: String,
+    value: Value,
+    #[serde(default, rename = "ifVersion")]
+    if_version: Option<u64>,
+}
+
+impl Room {
+    pub(super) fn state_set(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: SetPayload,
+    ) -> Result<Vec<Effect>, Error> {
+        let limits = &self.config.limits;
+        if p.key.is_empty() || p.key.len() > MAX_STATE_KEY_LEN || p.key.chars().any(char::is_control) {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                format!("key must be 1 to {MAX_STATE_KEY_LEN} bytes without control characters"),
+            ));
+        }
+        if p.value.to_string().len() > limits.state_max_value_bytes {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!("value is over {} bytes as JSON", limits.state_max_value_bytes),
+            ));
+        }
+        let current = self.state.get(&p.key).map_or(0, |e| e.version);
+        if current == 0 && self.state.len() >= limits.state_max_keys {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!("room state is full ({} keys)", limits.state_max_keys),
+            ));
+        }
+        if let Some(expected) = p.if_version {
+            if expected != current {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("{:?} is at version {current}, not {expected}", p.key),
+                ));
+            }
+        }
+        let entry = StateEntry { value: p.value, version: current + 1, user: sender.user.clone() };
+        self.state.insert(p.key.clone(), entry.clone());
+        let update =
+            json!({ "key": p.key, "value": entry.value, "version": entry.version, "user": entry.user });
+        let mut effects = vec![
+            Effect::PutState { key: p.key, entry: entry.clone() },
+            Effect::Broadcast { except: None, frame: protocol::event("state:update", &update) },
+        ];
+        effects.extend(reply(sender, reply_to, json!({ "version": entry.version })));
+        Ok(effects)
+    }
+}

@@ -1,0 +1,47 @@
+//! Typing indicators: one entry per user, expiring by itself after `TYPING_TTL_MS`, announced
+//! only when the set of typing users changes.
+
+use super::{empty, reply, ConnInfo, Room, Timer};
+use crate::core::effect::Effect;
+use crate::core::ids::{ConnId, UserId};
+use crate::core::protocol::{self, Ref};
+use crate::core::time::Timestamp;
+use serde_json::json;
+
+impl Room {
+    pub(super) fn typing_start(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        now: Timestamp,
+    ) -> Vec<Effect> {
+        let ttl = self.config.limits.typing_ttl_ms;
+        self.timers.set(Timer::Typing(sender.user.clone()), now.plus_millis(ttl));
+        let mut effects = Vec::new();
+        if self.typing.insert(sender.user.clone()) {
+            effects.push(self.typing_update(Some(sender.conn.clone())));
+        }
+        effects.extend(reply(sender, reply_to, empty()));
+        effects
+    }
+
+    pub(super) fn typing_stop(&mut self, sender: &ConnInfo, reply_to: Option<Ref>) -> Vec<Effect> {
+        let mut effects: Vec<Effect> =
+            self.stop_typing(&sender.user, Some(sender.conn.clone())).into_iter().collect();
+        effects.extend(reply(sender, reply_to, empty()));
+        effects
+    }
+
+    /// Removes `user`'s entry; announces the new set (to all but `except`) if it changed.
+    pub(super) fn stop_typing(&mut self, user: &UserId, except: Option<ConnId>) -> Option<Effect> {
+        self.timers.cancel(&Timer::Typing(user.clone()));
+        self.typing.remove(user).then(|| self.typing_update(except))
+    }
+
+    fn typing_update(&self, except: Option<ConnId>) -> Effect {
+        Effect::Broadcast {
+            except,
+            frame: protocol::event("typing:update", &json!({ "users": self.typing })),
+        }
+    }
+}

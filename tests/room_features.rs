@@ -1,0 +1,382 @@
+//! Issue-3 room rules on the virtual clock: idempotent sends, recovery, typing expiry, live
+//! state, signals, broadcasts, rate limits, read-only sockets, token refresh and expiry,
+//! server publish, and the per-user socket limit.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{hs256, Sim};
+use switchboard::core::config::Limits;
+use switchboard::core::error::{close, ErrorCode};
+use switchboard::core::ids::{ConnId, UserId};
+use switchboard::core::room::{EventClass, Publish};
+
+fn of_type(frames: &[Value], t: &str) -> Vec<Value> {
+    frames.iter().filter(|f| f["t"] == t).cloned().collect()
+}
+
+/// Connects `users` and drains their greetings.
+fn quiet<const N: usize>(sim: &mut Sim, users: [&str; N]) -> [ConnId; N] {
+    let conns = users.map(|u| sim.connect(u));
+    for c in &conns {
+        sim.take(c);
+    }
+    conns
+}
+
+#[test]
+fn resending_the_same_client_id_returns_the_original_and_broadcasts_nothing() {
+    let mut sim = Sim::new("r");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    sim.send(&a, json!({"t":"message:send","ref":1,"d":{"text":"hi","id":"m1"}}));
+    let first = sim.take_one(&a);
+    sim.take(&b);
+    sim.advance(5000);
+    sim.send(&a, json!({"t":"message:send","ref":2,"d":{"text":"hi","id":"m1"}}));
+    let again = sim.take_one(&a);
+    assert_eq!(again["d"]["seq"], first["d"]["seq"]);
+    assert_eq!(again["d"]["ts"], first["d"]["ts"]);
+    assert_eq!(again["d"]["duplicate"], true);
+    assert!(sim.take(&b).is_empty(), "no second broadcast");
+    assert_eq!(sim.log.messages.len(), 1);
+    // The same id from another user is another message.
+    sim.send(&b, json!({"t":"message:send","ref":3,"d":{"text":"hi","id":"m1"}}));
+    assert_eq!(sim.take_one(&b)["d"]["seq"], 2);
+}
+
+#[test]
+fn a_reconnecting_client_gets_exactly_what_it_missed_then_room_state() {
+    let mut sim = Sim::new("r");
+    let [a] = quiet(&mut sim, ["alice"]);
+    for i in 1..=5 {
+        sim.send(&a, json!({"t":"message:send","d":{"text":format!("m{i}")}}));
+    }
+    let b = sim.connect_with("bob", 60_000, true, Some((2, "ep1")));
+    let frames = sim.take(&b);
+    let seqs: Vec<_> = frames.iter().take(3).map(|f| (f["t"].clone(), f["d"]["seq"].clone())).collect();
+    assert_eq!(
+        seqs,
+        vec![
+            (json!("message:receive"), json!(3)),
+            (json!("message:receive"), json!(4)),
+            (json!("message:receive"), json!(5))
+        ]
+    );
+    assert_eq!(frames[3]["t"], "room:state");
+    assert_eq!(frames[3]["d"]["recovered"], true);
+    assert_eq!(frames.len(), 4);
+
+    let up_to_date = sim.connect_with("carol", 60_000, true, Some((5, "ep1")));
+    let frames = sim.take(&up_to_date);
+    assert_eq!((frames.len(), frames[0]["d"]["recovered"].clone()), (1, json!(true)));
+
+    for (since, epoch) in [(2, "other-epoch"), (9, "ep1")] {
+        let c = sim.connect_with("dave", 60_000, true, Some((since, epoch)));
+        let frames = sim.take(&c);
+        assert_eq!(frames.len(), 1, "no partial replay for since={since} epoch={epoch}");
+        assert_eq!(frames[0]["d"]["recovered"], false);
+    }
+    let plain = sim.connect("erin");
+    assert!(
+        sim.take(&plain)[0]["d"].get("recovered").is_none(),
+        "a plain connect says nothing about recovery"
+    );
+}
+
+#[test]
+fn recovery_beyond_the_window_is_refused_not_truncated() {
+    let mut sim = Sim::with_limits("r", Limits { recovery_window: 3, ..Limits::default() });
+    let [a] = quiet(&mut sim, ["alice"]);
+    for i in 0..5 {
+        sim.send(&a, json!({"t":"message:send","d":{"text":format!("m{i}")}}));
+    }
+    let late = sim.connect_with("bob", 60_000, true, Some((1, "ep1")));
+    let frames = sim.take(&late);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["d"]["recovered"], false);
+    let near = sim.connect_with("bob", 60_000, true, Some((2, "ep1")));
+    assert_eq!(sim.take(&near).len(), 4);
+}
+
+#[test]
+fn typing_is_announced_on_change_and_expires_through_the_alarm() {
+    let mut sim = Sim::new("t");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    sim.send(&a, json!({"t":"typing:start"}));
+    assert_eq!(sim.take(&b), vec![json!({"t":"typing:update","d":{"users":["alice"]}})]);
+    assert!(sim.take(&a).is_empty(), "the typist is not told about itself");
+    sim.advance(4000);
+    sim.send(&a, json!({"t":"typing:start"}));
+    assert!(sim.take(&b).is_empty(), "a refresh changes nothing visible");
+    sim.advance(5999);
+    assert!(sim.take(&b).is_empty(), "refreshed: 6 s from the refresh, not the start");
+    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(1)));
+    sim.advance(1);
+    assert_eq!(sim.take(&b), vec![json!({"t":"typing:update","d":{"users":[]}})]);
+    assert_eq!(
+        sim.room.poll_timeout(),
+        Some(sim.now.plus_millis(3_600_000 - 10_000)),
+        "only token expiries remain"
+    );
+}
+
+#[test]
+fn typing_ends_with_a_message_a_stop_or_the_last_socket() {
+    let mut sim = Sim::new("t");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    sim.send(&a, json!({"t":"typing:start"}));
+    sim.send(&b, json!({"t":"typing:start","ref":"x"}));
+    assert_eq!(
+        sim.take(&b),
+        vec![
+            json!({"t":"typing:update","d":{"users":["alice"]}}),
+            json!({"t":"reply","ref":"x","ok":true,"d":{}})
+        ]
+    );
+    assert_eq!(sim.take(&a), vec![json!({"t":"typing:update","d":{"users":["alice","bob"]}})]);
+    sim.send(&a, json!({"t":"message:send","d":{"text":"done"}}));
+    assert_eq!(
+        of_type(&sim.take(&b), "typing:update"),
+        vec![json!({"t":"typing:update","d":{"users":["bob"]}})]
+    );
+    assert_eq!(sim.take(&a), vec![json!({"t":"typing:update","d":{"users":["bob"]}})]);
+    sim.send(&b, json!({"t":"typing:stop"}));
+    assert_eq!(sim.take(&a), vec![json!({"t":"typing:update","d":{"users":[]}})]);
+    sim.send(&b, json!({"t":"typing:stop"}));
+    assert!(sim.take(&a).is_empty(), "stopping twice announces nothing");
+    sim.send(&b, json!({"t":"typing:start"}));
+    sim.take(&a);
+    sim.close(&b);
+    assert_eq!(
+        sim.take(&a),
+        vec![json!({"t":"typing:update","d":{"users":[]}}), json!({"t":"member:leave","d":{"user":"bob"}})]
+    );
+}
+
+#[test]
+fn state_is_versioned_per_key_with_conflicts_and_shown_on_join() {
+    let mut sim = Sim::new("s");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    sim.send(&a, json!({"t":"state:set","ref":1,"d":{"key":"topic","value":"rust"}}));
+    let update = json!({"t":"state:update","d":{"key":"topic","value":"rust","version":1,"user":"alice"}});
+    assert_eq!(sim.take(&a), vec![update.clone(), json!({"t":"reply","ref":1,"ok":true,"d":{"version":1}})]);
+    assert_eq!(sim.take(&b), vec![update]);
+    sim.send(&b, json!({"t":"state:set","ref":2,"d":{"key":"topic","value":"wasm","ifVersion":1}}));
+    assert_eq!(sim.take(&b)[1]["d"]["version"], 2);
+    sim.send(&a, json!({"t":"state:set","ref":3,"d":{"key":"topic","value":"late","ifVersion":1}}));
+    assert_eq!(of_type(&sim.take(&a), "reply")[0]["error"]["code"], "conflict");
+    sim.send(&a, json!({"t":"state:set","ref":4,"d":{"key":"new","value":{"x":[1]},"ifVersion":0}}));
+    assert_eq!(of_type(&sim.take(&a), "reply")[0]["d"]["version"], 1);
+    assert_eq!(sim.stored_state["topic"], json!({"value":"wasm","version":2,"user":"bob"}));
+
+    let c = sim.connect("carol");
+    assert_eq!(
+        sim.take(&c)[0]["d"]["state"],
+        json!({"topic":{"value":"wasm","version":2,"user":"bob"},"new":{"value":{"x":[1]},"version":1,"user":"alice"}})
+    );
+}
+
+#[test]
+fn state_limits() {
+    let mut sim =
+        Sim::with_limits("s", Limits { state_max_keys: 1, state_max_value_bytes: 10, ..Limits::default() });
+    let [a] = quiet(&mut sim, ["alice"]);
+    let code = |sim: &mut Sim, d: Value| {
+        sim.send(&a, json!({"t":"state:set","ref":"r","d":d}));
+        let replies = of_type(&sim.take(&a), "reply");
+        replies[0]["error"]["code"].as_str().unwrap_or("ok").to_owned()
+    };
+    assert_eq!(code(&mut sim, json!({"key":"k","value":"0123456789"})), "too_large");
+    assert_eq!(code(&mut sim, json!({"key":"","value":1})), "bad_request");
+    assert_eq!(code(&mut sim, json!({"value":1})), "bad_request");
+    assert_eq!(code(&mut sim, json!({"key":"k","value":1})), "ok");
+    assert_eq!(code(&mut sim, json!({"key":"k2","value":1})), "too_large");
+    assert_eq!(
+        code(&mut sim, json!({"key":"k","value":2})),
+        "ok",
+        "updating an existing key is fine when full"
+    );
+}
+
+#[test]
+fn signals_reach_only_their_target() {
+    let mut sim = Sim::new("sig");
+    let [a, b1, b2, c] = quiet(&mut sim, ["alice", "bob", "bob", "carol"]);
+    sim.send(&a, json!({"t":"signal","ref":1,"d":{"to":"bob","data":{"sdp":"offer"}}}));
+    let expected = json!({"t":"signal","d":{"from":"alice","fromConn":"c1","data":{"sdp":"offer"}}});
+    assert_eq!(sim.take(&b1), vec![expected.clone()]);
+    assert_eq!(sim.take(&b2), vec![expected]);
+    assert!(sim.take(&c).is_empty());
+    assert_eq!(sim.take_one(&a)["d"]["delivered"], 2);
+    sim.send(&a, json!({"t":"signal","d":{"to":"bob","toConn":"c3","data":"ice"}}));
+    assert!(sim.take(&b1).is_empty());
+    assert_eq!(sim.take(&b2).len(), 1);
+    for d in [json!({"to":"nobody"}), json!({"to":"bob","toConn":"c4"})] {
+        sim.send(&a, json!({"t":"signal","ref":"x","d":d}));
+        assert_eq!(sim.take_one(&a)["error"]["code"], "not_found", "{d}");
+    }
+    sim.send(&a, json!({"t":"signal","ref":"x","d":{"data":1}}));
+    assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request");
+}
+
+#[test]
+fn broadcasts_reach_everyone_else_and_are_never_stored() {
+    let mut sim = Sim::new("b");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    sim.send(&a, json!({"t":"broadcast","d":{"event":"cursor","data":{"x":1}}}));
+    assert_eq!(
+        sim.take(&b),
+        vec![json!({"t":"broadcast","d":{"event":"cursor","data":{"x":1},"from":"alice","fromConn":"c1"}})]
+    );
+    assert!(sim.take(&a).is_empty());
+    assert!(sim.log.messages.is_empty() && sim.stored_state.is_empty());
+    sim.send(&a, json!({"t":"broadcast","ref":1,"d":{"event":""}}));
+    assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request");
+}
+
+#[test]
+fn each_event_class_has_its_own_bucket_with_a_retry_hint() {
+    let mut sim = Sim::new("rl");
+    let [a] = quiet(&mut sim, ["alice"]);
+    let burst = EventClass::Broadcast.rate().burst;
+    for _ in 0..burst {
+        sim.send(&a, json!({"t":"broadcast","d":{"event":"e"}}));
+    }
+    sim.send(&a, json!({"t":"broadcast","ref":"over","d":{"event":"e"}}));
+    let reply = sim.take_one(&a);
+    assert_eq!(reply["error"]["code"], "rate_limited");
+    let retry = reply["error"]["retryAfterMs"].as_u64().unwrap();
+    assert_eq!(retry, 1000 / u64::from(EventClass::Broadcast.rate().per_sec));
+    // Messages have their own bucket.
+    sim.send(&a, json!({"t":"message:send","ref":"m","d":{"text":"still fine"}}));
+    assert_eq!(sim.take_one(&a)["ok"], true);
+    sim.advance(retry);
+    sim.send(&a, json!({"t":"broadcast","ref":"later","d":{"event":"e"}}));
+    assert_eq!(sim.take_one(&a)["ok"], true);
+}
+
+#[test]
+fn sustained_flooding_closes_the_socket() {
+    let mut sim = Sim::with_limits("rl", Limits { max_strikes: 5, ..Limits::default() });
+    let [a] = quiet(&mut sim, ["alice"]);
+    for _ in 0..(EventClass::Message.rate().burst + 5) {
+        sim.send(&a, json!({"t":"message:send","d":{"text":"spam"}}));
+    }
+    assert_eq!(sim.closed.get(&a), Some(&close::PROTOCOL_ABUSE));
+    assert_eq!(sim.log.messages.len(), EventClass::Message.rate().burst as usize);
+}
+
+#[test]
+fn a_read_only_socket_reads_but_every_write_is_forbidden() {
+    let mut sim = Sim::new("ro");
+    let w = sim.connect("writer");
+    let r = sim.connect_with("reader", 60_000, false, None);
+    sim.take(&w);
+    sim.take(&r);
+    sim.send(&w, json!({"t":"message:send","d":{"text":"news"}}));
+    assert_eq!(sim.take_one(&r)["t"], "message:receive");
+    for (t, d) in [
+        ("message:send", json!({"text":"x"})),
+        ("typing:start", json!({})),
+        ("typing:stop", json!({})),
+        ("state:set", json!({"key":"k","value":1})),
+        ("signal", json!({"to":"writer"})),
+        ("broadcast", json!({"event":"e"})),
+    ] {
+        sim.send(&r, json!({"t":t,"ref":t,"d":d}));
+        assert_eq!(sim.take_one(&r)["error"]["code"], "forbidden", "{t}");
+    }
+    sim.send(&r, json!({"t":"history:get","ref":"h"}));
+    assert_eq!(sim.take_one(&r)["d"]["messages"].as_array().unwrap().len(), 1);
+    assert!(sim.take(&w).is_empty());
+}
+
+#[test]
+fn an_expired_token_closes_its_socket_unless_refreshed() {
+    let mut sim = Sim::new("exp");
+    let short = sim.connect_with("alice", 10_000, true, None);
+    let other = sim.connect_with("alice", 20_000, true, None);
+    sim.take(&short);
+    sim.advance(9_999);
+    assert!(sim.closed.is_empty());
+    sim.advance(1);
+    assert_eq!(sim.closed.get(&short), Some(&close::TOKEN_EXPIRED));
+    assert!(!sim.closed.contains_key(&other));
+
+    let exp_s = sim.now.as_secs() + 3600;
+    let fresh = hs256(&json!({"sub":"alice","exp":exp_s}));
+    sim.send(&other, json!({"t":"auth:refresh","ref":"r","d":{"token":fresh}}));
+    let reply = of_type(&sim.take(&other), "reply").remove(0);
+    assert_eq!(reply["d"], json!({"expires": exp_s * 1000, "canSend": true}));
+    assert_eq!(sim.attachments[&other].expires.as_millis(), exp_s as u64 * 1000, "attachment updated");
+    sim.advance(20_000);
+    assert!(!sim.closed.contains_key(&other), "the refreshed token keeps the socket");
+    sim.advance(3_600_000);
+    assert_eq!(sim.closed.get(&other), Some(&close::TOKEN_EXPIRED));
+}
+
+#[test]
+fn refresh_rejects_other_users_bad_tokens_and_lost_rights() {
+    let mut sim = Sim::new("ref");
+    let [a] = quiet(&mut sim, ["alice"]);
+    let exp = sim.now.as_secs() + 60;
+    let cases = [
+        (hs256(&json!({"sub":"mallory","exp":exp})), "forbidden"),
+        (hs256(&json!({"sub":"alice","exp":exp - 120})), "unauthorized"),
+        ("garbage".to_owned(), "unauthorized"),
+        (hs256(&json!({"sub":"alice","exp":exp,"cap":{"room:other":["join"]}})), "forbidden"),
+    ];
+    for (token, code) in cases {
+        sim.send(&a, json!({"t":"auth:refresh","ref":"r","d":{"token":token}}));
+        assert_eq!(sim.take_one(&a)["error"]["code"], code);
+    }
+    // A refreshed token with only `join` makes the socket read-only.
+    let read_only = hs256(&json!({"sub":"alice","exp":exp,"cap":{"room:ref":["join"]}}));
+    sim.send(&a, json!({"t":"auth:refresh","ref":"r","d":{"token":read_only}}));
+    assert_eq!(sim.take_one(&a)["d"]["canSend"], false);
+    sim.send(&a, json!({"t":"message:send","ref":"m","d":{"text":"x"}}));
+    assert_eq!(sim.take_one(&a)["error"]["code"], "forbidden");
+}
+
+#[test]
+fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
+    let mut sim = Sim::new("pub");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    let publish =
+        |text: &str| Publish { text: text.into(), data: Some(json!({"kind":"deploy"})), user: None };
+    let system = UserId::parse("system").unwrap();
+    let (ack, effects) = sim
+        .room
+        .handle_publish(system.clone(), publish("v2 is out"), Some("k-1".into()), sim.now, &sim.log)
+        .unwrap();
+    sim.apply(effects);
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["id"], "k-1");
+    for c in [&a, &b] {
+        let got = sim.take_one(c);
+        assert_eq!(
+            (got["d"]["user"].as_str(), got["d"]["text"].as_str()),
+            (Some("system"), Some("v2 is out"))
+        );
+    }
+    let (again, effects) =
+        sim.room.handle_publish(system, publish("v2 is out"), Some("k-1".into()), sim.now, &sim.log).unwrap();
+    assert!(effects.is_empty());
+    assert_eq!((again["seq"].clone(), again["duplicate"].clone()), (json!(1), json!(true)));
+    let empty = Publish { text: String::new(), data: None, user: None };
+    let err =
+        sim.room.handle_publish(UserId::parse("x").unwrap(), empty, None, sim.now, &sim.log).unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+}
+
+#[test]
+fn sockets_per_user_are_capped() {
+    let mut sim = Sim::with_limits("cap", Limits { max_sockets_per_user: 2, ..Limits::default() });
+    sim.connect("alice");
+    let second = sim.connect("alice");
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(sim.room.check_capacity(&alice).unwrap_err().code, ErrorCode::TooManyConnections);
+    assert!(sim.room.check_capacity(&UserId::parse("bob").unwrap()).is_ok());
+    sim.close(&second);
+    assert!(sim.room.check_capacity(&alice).is_ok());
+}
