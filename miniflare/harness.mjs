@@ -139,3 +139,57 @@ export async function join(worker, room, user, query = "") {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads a Server-Sent Events response; `next` waits for an event like `Client.next`. */
+export async function openEvents(url, headers = {}) {
+  const abort = new AbortController();
+  const res = await fetch(url, { headers, signal: abort.signal });
+  const stream = { status: res.status, headers: res.headers, events: [], waiters: [] };
+  stream.close = () => abort.abort();
+  if (res.status !== 200) {
+    stream.body = await res.json();
+    return stream;
+  }
+  stream.next = (predicate, timeoutMs = 5000) =>
+    new Promise((resolve, reject) => {
+      const match = typeof predicate === "string" ? (e) => e.event === predicate : predicate;
+      const waiter = {
+        check: () => {
+          const i = stream.events.findIndex(match);
+          if (i < 0) return false;
+          clearTimeout(timer);
+          resolve(stream.events.splice(i, 1)[0]);
+          return true;
+        },
+      };
+      const timer = setTimeout(() => reject(new Error(`no event matched; have ${JSON.stringify(stream.events)}`)), timeoutMs);
+      if (!waiter.check()) stream.waiters.push(waiter);
+    });
+  (async () => {
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for await (const chunk of res.body) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = {};
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) event.event = line.slice(7);
+            else if (line.startsWith("id: ")) event.id = line.slice(4);
+            else if (line.startsWith("data: ")) event.data = JSON.parse(line.slice(6));
+          }
+          if (event.event) {
+            stream.events.push(event);
+            stream.waiters = stream.waiters.filter((w) => !w.check());
+          }
+        }
+      }
+    } catch {
+      // aborted by close()
+    }
+  })();
+  return stream;
+}

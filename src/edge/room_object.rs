@@ -114,7 +114,8 @@ impl worker::DurableObject for RoomObject {
         reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        // In hibernation mode the close handshake is ours to finish, or the client sees 1006.
+        // In hibernation mode the close handshake is ours to finish, or the client waits for
+        // our close frame (readyState already reads CLOSED here, so it cannot tell us).
         socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
         self.forget(&ws);
         Ok(())
@@ -204,6 +205,7 @@ impl RoomObject {
                 "connections": live.room.connection_count(),
                 "members": live.room.members().count(),
                 "streams": live.streams.len(),
+                "alarm": live.alarm,
                 "wakes": wakes.parse::<u64>().unwrap_or(0),
             }),
         )
