@@ -1,10 +1,7 @@
 // History and sequence numbers survive hibernation (proven by the wake counter) and restarts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join as joinPath } from "node:path";
-import { startWorker, join, sleep, SERVER_KEY } from "./harness.mjs";
+import { startWorker, join, sleep, withStorage, SERVER_KEY } from "./harness.mjs";
 
 async function stats(worker, room) {
   const res = await fetch(`${worker.http}/v1/rooms/${room}/stats`, { headers: { authorization: `Bearer ${SERVER_KEY}` } });
@@ -40,17 +37,16 @@ test("after the object hibernates, sockets stay open and the next message gets t
   }
 });
 
-test("a restarted workerd on the same storage serves the old history", async () => {
-  const dir = mkdtempSync(joinPath(tmpdir(), "switchboard-"));
-  try {
-    const first = await startWorker({ persist: dir });
+test("a restarted workerd on the same storage serves the old history", () =>
+  withStorage(async (start) => {
+    const first = await start();
     const alice = await join(first, "durable", "alice");
     for (const text of ["a", "b", "c"]) await alice.request("message:send", { text });
     const epoch = alice.state.epoch;
     await alice.close();
     await first.close();
 
-    const second = await startWorker({ persist: dir });
+    const second = await start();
     try {
       const bob = await join(second, "durable", "bob");
       assert.equal(bob.state.seq, 3);
@@ -66,7 +62,4 @@ test("a restarted workerd on the same storage serves the old history", async () 
     } finally {
       await second.close();
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));

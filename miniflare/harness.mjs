@@ -1,7 +1,8 @@
 // Runs the built worker (build/) in workerd through Miniflare, and speaks the protocol over real
 // WebSockets. Shared by every suite in this folder.
 import { Miniflare } from "miniflare";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { dirname, join as joinPath } from "node:path";
 import WebSocket from "ws";
@@ -63,40 +64,52 @@ export function token(user, { ttl = 3600, extra = {}, secret = SECRET, header } 
   return signHs256({ sub: user, iat: now, exp: now + ttl, ...extra }, secret, header);
 }
 
+/** Items that arrive over time; `next` waits for (and consumes) the first one matching. */
+export class Inbox {
+  constructor(matchString) {
+    this.items = [];
+    this.waiters = [];
+    this.matchString = matchString;
+  }
+
+  push(item) {
+    this.items.push(item);
+    this.waiters = this.waiters.filter((check) => !check());
+  }
+
+  next(predicate = () => true, timeoutMs = 5000) {
+    const match = typeof predicate === "string" ? this.matchString(predicate) : predicate;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const i = this.items.findIndex(match);
+        if (i < 0) return false;
+        clearTimeout(timer);
+        resolve(this.items.splice(i, 1)[0]);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        reject(new Error(`nothing matched within ${timeoutMs} ms; have ${JSON.stringify(this.items)}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.push(check);
+    });
+  }
+}
+
 /** A connected client that records every frame and can wait for one. */
 export class Client {
   constructor(ws) {
     this.ws = ws;
-    this.frames = [];
-    this.waiters = [];
+    this.inbox = new Inbox((t) => (f) => f.t === t);
+    this.frames = this.inbox.items;
     this.nextRef = 1;
     this.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-    ws.on("message", (data, isBinary) => {
-      const frame = isBinary ? { binary: data } : JSON.parse(data.toString());
-      this.frames.push(frame);
-      this.waiters = this.waiters.filter((w) => !w.check());
-    });
+    ws.on("message", (data, isBinary) => this.inbox.push(isBinary ? { binary: data } : JSON.parse(data.toString())));
   }
 
-  /** Resolves with the first unconsumed frame matching `predicate` (consuming it). */
-  next(predicate = () => true, timeoutMs = 5000) {
-    const match = typeof predicate === "string" ? (f) => f.t === predicate : predicate;
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        check: () => {
-          const i = this.frames.findIndex(match);
-          if (i < 0) return false;
-          clearTimeout(timer);
-          resolve(this.frames.splice(i, 1)[0]);
-          return true;
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no frame matched within ${timeoutMs} ms; have ${JSON.stringify(this.frames)}`));
-      }, timeoutMs);
-      if (!waiter.check()) this.waiters.push(waiter);
-    });
+  /** Resolves with the first unconsumed frame matching `predicate` (a predicate or an event name). */
+  next(predicate, timeoutMs) {
+    return this.inbox.next(predicate, timeoutMs);
   }
 
   send(frame) {
@@ -144,27 +157,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function openEvents(url, headers = {}) {
   const abort = new AbortController();
   const res = await fetch(url, { headers, signal: abort.signal });
-  const stream = { status: res.status, headers: res.headers, events: [], waiters: [] };
-  stream.close = () => abort.abort();
+  const inbox = new Inbox((name) => (e) => e.event === name);
+  const stream = { status: res.status, headers: res.headers, events: inbox.items, close: () => abort.abort() };
   if (res.status !== 200) {
     stream.body = await res.json();
     return stream;
   }
-  stream.next = (predicate, timeoutMs = 5000) =>
-    new Promise((resolve, reject) => {
-      const match = typeof predicate === "string" ? (e) => e.event === predicate : predicate;
-      const waiter = {
-        check: () => {
-          const i = stream.events.findIndex(match);
-          if (i < 0) return false;
-          clearTimeout(timer);
-          resolve(stream.events.splice(i, 1)[0]);
-          return true;
-        },
-      };
-      const timer = setTimeout(() => reject(new Error(`no event matched; have ${JSON.stringify(stream.events)}`)), timeoutMs);
-      if (!waiter.check()) stream.waiters.push(waiter);
-    });
+  stream.next = (predicate, timeoutMs) => inbox.next(predicate, timeoutMs);
   (async () => {
     const decoder = new TextDecoder();
     let buffer = "";
@@ -173,18 +172,14 @@ export async function openEvents(url, headers = {}) {
         buffer += decoder.decode(chunk, { stream: true });
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
           const event = {};
-          for (const line of block.split("\n")) {
+          for (const line of buffer.slice(0, end).split("\n")) {
             if (line.startsWith("event: ")) event.event = line.slice(7);
             else if (line.startsWith("id: ")) event.id = line.slice(4);
             else if (line.startsWith("data: ")) event.data = JSON.parse(line.slice(6));
           }
-          if (event.event) {
-            stream.events.push(event);
-            stream.waiters = stream.waiters.filter((w) => !w.check());
-          }
+          buffer = buffer.slice(end + 2);
+          if (event.event) inbox.push(event);
         }
       }
     } catch {
@@ -192,4 +187,14 @@ export async function openEvents(url, headers = {}) {
     }
   })();
   return stream;
+}
+
+/** Runs `scenario(start)`, where each `start()` boots workerd on the same storage: a restart. */
+export async function withStorage(scenario) {
+  const dir = mkdtempSync(joinPath(tmpdir(), "switchboard-"));
+  try {
+    await scenario(() => startWorker({ persist: dir }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

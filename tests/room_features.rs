@@ -380,3 +380,26 @@ fn sockets_per_user_are_capped() {
     sim.close(&second);
     assert!(sim.room.check_capacity(&alice).is_ok());
 }
+
+#[test]
+fn event_streams_open_with_the_missed_messages_then_room_state() {
+    let mut sim = Sim::new("sse");
+    let [a] = quiet(&mut sim, ["alice"]);
+    for text in ["one", "two", "three"] {
+        sim.send(&a, json!({"t":"message:send","d":{"text":text}}));
+    }
+    let resume = switchboard::core::room::Resume { since: 1, epoch: "ep1".into() };
+    let opening = sim.room.open_event_stream(Some(&resume), &sim.log);
+    let events: Vec<&str> = opening.split("\n\n").filter(|e| e.starts_with("event:")).collect();
+    assert_eq!(events.len(), 3);
+    assert!(events[0].starts_with("event: message:receive\nid: ep1:2\ndata: {"), "{}", events[0]);
+    assert!(events[1].contains("id: ep1:3\n"));
+    assert_eq!(
+        events[2],
+        r#"event: room:state
+data: {"epoch":"ep1","recovered":true,"room":"sse","seq":3}"#
+    );
+    let plain = sim.room.open_event_stream(None, &sim.log);
+    assert!(plain.ends_with("data: {\"epoch\":\"ep1\",\"room\":\"sse\",\"seq\":3}\n\n"));
+    assert!(!plain.contains("message:receive"));
+}

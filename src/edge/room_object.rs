@@ -241,28 +241,17 @@ impl RoomObject {
         http::json(200, &ack)
     }
 
-    /// Server-Sent Events: `room:state` (with `recovered` when resuming), the missed messages,
-    /// then every new message as it is stored. Event ids are `<epoch>:<seq>`, so a browser's
-    /// automatic reconnect (`Last-Event-ID`) resumes exactly.
+    /// Server-Sent Events: the core's opening (missed messages, `room:state`), then every new
+    /// message as it is stored (see `apply`).
     fn events(&self, req: &Request) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let resume = resume_of(req);
-        let missed = resume.as_ref().and_then(|r| live.room.missed(r, &SqlLog { sql: &sql, room: &room_id }));
-        let mut state =
-            serde_json::json!({ "room": room_id, "seq": live.room.seq(), "epoch": live.room.epoch() });
-        if resume.is_some() {
-            state["recovered"] = serde_json::Value::Bool(missed.is_some());
-        }
+        let opening =
+            live.room.open_event_stream(resume_of(req).as_ref(), &SqlLog { sql: &sql, room: &room_id });
         let (tx, rx) = unbounded::<Vec<u8>>();
-        let mut first = String::from(": switchboard event stream\n\n");
-        for message in missed.unwrap_or_default() {
-            first.push_str(&message_event(live.room.epoch(), &message));
-        }
-        first.push_str(&protocol::sse_event("room:state", None, &state));
-        let _ = tx.unbounded_send(first.into_bytes());
+        let _ = tx.unbounded_send(opening.into_bytes());
         live.streams.push(tx);
         ResponseBuilder::new()
             .with_header("content-type", "text/event-stream; charset=utf-8")
@@ -369,7 +358,7 @@ impl RoomObject {
                     if let Err(e) = append(&sql(), &message) {
                         return self.fail(slot, origin, &e);
                     }
-                    let event = message_event(live.room.epoch(), &message).into_bytes();
+                    let event = live.room.message_event(&message).into_bytes();
                     live.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
                 }
                 Effect::PutState { key, entry } => {
@@ -435,11 +424,6 @@ impl RoomObject {
         let effects = live.room.handle_close(conn);
         self.apply(slot, None, effects);
     }
-}
-
-/// A message as an SSE event whose id, `<epoch>:<seq>`, is a resume position.
-fn message_event(epoch: &str, m: &Message) -> String {
-    protocol::sse_event("message:receive", Some(&format!("{epoch}:{}", m.seq)), m)
 }
 
 fn storage(e: worker::Error) -> Error {

@@ -188,4 +188,25 @@ impl Room {
             && messages.iter().zip(resume.since + 1..).all(|(m, expected)| m.seq == expected);
         contiguous.then_some(messages)
     }
+
+    /// The start of a Server-Sent Events stream: the missed messages when `resume` can be
+    /// served, then `room:state` (with `recovered` when a resume position was given).
+    pub fn open_event_stream(&self, resume: Option<&Resume>, log: &dyn RoomLog) -> String {
+        let missed = resume.and_then(|r| self.missed(r, log));
+        let mut state = json!({ "room": self.id, "seq": self.head.seq, "epoch": self.head.epoch });
+        if resume.is_some() {
+            state["recovered"] = Value::Bool(missed.is_some());
+        }
+        let mut out = String::from(": switchboard event stream\n\n");
+        for message in missed.unwrap_or_default() {
+            out.push_str(&self.message_event(&message));
+        }
+        out.push_str(&protocol::sse_event("room:state", None, &state));
+        out
+    }
+
+    /// A message as a Server-Sent Event whose id, `<epoch>:<seq>`, is a resume position.
+    pub fn message_event(&self, message: &Message) -> String {
+        protocol::sse_event("message:receive", Some(&format!("{}:{}", self.head.epoch, message.seq)), message)
+    }
 }
