@@ -1,7 +1,7 @@
 // History and sequence numbers survive hibernation (proven by the wake counter) and restarts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, join, sleep, withStorage, SERVER_KEY } from "./harness.mjs";
+import { startWorker, join, open, token, sleep, withStorage, SERVER_KEY } from "./harness.mjs";
 
 async function stats(worker, room) {
   const res = await fetch(`${worker.http}/v1/rooms/${room}/stats`, { headers: { authorization: `Bearer ${SERVER_KEY}` } });
@@ -37,7 +37,7 @@ test("after the object hibernates, sockets stay open and the next message gets t
   }
 });
 
-test("a restarted workerd on the same storage serves the old history", () =>
+test("a restarted workerd on the same storage serves the old history and recovers sockets", () =>
   withStorage(async (start) => {
     const first = await start();
     const alice = await join(first, "durable", "alice");
@@ -57,8 +57,13 @@ test("a restarted workerd on the same storage serves the old history", () =>
         [2, "alice", "b"],
         [3, "alice", "c"],
       ]);
+      // Alice comes back after the restart having seen only the first message.
+      const back = await open(`${second.ws}/v1/rooms/durable/ws?token=${token("alice")}&since=1&epoch=${epoch}`);
+      const frames = [await back.next(), await back.next(), await back.next()];
+      assert.deepEqual(frames.map((f) => f.d.text ?? f.d.recovered), ["b", "c", true]);
       assert.equal((await bob.request("message:send", { text: "d" })).d.seq, 4);
       await bob.close();
+      await back.close();
     } finally {
       await second.close();
     }

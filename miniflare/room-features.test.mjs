@@ -2,7 +2,7 @@
 // state, signals, rate limits, capabilities, token expiry and refresh, socket limits.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, join, open, token, sleep, withStorage } from "./harness.mjs";
+import { startWorker, join, open, token, sleep } from "./harness.mjs";
 
 let worker;
 before(async () => (worker = await startWorker({ preventEviction: true, vars: { TYPING_TTL_MS: "1000", MAX_SOCKETS_PER_USER: "3" } })));
@@ -35,26 +35,6 @@ test("a reconnect with since and epoch receives exactly what it missed, in order
   assert.equal(bad.status, 400);
   for (const c of [alice, back, wrong]) await c.close();
 });
-
-test("recovery survives a restart of workerd", () =>
-  withStorage(async (start) => {
-    const first = await start();
-    const alice = await join(first, "recover-2", "alice");
-    for (const text of ["a", "b", "c"]) await alice.request("message:send", { text });
-    const epoch = alice.state.epoch;
-    await alice.close();
-    await first.close();
-
-    const second = await start();
-    try {
-      const back = await open(`${second.ws}/v1/rooms/recover-2/ws?token=${token("alice")}&since=1&epoch=${epoch}`);
-      const frames = [await back.next(), await back.next(), await back.next()];
-      assert.deepEqual(frames.map((f) => f.d.text ?? f.d.recovered), ["b", "c", true]);
-      await back.close();
-    } finally {
-      await second.close();
-    }
-  }));
 
 test("typing is announced on change and expires by itself through the alarm", async () => {
   const alice = await join(worker, "typing-1", "alice");
