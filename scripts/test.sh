@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
-cargo test --all-targets
+cargo test --workspace --all-targets
+cargo build -p switchboard-bench --bins
 bash scripts/build.sh
 # A hung socket fails its test after 60 s instead of stalling CI.
 node --test --test-concurrency=1 --test-timeout=60000 miniflare/*.test.mjs

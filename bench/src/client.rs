@@ -1,0 +1,124 @@
+//! One generator connection: connect, finish the server's handshake, then record the latency of
+//! every chat message it receives until stopped. Frames to send go through a channel so
+//! heartbeat replies and scenario traffic share the socket.
+
+use crate::protocol::{interpret, Flavor, Incoming};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Microseconds since the run started, shared by senders and receivers on this machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub Instant);
+
+impl Clock {
+    /// Now, in µs since the start.
+    pub fn now_us(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+}
+
+/// A received chat message: when it was sent and how long it took (both µs).
+pub type Receipt = (u64, u64);
+
+/// An open, joined connection.
+pub struct Conn {
+    tx: mpsc::UnboundedSender<String>,
+    stop: watch::Sender<bool>,
+    reader: JoinHandle<Vec<Receipt>>,
+}
+
+impl Conn {
+    /// Queues a text frame.
+    pub fn send(&self, frame: String) {
+        let _ = self.tx.send(frame);
+    }
+
+    /// Stops reading and returns what was received.
+    pub async fn finish(self) -> Vec<Receipt> {
+        let _ = self.stop.send(true);
+        drop(self.tx);
+        self.reader.await.unwrap_or_default()
+    }
+}
+
+/// Connects to `url` and waits until the server says the client joined `room`; returns the
+/// connection and the handshake time. Every received message bumps `received`.
+pub async fn open(
+    flavor: Flavor,
+    url: &str,
+    room: &str,
+    token: &str,
+    clock: Clock,
+    received: Arc<AtomicU64>,
+) -> Result<(Conn, Duration), String> {
+    let started = Instant::now();
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink.send(Message::text(frame)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    if flavor == Flavor::Ceiling {
+        // The ceiling server has no handshake: open means joined.
+    } else {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .map_err(|_| "no join within 10 s".to_string())?;
+            let text = match frame {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("closed during the handshake".into()),
+            };
+            match interpret(flavor, &text, room, token) {
+                Incoming::Joined => break,
+                Incoming::Reply(r) => {
+                    let _ = tx.send(r);
+                }
+                _ => {}
+            }
+        }
+    }
+    let handshake = started.elapsed();
+    let (stop, mut stopped) = watch::channel(false);
+    let replies = tx.clone();
+    let (room, token) = (room.to_owned(), token.to_owned());
+    let reader = tokio::spawn(async move {
+        let mut receipts = Vec::new();
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => match interpret(flavor, &text, &room, &token) {
+                        Incoming::Message { sent_us } => {
+                            receipts.push((sent_us, clock.now_us().saturating_sub(sent_us)));
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Incoming::Reply(r) => {
+                            let _ = replies.send(r);
+                        }
+                        _ => {}
+                    },
+                    Some(Ok(_)) => {}
+                    _ => break,
+                },
+            }
+        }
+        receipts
+    });
+    Ok((Conn { tx, stop, reader }, handshake))
+}

@@ -1,0 +1,159 @@
+//! `switchboard-bench`: measures Switchboard against the Socket.IO server it replaces and a
+//! native ceiling, in one run on one machine, and reports ratios.
+//!
+//! ```text
+//! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,socket.io,ceiling]
+//!                   [--out results.json] [--report BENCHMARKS.md]
+//! ```
+//! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
+//! writes a report.
+
+mod client;
+mod core_timing;
+mod protocol;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+mod token;
+
+use client::Clock;
+use protocol::Flavor;
+use serde_json::{json, Value};
+use servers::Server;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Sizes of one run.
+struct Profile {
+    name: &'static str,
+    connect: &'static [usize],
+    connect_rate: u32,
+    fanout_receivers: usize,
+    fanout_rates: &'static [u32],
+    fanout_step: Duration,
+    rooms: usize,
+    room_members: usize,
+    rooms_run: Duration,
+}
+
+const PROFILES: [Profile; 3] = [
+    Profile {
+        name: "smoke",
+        connect: &[20],
+        connect_rate: 200,
+        fanout_receivers: 10,
+        fanout_rates: &[10],
+        fanout_step: Duration::from_secs(1),
+        rooms: 5,
+        room_members: 2,
+        rooms_run: Duration::from_secs(1),
+    },
+    Profile {
+        name: "quick",
+        connect: &[1000],
+        connect_rate: 1000,
+        fanout_receivers: 500,
+        fanout_rates: &[20, 50, 100, 200],
+        fanout_step: Duration::from_secs(3),
+        rooms: 100,
+        room_members: 4,
+        rooms_run: Duration::from_secs(5),
+    },
+    Profile {
+        name: "full",
+        connect: &[1000, 5000, 10000],
+        connect_rate: 1000,
+        fanout_receivers: 1000,
+        fanout_rates: &[20, 50, 100, 200, 400],
+        fanout_step: Duration::from_secs(5),
+        rooms: 500,
+        room_members: 4,
+        rooms_run: Duration::from_secs(10),
+    },
+];
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let profile_name = arg(&args, "--profile").unwrap_or_else(|| "quick".into());
+    let Some(profile) = PROFILES.iter().find(|p| p.name == profile_name) else {
+        eprintln!("unknown profile {profile_name}: smoke, quick or full");
+        std::process::exit(2);
+    };
+    let targets: Vec<Flavor> = arg(&args, "--targets")
+        .unwrap_or_else(|| "switchboard,socket.io,ceiling".into())
+        .split(',')
+        .filter_map(|t| {
+            [Flavor::Switchboard, Flavor::SocketIo, Flavor::Ceiling].into_iter().find(|f| f.name() == t)
+        })
+        .collect();
+    let root = std::env::var("SWITCHBOARD_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
+    let dev_vars = std::fs::read_to_string(root.join(".dev.vars.example")).unwrap_or_default();
+    token::set_secret(token::read_var(&dev_vars, "JWT_SECRET").unwrap_or_default());
+
+    let clock = Clock(Instant::now());
+    let mut results = serde_json::Map::new();
+    for flavor in targets {
+        eprintln!("== {}", flavor.name());
+        let server = match Server::start(flavor, &root).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot start {}: {e}", flavor.name());
+                std::process::exit(1);
+            }
+        };
+        let mut connect = Vec::new();
+        for &n in profile.connect {
+            let r = scenarios::connect(&server, n, profile.connect_rate, clock).await;
+            eprintln!("   connect {n}: {r:?}");
+            connect.push(r);
+        }
+        let fanout = scenarios::fanout(
+            &server,
+            profile.fanout_receivers,
+            profile.fanout_rates,
+            profile.fanout_step,
+            clock,
+        )
+        .await;
+        eprintln!("   fanout best {:.0}/s", fanout.best_delivered_per_sec);
+        let rooms =
+            scenarios::rooms(&server, profile.rooms, profile.room_members, profile.rooms_run, clock).await;
+        eprintln!("   rooms p99 {:.1} ms", rooms.p99_ms);
+        results.insert(flavor.name().into(), json!({ "connect": connect, "fanout": fanout, "rooms": rooms }));
+        server.stop().await;
+    }
+    let run = json!({
+        "profile": profile.name,
+        "date": report::today(),
+        "machine": report::machine(),
+        "versions": report::versions(&root),
+        "wasm_bytes": std::fs::metadata(root.join("build/index_bg.wasm")).map(|m| m.len()).unwrap_or(0),
+        "core_us_per_message": core_timing::message_us(1000, 20_000),
+        "results": Value::Object(results),
+    });
+    let text = serde_json::to_string_pretty(&run).unwrap_or_default();
+    println!("{text}");
+    if let Some(out) = arg(&args, "--out") {
+        if let Err(e) = std::fs::write(&out, &text) {
+            eprintln!("cannot write {out}: {e}");
+        }
+    }
+    if profile.name == "smoke" {
+        let problems = report::smoke_problems(&run);
+        for p in &problems {
+            eprintln!("smoke: {p}");
+        }
+        std::process::exit(if problems.is_empty() { 0 } else { 1 });
+    }
+    if let Some(path) = arg(&args, "--report") {
+        if let Err(e) = report::write_markdown(&run, std::path::Path::new(&path)) {
+            eprintln!("cannot write {path}: {e}");
+        }
+    }
+}

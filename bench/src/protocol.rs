@@ -1,0 +1,183 @@
+//! What the generator says to each server, so one generator drives all three at the same
+//! client cost: Switchboard's JSON envelope, Socket.IO v4 over Engine.IO 4 on a WebSocket, and
+//! the ceiling server's bare text.
+
+use serde_json::{json, Value};
+
+/// Which server a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Switchboard in workerd.
+    Switchboard,
+    /// The Node `socket.io` peer.
+    SocketIo,
+    /// The native broadcast server: no auth, no JSON, no storage.
+    Ceiling,
+}
+
+impl Flavor {
+    /// Name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Switchboard => "switchboard",
+            Flavor::SocketIo => "socket.io",
+            Flavor::Ceiling => "ceiling",
+        }
+    }
+
+    /// The WebSocket URL for `room` on the server at `base` (`ws://127.0.0.1:port`).
+    pub fn url(self, base: &str, room: &str, token: &str) -> String {
+        match self {
+            Flavor::Switchboard => format!("{base}/v1/rooms/{room}/ws?token={token}"),
+            Flavor::SocketIo => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+            Flavor::Ceiling => format!("{base}/{room}"),
+        }
+    }
+
+    /// A chat message carrying the send time `sent_us` (µs since the run started).
+    pub fn message(self, room: &str, sent_us: u64) -> String {
+        match self {
+            Flavor::Switchboard => {
+                json!({ "t": "message:send", "d": { "text": "bench", "data": { "sent": sent_us } } })
+                    .to_string()
+            }
+            Flavor::SocketIo => socketio::event(
+                "message:send",
+                &json!({ "room": room, "text": "bench", "sent": sent_us }),
+                None,
+            ),
+            Flavor::Ceiling => json!({ "text": "bench", "sent": sent_us }).to_string(),
+        }
+    }
+}
+
+/// What an incoming text frame means to the generator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// The connection is ready to send and receive room traffic.
+    Joined,
+    /// A chat message sent at this time (µs since the run started).
+    Message { sent_us: u64 },
+    /// Send this frame back (Engine.IO heartbeat, Socket.IO handshake steps).
+    Reply(String),
+    /// Nothing the generator needs.
+    Other,
+}
+
+/// Interprets one text frame from `flavor`'s server, for a client that joins `room` with `token`.
+pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Incoming {
+    match flavor {
+        Flavor::Switchboard => {
+            let Ok(v) = serde_json::from_str::<Value>(frame) else { return Incoming::Other };
+            match v["t"].as_str() {
+                Some("room:state") => Incoming::Joined,
+                Some("message:receive") => sent_of(&v["d"]["data"]),
+                _ => Incoming::Other,
+            }
+        }
+        Flavor::SocketIo => socketio::interpret(frame, room, token),
+        Flavor::Ceiling => {
+            serde_json::from_str::<Value>(frame).map(|v| sent_of(&v)).unwrap_or(Incoming::Other)
+        }
+    }
+}
+
+fn sent_of(v: &Value) -> Incoming {
+    v["sent"].as_u64().map_or(Incoming::Other, |sent_us| Incoming::Message { sent_us })
+}
+
+/// Socket.IO v4 framing over an Engine.IO 4 WebSocket: `0` open, `2`/`3` ping/pong, `40` connect
+/// (with auth), `42` event, `43` ack.
+pub mod socketio {
+    use super::Incoming;
+    use serde_json::{json, Value};
+
+    /// The ack id the generator uses for `room:join`.
+    pub const JOIN_ACK: u32 = 1;
+
+    /// A `42` event frame, with an ack id when one is wanted.
+    pub fn event(name: &str, data: &Value, ack: Option<u32>) -> String {
+        let ack = ack.map(|a| a.to_string()).unwrap_or_default();
+        format!("42{ack}{}", json!([name, data]))
+    }
+
+    /// The Socket.IO connect packet with the JWT in `auth`.
+    pub fn connect(token: &str) -> String {
+        format!("40{}", json!({ "token": token }))
+    }
+
+    /// Handshake and heartbeat: open → connect with auth; connected → join the room (acked);
+    /// the join ack → joined; ping → pong; events → messages.
+    pub fn interpret(frame: &str, room: &str, token: &str) -> Incoming {
+        if frame == "2" {
+            return Incoming::Reply("3".into());
+        }
+        if frame.starts_with('0') {
+            return Incoming::Reply(connect(token));
+        }
+        if let Some(rest) = frame.strip_prefix("40") {
+            if rest.is_empty() || rest.starts_with('{') {
+                return Incoming::Reply(event("room:join", &json!(room), Some(JOIN_ACK)));
+            }
+        }
+        if frame.starts_with(&format!("43{JOIN_ACK}[")) {
+            return Incoming::Joined;
+        }
+        if let Some(rest) = frame.strip_prefix("42") {
+            let body = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(body) {
+                if parts.first().and_then(Value::as_str) == Some("message:receive") {
+                    if let Some(sent_us) = parts.get(1).and_then(|d| d["sent"].as_u64()) {
+                        return Incoming::Message { sent_us };
+                    }
+                }
+            }
+        }
+        Incoming::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socketio_handshake_heartbeat_and_events() {
+        let open =
+            r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert_eq!(
+            interpret(Flavor::SocketIo, open, "r", "tok"),
+            Incoming::Reply(r#"40{"token":"tok"}"#.into())
+        );
+        assert_eq!(
+            interpret(Flavor::SocketIo, r#"40{"sid":"xyz"}"#, "r1", "tok"),
+            Incoming::Reply(r#"421["room:join","r1"]"#.into())
+        );
+        assert_eq!(interpret(Flavor::SocketIo, r#"431[{"ok":true}]"#, "r", "t"), Incoming::Joined);
+        assert_eq!(interpret(Flavor::SocketIo, "2", "r", "t"), Incoming::Reply("3".into()));
+        let msg = r#"42["message:receive",{"room":"r","text":"bench","sent":1234,"user":"u"}]"#;
+        assert_eq!(interpret(Flavor::SocketIo, msg, "r", "t"), Incoming::Message { sent_us: 1234 });
+        assert_eq!(interpret(Flavor::SocketIo, r#"42["other",{}]"#, "r", "t"), Incoming::Other);
+        assert_eq!(interpret(Flavor::SocketIo, r#"44{"message":"unauthorized"}"#, "r", "t"), Incoming::Other);
+        assert_eq!(
+            Flavor::SocketIo.message("r", 7),
+            r#"42["message:send",{"room":"r","sent":7,"text":"bench"}]"#
+        );
+    }
+
+    #[test]
+    fn switchboard_and_ceiling_frames() {
+        let state = r#"{"t":"room:state","d":{"room":"r"}}"#;
+        assert_eq!(interpret(Flavor::Switchboard, state, "r", "t"), Incoming::Joined);
+        let msg = r#"{"t":"message:receive","d":{"seq":1,"text":"bench","data":{"sent":99}}}"#;
+        assert_eq!(interpret(Flavor::Switchboard, msg, "r", "t"), Incoming::Message { sent_us: 99 });
+        assert_eq!(interpret(Flavor::Switchboard, "{\"t\":\"reply\"}", "r", "t"), Incoming::Other);
+        assert_eq!(
+            interpret(Flavor::Ceiling, r#"{"text":"bench","sent":5}"#, "r", "t"),
+            Incoming::Message { sent_us: 5 }
+        );
+        assert_eq!(Flavor::Switchboard.url("ws://h", "r", "tok"), "ws://h/v1/rooms/r/ws?token=tok");
+        let sent: Value = serde_json::from_str(&Flavor::Switchboard.message("r", 42)).unwrap();
+        assert_eq!(sent["d"]["data"]["sent"], 42);
+    }
+}

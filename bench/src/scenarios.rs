@@ -1,0 +1,289 @@
+//! The scenarios, each bounded in count and time, loopback only.
+
+use crate::client::{self, Clock, Conn, Receipt};
+use crate::servers::Server;
+use crate::stats::Samples;
+use crate::token;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Users the generator spreads sockets over (Switchboard counts presence per user).
+const USERS: usize = 10;
+
+/// Messages per second one sender socket sends (under Switchboard's per-socket message rate).
+const PER_SENDER_RATE: u32 = 5;
+
+/// Opens `n` sockets into `room` at `rate` per second, as users `prefix0..prefix9`.
+async fn open_many(
+    server: &Server,
+    room: &str,
+    prefix: &str,
+    n: usize,
+    rate: u32,
+    clock: Clock,
+    received: &Arc<AtomicU64>,
+) -> (Vec<Conn>, Samples, usize) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate.max(1)));
+        tokio::time::sleep_until(due.into()).await;
+        let token = token::mint(&format!("{prefix}{}", i % USERS), 3600);
+        let url = server.flavor.url(&server.ws, room, &token);
+        let (flavor, room, received) = (server.flavor, room.to_owned(), received.clone());
+        tasks.push(tokio::spawn(
+            async move { client::open(flavor, &url, &room, &token, clock, received).await },
+        ));
+    }
+    let (mut conns, mut handshakes, mut failures) = (Vec::with_capacity(n), Samples::default(), 0);
+    for task in tasks {
+        match task.await {
+            Ok(Ok((conn, took))) => {
+                handshakes.record(took.as_micros() as u64);
+                conns.push(conn);
+            }
+            _ => failures += 1,
+        }
+    }
+    (conns, handshakes, failures)
+}
+
+async fn finish_all(conns: Vec<Conn>) -> Vec<Receipt> {
+    let mut all = Vec::new();
+    for c in conns {
+        all.extend(c.finish().await);
+    }
+    all
+}
+
+async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while counter.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Scenario 1: open `n` sockets at `rate`/s into one room, then one broadcast to all.
+#[derive(Debug, Serialize)]
+pub struct ConnectResult {
+    pub sockets: usize,
+    pub rate: u32,
+    pub connects_per_sec: f64,
+    pub handshake_p50_ms: f64,
+    pub handshake_p99_ms: f64,
+    pub failures: usize,
+    pub rss_per_socket_kib: f64,
+    pub broadcast_received: u64,
+    pub broadcast_last_ms: f64,
+}
+
+pub async fn connect(server: &Server, n: usize, rate: u32, clock: Clock) -> ConnectResult {
+    let room = format!("connect-{n}");
+    let received = Arc::new(AtomicU64::new(0));
+    let rss_before = server.rss_kib();
+    let started = Instant::now();
+    let (conns, mut handshakes, failures) = open_many(server, &room, "c", n, rate, clock, &received).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = server.rss_kib();
+
+    let sender_received = Arc::new(AtomicU64::new(0));
+    let (mut sender, _, _) = open_many(server, &room, "sender", 1, 1, clock, &sender_received).await;
+    let sent_at = clock.now_us();
+    if let Some(s) = sender.first() {
+        s.send(server.flavor.message(&room, sent_at));
+    }
+    wait_for(&received, conns.len() as u64, Duration::from_secs(20)).await;
+    let receipts = finish_all(conns.into_iter().chain(sender.drain(..)).collect()).await;
+    let last = receipts.iter().filter(|(s, _)| *s == sent_at).map(|(_, l)| *l).max().unwrap_or(0);
+    let connected = handshakes.len();
+    let (p50, p99, _) = handshakes.summary_ms();
+    ConnectResult {
+        sockets: n,
+        rate,
+        connects_per_sec: connected as f64 / elapsed.max(1e-9),
+        handshake_p50_ms: p50,
+        handshake_p99_ms: p99,
+        failures,
+        rss_per_socket_kib: rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64,
+        broadcast_received: received.load(Ordering::Relaxed),
+        broadcast_last_ms: last as f64 / 1000.0,
+    }
+}
+
+/// Scenario 2, one step: messages at `rate`/s into a room of receivers.
+#[derive(Debug, Serialize)]
+pub struct FanoutStep {
+    pub rate: u32,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub delivered_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub losses: u64,
+    pub server_cpu_us_per_delivery: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutResult {
+    pub receivers: usize,
+    pub step_secs: f64,
+    pub steps: Vec<FanoutStep>,
+    /// The highest delivered rate of a step with p99 < 50 ms and no losses.
+    pub best_delivered_per_sec: f64,
+}
+
+pub async fn fanout(
+    server: &Server,
+    receivers: usize,
+    rates: &[u32],
+    step: Duration,
+    clock: Clock,
+) -> FanoutResult {
+    let room = format!("fanout-{receivers}");
+    let received = Arc::new(AtomicU64::new(0));
+    let (conns, _, _) = open_many(server, &room, "r", receivers, 1000, clock, &received).await;
+    let max_rate = rates.iter().copied().max().unwrap_or(1);
+    let sender_count = max_rate.div_ceil(PER_SENDER_RATE) as usize;
+    let ignored = Arc::new(AtomicU64::new(0));
+    let (senders, _, _) = open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
+    // Every sender is in the room too; their receipts are not counted.
+    let listeners = conns.len() as u64;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut windows = Vec::new();
+    for &rate in rates {
+        let start_us = clock.now_us();
+        let cpu_before = server.cpu_ms();
+        let count = (f64::from(rate) * step.as_secs_f64()).round() as u64;
+        let began = Instant::now();
+        for k in 0..count {
+            tokio::time::sleep_until((began + Duration::from_secs_f64(k as f64 / f64::from(rate))).into())
+                .await;
+            if let Some(s) = senders.get(k as usize % senders.len().max(1)) {
+                s.send(server.flavor.message(&room, clock.now_us()));
+            }
+        }
+        let end_us = clock.now_us();
+        // Let the step drain before the next one starts, so steps do not overlap.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        windows.push((rate, start_us, end_us, count, server.cpu_ms() - cpu_before));
+    }
+    // Whatever has not arrived 10 s after the last step is lost, not merely late.
+    let expected_total: u64 = windows.iter().map(|w| w.3).sum::<u64>() * listeners;
+    wait_for(&received, expected_total, Duration::from_secs(10)).await;
+    let receipts = finish_all(conns).await;
+    drop(finish_all(senders).await);
+
+    let mut steps = Vec::new();
+    for (rate, start, end, sent, cpu_ms) in windows {
+        let mut samples = Samples::default();
+        for (sent_at, latency) in &receipts {
+            if (start..=end).contains(sent_at) {
+                samples.record(*latency);
+            }
+        }
+        let delivered = samples.len() as u64;
+        let expected = sent * listeners;
+        let (p50, p99, max) = samples.summary_ms();
+        steps.push(FanoutStep {
+            rate,
+            sent,
+            expected,
+            delivered,
+            delivered_per_sec: delivered as f64 / step.as_secs_f64(),
+            p50_ms: p50,
+            p99_ms: p99,
+            max_ms: max,
+            losses: expected.saturating_sub(delivered),
+            server_cpu_us_per_delivery: cpu_ms as f64 * 1000.0 / delivered.max(1) as f64,
+        });
+    }
+    let best = steps
+        .iter()
+        .filter(|s| s.p99_ms < 50.0 && s.losses == 0 && s.delivered > 0)
+        .map(|s| s.delivered_per_sec)
+        .fold(0.0, f64::max);
+    FanoutResult {
+        receivers: listeners as usize,
+        step_secs: step.as_secs_f64(),
+        steps,
+        best_delivered_per_sec: best,
+    }
+}
+
+/// Scenario 3: many small rooms, every member sending once a second.
+#[derive(Debug, Serialize)]
+pub struct RoomsResult {
+    pub rooms: usize,
+    pub members: usize,
+    pub secs: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub expected: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub server_cpu_percent: f64,
+}
+
+pub async fn rooms(
+    server: &Server,
+    rooms: usize,
+    members: usize,
+    run: Duration,
+    clock: Clock,
+) -> RoomsResult {
+    let received = Arc::new(AtomicU64::new(0));
+    let mut by_room = Vec::with_capacity(rooms);
+    for r in 0..rooms {
+        let room = format!("small-{r}");
+        let (conns, _, _) =
+            open_many(server, &room, &format!("m{r}-"), members, 2000, clock, &received).await;
+        by_room.push((room, conns));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_before = server.cpu_ms();
+    let began = Instant::now();
+    let total = rooms * members;
+    let per_sec = total as f64;
+    let count = (per_sec * run.as_secs_f64()) as usize;
+    let start_us = clock.now_us();
+    for k in 0..count {
+        tokio::time::sleep_until((began + Duration::from_secs_f64(k as f64 / per_sec)).into()).await;
+        let (room, conns) = &by_room[(k / members) % rooms];
+        if let Some(c) = conns.get(k % members) {
+            c.send(server.flavor.message(room, clock.now_us()));
+        }
+    }
+    let end_us = clock.now_us();
+    wait_for(&received, (count * members.saturating_sub(1)) as u64, Duration::from_secs(10)).await;
+    let cpu_ms = server.cpu_ms() - cpu_before;
+    let wall = began.elapsed().as_secs_f64();
+    let mut samples = Samples::default();
+    for (_, conns) in by_room {
+        for (sent, latency) in finish_all(conns).await {
+            if (start_us..=end_us).contains(&sent) {
+                samples.record(latency);
+            }
+        }
+    }
+    let (p50, p99, max) = samples.summary_ms();
+    let min_members = members.saturating_sub(1) as u64;
+    RoomsResult {
+        rooms,
+        members,
+        secs: run.as_secs_f64(),
+        sent: count as u64,
+        delivered: samples.len() as u64,
+        expected: count as u64 * min_members,
+        p50_ms: p50,
+        p99_ms: p99,
+        max_ms: max,
+        server_cpu_percent: cpu_ms as f64 / 10.0 / wall,
+    }
+}

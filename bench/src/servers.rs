@@ -1,0 +1,138 @@
+//! Starting the servers under test as their own processes, and reading their memory and CPU
+//! from /proc (Linux).
+
+use crate::protocol::Flavor;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running server.
+pub struct Server {
+    /// Which one.
+    pub flavor: Flavor,
+    /// `ws://127.0.0.1:port`
+    pub ws: String,
+    /// The process doing the serving (workerd for Switchboard), for /proc readings.
+    pub pid: u32,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `flavor`'s server; `root` is the repository.
+    pub async fn start(flavor: Flavor, root: &Path) -> Result<Server, String> {
+        let mut cmd = match flavor {
+            Flavor::Switchboard => node(root, "bench/peers/switchboard.mjs"),
+            Flavor::SocketIo => node(root, "bench/peers/socketio/server.mjs"),
+            Flavor::Ceiling => Command::new(sibling_binary("ceiling")?),
+        };
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", flavor.name()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .map_err(|_| format!("{} did not start within 60 s", flavor.name()))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{} exited before printing its port", flavor.name()))?;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let ready: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
+        let port = ready["port"].as_u64().ok_or_else(|| format!("no port in {line}"))?;
+        let parent = child.id().ok_or("server exited")?;
+        let pid = match flavor {
+            Flavor::Switchboard => find_descendant(parent, "workerd").ok_or("no workerd process found")?,
+            _ => parent,
+        };
+        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child })
+    }
+
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid)
+    }
+
+    /// User + system CPU time consumed so far, in milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        cpu_ms(self.pid)
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn node(root: &Path, script: &str) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join(script)).current_dir(root);
+    cmd
+}
+
+fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} not built (cargo build -p switchboard-bench --bins)", path.display()))
+    }
+}
+
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace().map(str::to_owned).collect()
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    stat_fields(pid).get(1)?.parse().ok()
+}
+
+/// The first process named `name` below `ancestor`.
+fn find_descendant(ancestor: u32, name: &str) -> Option<u32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|&pid| {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != name {
+            return false;
+        }
+        let mut p = pid;
+        while let Some(parent) = ppid(p) {
+            if parent == ancestor {
+                return true;
+            }
+            if parent <= 1 {
+                break;
+            }
+            p = parent;
+        }
+        false
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ms(pid: u32) -> u64 {
+    let fields = stat_fields(pid);
+    // utime and stime are fields 14 and 15 of /proc/pid/stat (here 11 and 12 after the name).
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    ticks * 1000 / clock_ticks_per_sec()
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    100 // USER_HZ on Linux
+}
