@@ -104,7 +104,15 @@ export class Client {
     this.frames = this.inbox.items;
     this.nextRef = 1;
     this.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-    ws.on("message", (data, isBinary) => this.inbox.push(isBinary ? { binary: data } : JSON.parse(data.toString())));
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return this.inbox.push({ binary: data });
+      const parsed = JSON.parse(data.toString());
+      // Under load the server batches several envelopes into one array frame.
+      if (Array.isArray(parsed)) {
+        this.batches = (this.batches ?? 0) + 1;
+        for (const frame of parsed) this.inbox.push(frame);
+      } else this.inbox.push(parsed);
+    });
   }
 
   /** Resolves with the first unconsumed frame matching `predicate` (a predicate or an event name). */

@@ -84,12 +84,18 @@ pub async fn open(
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("closed during the handshake".into()),
             };
-            match interpret(flavor, &text, room, token) {
-                Incoming::Joined => break,
-                Incoming::Reply(r) => {
-                    let _ = tx.send(r);
+            let mut joined = false;
+            for incoming in interpret(flavor, &text, room, token) {
+                match incoming {
+                    Incoming::Joined => joined = true,
+                    Incoming::Reply(r) => {
+                        let _ = tx.send(r);
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            if joined {
+                break;
             }
         }
     }
@@ -103,16 +109,20 @@ pub async fn open(
             tokio::select! {
                 _ = stopped.changed() => break,
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => match interpret(flavor, &text, &room, &token) {
-                        Incoming::Message { sent_us } => {
-                            receipts.push((sent_us, clock.now_us().saturating_sub(sent_us)));
-                            received.fetch_add(1, Ordering::Relaxed);
+                    Some(Ok(Message::Text(text))) => {
+                        for incoming in interpret(flavor, &text, &room, &token) {
+                            match incoming {
+                                Incoming::Message { sent_us } => {
+                                    receipts.push((sent_us, clock.now_us().saturating_sub(sent_us)));
+                                    received.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Incoming::Reply(r) => {
+                                    let _ = replies.send(r);
+                                }
+                                _ => {}
+                            }
                         }
-                        Incoming::Reply(r) => {
-                            let _ = replies.send(r);
-                        }
-                        _ => {}
-                    },
+                    }
                     Some(Ok(_)) => {}
                     _ => break,
                 },

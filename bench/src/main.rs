@@ -54,7 +54,7 @@ const PROFILES: [Profile; 3] = [
         connect: &[1000],
         connect_rate: 1000,
         fanout_receivers: 500,
-        fanout_rates: &[20, 50, 100, 200],
+        fanout_rates: &[20, 50, 100, 200, 400],
         fanout_step: Duration::from_secs(3),
         rooms: 100,
         room_members: 4,

@@ -65,20 +65,26 @@ pub enum Incoming {
 }
 
 /// Interprets one text frame from `flavor`'s server, for a client that joins `room` with `token`.
-pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Incoming {
+/// A Switchboard frame may be a batch: a JSON array of envelopes, each interpreted in order.
+pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Vec<Incoming> {
     match flavor {
-        Flavor::Switchboard => {
-            let Ok(v) = serde_json::from_str::<Value>(frame) else { return Incoming::Other };
-            match v["t"].as_str() {
-                Some("room:state") => Incoming::Joined,
-                Some("message:receive") => sent_of(&v["d"]["data"]),
-                _ => Incoming::Other,
-            }
-        }
-        Flavor::SocketIo => socketio::interpret(frame, room, token),
+        Flavor::Switchboard => match serde_json::from_str::<Value>(frame) {
+            Ok(Value::Array(batch)) => batch.iter().map(switchboard_envelope).collect(),
+            Ok(v) => vec![switchboard_envelope(&v)],
+            Err(_) => vec![Incoming::Other],
+        },
+        Flavor::SocketIo => vec![socketio::interpret(frame, room, token)],
         Flavor::Ceiling => {
-            serde_json::from_str::<Value>(frame).map(|v| sent_of(&v)).unwrap_or(Incoming::Other)
+            vec![serde_json::from_str::<Value>(frame).map(|v| sent_of(&v)).unwrap_or(Incoming::Other)]
         }
+    }
+}
+
+fn switchboard_envelope(v: &Value) -> Incoming {
+    match v["t"].as_str() {
+        Some("room:state") => Incoming::Joined,
+        Some("message:receive") => sent_of(&v["d"]["data"]),
+        _ => Incoming::Other,
     }
 }
 
@@ -142,23 +148,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn switchboard_batches_are_read_in_order() {
+        let batch = r#"[{"t":"message:receive","d":{"data":{"sent":1}}},{"t":"typing:update","d":{}},{"t":"message:receive","d":{"data":{"sent":2}}}]"#;
+        assert_eq!(
+            interpret(Flavor::Switchboard, batch, "r", "t"),
+            vec![Incoming::Message { sent_us: 1 }, Incoming::Other, Incoming::Message { sent_us: 2 }]
+        );
+    }
+
+    fn one(flavor: Flavor, frame: &str, room: &str, token: &str) -> Incoming {
+        let mut all = interpret(flavor, frame, room, token);
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    #[test]
     fn socketio_handshake_heartbeat_and_events() {
         let open =
             r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert_eq!(one(Flavor::SocketIo, open, "r", "tok"), Incoming::Reply(r#"40{"token":"tok"}"#.into()));
         assert_eq!(
-            interpret(Flavor::SocketIo, open, "r", "tok"),
-            Incoming::Reply(r#"40{"token":"tok"}"#.into())
-        );
-        assert_eq!(
-            interpret(Flavor::SocketIo, r#"40{"sid":"xyz"}"#, "r1", "tok"),
+            one(Flavor::SocketIo, r#"40{"sid":"xyz"}"#, "r1", "tok"),
             Incoming::Reply(r#"421["room:join","r1"]"#.into())
         );
-        assert_eq!(interpret(Flavor::SocketIo, r#"431[{"ok":true}]"#, "r", "t"), Incoming::Joined);
-        assert_eq!(interpret(Flavor::SocketIo, "2", "r", "t"), Incoming::Reply("3".into()));
+        assert_eq!(one(Flavor::SocketIo, r#"431[{"ok":true}]"#, "r", "t"), Incoming::Joined);
+        assert_eq!(one(Flavor::SocketIo, "2", "r", "t"), Incoming::Reply("3".into()));
         let msg = r#"42["message:receive",{"room":"r","text":"bench","sent":1234,"user":"u"}]"#;
-        assert_eq!(interpret(Flavor::SocketIo, msg, "r", "t"), Incoming::Message { sent_us: 1234 });
-        assert_eq!(interpret(Flavor::SocketIo, r#"42["other",{}]"#, "r", "t"), Incoming::Other);
-        assert_eq!(interpret(Flavor::SocketIo, r#"44{"message":"unauthorized"}"#, "r", "t"), Incoming::Other);
+        assert_eq!(one(Flavor::SocketIo, msg, "r", "t"), Incoming::Message { sent_us: 1234 });
+        assert_eq!(one(Flavor::SocketIo, r#"42["other",{}]"#, "r", "t"), Incoming::Other);
+        assert_eq!(one(Flavor::SocketIo, r#"44{"message":"unauthorized"}"#, "r", "t"), Incoming::Other);
         assert_eq!(
             Flavor::SocketIo.message("r", 7),
             r#"42["message:send",{"room":"r","sent":7,"text":"bench"}]"#
@@ -168,12 +186,12 @@ mod tests {
     #[test]
     fn switchboard_and_ceiling_frames() {
         let state = r#"{"t":"room:state","d":{"room":"r"}}"#;
-        assert_eq!(interpret(Flavor::Switchboard, state, "r", "t"), Incoming::Joined);
+        assert_eq!(one(Flavor::Switchboard, state, "r", "t"), Incoming::Joined);
         let msg = r#"{"t":"message:receive","d":{"seq":1,"text":"bench","data":{"sent":99}}}"#;
-        assert_eq!(interpret(Flavor::Switchboard, msg, "r", "t"), Incoming::Message { sent_us: 99 });
-        assert_eq!(interpret(Flavor::Switchboard, "{\"t\":\"reply\"}", "r", "t"), Incoming::Other);
+        assert_eq!(one(Flavor::Switchboard, msg, "r", "t"), Incoming::Message { sent_us: 99 });
+        assert_eq!(one(Flavor::Switchboard, "{\"t\":\"reply\"}", "r", "t"), Incoming::Other);
         assert_eq!(
-            interpret(Flavor::Ceiling, r#"{"text":"bench","sent":5}"#, "r", "t"),
+            one(Flavor::Ceiling, r#"{"text":"bench","sent":5}"#, "r", "t"),
             Incoming::Message { sent_us: 5 }
         );
         assert_eq!(Flavor::Switchboard.url("ws://h", "r", "tok"), "ws://h/v1/rooms/r/ws?token=tok");

@@ -11,6 +11,7 @@ pub mod effect;
 pub mod error;
 pub mod ids;
 pub mod log;
+pub mod outbox;
 pub mod protocol;
 pub mod room;
 pub mod route;

@@ -6,6 +6,7 @@ use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::log::{LogError, LogHead, Message, RoomLog};
+use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol::{self, Incoming};
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
 use crate::core::route::number_param;
@@ -16,6 +17,7 @@ use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{
     durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
@@ -44,6 +46,29 @@ struct Live {
     streams: Vec<UnboundedSender<Vec<u8>>>,
     /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
     alarm: Option<Timestamp>,
+    /// Frames waiting for the next drain (see `core::outbox`).
+    outbox: Outbox,
+    flush_scheduled: bool,
+    /// When the previous batch of effects was applied: events close together mean a backlog.
+    last_apply: Option<Timestamp>,
+}
+
+impl Live {
+    /// Sends everything queued: each distinct frame becomes one JS string for all its recipients.
+    fn flush(&mut self) {
+        self.flush_scheduled = false;
+        if self.outbox.is_empty() {
+            return;
+        }
+        for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
+            let frame = JsString::from(frame);
+            for conn in recipients {
+                if let Some(ws) = self.sockets.get(&conn) {
+                    socket::send_js(ws, &frame);
+                }
+            }
+        }
+    }
 }
 
 /// A chat room's Durable Object.
@@ -51,7 +76,8 @@ struct Live {
 pub struct RoomObject {
     state: State,
     env: Env,
-    live: RefCell<Option<Live>>,
+    /// Shared with the deferred flush task, which runs between events.
+    live: Rc<RefCell<Option<Live>>>,
 }
 
 impl worker::DurableObject for RoomObject {
@@ -60,7 +86,7 @@ impl worker::DurableObject for RoomObject {
         if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
             let _ = state.as_raw().set_websocket_auto_response(&pair);
         }
-        RoomObject { state, env, live: RefCell::new(None) }
+        RoomObject { state, env, live: Rc::new(RefCell::new(None)) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -178,6 +204,8 @@ impl RoomObject {
         socket::accept(&self.state, &pair.server, &tag_refs)
             .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
         pair.server.serialize_attachment(&info).map_err(http::internal)?;
+        // Frames queued before this socket existed are not for it.
+        live.flush();
         live.sockets.insert(info.conn.clone(), pair.server.clone());
         let sql = self.state.storage().sql();
         let log = SqlLog { sql: &sql, room: &room };
@@ -320,7 +348,15 @@ impl RoomObject {
                 _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
             }
         }
-        Ok(Live { room, sockets, streams: Vec::new(), alarm: None })
+        Ok(Live {
+            room,
+            sockets,
+            streams: Vec::new(),
+            alarm: None,
+            outbox: Outbox::default(),
+            flush_scheduled: false,
+            last_apply: None,
+        })
     }
 
     /// Points the object's one alarm at the room's earliest deadline. `setAlarm` is called
@@ -371,20 +407,11 @@ impl RoomObject {
                         let _ = ws.serialize_attachment(&info);
                     }
                 }
-                Effect::Send { to, frame } => {
-                    if let Some(ws) = live.sockets.get(&to) {
-                        socket::send(ws, &frame);
-                    }
-                }
-                Effect::Broadcast { except, frame } => {
-                    let frame = JsString::from(frame);
-                    for (id, ws) in &live.sockets {
-                        if except.as_ref() != Some(id) {
-                            socket::send_js(ws, &frame);
-                        }
-                    }
-                }
+                Effect::Send { to, frame } => live.outbox.push(Target::One(to), frame),
+                Effect::Broadcast { except, frame } => live.outbox.push(Target::All { except }, frame),
                 Effect::Close { conn, code, reason } => {
+                    // What was queued for the socket goes out before its close frame.
+                    live.flush();
                     if let Some(ws) = live.sockets.get(&conn) {
                         socket::close(ws, code, reason);
                     }
@@ -397,8 +424,37 @@ impl RoomObject {
         }
         if let Some(live) = slot.as_mut() {
             self.sync_alarm(live);
+            let now = now();
+            if outbox::should_defer(now, live.last_apply, live.flush_scheduled) {
+                self.schedule_flush(live);
+            } else {
+                live.flush();
+            }
+            live.last_apply = Some(now);
         }
         true
+    }
+
+    /// Drains the outbox once the runtime is idle, after the events that queued up meanwhile,
+    /// whose frames then share one send per socket.
+    fn schedule_flush(&self, live: &mut Live) {
+        if live.flush_scheduled || live.outbox.is_empty() {
+            return;
+        }
+        live.flush_scheduled = true;
+        let cell = Rc::clone(&self.live);
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                worker::Delay::from(std::time::Duration::ZERO).await;
+                // No handler holds the borrow across an await, so this succeeds between events.
+                if let Ok(mut slot) = cell.try_borrow_mut() {
+                    if let Some(live) = slot.as_mut() {
+                        live.flush();
+                    }
+                    break;
+                }
+            }
+        });
     }
 
     fn fail(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, error: &Error) -> bool {

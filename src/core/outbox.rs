@@ -1,0 +1,158 @@
+//! Adaptive batching of outgoing frames.
+//!
+//! The shell queues every frame here instead of sending it, and drains the queue as soon as the
+//! runtime is idle. With no backlog a drain holds one frame and each socket gets it unchanged.
+//! When several events were handled before the drain could run (a backlog), each socket gets one
+//! JSON array of its frames in order: `[{"t":...},{"t":...}]`. Fewer, larger frames are the main
+//! lever against the per-send cost of the runtime, and they appear only under load.
+//!
+//! Per-socket order is kept exactly: a socket's frames leave in the order they were queued.
+
+use crate::core::ids::ConnId;
+use crate::core::time::Timestamp;
+use std::collections::HashMap;
+
+/// Who a queued frame is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every socket of the object except one (or none).
+    All {
+        /// The socket left out.
+        except: Option<ConnId>,
+    },
+    /// One socket.
+    One(ConnId),
+}
+
+impl Target {
+    fn includes(&self, conn: &ConnId) -> bool {
+        match self {
+            Target::All { except } => except.as_ref() != Some(conn),
+            Target::One(one) => one == conn,
+        }
+    }
+}
+
+/// Frames waiting for the next drain.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    items: Vec<(Target, String)>,
+}
+
+/// One distinct frame and every socket it goes to: the shell builds it once for all of them.
+pub type Delivery = (String, Vec<ConnId>);
+
+/// Events closer together than this mean a backlog is forming (milliseconds).
+pub const BUSY_GAP_MS: u64 = 25;
+
+/// Whether to hold this event's frames for a batch rather than send them now: only while a
+/// backlog exists, judged by how soon after the previous event this one came. An idle room
+/// sends at once and adds no latency.
+pub fn should_defer(now: Timestamp, previous_event: Option<Timestamp>, drain_pending: bool) -> bool {
+    drain_pending
+        || previous_event.is_some_and(|p| now.as_millis().saturating_sub(p.as_millis()) < BUSY_GAP_MS)
+}
+
+impl Outbox {
+    /// Queues `frame` for `target`.
+    pub fn push(&mut self, target: Target, frame: String) {
+        self.items.push((target, frame));
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Queued frames.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Empties the queue into deliveries for the sockets `conns` (the ones open now).
+    pub fn drain<'a>(&mut self, conns: impl IntoIterator<Item = &'a ConnId>) -> Vec<Delivery> {
+        let items = std::mem::take(&mut self.items);
+        // Sockets that receive the same subsequence of frames share one combined frame.
+        let mut groups: HashMap<Vec<usize>, Vec<ConnId>> = HashMap::new();
+        for conn in conns {
+            let picked: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (target, _))| target.includes(conn))
+                .map(|(i, _)| i)
+                .collect();
+            if !picked.is_empty() {
+                groups.entry(picked).or_default().push(conn.clone());
+            }
+        }
+        let mut deliveries: Vec<(Vec<usize>, Vec<ConnId>)> = groups.into_iter().collect();
+        deliveries.sort_by(|a, b| a.0.cmp(&b.0));
+        deliveries
+            .into_iter()
+            .map(|(picked, recipients)| {
+                let frame = match picked.as_slice() {
+                    [one] => items[*one].1.clone(),
+                    many => {
+                        let parts: Vec<&str> = many.iter().map(|&i| items[i].1.as_str()).collect();
+                        format!("[{}]", parts.join(","))
+                    }
+                };
+                (frame, recipients)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str) -> ConnId {
+        ConnId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn without_backlog_frames_go_out_unchanged() {
+        let mut out = Outbox::default();
+        out.push(Target::All { except: Some(c("a")) }, r#"{"t":"x"}"#.into());
+        let conns = [c("a"), c("b"), c("c")];
+        assert_eq!(out.drain(&conns), vec![(r#"{"t":"x"}"#.to_string(), vec![c("b"), c("c")])]);
+        assert!(out.is_empty());
+        assert!(out.drain(&conns).is_empty());
+    }
+
+    #[test]
+    fn a_backlog_becomes_one_array_per_socket_in_order() {
+        let mut out = Outbox::default();
+        out.push(Target::All { except: Some(c("a")) }, "1".into());
+        out.push(Target::One(c("a")), "ack".into());
+        out.push(Target::All { except: Some(c("b")) }, "2".into());
+        out.push(Target::All { except: None }, "3".into());
+        let mut got = out.drain(&[c("a"), c("b"), c("c"), c("d")]);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("[1,2,3]".to_string(), vec![c("c"), c("d")]),
+                ("[1,3]".to_string(), vec![c("b")]),
+                ("[ack,2,3]".to_string(), vec![c("a")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_backlog_defers() {
+        let t = Timestamp(10_000);
+        assert!(!should_defer(t, None, false), "first event: send now");
+        assert!(!should_defer(t, Some(Timestamp(9_000)), false), "idle room: send now");
+        assert!(should_defer(t, Some(Timestamp(9_990)), false), "events 10 ms apart: batch");
+        assert!(should_defer(t, Some(Timestamp(1)), true), "a drain is pending: join it, keep order");
+    }
+
+    #[test]
+    fn sockets_that_left_get_nothing() {
+        let mut out = Outbox::default();
+        out.push(Target::One(c("gone")), "x".into());
+        assert!(out.drain(&[c("a")]).is_empty());
+    }
+}
