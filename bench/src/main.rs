@@ -109,10 +109,12 @@ async fn main() {
         };
         let mut connect = Vec::new();
         for &n in profile.connect {
+            server.settle().await;
             let r = scenarios::connect(&server, n, profile.connect_rate, clock).await;
             eprintln!("   connect {n}: {r:?}");
             connect.push(r);
         }
+        server.settle().await;
         let fanout = scenarios::fanout(
             &server,
             profile.fanout_receivers,
@@ -122,6 +124,7 @@ async fn main() {
         )
         .await;
         eprintln!("   fanout best {:.0}/s", fanout.best_delivered_per_sec);
+        server.settle().await;
         let rooms =
             scenarios::rooms(&server, profile.rooms, profile.room_members, profile.rooms_run, clock).await;
         eprintln!("   rooms p99 {:.1} ms", rooms.p99_ms);

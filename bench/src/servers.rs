@@ -62,9 +62,37 @@ impl Server {
         cpu_ms(self.pid)
     }
 
-    /// Stops the server.
+    /// Waits (at most 30 s) until the server is nearly idle — under 5 % of a core for half a
+    /// second — so one scenario's cleanup (thousands of closing sockets) does not bleed into
+    /// the next one's numbers.
+    pub async fn settle(&self) {
+        for _ in 0..60 {
+            let before = self.cpu_ms();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.cpu_ms().saturating_sub(before) < 25 {
+                return;
+            }
+        }
+    }
+
+    /// Stops the server and waits until it is gone, so the next one measures alone. The
+    /// Switchboard launcher is asked to stop (SIGTERM), which shuts workerd down with it; a
+    /// server still running after 20 s is killed, workerd included.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(launcher) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(launcher.to_string()).status().await;
+        }
+        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_ok();
+        if !exited {
+            let _ = self.child.kill().await;
+        }
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status().await;
     }
 }
 
