@@ -403,3 +403,32 @@ data: {"epoch":"ep1","recovered":true,"room":"sse","seq":3}"#
     assert!(plain.ends_with("data: {\"epoch\":\"ep1\",\"room\":\"sse\",\"seq\":3}\n\n"));
     assert!(!plain.contains("message:receive"));
 }
+
+#[test]
+fn the_author_of_a_published_message() {
+    use switchboard::core::auth::{Caller, Identity};
+    use switchboard::core::caps::Capabilities;
+    use switchboard::core::ids::RoomId;
+    use switchboard::core::time::Timestamp;
+    let room = RoomId::parse("general").unwrap();
+    let open = Capabilities::parse(r#"{"*":["join","send"]}"#).unwrap();
+    let body = |user: Option<&str>| Publish { text: "x".into(), data: None, user: user.map(str::to_owned) };
+    let author =
+        |p: &Publish, c: &Caller| p.author(c, &open, &room).map(|u| u.to_string()).map_err(|e| e.code);
+    assert_eq!(author(&body(None), &Caller::Server), Ok("system".into()));
+    assert_eq!(author(&body(Some("bot")), &Caller::Server), Ok("bot".into()));
+    assert_eq!(author(&body(Some("b o t")), &Caller::Server), Err(ErrorCode::BadRequest));
+    let user = |caps: Option<&str>| {
+        Caller::User(Identity {
+            user: UserId::parse("carol").unwrap(),
+            expires: Timestamp(0),
+            caps: caps.map(|c| Capabilities::parse(c).unwrap()),
+        })
+    };
+    assert_eq!(
+        author(&body(Some("someone-else")), &user(None)),
+        Ok("carol".into()),
+        "a user cannot pick the author"
+    );
+    assert_eq!(author(&body(None), &user(Some(r#"{"room:general":["join"]}"#))), Err(ErrorCode::Forbidden));
+}

@@ -13,7 +13,7 @@ use crate::core::auth::{self, Caller};
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{RoomId, UserId};
+use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
 use crate::core::route::{number_param, resume_from_event_id, resume_query, route, Route};
 use crate::core::time::Timestamp;
@@ -191,21 +191,7 @@ async fn publish(incoming: &mut Incoming, env: &Env, room: &RoomId) -> Result<Re
     let publish: Publish = serde_json::from_str(&body).map_err(|e| {
         Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
     })?;
-    let author = match caller {
-        Caller::Server => match publish.user.as_deref() {
-            Some(user) => UserId::parse(user)
-                .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad user: {e}")))?,
-            None => {
-                UserId::parse("system").map_err(|_| Error::new(ErrorCode::Internal, "bad system user"))?
-            }
-        },
-        Caller::User(identity) => {
-            if !join_rights(&identity, &config, room)?.send {
-                return Err(forbidden("send to", room));
-            }
-            identity.user
-        }
-    };
+    let author = publish.author(&caller, &config.default_caps, room)?;
     let mut req = room_request_with_body(room, "publish", Method::Post, Some(body))?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::USER, author.as_str()).map_err(http::internal)?;

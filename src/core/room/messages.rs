@@ -2,9 +2,11 @@
 //! reconnecting client missed.
 
 use super::{reply, ConnInfo, Room};
+use crate::core::auth::Caller;
+use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, UserId};
+use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::log::{Message, RoomLog};
 use crate::core::protocol::{self, Ref};
 use crate::core::time::Timestamp;
@@ -37,6 +39,33 @@ pub struct Publish {
     /// The author; only a server key may choose it (the edge decides).
     #[serde(default)]
     pub user: Option<String>,
+}
+
+/// The author an app server publishes as when its body names none.
+pub const SYSTEM_USER: &str = "system";
+
+impl Publish {
+    /// Who the message is from: with the server key, the body's `user` or `system`; with a user
+    /// token, the token's `sub` (the body's `user` is ignored), which needs `send` in `room`.
+    pub fn author(
+        &self,
+        caller: &Caller,
+        default_caps: &Capabilities,
+        room: &RoomId,
+    ) -> Result<UserId, Error> {
+        match caller {
+            Caller::Server => UserId::parse(self.user.as_deref().unwrap_or(SYSTEM_USER))
+                .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad user: {e}"))),
+            Caller::User(identity) => {
+                let rights = RoomRights::of(identity.caps_or(default_caps), room.as_str());
+                if rights.join && rights.send {
+                    Ok(identity.user.clone())
+                } else {
+                    Err(Error::new(ErrorCode::Forbidden, format!("this token may not send to room {room}")))
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
