@@ -80,3 +80,20 @@ test("the ping heartbeat is answered with pong", async () => {
   assert.deepEqual(await eve.next("pong"), { t: "pong" });
   await eve.close();
 });
+
+test("a burst of messages is stored once each and delivered in order, batched or not", async () => {
+  const alice = await join(worker, "chat-burst", "alice");
+  const bob = await join(worker, "chat-burst", "bob");
+  const acks = await Promise.all(Array.from({ length: 15 }, (_, i) => alice.request("message:send", { text: `b${i}`, id: `burst-${i}` })));
+  assert.deepEqual(acks.map((a) => a.d.seq).sort((x, y) => x - y), Array.from({ length: 15 }, (_, i) => i + 1));
+  const got = [];
+  for (let i = 0; i < 15; i++) got.push((await bob.next("message:receive")).d);
+  assert.deepEqual(got.map((m) => m.seq), Array.from({ length: 15 }, (_, i) => i + 1), "in seq order");
+  // A resend inside the same burst window is still recognised.
+  const again = await alice.request("message:send", { text: "b3", id: "burst-3" });
+  assert.equal(again.d.duplicate, true);
+  const history = await bob.request("history:get", {});
+  assert.equal(history.d.messages.length, 15);
+  await alice.close();
+  await bob.close();
+});

@@ -77,3 +77,93 @@ impl RoomLog for MemoryLog {
         Ok(self.messages.iter().find(|m| &m.user == user && m.id == id).cloned())
     }
 }
+
+/// A log whose newest messages are still in memory: `pending` (ascending, all after what `base`
+/// holds) waits to be written in one statement. Reads see both, so grouping writes never hides a
+/// message from history, recovery or the duplicate check.
+pub struct Overlay<'a, L: RoomLog + ?Sized> {
+    /// The stored log.
+    pub base: &'a L,
+    /// Messages accepted but not yet written, in ascending `seq`.
+    pub pending: &'a [Message],
+}
+
+impl<L: RoomLog + ?Sized> RoomLog for Overlay<'_, L> {
+    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
+        let newer: Vec<&Message> = self.pending.iter().filter(|m| before.is_none_or(|b| m.seq < b)).collect();
+        let from_pending = newer.len().min(limit as usize);
+        let rest = limit - from_pending as u32;
+        let oldest_pending = self.pending.first().map(|m| m.seq);
+        let base_before = match (before, oldest_pending) {
+            (Some(b), Some(p)) => Some(b.min(p)),
+            (b, p) => b.or(p),
+        };
+        let mut page = if rest > 0 { self.base.page(base_before, rest)? } else { Vec::new() };
+        page.extend(newer[newer.len() - from_pending..].iter().map(|m| (*m).clone()));
+        Ok(page)
+    }
+
+    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
+        let mut out = self.base.after(since, limit)?;
+        let last = out.last().map_or(since, |m| m.seq);
+        let room = (limit as usize).saturating_sub(out.len());
+        out.extend(self.pending.iter().filter(|m| m.seq > last).take(room).cloned());
+        Ok(out)
+    }
+
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+        match self.pending.iter().find(|m| &m.user == user && m.id == id) {
+            Some(m) => Ok(Some(m.clone())),
+            None => self.base.find(user, id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64, user: &str, id: &str) -> Message {
+        Message {
+            room: RoomId::parse("r").unwrap(),
+            seq,
+            id: id.into(),
+            user: UserId::parse(user).unwrap(),
+            text: String::new(),
+            data: None,
+            ts: Timestamp(seq),
+        }
+    }
+
+    #[test]
+    fn an_overlay_reads_like_one_log() {
+        let all: Vec<Message> = (1..=10).map(|s| msg(s, "u", &format!("m{s}"))).collect();
+        let whole = MemoryLog { messages: all.clone() };
+        for split in 0..=10 {
+            let base = MemoryLog { messages: all[..split].to_vec() };
+            let overlay = Overlay { base: &base, pending: &all[split..] };
+            for before in [None, Some(1), Some(3), Some(8), Some(11), Some(50)] {
+                for limit in [1, 2, 5, 20] {
+                    assert_eq!(
+                        overlay.page(before, limit),
+                        whole.page(before, limit),
+                        "split {split} {before:?} {limit}"
+                    );
+                }
+            }
+            for since in [0, 2, 7, 10] {
+                for limit in [1, 3, 20] {
+                    assert_eq!(
+                        overlay.after(since, limit),
+                        whole.after(since, limit),
+                        "split {split} since {since}"
+                    );
+                }
+            }
+            let u = UserId::parse("u").unwrap();
+            assert_eq!(overlay.find(&u, "m9"), whole.find(&u, "m9"));
+            assert_eq!(overlay.find(&u, "m2"), whole.find(&u, "m2"));
+            assert_eq!(overlay.find(&u, "nope"), Ok(None));
+        }
+    }
+}

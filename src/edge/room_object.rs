@@ -5,7 +5,7 @@ use super::{config, http, internal, now, socket};
 use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogError, LogHead, Message, RoomLog};
+use crate::core::log::{LogError, LogHead, Message, Overlay, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol::{self, Incoming};
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
@@ -51,14 +51,23 @@ struct Live {
     flush_scheduled: bool,
     /// When the previous batch of effects was applied: events close together mean a backlog.
     last_apply: Option<Timestamp>,
+    /// Messages accepted but not yet written: they are written together at the next drain
+    /// (group commit), before anything that announces them is sent.
+    pending: Vec<Message>,
+    sql: SqlStorage,
 }
 
 impl Live {
-    /// Sends everything queued: each distinct frame becomes one JS string for all its recipients.
-    fn flush(&mut self) {
+    /// Writes the pending messages in one go, then sends everything queued: each distinct
+    /// frame becomes one JS string for all its recipients. On a failed write nothing is sent.
+    fn flush(&mut self) -> Result<(), Error> {
         self.flush_scheduled = false;
-        if self.outbox.is_empty() {
-            return;
+        if !self.pending.is_empty() {
+            write_messages(&self.sql, &self.pending)?;
+            for message in std::mem::take(&mut self.pending) {
+                let event = self.room.message_event(&message).into_bytes();
+                self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+            }
         }
         for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
             let frame = JsString::from(frame);
@@ -68,6 +77,12 @@ impl Live {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The log as reads must see it: SQLite plus the messages not yet written.
+    fn log<'a>(sql: &'a SqlLog<'a>, pending: &'a [Message]) -> Overlay<'a, SqlLog<'a>> {
+        Overlay { base: sql, pending }
     }
 }
 
@@ -128,7 +143,8 @@ impl worker::DurableObject for RoomObject {
         };
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let effects = live.room.handle_frame(&conn, frame, now(), &SqlLog { sql: &sql, room: &room_id });
+        let base = SqlLog { sql: &sql, room: &room_id };
+        let effects = live.room.handle_frame(&conn, frame, now(), &Live::log(&base, &live.pending));
         self.apply(&mut slot, Some(&conn), effects);
         Ok(())
     }
@@ -205,7 +221,10 @@ impl RoomObject {
             .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
         pair.server.serialize_attachment(&info).map_err(http::internal)?;
         // Frames queued before this socket existed are not for it.
-        live.flush();
+        if let Err(e) = live.flush() {
+            *slot = None;
+            return Err(e);
+        }
         live.sockets.insert(info.conn.clone(), pair.server.clone());
         let sql = self.state.storage().sql();
         let log = SqlLog { sql: &sql, room: &room };
@@ -246,7 +265,9 @@ impl RoomObject {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
-        let messages = live.room.history(before, limit, &SqlLog { sql: &sql, room: live.room.id() })?;
+        let room_id = live.room.id().clone();
+        let base = SqlLog { sql: &sql, room: &room_id };
+        let messages = live.room.history(before, limit, &Live::log(&base, &live.pending))?;
         http::json(200, &serde_json::json!({ "messages": messages }))
     }
 
@@ -260,11 +281,20 @@ impl RoomObject {
         let live = self.load(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let log = SqlLog { sql: &sql, room: &room_id };
+        let base = SqlLog { sql: &sql, room: &room_id };
+        let log = Live::log(&base, &live.pending);
         let (ack, effects) =
             live.room.handle_publish(user, publish, header(req, internal::IDEMPOTENCY_KEY), now(), &log)?;
+        let stored = Error::new(ErrorCode::Internal, "could not store the message");
         if !self.apply(&mut slot, None, effects) {
-            return Err(Error::new(ErrorCode::Internal, "could not store the message"));
+            return Err(stored);
+        }
+        // The ack is the HTTP response: write now rather than with the next batch.
+        if let Some(live) = slot.as_mut() {
+            if live.flush().is_err() {
+                *slot = None;
+                return Err(stored);
+            }
         }
         http::json(200, &ack)
     }
@@ -276,8 +306,10 @@ impl RoomObject {
         let live = self.load(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let opening =
-            live.room.open_event_stream(resume_of(req).as_ref(), &SqlLog { sql: &sql, room: &room_id });
+        let opening = live.room.open_event_stream(
+            resume_of(req).as_ref(),
+            &Live::log(&SqlLog { sql: &sql, room: &room_id }, &live.pending),
+        );
         let (tx, rx) = unbounded::<Vec<u8>>();
         let _ = tx.unbounded_send(opening.into_bytes());
         live.streams.push(tx);
@@ -356,6 +388,8 @@ impl RoomObject {
             outbox: Outbox::default(),
             flush_scheduled: false,
             last_apply: None,
+            pending: Vec::new(),
+            sql,
         })
     }
 
@@ -390,13 +424,7 @@ impl RoomObject {
             let Some(live) = slot.as_mut() else { return false };
             let sql = || self.state.storage().sql();
             match effect {
-                Effect::Append(message) => {
-                    if let Err(e) = append(&sql(), &message) {
-                        return self.fail(slot, origin, &e);
-                    }
-                    let event = live.room.message_event(&message).into_bytes();
-                    live.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
-                }
+                Effect::Append(message) => live.pending.push(message),
                 Effect::PutState { key, entry } => {
                     if let Err(e) = put_state(&sql(), &key, &entry) {
                         return self.fail(slot, origin, &e);
@@ -411,7 +439,9 @@ impl RoomObject {
                 Effect::Broadcast { except, frame } => live.outbox.push(Target::All { except }, frame),
                 Effect::Close { conn, code, reason } => {
                     // What was queued for the socket goes out before its close frame.
-                    live.flush();
+                    if let Err(e) = live.flush() {
+                        return self.fail(slot, origin, &e);
+                    }
                     if let Some(ws) = live.sockets.get(&conn) {
                         socket::close(ws, code, reason);
                     }
@@ -425,12 +455,12 @@ impl RoomObject {
         if let Some(live) = slot.as_mut() {
             self.sync_alarm(live);
             let now = now();
-            if outbox::should_defer(now, live.last_apply, live.flush_scheduled) {
+            let previous = live.last_apply.replace(now);
+            if outbox::should_defer(now, previous, live.flush_scheduled) {
                 self.schedule_flush(live);
-            } else {
-                live.flush();
+            } else if let Err(e) = live.flush() {
+                return self.fail(slot, origin, &e);
             }
-            live.last_apply = Some(now);
         }
         true
     }
@@ -438,7 +468,7 @@ impl RoomObject {
     /// Drains the outbox once the runtime is idle, after the events that queued up meanwhile,
     /// whose frames then share one send per socket.
     fn schedule_flush(&self, live: &mut Live) {
-        if live.flush_scheduled || live.outbox.is_empty() {
+        if live.flush_scheduled || (live.outbox.is_empty() && live.pending.is_empty()) {
             return;
         }
         live.flush_scheduled = true;
@@ -448,8 +478,10 @@ impl RoomObject {
                 worker::Delay::from(std::time::Duration::ZERO).await;
                 // No handler holds the borrow across an await, so this succeeds between events.
                 if let Ok(mut slot) = cell.try_borrow_mut() {
-                    if let Some(live) = slot.as_mut() {
-                        live.flush();
+                    // A failed write drops the room: nothing unwritten was announced, and the
+                    // next event rebuilds it from storage; clients resend unacked messages.
+                    if slot.as_mut().is_some_and(|live| live.flush().is_err()) {
+                        *slot = None;
                     }
                     break;
                 }
@@ -555,24 +587,32 @@ fn safe_integer(n: u64) -> Result<SqlStorageValue, Error> {
     SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)
 }
 
-fn append(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
-    let data = match &m.data {
-        Some(d) => SqlStorageValue::from(d.to_string()),
-        None => SqlStorageValue::Null,
-    };
-    sql.exec(
-        "INSERT INTO messages (seq, id, user, text, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
-        vec![
-            safe_integer(m.seq)?,
-            m.id.clone().into(),
-            m.user.to_string().into(),
-            m.text.clone().into(),
-            data,
-            safe_integer(m.ts.as_millis())?,
-        ],
-    )
-    .map(|_| ())
-    .map_err(storage)
+/// Rows per INSERT: six bound values each, under the per-statement limit on bound values.
+const ROWS_PER_INSERT: usize = 10;
+
+/// Writes `messages` with one multi-row INSERT per ten; the event's writes commit together.
+fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
+    for chunk in messages.chunks(ROWS_PER_INSERT) {
+        let mut bindings = Vec::with_capacity(chunk.len() * 6);
+        for m in chunk {
+            let data = match &m.data {
+                Some(d) => SqlStorageValue::from(d.to_string()),
+                None => SqlStorageValue::Null,
+            };
+            bindings.extend([
+                safe_integer(m.seq)?,
+                m.id.clone().into(),
+                m.user.to_string().into(),
+                m.text.clone().into(),
+                data,
+                safe_integer(m.ts.as_millis())?,
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        sql.exec(&format!("INSERT INTO messages (seq, id, user, text, data, ts) VALUES {rows}"), bindings)
+            .map_err(storage)?;
+    }
+    Ok(())
 }
 
 /// The room's log as SQLite holds it.
