@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod log;
 pub mod outbox;
+pub mod presence;
 pub mod protocol;
 pub mod room;
 pub mod route;
