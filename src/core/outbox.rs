@@ -64,11 +64,6 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Queued frames.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     /// Empties the queue into deliveries for the sockets `conns` (the ones open now).
     pub fn drain<'a>(&mut self, conns: impl IntoIterator<Item = &'a ConnId>) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);

@@ -101,8 +101,8 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
 }
 
 /// Decodes an event's `d` into its payload type; a missing `d` decodes as `{}`.
-pub fn payload<T: DeserializeOwned>(event: &str, data: &Value) -> Result<T, Error> {
-    let data = if data.is_null() { Value::Object(Map::new()) } else { data.clone() };
+pub fn payload<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
+    let data = if data.is_null() { Value::Object(Map::new()) } else { data };
     serde_json::from_value(data)
         .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {event} payload: {e}")))
 }

@@ -51,12 +51,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 /// The request's parts the handlers read.
-struct Incoming {
+struct Call {
     url: Url,
     req: Request,
 }
 
-impl Incoming {
+impl Call {
     fn header(&self, name: &str) -> Option<String> {
         self.req.headers().get(name).ok().flatten()
     }
@@ -99,27 +99,27 @@ fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
 async fn serve(req: Request, env: Env) -> Result<Response, Error> {
     let url = req.url().map_err(http::internal)?;
     let route = route(req.method().as_ref(), url.path())?;
-    let mut incoming = Incoming { url, req };
+    let mut call = Call { url, req };
     match route {
         Route::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
         }
-        Route::RoomSocket(room) => connect(&incoming, &env, &room).await,
+        Route::RoomSocket(room) => connect(&call, &env, &room).await,
         Route::RoomStats(room) => {
             let config = config(&env)?;
             auth::check_server_key(
-                incoming.header("authorization").as_deref(),
+                call.header("authorization").as_deref(),
                 config.server_api_key.as_deref(),
             )?;
             forward(&env, room_request(&room, "stats", Method::Get)?).await
         }
         Route::RoomHistory(room) => {
             let config = config(&env)?;
-            if let Caller::User(identity) = incoming.caller(&config, false)? {
+            if let Caller::User(identity) = call.caller(&config, false)? {
                 join_rights(&identity, &config, &room)?;
             }
-            let before = number_param("before", incoming.query("before").as_deref())?;
-            let limit = number_param("limit", incoming.query("limit").as_deref())?;
+            let before = number_param("before", call.query("before").as_deref())?;
+            let limit = number_param("limit", call.query("limit").as_deref())?;
             let mut path = String::from("history?");
             if let Some(before) = before {
                 path.push_str(&format!("before={before}&"));
@@ -129,15 +129,15 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             }
             forward(&env, room_request(&room, &path, Method::Get)?).await
         }
-        Route::RoomPublish(room) => publish(&mut incoming, &env, &room).await,
+        Route::RoomPublish(room) => publish(&mut call, &env, &room).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
-            if let Caller::User(identity) = incoming.caller(&config, false)? {
+            if let Caller::User(identity) = call.caller(&config, false)? {
                 join_rights(&identity, &config, &room)?;
             }
-            let resume = match incoming.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
+            let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
                 Some(resume) => Some(resume),
-                None => resume_query(incoming.query("since").as_deref(), incoming.query("epoch").as_deref())?,
+                None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
             };
             let mut req = room_request(&room, "events", Method::Get)?;
             set_resume(&mut req, resume.as_ref())?;
@@ -147,20 +147,20 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
 }
 
 /// `GET /v1/rooms/:room/ws`: checks in the documented order, then hands the upgrade to the room.
-async fn connect(incoming: &Incoming, env: &Env, room: &RoomId) -> Result<Response, Error> {
-    let is_upgrade = incoming.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let is_upgrade = call.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
         return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
     }
     let creds = auth::upgrade_credentials(
-        incoming.header("authorization").as_deref(),
-        incoming.header("sec-websocket-protocol").as_deref(),
-        incoming.query("token").as_deref(),
+        call.header("authorization").as_deref(),
+        call.header("sec-websocket-protocol").as_deref(),
+        call.query("token").as_deref(),
     )?;
     let config = config(env)?;
     let identity = auth::authenticate(&creds, &config.auth, now())?;
     let rights = join_rights(&identity, &config, room)?;
-    let resume = resume_query(incoming.query("since").as_deref(), incoming.query("epoch").as_deref())?;
+    let resume = resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?;
 
     let mut req = room_request(room, "connect", Method::Get)?;
     set_resume(&mut req, resume.as_ref())?;
@@ -178,10 +178,10 @@ async fn connect(incoming: &Incoming, env: &Env, room: &RoomId) -> Result<Respon
 
 /// `POST /v1/rooms/:room/messages`: an app server (any author, default `system`) or a user
 /// (the author is the token's `sub`; needs `send`).
-async fn publish(incoming: &mut Incoming, env: &Env, room: &RoomId) -> Result<Response, Error> {
+async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
     let config = config(env)?;
-    let caller = incoming.caller(&config, true)?;
-    let body = incoming.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
+    let caller = call.caller(&config, true)?;
+    let body = call.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
     if body.len() > config.limits.max_frame_bytes {
         return Err(Error::new(
             ErrorCode::TooLarge,
@@ -195,7 +195,7 @@ async fn publish(incoming: &mut Incoming, env: &Env, room: &RoomId) -> Result<Re
     let mut req = room_request_with_body(room, "publish", Method::Post, Some(body))?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::USER, author.as_str()).map_err(http::internal)?;
-    if let Some(key) = incoming.header("idempotency-key") {
+    if let Some(key) = call.header("idempotency-key") {
         h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
     }
     forward(env, req).await

@@ -422,11 +422,10 @@ impl RoomObject {
         let mut closed = Vec::new();
         for effect in effects {
             let Some(live) = slot.as_mut() else { return false };
-            let sql = || self.state.storage().sql();
             match effect {
                 Effect::Append(message) => live.pending.push(message),
                 Effect::PutState { key, entry } => {
-                    if let Err(e) = put_state(&sql(), &key, &entry) {
+                    if let Err(e) = put_state(&live.sql, &key, &entry) {
                         return self.fail(slot, origin, &e);
                     }
                 }

@@ -362,14 +362,14 @@ impl Room {
         self.throttle(&sender.conn, class, now)?;
         let r = reply_to;
         match event.as_str() {
-            "message:send" => self.send_message(sender, r, protocol::payload(&event, &data)?, now, log),
-            "history:get" => self.history_get(sender, r, protocol::payload(&event, &data)?, log),
+            "message:send" => self.send_message(sender, r, protocol::payload(&event, data)?, now, log),
+            "history:get" => self.history_get(sender, r, protocol::payload(&event, data)?, log),
             "typing:start" => Ok(self.typing_start(sender, r, now)),
             "typing:stop" => Ok(self.typing_stop(sender, r)),
-            "state:set" => self.state_set(sender, r, protocol::payload(&event, &data)?),
-            "signal" => self.signal(sender, r, protocol::payload(&event, &data)?),
-            "broadcast" => self.broadcast(sender, r, protocol::payload(&event, &data)?),
-            _ => self.refresh_token(sender, r, protocol::payload(&event, &data)?, now),
+            "state:set" => self.state_set(sender, r, protocol::payload(&event, data)?),
+            "signal" => self.signal(sender, r, protocol::payload(&event, data)?),
+            "broadcast" => self.broadcast(sender, r, protocol::payload(&event, data)?),
+            _ => self.refresh_token(sender, r, protocol::payload(&event, data)?, now),
         }
     }
 
