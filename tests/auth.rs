@@ -34,7 +34,8 @@ fn a_valid_token_names_its_user_and_expiry() {
         Identity {
             user: UserId::parse("alice").unwrap(),
             expires: Timestamp((NOW_S as u64 + 60) * 1000),
-            caps: None
+            caps: None,
+            friends: None
         }
     );
 }

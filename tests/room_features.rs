@@ -423,6 +423,7 @@ fn the_author_of_a_published_message() {
             user: UserId::parse("carol").unwrap(),
             expires: Timestamp(0),
             caps: caps.map(|c| Capabilities::parse(c).unwrap()),
+            friends: None,
         })
     };
     assert_eq!(

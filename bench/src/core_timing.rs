@@ -20,6 +20,7 @@ pub fn message_us(sockets: usize, messages: usize) -> f64 {
         server_api_key: None,
         default_caps: Capabilities::default(),
         limits: Limits { max_sockets_per_user: usize::MAX, ..Limits::default() },
+        presence: Default::default(),
     };
     let Ok(room_id) = RoomId::parse("bench") else { return 0.0 };
     let mut room = Room::new(room_id, LogHead { seq: 0, epoch: "e".into() }, BTreeMap::new(), config);

@@ -55,6 +55,8 @@ pub struct Identity {
     pub expires: Timestamp,
     /// The token's `cap` claim, when it has one.
     pub caps: Option<Capabilities>,
+    /// The token's `friends` claim: the users whose status this user may watch.
+    pub friends: Option<Vec<UserId>>,
 }
 
 impl Identity {
@@ -86,6 +88,7 @@ struct CustomClaims {
     aud: Option<Audience>,
     iss: Option<String>,
     cap: Option<Capabilities>,
+    friends: Option<Vec<String>>,
 }
 
 fn unauthorized(message: &str) -> Error {
@@ -131,7 +134,13 @@ pub fn verify(token: &str, config: &AuthConfig, now: Timestamp) -> Result<Identi
     let sub = custom.sub.as_deref().ok_or_else(|| unauthorized("token has no sub claim"))?;
     let user = UserId::parse(sub).map_err(|e| unauthorized(&format!("token sub {e}")))?;
     let expires_ms = claims.expiration.map(|exp| exp.timestamp_millis().max(0) as u64).unwrap_or(0);
-    Ok(Identity { user, expires: Timestamp(expires_ms), caps: custom.cap.clone() })
+    let friends = custom
+        .friends
+        .as_ref()
+        .map(|ids| ids.iter().map(|id| UserId::parse(id)).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(|e| unauthorized(&format!("token friends claim: every id {e}")))?;
+    Ok(Identity { user, expires: Timestamp(expires_ms), caps: custom.cap.clone(), friends })
 }
 
 /// The credentials an upgrade request carries, and the subprotocol to echo.

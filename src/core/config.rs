@@ -3,6 +3,7 @@
 
 use crate::core::auth::AuthConfig;
 use crate::core::caps::Capabilities;
+use crate::core::presence::PresenceTimes;
 
 /// Limits that protect an object and its other clients from one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,12 @@ pub struct Limits {
     pub state_max_keys: usize,
     /// Largest `state:set` value as JSON, in bytes (`STATE_MAX_VALUE_BYTES`, default 16,384).
     pub state_max_value_bytes: usize,
+    /// Notifications kept per user; past it the oldest read ones go first (`NOTIFY_RETENTION`,
+    /// default 500).
+    pub notify_retention: u64,
+    /// Most users one user may watch, and most watchers one user may have (`PRESENCE_MAX_WATCH`,
+    /// default 256): each is a request when a status changes.
+    pub presence_max_watch: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +46,8 @@ impl Default for Limits {
             max_sockets_per_user: 10,
             state_max_keys: 256,
             state_max_value_bytes: 16 * 1024,
+            notify_retention: 500,
+            presence_max_watch: 256,
         }
     }
 }
@@ -54,6 +63,8 @@ pub struct Config {
     pub default_caps: Capabilities,
     /// Per-object limits.
     pub limits: Limits,
+    /// When user status turns away and offline.
+    pub presence: PresenceTimes,
 }
 
 /// A setting is present but unusable, or a required one is missing.
@@ -81,6 +92,7 @@ impl Config {
         };
         let secret = get("JWT_SECRET").ok_or_else(|| ConfigError("JWT_SECRET is not set".into()))?;
         let defaults = Limits::default();
+        let presence = PresenceTimes::default();
         let default_caps = match get("DEFAULT_CAPS") {
             None => Capabilities::default(),
             Some(json) => Capabilities::parse(&json)
@@ -110,6 +122,14 @@ impl Config {
                     as usize,
                 state_max_value_bytes: number("STATE_MAX_VALUE_BYTES", defaults.state_max_value_bytes as u64)?
                     .clamp(16, 1 << 20) as usize,
+                notify_retention: number("NOTIFY_RETENTION", defaults.notify_retention)?.clamp(1, 100_000),
+                presence_max_watch: number("PRESENCE_MAX_WATCH", defaults.presence_max_watch as u64)?
+                    .clamp(1, 1000) as usize,
+            },
+            presence: PresenceTimes {
+                away_ms: number("PRESENCE_AWAY_MS", presence.away_ms)?.clamp(100, 86_400_000),
+                offline_ms: number("PRESENCE_OFFLINE_MS", presence.offline_ms)?.clamp(100, 86_400_000),
+                grace_ms: number("PRESENCE_GRACE_MS", presence.grace_ms)?.clamp(0, 3_600_000),
             },
         })
     }

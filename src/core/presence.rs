@@ -87,6 +87,11 @@ impl Presence {
         Change { status: self.status, last_seen: self.last_seen, activity: self.activity.clone() }
     }
 
+    /// When the last socket closed, while the grace period runs.
+    pub fn left_at(&self) -> Option<Timestamp> {
+        self.left_at
+    }
+
     /// Re-counts sockets that survived hibernation (no transition).
     pub fn restore_sockets(&mut self, sockets: usize) {
         self.sockets = sockets;

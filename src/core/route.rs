@@ -3,7 +3,7 @@
 //! (405), bad id (400); the upgrade and token checks follow in the edge.
 
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::RoomId;
+use crate::core::ids::{IdError, RoomId, UserId};
 use crate::core::room::Resume;
 
 /// A request the Worker knows how to serve.
@@ -21,6 +21,16 @@ pub enum Route {
     RoomPublish(RoomId),
     /// `GET /v1/rooms/:room/events` (user token): messages as Server-Sent Events.
     RoomEvents(RoomId),
+    /// `GET /v1/users/me/ws`: the caller's own user object.
+    UserSocket,
+    /// `GET /v1/users/me/notifications` (user token): an inbox page.
+    UserNotifications,
+    /// `POST /v1/users/me/notifications/read` (user token): mark read.
+    UserRead,
+    /// `GET /v1/users/:user/stats` (server key): the user object's counters.
+    UserStats(UserId),
+    /// `POST /v1/notify` (server key): notifications for many users.
+    Notify,
 }
 
 /// Matches `method` and `path` (without the query string) to a route.
@@ -51,6 +61,18 @@ pub fn route(method: &str, path: &str) -> Result<Route, Error> {
             allow(method, "GET", path)?;
             room_id(room).map(Route::RoomEvents)
         }
+        ["v1", "users", "me", "ws"] => allow(method, "GET", path).map(|()| Route::UserSocket),
+        ["v1", "users", "me", "notifications"] => {
+            allow(method, "GET", path).map(|()| Route::UserNotifications)
+        }
+        ["v1", "users", "me", "notifications", "read"] => {
+            allow(method, "POST", path).map(|()| Route::UserRead)
+        }
+        ["v1", "users", user, "stats"] => {
+            allow(method, "GET", path)?;
+            id("user", user, UserId::parse).map(Route::UserStats)
+        }
+        ["v1", "notify"] => allow(method, "POST", path).map(|()| Route::Notify),
         _ => Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
     }
 }
@@ -93,9 +115,13 @@ pub fn resume_from_event_id(id: &str) -> Option<Resume> {
 }
 
 fn room_id(segment: &str) -> Result<RoomId, Error> {
-    let bad = |why: String| Error::new(ErrorCode::BadRequest, format!("bad room id: {why}"));
+    id("room", segment, RoomId::parse)
+}
+
+fn id<T>(kind: &str, segment: &str, parse: impl Fn(&str) -> Result<T, IdError>) -> Result<T, Error> {
+    let bad = |why: String| Error::new(ErrorCode::BadRequest, format!("bad {kind} id: {why}"));
     let decoded = percent_decode(segment).ok_or_else(|| bad("invalid percent-encoding".into()))?;
-    RoomId::parse(&decoded).map_err(|e| bad(e.to_string()))
+    parse(&decoded).map_err(|e| bad(e.to_string()))
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
@@ -141,6 +167,22 @@ mod tests {
         assert_eq!(route("POST", "/v1/rooms/general/messages"), Ok(Route::RoomPublish(general())));
         assert_eq!(route("GET", "/v1/rooms/general/events"), Ok(Route::RoomEvents(general())));
         assert_eq!(code("PUT", "/v1/rooms/general/messages"), ErrorCode::MethodNotAllowed);
+    }
+
+    #[test]
+    fn user_routes() {
+        assert_eq!(route("GET", "/v1/users/me/ws"), Ok(Route::UserSocket));
+        assert_eq!(route("GET", "/v1/users/me/notifications"), Ok(Route::UserNotifications));
+        assert_eq!(route("POST", "/v1/users/me/notifications/read"), Ok(Route::UserRead));
+        assert_eq!(route("POST", "/v1/notify"), Ok(Route::Notify));
+        assert_eq!(
+            route("GET", "/v1/users/a%40b/stats"),
+            Ok(Route::UserStats(UserId::parse("a@b").unwrap()))
+        );
+        assert_eq!(code("GET", "/v1/notify"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("GET", "/v1/users/me/notifications/read"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("GET", "/v1/users/bad%20id/stats"), ErrorCode::BadRequest);
+        assert_eq!(code("GET", "/v1/users/alice/ws"), ErrorCode::NotFound);
     }
 
     #[test]

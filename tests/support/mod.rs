@@ -1,6 +1,8 @@
 //! Shared test helpers: token signing and a room simulator with a virtual clock.
 #![allow(dead_code)]
 
+pub mod users;
+
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -40,6 +42,7 @@ pub fn config(limits: Limits) -> Config {
         server_api_key: Some("server-key".into()),
         default_caps: Capabilities::parse(r#"{"*":["join","send"]}"#).unwrap(),
         limits,
+        presence: Default::default(),
     }
 }
 

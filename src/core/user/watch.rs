@@ -1,0 +1,78 @@
+//! Who may watch whom, and the messages user objects exchange to keep watchers current.
+//!
+//! The watched user's object keeps its watchers (persisted, each active or paused) and pushes
+//! every status change to the active ones. A watcher's object pauses its subscriptions once
+//! its last socket has been gone for the grace period, and resumes them when a socket returns,
+//! so a user with no open socket is not woken for others' changes.
+
+use crate::core::caps::Capabilities;
+use crate::core::ids::UserId;
+use crate::core::presence::Change;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Who the connected user may watch: the users in their token's `friends` claim, plus any
+/// `user:<id>` their capabilities grant `watch` on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchPolicy {
+    /// The `friends` claim, when the token had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friends: Option<BTreeSet<UserId>>,
+    /// The token's capabilities (or the configured default).
+    #[serde(default)]
+    pub caps: Capabilities,
+}
+
+impl WatchPolicy {
+    /// Whether `target`'s status may be watched.
+    pub fn allows(&self, target: &UserId) -> bool {
+        self.friends.as_ref().is_some_and(|f| f.contains(target))
+            || self.caps.allows(&format!("user:{target}"), "watch")
+    }
+}
+
+/// A status as one user object tells another: the change plus the watched user's revision
+/// counter, so a push that arrives late never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceUpdate {
+    /// Whose status.
+    pub user: UserId,
+    /// Status, `lastSeen`, activity.
+    #[serde(flatten)]
+    pub change: Change,
+    /// Increases with every change of this user's status.
+    pub rev: u64,
+}
+
+/// `POST /watch` from a watcher's object to the watched user's object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// The watching user.
+    pub watcher: UserId,
+    /// `false` pauses pushes to the watcher until it asks again with `true`.
+    pub active: bool,
+}
+
+/// `POST /unwatch`: the watcher stops watching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnwatchRequest {
+    /// The user who stops watching.
+    pub watcher: UserId,
+}
+
+/// The watcher's answer to a pushed [`PresenceUpdate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushAnswer {
+    /// `false`: the watcher no longer watches this user; forget it.
+    pub watching: bool,
+    /// `false`: the watcher has no socket; pause pushes until it resumes.
+    pub active: bool,
+}
+
+/// `presence:subscribe` / `presence:unsubscribe` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersPayload {
+    /// The users to (un)watch.
+    pub users: Vec<UserId>,
+}

@@ -1,0 +1,296 @@
+//! Many user objects in memory, with a virtual clock: effects are applied to per-user stores
+//! and sockets, and calls between objects are delivered at once, as the shell would make them.
+//! A "restart" rebuilds a user from what its store holds, as a wake does.
+#![allow(dead_code)]
+
+use super::config;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchboard::core::caps::Capabilities;
+use switchboard::core::config::{Config, Limits};
+use switchboard::core::error::Error;
+use switchboard::core::ids::{ConnId, UserId};
+use switchboard::core::presence::PresenceTimes;
+use switchboard::core::protocol::Incoming;
+use switchboard::core::time::Timestamp;
+use switchboard::core::user::inbox::MemoryInbox;
+use switchboard::core::user::watch::{UnwatchRequest, WatchPolicy, WatchRequest};
+use switchboard::core::user::{SavedPresence, StoredUser, User, UserConnInfo, UserEffect};
+
+pub const TIMES: PresenceTimes = PresenceTimes { away_ms: 300_000, offline_ms: 600_000, grace_ms: 30_000 };
+
+/// What one user's storage holds.
+#[derive(Default, Clone)]
+pub struct Store {
+    pub presence: Option<SavedPresence>,
+    pub policy: WatchPolicy,
+    pub watchers: BTreeMap<UserId, bool>,
+    pub watching: BTreeMap<UserId, u64>,
+    pub inbox: MemoryInbox,
+    pub writes: usize,
+}
+
+pub struct Users {
+    pub users: BTreeMap<UserId, User>,
+    pub stores: BTreeMap<UserId, Store>,
+    /// Frames received per connection.
+    pub sockets: BTreeMap<ConnId, Vec<Value>>,
+    pub owner: BTreeMap<ConnId, UserId>,
+    pub closed: BTreeMap<ConnId, u16>,
+    /// How often each object handled a call from another object.
+    pub woken: BTreeMap<UserId, usize>,
+    /// Each object's alarm, kept by the "platform" across evictions.
+    pub alarms: BTreeMap<UserId, Timestamp>,
+    pub now: Timestamp,
+    pub config: Config,
+    next_conn: u32,
+}
+
+pub fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+/// Everyone may watch everyone.
+pub fn open_policy() -> WatchPolicy {
+    WatchPolicy { friends: None, caps: Capabilities::parse(r#"{"*":["watch"]}"#).unwrap() }
+}
+
+impl Users {
+    pub fn new() -> Users {
+        Users::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Users {
+        let mut config = config(limits);
+        config.presence = TIMES;
+        Users {
+            users: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            sockets: BTreeMap::new(),
+            owner: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            woken: BTreeMap::new(),
+            alarms: BTreeMap::new(),
+            now: Timestamp(1_700_000_000_000),
+            config,
+            next_conn: 0,
+        }
+    }
+
+    /// The user's object, rebuilt from its store if it is not in memory.
+    pub fn user(&mut self, id: &UserId) -> &mut User {
+        if !self.users.contains_key(id) {
+            let store = self.stores.entry(id.clone()).or_default().clone();
+            let stored = StoredUser {
+                presence: store.presence.clone().unwrap_or_default(),
+                policy: store.policy.clone(),
+                watchers: store.watchers.clone(),
+                watching: store.watching.clone(),
+                inbox: store.inbox.counts(),
+            };
+            let mut user = User::new(id.clone(), stored, self.config.clone());
+            let now = self.now;
+            let survivors: Vec<ConnId> = self
+                .owner
+                .iter()
+                .filter(|(c, u)| *u == id && !self.closed.contains_key(*c))
+                .map(|(c, _)| c.clone())
+                .collect();
+            for conn in survivors {
+                user.restore_conn(UserConnInfo { conn, expires: now.plus_millis(3_600_000) }, now);
+            }
+            user.restored(now);
+            self.users.insert(id.clone(), user);
+        }
+        self.users.get_mut(id).unwrap()
+    }
+
+    /// Drops the object from memory (eviction); its sockets stay open, as with hibernation.
+    pub fn evict(&mut self, id: &UserId) {
+        self.users.remove(id);
+    }
+
+    pub fn connect(&mut self, user: &str) -> ConnId {
+        self.connect_with(user, open_policy(), 3_600_000)
+    }
+
+    pub fn connect_with(&mut self, user: &str, policy: WatchPolicy, ttl_ms: u64) -> ConnId {
+        let id = uid(user);
+        self.next_conn += 1;
+        let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
+        // Wake the object before the new socket exists, or it would count as a survivor.
+        self.user(&id).check_capacity().expect("capacity");
+        self.sockets.insert(conn.clone(), Vec::new());
+        self.owner.insert(conn.clone(), id.clone());
+        let now = self.now;
+        let info = UserConnInfo { conn: conn.clone(), expires: now.plus_millis(ttl_ms) };
+        let effects = self.user(&id).handle_connect(info, policy, now);
+        self.apply(&id, effects);
+        conn
+    }
+
+    pub fn disconnect(&mut self, conn: &ConnId) {
+        let id = self.owner[conn].clone();
+        self.closed.insert(conn.clone(), 1000);
+        let now = self.now;
+        let effects = self.user(&id).handle_close(conn, now);
+        self.apply(&id, effects);
+    }
+
+    pub fn send(&mut self, conn: &ConnId, frame: Value) {
+        let id = self.owner[conn].clone();
+        let now = self.now;
+        let inbox = self.stores.entry(id.clone()).or_default().inbox.clone();
+        let text = frame.to_string();
+        let effects = self.user(&id).handle_frame(conn, Incoming::Text(&text), now, &inbox);
+        self.apply(&id, effects);
+    }
+
+    /// The app server's `POST /v1/notify` for one user.
+    pub fn notify(&mut self, user: &str, notification: Value, key: Option<&str>) -> Result<Value, Error> {
+        let id = uid(user);
+        let now = self.now;
+        let inbox = self.stores.entry(id.clone()).or_default().inbox.clone();
+        let content = serde_json::from_value(notification).unwrap();
+        let (ack, effects) = self.user(&id).notify(content, key.map(str::to_owned), now, &inbox)?;
+        self.apply(&id, effects);
+        Ok(serde_json::to_value(ack).unwrap())
+    }
+
+    /// Moves the clock, firing every user's alarm at each deadline on the way.
+    pub fn advance(&mut self, ms: u64) {
+        let target = self.now.plus_millis(ms);
+        loop {
+            let next =
+                self.alarms.iter().map(|(id, at)| (*at, id.clone())).filter(|(at, _)| *at <= target).min();
+            let Some((at, id)) = next else { break };
+            self.now = self.now.max(at);
+            let now = self.now;
+            self.alarms.remove(&id);
+            let effects = self.user(&id).handle_alarm(now);
+            self.apply(&id, effects);
+        }
+        self.now = target;
+    }
+
+    /// Frames of `event` that `conn` received, consumed.
+    pub fn take(&mut self, conn: &ConnId, event: &str) -> Vec<Value> {
+        let frames = self.sockets.get_mut(conn).unwrap();
+        let (matching, rest): (Vec<Value>, Vec<Value>) = frames.drain(..).partition(|f| f["t"] == event);
+        *frames = rest;
+        matching
+    }
+
+    /// The reply to `ref`, consumed.
+    pub fn reply(&mut self, conn: &ConnId, r: &str) -> Value {
+        let replies = self.take(conn, "reply");
+        let (mine, rest): (Vec<Value>, Vec<Value>) = replies.into_iter().partition(|f| f["ref"] == r);
+        self.sockets.get_mut(conn).unwrap().extend(rest);
+        mine.into_iter().next().unwrap_or_else(|| panic!("no reply to {r}"))
+    }
+
+    fn open_conns(&self, id: &UserId) -> Vec<ConnId> {
+        self.owner
+            .iter()
+            .filter(|(c, u)| *u == id && !self.closed.contains_key(*c))
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    fn wake(&mut self, id: &UserId) -> &mut User {
+        *self.woken.entry(id.clone()).or_default() += 1;
+        self.user(id)
+    }
+
+    pub fn apply(&mut self, id: &UserId, effects: Vec<UserEffect>) {
+        self.apply_effects(id, effects);
+        // The shell re-aims the alarm after every event.
+        let next = self.users.get(id).and_then(User::poll_timeout);
+        match next {
+            Some(at) => self.alarms.insert(id.clone(), at),
+            None => self.alarms.remove(id),
+        };
+    }
+
+    fn apply_effects(&mut self, id: &UserId, effects: Vec<UserEffect>) {
+        for effect in effects {
+            let store = self.stores.entry(id.clone()).or_default();
+            match effect {
+                UserEffect::SavePresence(p) => {
+                    store.presence = Some(p);
+                    store.writes += 1;
+                }
+                UserEffect::SavePolicy(p) => store.policy = p,
+                UserEffect::Inbox(write) => store.inbox.apply(&write),
+                UserEffect::SaveWatcher { watcher, active } => {
+                    store.watchers.insert(watcher, active);
+                }
+                UserEffect::RemoveWatcher(w) => {
+                    store.watchers.remove(&w);
+                }
+                UserEffect::SaveWatching { user, rev } => {
+                    store.watching.insert(user, rev);
+                }
+                UserEffect::RemoveWatching(u) => {
+                    store.watching.remove(&u);
+                }
+                UserEffect::UpdateConn(_) => {}
+                UserEffect::Send { to, frame } => self.deliver(&to, &frame),
+                UserEffect::Broadcast { frame } => {
+                    for conn in self.open_conns(id) {
+                        self.deliver(&conn, &frame);
+                    }
+                }
+                UserEffect::Close { conn, code, .. } => {
+                    self.closed.insert(conn.clone(), code);
+                    let now = self.now;
+                    let effects = self.user(id).handle_close(&conn, now);
+                    self.apply(id, effects);
+                }
+                UserEffect::Push { to, update } => {
+                    let mut answers = Vec::new();
+                    for watcher in to {
+                        let (answer, effects) = self.wake(&watcher).presence_pushed(update.clone());
+                        self.apply(&watcher, effects);
+                        answers.push((watcher, Ok(answer)));
+                    }
+                    let effects = self.user(id).pushed(answers);
+                    self.apply(id, effects);
+                }
+                UserEffect::Watch { users, active, reply } => {
+                    let mut results = Vec::new();
+                    for user in users {
+                        let request = WatchRequest { watcher: id.clone(), active };
+                        let result = self.wake(&user).watch_requested(request);
+                        let result = result.map(|(update, effects)| {
+                            self.apply(&user, effects);
+                            update
+                        });
+                        results.push((user, result));
+                    }
+                    let effects = match reply {
+                        Some(reply) => self.user(id).watched(reply, results),
+                        None => self.user(id).resumed(results),
+                    };
+                    self.apply(id, effects);
+                }
+                UserEffect::Unwatch(users) => {
+                    for user in users {
+                        let request = UnwatchRequest { watcher: id.clone() };
+                        let effects = self.wake(&user).unwatch_requested(&request.watcher);
+                        self.apply(&user, effects);
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, conn: &ConnId, frame: &str) {
+        if self.closed.contains_key(conn) {
+            return;
+        }
+        if let Some(inbox) = self.sockets.get_mut(conn) {
+            inbox.push(serde_json::from_str(frame).unwrap());
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The user object's rules on a virtual clock: status transitions, watchers across objects,
+//! and the notification inbox.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::users::{open_policy, uid, Users, TIMES};
+use switchboard::core::caps::Capabilities;
+use switchboard::core::config::Limits;
+use switchboard::core::user::inbox::Inbox;
+use switchboard::core::user::watch::WatchPolicy;
+
+/// `(user, status)` of each `presence:update` about someone in `about`.
+fn statuses(frames: &[Value]) -> Vec<(String, String)> {
+    statuses_about(frames, &["alice"])
+}
+
+fn statuses_about(frames: &[Value], about: &[&str]) -> Vec<(String, String)> {
+    frames
+        .iter()
+        .filter(|f| about.iter().any(|u| f["d"]["user"] == *u))
+        .map(|f| (f["d"]["user"].as_str().unwrap().to_owned(), f["d"]["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn pair(user: &str, status: &str) -> (String, String) {
+    (user.to_owned(), status.to_owned())
+}
+
+#[test]
+fn greeting_carries_status_and_unread() {
+    let mut net = Users::new();
+    net.notify("alice", json!({ "type": "mention" }), None).unwrap();
+    let phone = net.connect("alice");
+    let state = net.take(&phone, "user:state").remove(0);
+    assert_eq!(state["d"]["user"], "alice");
+    assert_eq!(state["d"]["status"], "online");
+    assert_eq!(state["d"]["lastSeen"], net.now.as_millis());
+    assert_eq!(state["d"]["unread"], 1);
+    assert!(state["d"]["connId"].is_string());
+}
+
+#[test]
+fn away_then_offline_then_back_on_every_device_and_watcher() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+    let reply = net.reply(&bob, "s");
+    assert_eq!(
+        reply["d"]["presence"],
+        json!([{ "user": "alice", "status": "online", "lastSeen": net.now.as_millis() }])
+    );
+    let mine = net.take(&phone, "presence:update");
+    assert_eq!(statuses(&mine), vec![pair("alice", "online")], "own status shows on own devices");
+    net.take(&laptop, "presence:update");
+
+    net.advance(TIMES.away_ms);
+    net.advance(TIMES.offline_ms - TIMES.away_ms);
+    let expected = vec![pair("alice", "away"), pair("alice", "offline")];
+    assert_eq!(statuses(&net.take(&phone, "presence:update")), expected);
+    assert_eq!(statuses(&net.take(&laptop, "presence:update")), expected);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), expected);
+
+    net.send(&laptop, json!({ "t": "presence:active" }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+    assert_eq!(statuses(&net.take(&phone, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn any_frame_is_activity_and_postpones_away() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    net.take(&phone, "presence:update");
+    net.advance(TIMES.away_ms - 1000);
+    net.send(&phone, json!({ "t": "notification:list", "ref": 1 }));
+    net.advance(TIMES.away_ms - 1000);
+    assert!(net.take(&phone, "presence:update").is_empty(), "still online");
+    net.advance(1000);
+    assert_eq!(statuses(&net.take(&phone, "presence:update")), vec![pair("alice", "away")]);
+}
+
+#[test]
+fn a_reload_within_the_grace_period_tells_watchers_nothing() {
+    let mut net = Users::new();
+    let bob = net.connect("bob");
+    let tab = net.connect("alice");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.disconnect(&tab);
+    net.advance(TIMES.grace_ms / 2);
+    let tab = net.connect("alice");
+    net.advance(TIMES.grace_ms);
+    assert!(statuses(&net.take(&bob, "presence:update")).is_empty());
+    net.disconnect(&tab);
+    net.advance(TIMES.grace_ms - 1);
+    assert!(statuses(&net.take(&bob, "presence:update")).is_empty());
+    net.advance(1);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
+}
+
+#[test]
+fn busy_is_kept_through_inactivity_and_shown_everywhere() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.send(
+        &phone,
+        json!({ "t": "presence:set", "ref": "b", "d": { "status": "busy", "activity": "focus" } }),
+    );
+    assert_eq!(net.reply(&phone, "b")["d"]["status"], "busy");
+    let update = net.take(&laptop, "presence:update").remove(0);
+    assert_eq!(update["d"]["activity"], "focus");
+    net.advance(TIMES.offline_ms * 3);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "busy")]);
+    net.send(&phone, json!({ "t": "presence:set", "ref": "x", "d": { "status": "asleep" } }));
+    assert_eq!(net.reply(&phone, "x")["error"]["code"], "bad_request");
+}
+
+#[test]
+fn watchers_fan_out_to_every_device_and_unsubscribe_stops_it() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    let bob1 = net.connect("bob");
+    let bob2 = net.connect("bob");
+    let carol = net.connect("carol");
+    for (conn, r) in [(&bob1, "b"), (&carol, "c")] {
+        net.send(conn, json!({ "t": "presence:subscribe", "ref": r, "d": { "users": ["alice"] } }));
+        assert_eq!(net.reply(conn, r)["ok"], true);
+    }
+    assert_eq!(net.user(&uid("alice")).watchers().len(), 2);
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "away" } }));
+    for conn in [&bob1, &bob2, &carol] {
+        assert_eq!(statuses(&net.take(conn, "presence:update")), vec![pair("alice", "away")]);
+    }
+    net.send(&bob2, json!({ "t": "presence:unsubscribe", "ref": "u", "d": { "users": ["alice", "zed"] } }));
+    assert_eq!(net.reply(&bob2, "u")["d"]["users"], json!(["alice"]));
+    assert!(!net.user(&uid("alice")).watchers().contains_key(&uid("bob")));
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    assert!(net.take(&bob1, "presence:update").is_empty());
+    assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn a_watcher_without_sockets_is_not_woken_and_catches_up_on_return() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.disconnect(&bob);
+    net.advance(TIMES.grace_ms);
+    assert!(net.user(&uid("bob")).paused());
+    assert_eq!(net.user(&uid("alice")).watchers().get(&uid("bob")), Some(&false), "paused at alice");
+    let woken = net.woken.get(&uid("bob")).copied().unwrap_or(0);
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "away" } }));
+    assert_eq!(net.woken.get(&uid("bob")).copied().unwrap_or(0), woken, "bob's object was not called");
+
+    let bob = net.connect("bob");
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")], "caught up");
+    assert_eq!(net.user(&uid("alice")).watchers().get(&uid("bob")), Some(&true));
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn watching_follows_the_policy_and_its_limits() {
+    let mut net = Users::with_limits(Limits { presence_max_watch: 2, ..Limits::default() });
+    let friends_only = WatchPolicy { friends: Some([uid("bob")].into()), caps: Capabilities::default() };
+    let alice = net.connect_with("alice", friends_only, 3_600_000);
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "1", "d": { "users": ["bob", "carol"] } }));
+    let refused = net.reply(&alice, "1");
+    assert_eq!(refused["error"]["code"], "forbidden");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("carol"));
+    assert!(net.user(&uid("alice")).watching().is_empty(), "all or nothing");
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "2", "d": { "users": ["bob", "alice"] } }));
+    let ok = net.reply(&alice, "2");
+    assert_eq!(
+        ok["d"]["presence"],
+        json!([{ "user": "bob", "status": "offline", "lastSeen": 0 }]),
+        "self skipped"
+    );
+
+    let dave = net.connect("dave");
+    net.send(&dave, json!({ "t": "presence:subscribe", "ref": "3", "d": { "users": ["a", "b", "c"] } }));
+    assert_eq!(net.reply(&dave, "3")["error"]["code"], "too_large");
+    for (i, watcher) in ["w1", "w2", "w3"].iter().enumerate() {
+        let c = net.connect(watcher);
+        net.send(&c, json!({ "t": "presence:subscribe", "ref": i.to_string(), "d": { "users": ["star"] } }));
+        let reply = net.reply(&c, &i.to_string());
+        assert_eq!(reply["ok"], true);
+        if i == 2 {
+            assert_eq!(reply["d"]["failed"][0]["error"]["code"], "too_many_connections", "{reply}");
+        }
+    }
+
+    // A newer token without bob among the friends drops the subscription at both ends.
+    let narrower = WatchPolicy { friends: Some([uid("carol")].into()), caps: Capabilities::default() };
+    net.connect_with("alice", narrower, 3_600_000);
+    assert!(net.user(&uid("alice")).watching().is_empty());
+    assert!(net.user(&uid("bob")).watchers().is_empty());
+}
+
+#[test]
+fn a_late_push_never_overwrites_a_newer_status() {
+    let mut net = Users::new();
+    net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    let stale = switchboard::core::user::watch::PresenceUpdate {
+        user: uid("alice"),
+        change: net.user(&uid("alice")).status(),
+        rev: 0,
+    };
+    let (answer, effects) = net.user(&uid("bob")).presence_pushed(stale);
+    assert!(answer.watching && answer.active);
+    assert!(effects.is_empty());
+}
+
+#[test]
+fn status_and_subscriptions_survive_eviction() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    net.take(&bob, "presence:update");
+    net.evict(&uid("alice"));
+    net.evict(&uid("bob"));
+    assert_eq!(net.user(&uid("alice")).status().status, switchboard::core::presence::Status::Busy);
+    net.send(&alice, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+    net.evict(&uid("alice"));
+    net.advance(TIMES.away_ms);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")], "timer re-armed");
+}
+
+#[test]
+fn notify_delivers_to_every_device_once_per_key() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    let n = json!({ "type": "mention", "title": "Bob", "body": "hi", "data": { "room": "r" } });
+    let first = net.notify("alice", n.clone(), Some("k1")).unwrap();
+    assert_eq!(first, json!({ "id": 1, "unread": 1 }));
+    let retry = net.notify("alice", n.clone(), Some("k1")).unwrap();
+    assert_eq!(retry, json!({ "id": 1, "unread": 1, "duplicate": true }));
+    for conn in [&phone, &laptop] {
+        let new = net.take(conn, "notification:new");
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0]["d"]["title"], "Bob");
+        assert_eq!(new[0]["d"]["read"], false);
+        assert_eq!(new[0]["d"]["type"], "mention");
+        assert_eq!(
+            net.take(conn, "notification:count"),
+            vec![json!({ "t": "notification:count", "d": { "unread": 1 } })]
+        );
+    }
+    assert_eq!(net.stores[&uid("alice")].inbox.rows.len(), 1);
+    assert_eq!(net.notify("alice", n, Some("k2")).unwrap()["id"], 2);
+}
+
+#[test]
+fn read_on_one_device_updates_the_count_on_all() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    for _ in 0..3 {
+        net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    }
+    net.take(&phone, "notification:count");
+    net.take(&laptop, "notification:count");
+    net.send(&phone, json!({ "t": "notification:read", "ref": "r", "d": { "ids": [1, 3, 3, 99] } }));
+    assert_eq!(net.reply(&phone, "r")["d"]["unread"], 1);
+    for conn in [&phone, &laptop] {
+        assert_eq!(net.take(conn, "notification:count")[0]["d"]["unread"], 1);
+    }
+    net.send(&laptop, json!({ "t": "notification:read", "ref": "again", "d": { "ids": [1] } }));
+    assert!(net.take(&phone, "notification:count").is_empty(), "nothing changed, nothing sent");
+    net.send(&laptop, json!({ "t": "notification:list", "ref": "l", "d": { "limit": 2 } }));
+    let page = net.reply(&laptop, "l");
+    let ids: Vec<u64> =
+        page["d"]["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [3, 2]);
+    assert_eq!(page["d"]["notifications"][0]["read"], true);
+    net.send(&laptop, json!({ "t": "notification:list", "ref": "l2", "d": { "before": 2 } }));
+    assert_eq!(net.reply(&laptop, "l2")["d"]["notifications"][0]["id"], 1);
+    net.send(&laptop, json!({ "t": "notification:read", "ref": "all", "d": { "all": true } }));
+    assert_eq!(net.reply(&laptop, "all")["d"]["unread"], 0);
+    assert_eq!(net.take(&phone, "notification:count")[0]["d"]["unread"], 0);
+    for bad in [json!({}), json!({ "ids": [1], "all": true }), json!({ "all": false }), json!({ "ids": "1" })]
+    {
+        net.send(&phone, json!({ "t": "notification:read", "ref": "bad", "d": bad }));
+        assert_eq!(net.reply(&phone, "bad")["error"]["code"], "bad_request", "{bad}");
+    }
+}
+
+#[test]
+fn retention_drops_oldest_read_first_and_unread_always_matches_the_store() {
+    let mut net = Users::with_limits(Limits { notify_retention: 5, ..Limits::default() });
+    let alice = uid("alice");
+    let phone = net.connect("alice");
+    let mut seed = 7u64;
+    let mut random = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for step in 0..400 {
+        match random(4) {
+            0 | 1 => {
+                net.notify("alice", json!({ "type": "t" }), Some(&format!("k{}", random(50)))).unwrap();
+            }
+            2 => {
+                let last = net.stores[&alice].inbox.counts().last_id.max(1);
+                let ids: Vec<u64> = (0..3).map(|_| 1 + random(last)).collect();
+                net.send(&phone, json!({ "t": "notification:read", "d": { "ids": ids } }));
+            }
+            _ => net.evict(&alice),
+        }
+        let counts = net.stores[&alice].inbox.counts();
+        assert!(counts.total <= 5, "step {step}");
+        assert_eq!(net.user(&alice).unread(), counts.unread, "step {step}");
+        assert_eq!(net.user(&alice).stored_notifications(), counts.total, "step {step}");
+    }
+    // Oldest read ones go first: with two read and the cap reached, the next one drops a read one.
+    let mut net = Users::with_limits(Limits { notify_retention: 3, ..Limits::default() });
+    let phone = net.connect("alice");
+    for _ in 0..3 {
+        net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    }
+    net.send(&phone, json!({ "t": "notification:read", "d": { "ids": [2] } }));
+    net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    let kept: Vec<u64> = net.stores[&alice].inbox.page(None, 10).unwrap().iter().map(|n| n.id).collect();
+    assert_eq!(kept, [4, 3, 1]);
+    net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    let kept: Vec<u64> = net.stores[&alice].inbox.page(None, 10).unwrap().iter().map(|n| n.id).collect();
+    assert_eq!(kept, [5, 4, 3], "then the oldest unread");
+    assert_eq!(net.user(&alice).unread(), 3);
+}
+
+#[test]
+fn bad_frames_expired_tokens_and_rate_limits() {
+    let mut net = Users::with_limits(Limits { max_strikes: 3, ..Limits::default() });
+    let phone = net.connect_with("alice", open_policy(), 60_000);
+    net.send(&phone, json!({ "t": "message:send", "ref": "m" }));
+    assert_eq!(net.reply(&phone, "m")["error"]["code"], "unknown_event");
+    net.send(&phone, json!({ "t": "presence:subscribe", "ref": "p", "d": { "users": ["bad id"] } }));
+    assert_eq!(net.reply(&phone, "p")["error"]["code"], "bad_request");
+    net.send(
+        &phone,
+        json!({ "t": "presence:set", "ref": "a", "d": { "status": "busy", "activity": "x".repeat(200) } }),
+    );
+    assert_eq!(net.reply(&phone, "a")["error"]["code"], "bad_request");
+    assert_eq!(net.closed.get(&phone), Some(&4002), "third strike");
+
+    let mut net = Users::new();
+    let phone = net.connect_with("alice", open_policy(), 60_000);
+    for i in 0..31 {
+        net.send(&phone, json!({ "t": "presence:active", "ref": i }));
+    }
+    let limited = net.take(&phone, "reply").into_iter().filter(|r| r["ok"] == false).collect::<Vec<_>>();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0]["error"]["code"], "rate_limited");
+    net.advance(60_000);
+    assert_eq!(net.closed.get(&phone), Some(&4001));
+}
+
+#[test]
+fn notifications_are_validated() {
+    let mut net = Users::new();
+    let err = net.notify("alice", json!({ "type": "" }), None).unwrap_err();
+    assert_eq!(err.code.as_str(), "bad_request");
+    let err = net.notify("alice", json!({ "type": "t" }), Some(&"k".repeat(200))).unwrap_err();
+    assert!(err.message.contains("Idempotency-Key"));
+    assert_eq!(net.stores.get(&uid("alice")).map_or(0, |s| s.inbox.rows.len()), 0);
+}
