@@ -159,6 +159,24 @@ export async function join(worker, room, user, query = "") {
   return client;
 }
 
+/** Opens `user`'s own socket (`/v1/users/me/ws`) and waits for `user:state`. */
+export async function connectUser(worker, user, tokenOptions = {}) {
+  const client = await open(`${worker.ws}/v1/users/me/ws?token=${token(user, tokenOptions)}`);
+  client.state = (await client.next("user:state")).d;
+  return client;
+}
+
+/** `fetch` against the worker with a JSON body and the server key unless `auth` says otherwise. */
+export async function call(worker, method, path, { body, auth = SERVER_KEY, headers = {} } = {}) {
+  const res = await fetch(`${worker.http}${path}`, {
+    method,
+    headers: { ...(auth ? { authorization: `Bearer ${auth}` } : {}), ...headers },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Reads a Server-Sent Events response; `next` waits for an event like `Client.next`. */
@@ -197,11 +215,11 @@ export async function openEvents(url, headers = {}) {
   return stream;
 }
 
-/** Runs `scenario(start)`, where each `start()` boots workerd on the same storage: a restart. */
+/** Runs `scenario(start)`, where each `start(options)` boots workerd on the same storage: a restart. */
 export async function withStorage(scenario) {
   const dir = mkdtempSync(joinPath(tmpdir(), "switchboard-"));
   try {
-    await scenario(() => startWorker({ persist: dir }));
+    await scenario((options = {}) => startWorker({ ...options, persist: dir }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,11 +3,11 @@
 //! Client authors read these names in `docs/protocol.md`; a code, once shipped, keeps its
 //! meaning. Messages are for humans and may change; they never contain a token.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A stable, machine-readable error code carried in `reply` and `error` frames and in HTTP
 /// error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -77,7 +77,7 @@ impl ErrorCode {
 }
 
 /// An error value: a stable code plus a human-readable message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
     /// The stable code.
     pub code: ErrorCode,

@@ -1,13 +1,16 @@
 //! The wasm32 shell: the Worker's fetch handler and the Durable Objects. It translates between
 //! the platform (requests, sockets, SQLite, alarms) and the core; every rule lives in the core.
 //!
-//! The Worker authenticates and authorizes every request, then forwards it to the room's object
-//! with what it verified in [`internal`] headers.
+//! The Worker authenticates and authorizes every request, then forwards it to the room's or
+//! user's object with what it verified in [`internal`] headers.
 
 mod http;
 mod placeholders;
 mod room_object;
 mod socket;
+mod sql;
+mod user_object;
+mod users;
 
 use crate::core::auth::{self, Caller};
 use crate::core::caps::RoomRights;
@@ -23,7 +26,10 @@ use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 /// object is reachable only through its Worker, so it trusts them.
 pub(crate) mod internal {
     pub const ROOM: &str = "x-switchboard-room";
+    /// In a room: the connecting or publishing user. In a user object: that object's user.
     pub const USER: &str = "x-switchboard-user";
+    /// Who the connecting user may watch (JSON `WatchPolicy`).
+    pub const POLICY: &str = "x-switchboard-policy";
     pub const EXPIRES: &str = "x-switchboard-expires";
     pub const CAN_SEND: &str = "x-switchboard-can-send";
     pub const PROTOCOL: &str = "x-switchboard-protocol";
@@ -130,6 +136,11 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             forward(&env, room_request(&room, &path, Method::Get)?).await
         }
         Route::RoomPublish(room) => publish(&mut call, &env, &room).await,
+        Route::UserSocket => users::connect(&call, &env).await,
+        Route::UserNotifications => users::notifications(&call, &env).await,
+        Route::UserRead => users::read(&mut call, &env).await,
+        Route::UserStats(user) => users::stats(&call, &env, &user).await,
+        Route::Notify => users::notify(&mut call, &env).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
             if let Caller::User(identity) = call.caller(&config, false)? {
@@ -146,8 +157,12 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
     }
 }
 
-/// `GET /v1/rooms/:room/ws`: checks in the documented order, then hands the upgrade to the room.
-async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+/// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable
+/// credentials (400/401), a valid token (401).
+fn upgrade_identity(
+    call: &Call,
+    env: &Env,
+) -> Result<(auth::UpgradeCredentials, auth::Identity, Config), Error> {
     let is_upgrade = call.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
         return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
@@ -159,6 +174,13 @@ async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Erro
     )?;
     let config = config(env)?;
     let identity = auth::authenticate(&creds, &config.auth, now())?;
+    Ok((creds, identity, config))
+}
+
+/// `GET /v1/rooms/:room/ws`: the common checks, then the room's (403), then the upgrade goes to
+/// the room.
+async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let (creds, identity, config) = upgrade_identity(call, env)?;
     let rights = join_rights(&identity, &config, room)?;
     let resume = resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?;
 

@@ -1,23 +1,7 @@
-//! The user and document objects exist from the first deploy so the storage migration names
-//! every class once; they serve no route yet.
+//! The document object exists from the first deploy so the storage migration names every
+//! class once; it serves no route yet.
 
 use worker::{durable_object, Env, Request, Response, Result, State};
-
-/// Per-user object: presence and the notification inbox (not served yet).
-#[durable_object(fetch)]
-pub struct UserObject {
-    _state: State,
-}
-
-impl worker::DurableObject for UserObject {
-    fn new(state: State, _env: Env) -> Self {
-        UserObject { _state: state }
-    }
-
-    async fn fetch(&self, _req: Request) -> Result<Response> {
-        Response::error("user objects are not served yet", 501)
-    }
-}
 
 /// Per-document object: the OT sequencer (not served yet).
 #[durable_object(fetch)]

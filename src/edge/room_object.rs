@@ -1,6 +1,9 @@
 //! `RoomObject`: one per room. Holds the room's sockets through the Hibernation API, its log and
 //! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake.
 
+use super::sql::{
+    self, bound, corrupt, count_wake, random_id, read_meta, safe_integer, storage, write_meta, META_SCHEMA,
+};
 use super::{config, http, internal, now, socket};
 use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
@@ -18,14 +21,12 @@ use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
 use worker::{
     durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
   text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
@@ -34,9 +35,6 @@ CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
 CREATE TABLE IF NOT EXISTS state (
   key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
 );";
-
-/// Largest integer JS numbers (and so SQLite bindings here) carry exactly.
-const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 /// The room as it lives between events: rebuilt after a wake, dropped when storage fails.
 struct Live {
@@ -242,7 +240,7 @@ impl RoomObject {
     fn stats(&self, req: &Request) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, room_hint(req).as_ref())?;
-        let wakes = read_meta(&self.state.storage().sql(), "wakes")?.unwrap_or_default();
+        let wakes = sql::wakes(&self.state.storage().sql())?;
         http::json(
             200,
             &serde_json::json!({
@@ -253,7 +251,7 @@ impl RoomObject {
                 "members": live.room.members().count(),
                 "streams": live.streams.len(),
                 "alarm": live.alarm,
-                "wakes": wakes.parse::<u64>().unwrap_or(0),
+                "wakes": wakes,
             }),
         )
     }
@@ -337,7 +335,7 @@ impl RoomObject {
     fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql.exec(SCHEMA, None).map_err(storage)?;
+        sql.exec(META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
         let room = match (read_meta(&sql, "room")?, room_hint) {
             (Some(stored), _) => RoomId::parse(&stored).map_err(|_| corrupt("room id"))?,
             (None, Some(hint)) => {
@@ -354,8 +352,7 @@ impl RoomObject {
                 epoch
             }
         };
-        let wakes = read_meta(&sql, "wakes")?.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
-        write_meta(&sql, "wakes", &(wakes + 1).to_string())?;
+        count_wake(&sql)?;
         #[derive(Deserialize)]
         struct Head {
             seq: Option<i64>,
@@ -393,26 +390,8 @@ impl RoomObject {
         })
     }
 
-    /// Points the object's one alarm at the room's earliest deadline. `setAlarm` is called
-    /// without awaiting: storage operations apply in call order, so no later event can overtake
-    /// it, and no borrow is held across an await.
     fn sync_alarm(&self, live: &mut Live) {
-        let next = live.room.poll_timeout();
-        if next == live.alarm {
-            return;
-        }
-        let storage = self.state.storage();
-        let raw = storage.as_raw();
-        let result = match next {
-            Some(at) => raw.set_alarm(
-                js_sys::Date::new(&JsValue::from_f64(at.as_millis() as f64)),
-                js_sys::Object::new(),
-            ),
-            None => raw.delete_alarm(js_sys::Object::new()),
-        };
-        if result.is_ok() {
-            live.alarm = next;
-        }
+        live.alarm = sql::sync_alarm(&self.state, live.alarm, live.room.poll_timeout());
     }
 
     /// Applies effects in order and re-aims the alarm. A failed write drops the live state (the
@@ -513,36 +492,6 @@ impl RoomObject {
     }
 }
 
-fn storage(e: worker::Error) -> Error {
-    worker::console_error!("storage error: {e}");
-    Error::new(ErrorCode::Internal, "storage error")
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::new(ErrorCode::Internal, format!("stored {what} is corrupt"))
-}
-
-fn read_meta(sql: &SqlStorage, key: &str) -> Result<Option<String>, Error> {
-    #[derive(Deserialize)]
-    struct Row {
-        value: String,
-    }
-    let rows: Vec<Row> = sql
-        .exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key.to_owned())])
-        .and_then(|c| c.to_array())
-        .map_err(storage)?;
-    Ok(rows.into_iter().next().map(|r| r.value))
-}
-
-fn write_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<(), Error> {
-    sql.exec(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        vec![key.to_owned().into(), value.to_owned().into()],
-    )
-    .map(|_| ())
-    .map_err(storage)
-}
-
 fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
     #[derive(Deserialize)]
     struct Row {
@@ -580,10 +529,6 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
     )
     .map(|_| ())
     .map_err(storage)
-}
-
-fn safe_integer(n: u64) -> Result<SqlStorageValue, Error> {
-    SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)
 }
 
 /// Rows per INSERT: six bound values each, under the per-statement limit on bound values.
@@ -656,10 +601,6 @@ impl SqlLog<'_> {
     }
 }
 
-fn bound(n: u64) -> SqlStorageValue {
-    SqlStorageValue::from(i64::try_from(n).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER))
-}
-
 impl RoomLog for SqlLog<'_> {
     fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
         let before = bound(before.unwrap_or(u64::MAX));
@@ -678,12 +619,4 @@ impl RoomLog for SqlLog<'_> {
         let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user = ? AND id = ? LIMIT 1");
         Ok(self.query(&q, vec![user.to_string().into(), id.to_owned().into()])?.into_iter().next())
     }
-}
-
-/// 96 random bits as 24 hex characters: connection ids and log epochs.
-fn random_id() -> Result<ConnId, Error> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).map_err(|_| Error::new(ErrorCode::Internal, "no randomness available"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    ConnId::parse(&hex).map_err(|_| Error::new(ErrorCode::Internal, "bad random id"))
 }

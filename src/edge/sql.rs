@@ -1,0 +1,115 @@
+//! What every object does with its SQLite storage and its alarm: the `meta` table, integer
+//! bindings, storage errors, random ids, and pointing the one alarm at a deadline.
+
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::ConnId;
+use crate::core::time::Timestamp;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{SqlStorage, SqlStorageValue, State};
+
+/// The key/value table every object keeps its small state in.
+pub(crate) const META_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+/// Largest integer JS numbers (and so SQLite bindings here) carry exactly.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// A storage failure, logged and reported as `internal`.
+pub(crate) fn storage(e: worker::Error) -> Error {
+    worker::console_error!("storage error: {e}");
+    Error::new(ErrorCode::Internal, "storage error")
+}
+
+/// Stored data that does not parse.
+pub(crate) fn corrupt(what: &str) -> Error {
+    Error::new(ErrorCode::Internal, format!("stored {what} is corrupt"))
+}
+
+/// Runs a query and deserializes every row.
+pub(crate) fn rows<T: for<'de> Deserialize<'de>>(
+    sql: &SqlStorage,
+    query: &str,
+    bindings: Vec<SqlStorageValue>,
+) -> Result<Vec<T>, Error> {
+    sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(storage)
+}
+
+/// Runs a statement whose result is not needed.
+pub(crate) fn run(sql: &SqlStorage, query: &str, bindings: Vec<SqlStorageValue>) -> Result<(), Error> {
+    sql.exec(query, bindings).map(|_| ()).map_err(storage)
+}
+
+pub(crate) fn read_meta(sql: &SqlStorage, key: &str) -> Result<Option<String>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        value: String,
+    }
+    let found: Vec<Row> = rows(sql, "SELECT value FROM meta WHERE key = ?", vec![key.to_owned().into()])?;
+    Ok(found.into_iter().next().map(|r| r.value))
+}
+
+pub(crate) fn write_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<(), Error> {
+    run(
+        sql,
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        vec![key.to_owned().into(), value.to_owned().into()],
+    )
+}
+
+/// Counts the wake in `meta` (tests read it to prove an object was evicted) and returns it.
+pub(crate) fn count_wake(sql: &SqlStorage) -> Result<u64, Error> {
+    let wakes = read_meta(sql, "wakes")?.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0) + 1;
+    write_meta(sql, "wakes", &wakes.to_string())?;
+    Ok(wakes)
+}
+
+/// Wakes counted so far.
+pub(crate) fn wakes(sql: &SqlStorage) -> Result<u64, Error> {
+    Ok(read_meta(sql, "wakes")?.and_then(|w| w.parse().ok()).unwrap_or(0))
+}
+
+/// A stored integer (ids, versions, times) as a binding; SQLite integers are signed.
+pub(crate) fn safe_integer(n: u64) -> Result<SqlStorageValue, Error> {
+    SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)
+}
+
+/// A query bound (`WHERE seq < ?`): values past what JS numbers carry are clamped.
+pub(crate) fn bound(n: u64) -> SqlStorageValue {
+    SqlStorageValue::from(i64::try_from(n).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER))
+}
+
+/// 96 random bits as 24 hex characters: connection ids and log epochs.
+pub(crate) fn random_id() -> Result<ConnId, Error> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|_| Error::new(ErrorCode::Internal, "no randomness available"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ConnId::parse(&hex).map_err(|_| Error::new(ErrorCode::Internal, "bad random id"))
+}
+
+/// Points the object's one alarm at `next` unless `current` (what this instance last set)
+/// already says so; returns what the alarm is now. `setAlarm` is not awaited: storage
+/// operations apply in call order, so no later event can overtake it, and no borrow is held
+/// across an await.
+pub(crate) fn sync_alarm(
+    state: &State,
+    current: Option<Timestamp>,
+    next: Option<Timestamp>,
+) -> Option<Timestamp> {
+    if next == current {
+        return current;
+    }
+    let storage = state.storage();
+    let raw = storage.as_raw();
+    let result = match next {
+        Some(at) => {
+            raw.set_alarm(js_sys::Date::new(&JsValue::from_f64(at.as_millis() as f64)), js_sys::Object::new())
+        }
+        None => raw.delete_alarm(js_sys::Object::new()),
+    };
+    if result.is_ok() {
+        next
+    } else {
+        current
+    }
+}

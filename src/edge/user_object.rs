@@ -1,0 +1,682 @@
+//! `UserObject`: one per user (JWT `sub`). Holds the user's sockets on every device through the
+//! Hibernation API, their status, watchers and inbox in SQLite, their one alarm, and a [`User`]
+//! rebuilt lazily after every wake. Calls to other users' objects (status pushes, watch
+//! requests) are made after the effects that caused them are applied, without holding the
+//! borrow, and their answers go back into the core.
+
+use super::sql::{
+    self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, storage, write_meta,
+};
+use super::users::fan_out;
+use super::{config, http, internal, now, socket};
+use crate::core::error::{close, Error, ErrorCode};
+use crate::core::ids::{ConnId, UserId};
+use crate::core::log::LogError;
+use crate::core::protocol::{self, Incoming};
+use crate::core::route::number_param;
+use crate::core::time::Timestamp;
+use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, NewNotification, Notification, ReadRequest};
+use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
+use crate::core::user::{PendingReply, StoredUser, User, UserConnInfo, UserEffect};
+use js_sys::JsString;
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use worker::{
+    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, read INTEGER NOT NULL, key TEXT UNIQUE, content TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_by_read ON notifications (read, id);
+CREATE TABLE IF NOT EXISTS watchers (user TEXT PRIMARY KEY, active INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS watching (user TEXT PRIMARY KEY, rev INTEGER NOT NULL);";
+
+/// Ids per `IN (...)`: SQLite in a Durable Object binds at most 100 values per statement.
+const IDS_PER_STATEMENT: usize = 100;
+
+/// A call to other users' objects, made once the effects before it are applied.
+enum Outgoing {
+    Push(Vec<UserId>, PresenceUpdate),
+    Watch(Vec<UserId>, bool, Option<PendingReply>),
+    Unwatch(Vec<UserId>),
+}
+
+struct Live {
+    user: User,
+    sockets: HashMap<ConnId, WebSocket>,
+    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
+    alarm: Option<Timestamp>,
+    sql: SqlStorage,
+}
+
+/// A user's Durable Object.
+#[durable_object]
+pub struct UserObject {
+    /// Shared with background calls, which outlive the request that started them.
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    state: State,
+    env: Env,
+    live: RefCell<Option<Live>>,
+}
+
+impl worker::DurableObject for UserObject {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
+            let _ = state.as_raw().set_websocket_auto_response(&pair);
+        }
+        UserObject { inner: Rc::new(Inner { state, env, live: RefCell::new(None) }) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let this = &self.inner;
+        let path = req.path();
+        let body = if req.method() == worker::Method::Post { req.text().await.ok() } else { None };
+        let body = body.unwrap_or_default();
+        let result = match path.as_str() {
+            "/connect" => this.accept_connection(&req),
+            "/notify" => this.notify(&req, &body),
+            "/notifications" => this.list(&req),
+            "/read" => this.read(&req, &body),
+            "/watch" => this.watch(&req, &body),
+            "/unwatch" => this.unwatch(&req, &body),
+            "/presence" => this.presence(&req, &body),
+            "/stats" => this.stats(&req).map(|r| (r, Vec::new())),
+            _ => Err(Error::new(ErrorCode::NotFound, "no such user endpoint")),
+        };
+        match result {
+            Ok((response, calls)) => {
+                if path == "/connect" {
+                    // The handshake must not wait for other objects: resume in the background.
+                    let inner = Rc::clone(this);
+                    worker::wasm_bindgen_futures::spawn_local(async move { inner.run(calls).await });
+                } else {
+                    this.run(calls).await;
+                }
+                Ok(response)
+            }
+            Err(e) => http::error(&e),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        let Some(conn) = conn_of(&ws) else {
+            socket::close(&ws, close::INTERNAL, "unknown connection");
+            return Ok(());
+        };
+        let this = &self.inner;
+        let calls = {
+            let mut slot = this.live.borrow_mut();
+            let live = match this.load(&mut slot, None) {
+                Ok(live) => live,
+                Err(e) => {
+                    socket::send(&ws, &protocol::error_frame(&e));
+                    socket::close(&ws, close::INTERNAL, "user unavailable");
+                    return Ok(());
+                }
+            };
+            let frame = match &message {
+                WebSocketIncomingMessage::String(text) => Incoming::Text(text),
+                WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
+            };
+            let inbox = SqlInbox(&live.sql);
+            let effects = live.user.handle_frame(&conn, frame, now(), &inbox);
+            this.apply(&mut slot, Some(&conn), effects)
+        };
+        this.run(calls).await;
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _clean: bool,
+    ) -> worker::Result<()> {
+        // Hibernation leaves the close handshake to us (see the room object).
+        socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
+        self.inner.forget(&ws);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.inner.forget(&ws);
+        Ok(())
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let this = &self.inner;
+        let calls = {
+            let mut slot = this.live.borrow_mut();
+            match this.load(&mut slot, None) {
+                Ok(live) => {
+                    live.alarm = None; // this alarm is spent
+                    let effects = live.user.handle_alarm(now());
+                    this.apply(&mut slot, None, effects)
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        this.run(calls).await;
+        Response::ok("")
+    }
+}
+
+fn conn_of(ws: &WebSocket) -> Option<ConnId> {
+    ws.deserialize_attachment::<UserConnInfo>().ok().flatten().map(|info| info.conn)
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn user_hint(req: &Request) -> Option<UserId> {
+    header(req, internal::USER).and_then(|u| UserId::parse(&u).ok())
+}
+
+fn query(req: &Request, name: &str) -> Option<String> {
+    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T, Error> {
+    serde_json::from_str(body)
+        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("body must be {what}: {e}")))
+}
+
+type Answer = Result<(Response, Vec<Outgoing>), Error>;
+
+impl Inner {
+    fn accept_connection(&self, req: &Request) -> Answer {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
+        let user = user_hint(req).ok_or_else(bad)?;
+        let expires =
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let policy: WatchPolicy =
+            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
+        let info = UserConnInfo { conn: random_id()?, expires };
+
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, Some(&user))?;
+        live.user.check_capacity()?;
+        let pair = WebSocketPair::new().map_err(http::internal)?;
+        let tag = format!("c:{}", info.conn);
+        socket::accept(&self.state, &pair.server, &[tag.as_str()])
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        pair.server.serialize_attachment(&info).map_err(http::internal)?;
+        live.sockets.insert(info.conn.clone(), pair.server.clone());
+        let effects = live.user.handle_connect(info, policy, now());
+        let calls = self.apply(&mut slot, None, effects);
+
+        let mut response = ResponseBuilder::new().with_status(101);
+        if let Some(protocol) = header(req, internal::PROTOCOL) {
+            response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
+        }
+        Ok((response.with_websocket(pair.client).empty(), calls))
+    }
+
+    fn notify(&self, req: &Request, body: &str) -> Answer {
+        #[derive(Deserialize)]
+        struct Body {
+            notification: NewNotification,
+            key: Option<String>,
+        }
+        let body: Body = parse_body(body, r#"{"notification", "key"?}"#)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let (ack, effects) = live.user.notify(body.notification, body.key, now(), &SqlInbox(&live.sql))?;
+        self.applied(&mut slot, effects, &ack)
+    }
+
+    fn list(&self, req: &Request) -> Answer {
+        let before = number_param("before", query(req, "before").as_deref())?;
+        let limit =
+            number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let page = live.user.notifications(before, limit, &SqlInbox(&live.sql))?;
+        let body = serde_json::json!({ "notifications": page, "unread": live.user.unread() });
+        Ok((http::json(200, &body)?, Vec::new()))
+    }
+
+    fn read(&self, req: &Request, body: &str) -> Answer {
+        let request: ReadRequest = parse_body(body, r#"{"ids": [...]} or {"all": true}"#)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let effects = live.user.mark_read(&request, &SqlInbox(&live.sql))?;
+        let unread = live.user.unread();
+        self.applied(&mut slot, effects, &serde_json::json!({ "unread": unread }))
+    }
+
+    fn watch(&self, req: &Request, body: &str) -> Answer {
+        let request: WatchRequest = parse_body(body, r#"{"watcher", "active"}"#)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let (update, effects) = live.user.watch_requested(request)?;
+        self.applied(&mut slot, effects, &update)
+    }
+
+    fn unwatch(&self, req: &Request, body: &str) -> Answer {
+        let request: UnwatchRequest = parse_body(body, r#"{"watcher"}"#)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let effects = live.user.unwatch_requested(&request.watcher);
+        self.applied(&mut slot, effects, &serde_json::json!({}))
+    }
+
+    fn presence(&self, req: &Request, body: &str) -> Answer {
+        let update: PresenceUpdate = parse_body(body, "a presence update")?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let (answer, effects) = live.user.presence_pushed(update);
+        self.applied(&mut slot, effects, &answer)
+    }
+
+    /// Applies `effects`; answers 200 with `body` when every write succeeded.
+    fn applied<T: serde::Serialize>(
+        &self,
+        slot: &mut Option<Live>,
+        effects: Vec<UserEffect>,
+        body: &T,
+    ) -> Answer {
+        let calls = self.apply(slot, None, effects);
+        if slot.is_none() {
+            return Err(Error::new(ErrorCode::Internal, "could not store the change"));
+        }
+        Ok((http::json(200, body)?, calls))
+    }
+
+    /// Counters for operators and tests; `wakes` counts rebuilds from storage.
+    fn stats(&self, req: &Request) -> Result<Response, Error> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let user = &live.user;
+        http::json(
+            200,
+            &serde_json::json!({
+                "user": user.id(),
+                "presence": user.status(),
+                "connections": user.connection_count(),
+                "unread": user.unread(),
+                "notifications": user.stored_notifications(),
+                "watchers": user.watchers(),
+                "watching": user.watching().keys().collect::<Vec<_>>(),
+                "paused": user.paused(),
+                "alarm": live.alarm,
+                "wakes": sql::wakes(&live.sql)?,
+            }),
+        )
+    }
+
+    fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&UserId>) -> Result<&'a mut Live, Error> {
+        if slot.is_none() {
+            let mut live = self.rebuild(hint)?;
+            live.alarm = sql::sync_alarm(&self.state, None, live.user.poll_timeout());
+            *slot = Some(live);
+        }
+        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))
+    }
+
+    fn rebuild(&self, hint: Option<&UserId>) -> Result<Live, Error> {
+        let config = config(&self.env)?;
+        let sql = self.state.storage().sql();
+        sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        let id = match (read_meta(&sql, "user")?, hint) {
+            (Some(stored), _) => UserId::parse(&stored).map_err(|_| corrupt("user id"))?,
+            (None, Some(hint)) => {
+                write_meta(&sql, "user", hint.as_str())?;
+                hint.clone()
+            }
+            (None, None) => return Err(Error::new(ErrorCode::Internal, "user object has no name yet")),
+        };
+        count_wake(&sql)?;
+        let json_meta = |key: &str| -> Result<Option<String>, Error> { read_meta(&sql, key) };
+        let stored = StoredUser {
+            presence: match json_meta("presence")? {
+                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("presence"))?,
+                None => Default::default(),
+            },
+            policy: match json_meta("policy")? {
+                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("watch policy"))?,
+                None => WatchPolicy::default(),
+            },
+            watchers: read_watchers(&sql)?,
+            watching: read_watching(&sql)?,
+            inbox: inbox_counts(&sql)?,
+        };
+        let mut user = User::new(id, stored, config);
+        let now = now();
+        let mut sockets = HashMap::new();
+        let open = socket::open_sockets(&self.state)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
+        for ws in open {
+            match ws.deserialize_attachment::<UserConnInfo>() {
+                Ok(Some(info)) => {
+                    sockets.insert(info.conn.clone(), ws);
+                    user.restore_conn(info, now);
+                }
+                _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
+            }
+        }
+        user.restored(now);
+        Ok(Live { user, sockets, alarm: None, sql })
+    }
+
+    /// Applies effects in order, re-aims the alarm, and returns the calls to make. A failed
+    /// write drops the live state (the next event rebuilds it from storage), tells `origin`,
+    /// and skips the rest, so nothing unwritten is announced.
+    fn apply(
+        &self,
+        slot: &mut Option<Live>,
+        origin: Option<&ConnId>,
+        effects: Vec<UserEffect>,
+    ) -> Vec<Outgoing> {
+        let mut calls = Vec::new();
+        let mut closed = Vec::new();
+        for effect in effects {
+            let Some(live) = slot.as_mut() else { return calls };
+            let written = match effect {
+                UserEffect::SavePresence(saved) => {
+                    serde_json::to_string(&saved).map_err(|_| corrupt("presence")).and_then(|p| write_meta(&live.sql, "presence", &p))
+                }
+                UserEffect::SavePolicy(policy) => {
+                    serde_json::to_string(&policy).map_err(|_| corrupt("policy")).and_then(|p| write_meta(&live.sql, "policy", &p))
+                }
+                UserEffect::Inbox(write) => write_inbox(&live.sql, &write),
+                UserEffect::SaveWatcher { watcher, active } => run(
+                    &live.sql,
+                    "INSERT INTO watchers (user, active) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET active = excluded.active",
+                    vec![watcher.to_string().into(), SqlStorageValue::from(i64::from(active))],
+                ),
+                UserEffect::RemoveWatcher(watcher) => {
+                    run(&live.sql, "DELETE FROM watchers WHERE user = ?", vec![watcher.to_string().into()])
+                }
+                UserEffect::SaveWatching { user, rev } => safe_integer(rev).and_then(|rev| {
+                    run(
+                        &live.sql,
+                        "INSERT INTO watching (user, rev) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET rev = excluded.rev",
+                        vec![user.to_string().into(), rev],
+                    )
+                }),
+                UserEffect::RemoveWatching(user) => {
+                    run(&live.sql, "DELETE FROM watching WHERE user = ?", vec![user.to_string().into()])
+                }
+                UserEffect::UpdateConn(info) => {
+                    if let Some(ws) = live.sockets.get(&info.conn) {
+                        let _ = ws.serialize_attachment(&info);
+                    }
+                    Ok(())
+                }
+                UserEffect::Send { to, frame } => {
+                    if let Some(ws) = live.sockets.get(&to) {
+                        socket::send(ws, &frame);
+                    }
+                    Ok(())
+                }
+                UserEffect::Broadcast { frame } => {
+                    let frame = JsString::from(frame);
+                    live.sockets.values().for_each(|ws| socket::send_js(ws, &frame));
+                    Ok(())
+                }
+                UserEffect::Close { conn, code, reason } => {
+                    if let Some(ws) = live.sockets.get(&conn) {
+                        socket::close(ws, code, reason);
+                    }
+                    closed.push(conn);
+                    Ok(())
+                }
+                UserEffect::Push { to, update } => {
+                    calls.push(Outgoing::Push(to, update));
+                    Ok(())
+                }
+                UserEffect::Watch { users, active, reply } => {
+                    calls.push(Outgoing::Watch(users, active, reply));
+                    Ok(())
+                }
+                UserEffect::Unwatch(users) => {
+                    calls.push(Outgoing::Unwatch(users));
+                    Ok(())
+                }
+            };
+            if let Err(e) = written {
+                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
+                    socket::send(ws, &protocol::error_frame(&e));
+                }
+                *slot = None;
+                return Vec::new();
+            }
+        }
+        for conn in closed {
+            calls.extend(self.forget_conn(slot, &conn));
+        }
+        if let Some(live) = slot.as_mut() {
+            live.alarm = sql::sync_alarm(&self.state, live.alarm, live.user.poll_timeout());
+        }
+        calls
+    }
+
+    fn forget(&self, ws: &WebSocket) {
+        let Some(conn) = conn_of(ws) else { return };
+        let mut slot = self.live.borrow_mut();
+        // After a wake the rebuild skips closed sockets; only a live user has one to forget.
+        if slot.is_some() {
+            // Closing makes no calls (pausing waits for the grace period's alarm).
+            let _ = self.forget_conn(&mut slot, &conn);
+        }
+    }
+
+    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<Outgoing> {
+        let Some(live) = slot.as_mut() else { return Vec::new() };
+        live.sockets.remove(conn);
+        let effects = live.user.handle_close(conn, now());
+        self.apply(slot, None, effects)
+    }
+}
+
+impl Inner {
+    /// Makes the calls, feeds the answers back, and makes any calls those produce.
+    async fn run(&self, mut calls: Vec<Outgoing>) {
+        let object = self;
+        let me = match object.live.borrow().as_ref() {
+            Some(live) => live.user.id().clone(),
+            None => return,
+        };
+        // Answers make no further calls today; the bound guards against a loop if they ever do.
+        for _ in 0..4 {
+            if calls.is_empty() {
+                return;
+            }
+            let mut next = Vec::new();
+            for call in calls {
+                let effects = match call {
+                    Outgoing::Push(to, update) => {
+                        let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
+                            fan_out(&object.env, to, "presence", &update).await;
+                        object.with_user(|user| user.pushed(answers))
+                    }
+                    Outgoing::Watch(users, active, reply) => {
+                        let request = WatchRequest { watcher: me.clone(), active };
+                        let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
+                            fan_out(&object.env, users, "watch", &request).await;
+                        object.with_user(|user| match reply {
+                            Some(reply) => user.watched(reply, results),
+                            None => user.resumed(results),
+                        })
+                    }
+                    Outgoing::Unwatch(users) => {
+                        let request = UnwatchRequest { watcher: me.clone() };
+                        let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
+                            fan_out(&object.env, users, "unwatch", &request).await;
+                        None
+                    }
+                };
+                if let Some(effects) = effects {
+                    let mut slot = object.live.borrow_mut();
+                    next.extend(object.apply(&mut slot, None, effects));
+                }
+            }
+            calls = next;
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `f` on the live user; `None` when the object lost its state meanwhile (the answers
+    /// are then dropped: the stored state stays consistent and the next change retries).
+    fn with_user(&self, f: impl FnOnce(&mut User) -> Vec<UserEffect>) -> Option<Vec<UserEffect>> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, None).ok()?;
+        Some(f(&mut live.user))
+    }
+}
+
+fn read_watchers(sql: &SqlStorage) -> Result<BTreeMap<UserId, bool>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        user: String,
+        active: i64,
+    }
+    let found: Vec<Row> = rows(sql, "SELECT user, active FROM watchers", Vec::new())?;
+    found
+        .into_iter()
+        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watcher"))?, r.active != 0)))
+        .collect()
+}
+
+fn read_watching(sql: &SqlStorage) -> Result<BTreeMap<UserId, u64>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        user: String,
+        rev: i64,
+    }
+    let found: Vec<Row> = rows(sql, "SELECT user, rev FROM watching", Vec::new())?;
+    found
+        .into_iter()
+        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watched user"))?, r.rev.max(0) as u64)))
+        .collect()
+}
+
+fn inbox_counts(sql: &SqlStorage) -> Result<InboxCounts, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        total: i64,
+        unread: Option<i64>,
+        last_id: Option<i64>,
+    }
+    let found: Vec<Row> = rows(
+        sql,
+        "SELECT COUNT(*) AS total, SUM(read = 0) AS unread, MAX(id) AS last_id FROM notifications",
+        Vec::new(),
+    )?;
+    let row = found.into_iter().next().ok_or_else(|| corrupt("inbox"))?;
+    let positive = |n: Option<i64>| n.unwrap_or(0).max(0) as u64;
+    Ok(InboxCounts {
+        last_id: positive(row.last_id),
+        total: positive(Some(row.total)),
+        unread: positive(row.unread),
+    })
+}
+
+fn write_inbox(sql: &SqlStorage, write: &InboxWrite) -> Result<(), Error> {
+    match write {
+        InboxWrite::Store(n, key) => {
+            let content = serde_json::to_string(&n.content).map_err(|_| corrupt("notification"))?;
+            let key = key.clone().map_or(SqlStorageValue::Null, SqlStorageValue::from);
+            run(
+                sql,
+                "INSERT INTO notifications (id, ts, read, key, content) VALUES (?, ?, 0, ?, ?)",
+                vec![safe_integer(n.id)?, safe_integer(n.ts.as_millis())?, key, content.into()],
+            )
+        }
+        InboxWrite::MarkRead(ids) => {
+            for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let bindings = chunk.iter().map(|id| bound(*id)).collect();
+                run(sql, &format!("UPDATE notifications SET read = 1 WHERE id IN ({marks})"), bindings)?;
+            }
+            Ok(())
+        }
+        InboxWrite::MarkAllRead => run(sql, "UPDATE notifications SET read = 1 WHERE read = 0", Vec::new()),
+        InboxWrite::Trim(count) => run(
+            sql,
+            "DELETE FROM notifications WHERE id IN
+               (SELECT id FROM notifications ORDER BY read DESC, id ASC LIMIT ?)",
+            vec![bound(*count)],
+        ),
+    }
+}
+
+/// The inbox as SQLite holds it.
+struct SqlInbox<'a>(&'a SqlStorage);
+
+#[derive(Deserialize)]
+struct NotificationRow {
+    id: i64,
+    ts: i64,
+    read: i64,
+    content: String,
+}
+
+impl NotificationRow {
+    fn notification(self) -> Result<Notification, LogError> {
+        Ok(Notification {
+            id: self.id.max(0) as u64,
+            ts: Timestamp(self.ts.max(0) as u64),
+            read: self.read != 0,
+            content: serde_json::from_str(&self.content).map_err(|e| LogError(e.to_string()))?,
+        })
+    }
+}
+
+impl SqlInbox<'_> {
+    fn query(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Notification>, LogError> {
+        let found: Vec<NotificationRow> =
+            self.0.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+        found.into_iter().map(NotificationRow::notification).collect()
+    }
+}
+
+impl Inbox for SqlInbox<'_> {
+    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Notification>, LogError> {
+        self.query(
+            "SELECT id, ts, read, content FROM notifications WHERE id < ? ORDER BY id DESC LIMIT ?",
+            vec![bound(before.unwrap_or(u64::MAX)), SqlStorageValue::from(i64::from(limit))],
+        )
+    }
+
+    fn by_key(&self, key: &str) -> Result<Option<Notification>, LogError> {
+        let found = self.query(
+            "SELECT id, ts, read, content FROM notifications WHERE key = ?",
+            vec![key.to_owned().into()],
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn count_unread(&self, ids: &[u64]) -> Result<u64, LogError> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        let mut total = 0;
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let bindings: Vec<SqlStorageValue> = chunk.iter().map(|id| bound(*id)).collect();
+            let q = format!("SELECT COUNT(*) AS n FROM notifications WHERE read = 0 AND id IN ({marks})");
+            let found: Vec<Count> =
+                self.0.exec(&q, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+            total += found.first().map_or(0, |c| c.n.max(0) as u64);
+        }
+        Ok(total)
+    }
+}

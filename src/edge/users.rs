@@ -1,0 +1,170 @@
+//! The Worker's user routes (`/v1/users/me/...`, `/v1/notify`) and calls into user objects,
+//! which user objects also use to reach each other.
+
+use super::{config, http, internal, Call};
+use crate::core::auth::{self, Caller};
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::UserId;
+use crate::core::notify::{self, UserResult};
+use crate::core::route::number_param;
+use crate::core::user::policy_of;
+use futures::stream::{self, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use worker::{Env, Method, Request, Response};
+
+/// Objects a user object calls at once when pushing to watchers or subscribing.
+const CALL_CONCURRENCY: usize = 16;
+
+/// Largest `POST /v1/notify` body: 1,000 user ids and a notification fit with room to spare.
+const MAX_NOTIFY_BODY: usize = 256 * 1024;
+
+/// A Worker → user object request for `endpoint` (with its query), naming the user.
+fn user_request(
+    user: &UserId,
+    endpoint: &str,
+    method: Method,
+    body: Option<String>,
+) -> Result<Request, Error> {
+    let headers = worker::Headers::new();
+    headers.set(internal::USER, user.as_str()).map_err(http::internal)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
+    Request::new_with_init(&format!("https://user.internal/{endpoint}"), &init).map_err(http::internal)
+}
+
+async fn forward(env: &Env, user: &UserId, req: Request) -> Result<Response, Error> {
+    let users = env.durable_object("USERS").map_err(http::internal)?;
+    let stub = users.id_from_name(user.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)?;
+    stub.fetch_with_request(req).await.map_err(http::internal)
+}
+
+/// POSTs `body` to `user`'s object at `endpoint` and decodes the answer; an error answer
+/// becomes the error it carries.
+pub(crate) async fn call_user<B: Serialize, T: DeserializeOwned>(
+    env: &Env,
+    user: &UserId,
+    endpoint: &str,
+    body: &B,
+) -> Result<T, Error> {
+    let body =
+        serde_json::to_string(body).map_err(|_| Error::new(ErrorCode::Internal, "unencodable call"))?;
+    let mut response = forward(env, user, user_request(user, endpoint, Method::Post, Some(body))?).await?;
+    let status = response.status_code();
+    let text = response.text().await.map_err(http::internal)?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text).map_err(|_| Error::new(ErrorCode::Internal, "unreadable answer"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Failure {
+        error: Error,
+    }
+    Err(serde_json::from_str::<Failure>(&text)
+        .map(|f| f.error)
+        .unwrap_or_else(|_| Error::new(ErrorCode::Internal, format!("user object answered {status}"))))
+}
+
+/// Calls every user in `users` with the same body, [`CALL_CONCURRENCY`] at a time; answers in
+/// the order of `users`.
+pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
+    env: &Env,
+    users: Vec<UserId>,
+    endpoint: &str,
+    body: &B,
+) -> Vec<(UserId, Result<T, Error>)> {
+    stream::iter(users)
+        .map(|user| async move {
+            let answer = call_user(env, &user, endpoint, body).await;
+            (user, answer)
+        })
+        .buffered(CALL_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// `GET /v1/users/me/ws`: the caller's own object, with who they may watch.
+pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
+    let (creds, identity, config) = super::upgrade_identity(call, env)?;
+    let policy = serde_json::to_string(&policy_of(&identity, &config))
+        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    let mut req = user_request(&identity.user, "connect", Method::Get, None)?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
+    set("upgrade", "websocket")?;
+    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
+    set(internal::POLICY, &policy)?;
+    if let Some(protocol) = creds.protocol {
+        set(internal::PROTOCOL, protocol)?;
+    }
+    forward(env, &identity.user, req).await
+}
+
+/// The user a `/v1/users/me/...` HTTP call is for: only a user token names one.
+fn me(call: &Call, env: &Env) -> Result<UserId, Error> {
+    let config = config(env)?;
+    match call.caller(&config, false)? {
+        Caller::User(identity) => Ok(identity.user),
+        Caller::Server => Err(Error::new(ErrorCode::Forbidden, "this route takes a user token")),
+    }
+}
+
+/// `GET /v1/users/me/notifications?before=&limit=`.
+pub(crate) async fn notifications(call: &Call, env: &Env) -> Result<Response, Error> {
+    let user = me(call, env)?;
+    let mut endpoint = String::from("notifications?");
+    if let Some(before) = number_param("before", call.query("before").as_deref())? {
+        endpoint.push_str(&format!("before={before}&"));
+    }
+    if let Some(limit) = number_param("limit", call.query("limit").as_deref())? {
+        endpoint.push_str(&format!("limit={limit}"));
+    }
+    forward(env, &user, user_request(&user, &endpoint, Method::Get, None)?).await
+}
+
+/// `POST /v1/users/me/notifications/read` with `{"ids": [...]}` or `{"all": true}`.
+pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> {
+    let user = me(call, env)?;
+    let body = body_within(call, 64 * 1024).await?;
+    forward(env, &user, user_request(&user, "read", Method::Post, Some(body))?).await
+}
+
+/// `GET /v1/users/:user/stats` (server key).
+pub(crate) async fn stats(call: &Call, env: &Env, user: &UserId) -> Result<Response, Error> {
+    let config = config(env)?;
+    auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
+    forward(env, user, user_request(user, "stats", Method::Get, None)?).await
+}
+
+/// `POST /v1/notify` (server key): stores the notification in every listed user's inbox,
+/// [`notify::CONCURRENCY`] objects at a time, and reports each user's outcome with 202.
+pub(crate) async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error> {
+    let config = config(env)?;
+    auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
+    let body = body_within(call, MAX_NOTIFY_BODY).await?;
+    let request = notify::parse(&body, config.limits.max_text_chars)?;
+    let key = call.header("idempotency-key");
+    let payload = json!({ "notification": request.notification, "key": key });
+    let results: Vec<UserResult> = stream::iter(request.users)
+        .map(|user| {
+            let payload = &payload;
+            async move {
+                match call_user::<_, Value>(env, &user, "notify", payload).await {
+                    Ok(ack) => UserResult { user, ok: true, ack: Some(ack), error: None },
+                    Err(error) => UserResult { user, ok: false, ack: None, error: Some(error) },
+                }
+            }
+        })
+        .buffered(notify::CONCURRENCY)
+        .collect()
+        .await;
+    http::json(202, &notify::response(results))
+}
+
+async fn body_within(call: &mut Call, max: usize) -> Result<String, Error> {
+    let body = call.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
+    if body.len() > max {
+        return Err(Error::new(ErrorCode::TooLarge, format!("body is over {max} bytes")));
+    }
+    Ok(body)
+}
