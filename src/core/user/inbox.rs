@@ -118,7 +118,6 @@ pub enum InboxWrite {
 
 /// `notification:read` and its HTTP twin: `{"ids": [...]}` or `{"all": true}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReadRequest {
     /// The ids to mark read.
     #[serde(default)]

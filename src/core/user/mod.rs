@@ -781,7 +781,6 @@ fn presence_frame(update: &PresenceUpdate) -> String {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SetPayload {
     status: Status,
     #[serde(default)]
@@ -789,7 +788,6 @@ struct SetPayload {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListPayload {
     #[serde(default)]
     before: Option<u64>,

@@ -71,7 +71,6 @@ pub struct PushAnswer {
 
 /// `presence:subscribe` / `presence:unsubscribe` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UsersPayload {
     /// The users to (un)watch.
     pub users: Vec<UserId>,
