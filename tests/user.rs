@@ -209,11 +209,8 @@ fn a_late_push_never_overwrites_a_newer_status() {
     net.connect("alice");
     let bob = net.connect("bob");
     net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
-    let stale = switchboard::core::user::watch::PresenceUpdate {
-        user: uid("alice"),
-        change: net.user(&uid("alice")).status(),
-        rev: 0,
-    };
+    let current = net.user(&uid("alice")).status();
+    let stale = switchboard::core::user::watch::PresenceUpdate::new(uid("alice"), current, 0);
     let (answer, effects) = net.user(&uid("bob")).presence_pushed(stale);
     assert!(answer.watching && answer.active);
     assert!(effects.is_empty());

@@ -565,7 +565,7 @@ impl User {
             }
         }
         if let Some(PendingReply { conn, reply_to: Some(r) }) = reply {
-            let presence: Vec<Value> = presence.iter().map(presence_entry).collect();
+            let presence: Vec<_> = presence.iter().map(PresenceUpdate::entry).collect();
             let mut data = json!({ "presence": presence });
             if let (false, Some(object)) = (failed.is_empty(), data.as_object_mut()) {
                 object.insert("failed".into(), Value::Array(failed));
@@ -730,7 +730,7 @@ impl User {
     /// A status change (the caller persists it first): shown on the user's own devices, pushed to active watchers.
     fn announce(&mut self, change: Change) -> Vec<UserEffect> {
         self.saved.rev += 1;
-        let update = PresenceUpdate { user: self.id.clone(), change, rev: self.saved.rev };
+        let update = PresenceUpdate::new(self.id.clone(), change, self.saved.rev);
         let mut effects = Vec::new();
         if !self.conns.is_empty() {
             effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
@@ -744,7 +744,7 @@ impl User {
     }
 
     fn update(&self) -> PresenceUpdate {
-        PresenceUpdate { user: self.id.clone(), change: self.status(), rev: self.saved.rev }
+        PresenceUpdate::new(self.id.clone(), self.status(), self.saved.rev)
     }
 
     fn sync_presence_timer(&mut self) {
@@ -766,18 +766,8 @@ pub fn policy_of(identity: &auth::Identity, config: &Config) -> WatchPolicy {
     }
 }
 
-fn presence_entry(update: &PresenceUpdate) -> Value {
-    let mut entry = json!({ "user": update.user });
-    if let (Some(object), Ok(Value::Object(change))) =
-        (entry.as_object_mut(), serde_json::to_value(&update.change))
-    {
-        object.extend(change);
-    }
-    entry
-}
-
 fn presence_frame(update: &PresenceUpdate) -> String {
-    protocol::event("presence:update", &presence_entry(update))
+    protocol::event("presence:update", &update.entry())
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,8 @@
 
 use crate::core::caps::Capabilities;
 use crate::core::ids::UserId;
-use crate::core::presence::Change;
+use crate::core::presence::{Change, Status};
+use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -32,16 +33,56 @@ impl WatchPolicy {
 }
 
 /// A status as one user object tells another: the change plus the watched user's revision
-/// counter, so a push that arrives late never overwrites a newer one.
+/// counter, so a push that arrives late never overwrites a newer one. (Fields are spelled out
+/// rather than flattened from [`Change`]: flattening costs serde a buffering deserializer.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceUpdate {
     /// Whose status.
     pub user: UserId,
-    /// Status, `lastSeen`, activity.
-    #[serde(flatten)]
-    pub change: Change,
+    /// The status.
+    pub status: Status,
+    /// Last activity, ms since the epoch.
+    #[serde(rename = "lastSeen")]
+    pub last_seen: Timestamp,
+    /// The user's activity text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
     /// Increases with every change of this user's status.
     pub rev: u64,
+}
+
+/// What clients see of a [`PresenceUpdate`]: everything but the revision.
+#[derive(Debug, Serialize)]
+pub struct PresenceEntry<'a> {
+    user: &'a UserId,
+    status: Status,
+    #[serde(rename = "lastSeen")]
+    last_seen: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity: Option<&'a str>,
+}
+
+impl PresenceUpdate {
+    /// `user`'s `change` at revision `rev`.
+    pub fn new(user: UserId, change: Change, rev: u64) -> PresenceUpdate {
+        PresenceUpdate {
+            user,
+            status: change.status,
+            last_seen: change.last_seen,
+            activity: change.activity,
+            rev,
+        }
+    }
+
+    /// The client's view.
+    pub fn entry(&self) -> PresenceEntry<'_> {
+        PresenceEntry {
+            user: &self.user,
+            status: self.status,
+            last_seen: self.last_seen,
+            activity: self.activity.as_deref(),
+        }
+    }
 }
 
 /// `POST /watch` from a watcher's object to the watched user's object.
