@@ -24,6 +24,12 @@ test("bench smoke: every scenario runs on every target and loses nothing", async
       assert.equal(step.delivered, step.sent * r.fanout.receivers, `${target}: fan-out delivered every message`);
     }
     assert.equal(r.rooms.delivered, r.rooms.sent * (r.rooms.members - 1), `${target}: rooms delivered every message`);
+    if (target === "ceiling") {
+      assert.equal(r.notify, null, "the ceiling has no notify route");
+    } else {
+      assert.equal(r.notify.failed_calls, 0, target);
+      assert.equal(r.notify.delivered, r.notify.calls * r.notify.connected, `${target}: every connected device got every notification`);
+    }
   }
   assert.ok(run.core_us_per_message > 0);
   assert.ok(run.wasm_bytes > 0);

@@ -35,6 +35,9 @@ struct Profile {
     rooms: usize,
     room_members: usize,
     rooms_run: Duration,
+    notify_users: usize,
+    notify_connected: usize,
+    notify_calls: usize,
 }
 
 const PROFILES: [Profile; 3] = [
@@ -48,6 +51,9 @@ const PROFILES: [Profile; 3] = [
         rooms: 5,
         room_members: 2,
         rooms_run: Duration::from_secs(1),
+        notify_users: 20,
+        notify_connected: 5,
+        notify_calls: 2,
     },
     Profile {
         name: "quick",
@@ -59,6 +65,9 @@ const PROFILES: [Profile; 3] = [
         rooms: 100,
         room_members: 4,
         rooms_run: Duration::from_secs(5),
+        notify_users: 1000,
+        notify_connected: 200,
+        notify_calls: 3,
     },
     Profile {
         name: "full",
@@ -70,6 +79,9 @@ const PROFILES: [Profile; 3] = [
         rooms: 500,
         room_members: 4,
         rooms_run: Duration::from_secs(10),
+        notify_users: 1000,
+        notify_connected: 200,
+        notify_calls: 5,
     },
 ];
 
@@ -95,6 +107,7 @@ async fn main() {
     let root = std::env::var("SWITCHBOARD_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
     let dev_vars = std::fs::read_to_string(root.join(".dev.vars.example")).unwrap_or_default();
     token::set_secret(token::read_var(&dev_vars, "JWT_SECRET").unwrap_or_default());
+    let server_key = token::read_var(&dev_vars, "SERVER_API_KEY").unwrap_or_default();
 
     let clock = Clock(Instant::now());
     let mut results = serde_json::Map::new();
@@ -128,7 +141,23 @@ async fn main() {
         let rooms =
             scenarios::rooms(&server, profile.rooms, profile.room_members, profile.rooms_run, clock).await;
         eprintln!("   rooms p99 {:.1} ms", rooms.p99_ms);
-        results.insert(flavor.name().into(), json!({ "connect": connect, "fanout": fanout, "rooms": rooms }));
+        server.settle().await;
+        let notify = scenarios::notify(
+            &server,
+            profile.notify_users,
+            profile.notify_connected,
+            profile.notify_calls,
+            &server_key,
+            clock,
+        )
+        .await;
+        if let Some(n) = &notify {
+            eprintln!("   notify all devices p50 {:.1} ms", n.all_devices_p50_ms);
+        }
+        results.insert(
+            flavor.name().into(),
+            json!({ "connect": connect, "fanout": fanout, "rooms": rooms, "notify": notify }),
+        );
         server.stop().await;
     }
     let run = json!({

@@ -34,6 +34,25 @@ impl Flavor {
         }
     }
 
+    /// The WebSocket URL of a user's own channel (notifications), when the server has one.
+    pub fn user_url(self, base: &str, token: &str) -> Option<String> {
+        match self {
+            Flavor::Switchboard => Some(format!("{base}/v1/users/me/ws?token={token}")),
+            // Socket.IO joins every socket to its user's room on connection.
+            Flavor::SocketIo => Some(format!("{base}/socket.io/?EIO=4&transport=websocket")),
+            Flavor::Ceiling => None,
+        }
+    }
+
+    /// The app-server route that notifies many users in one call.
+    pub fn notify_path(self) -> Option<&'static str> {
+        match self {
+            Flavor::Switchboard => Some("/v1/notify"),
+            Flavor::SocketIo => Some("/notify"),
+            Flavor::Ceiling => None,
+        }
+    }
+
     /// A chat message carrying the send time `sent_us` (µs since the run started).
     pub fn message(self, room: &str, sent_us: u64) -> String {
         match self {
@@ -56,7 +75,7 @@ impl Flavor {
 pub enum Incoming {
     /// The connection is ready to send and receive room traffic.
     Joined,
-    /// A chat message sent at this time (µs since the run started).
+    /// A chat message or notification sent at this time (µs since the run started).
     Message { sent_us: u64 },
     /// Send this frame back (Engine.IO heartbeat, Socket.IO handshake steps).
     Reply(String),
@@ -82,8 +101,8 @@ pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Vec<In
 
 fn switchboard_envelope(v: &Value) -> Incoming {
     match v["t"].as_str() {
-        Some("room:state") => Incoming::Joined,
-        Some("message:receive") => sent_of(&v["d"]["data"]),
+        Some("room:state" | "user:state") => Incoming::Joined,
+        Some("message:receive" | "notification:new") => sent_of(&v["d"]["data"]),
         _ => Incoming::Other,
     }
 }
@@ -132,10 +151,14 @@ pub mod socketio {
         if let Some(rest) = frame.strip_prefix("42") {
             let body = rest.trim_start_matches(|c: char| c.is_ascii_digit());
             if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(body) {
-                if parts.first().and_then(Value::as_str) == Some("message:receive") {
-                    if let Some(sent_us) = parts.get(1).and_then(|d| d["sent"].as_u64()) {
-                        return Incoming::Message { sent_us };
-                    }
+                let payload = parts.get(1).unwrap_or(&Value::Null);
+                let sent = match parts.first().and_then(Value::as_str) {
+                    Some("message:receive") => payload["sent"].as_u64(),
+                    Some("notification:new") => payload["data"]["sent"].as_u64(),
+                    _ => None,
+                };
+                if let Some(sent_us) = sent {
+                    return Incoming::Message { sent_us };
                 }
             }
         }
@@ -176,6 +199,8 @@ mod tests {
         let msg = r#"42["message:receive",{"room":"r","text":"bench","sent":1234,"user":"u"}]"#;
         assert_eq!(one(Flavor::SocketIo, msg, "r", "t"), Incoming::Message { sent_us: 1234 });
         assert_eq!(one(Flavor::SocketIo, r#"42["other",{}]"#, "r", "t"), Incoming::Other);
+        let notification = r#"42["notification:new",{"type":"bench","data":{"sent":77},"ts":1}]"#;
+        assert_eq!(one(Flavor::SocketIo, notification, "r", "t"), Incoming::Message { sent_us: 77 });
         assert_eq!(one(Flavor::SocketIo, r#"44{"message":"unauthorized"}"#, "r", "t"), Incoming::Other);
         assert_eq!(
             Flavor::SocketIo.message("r", 7),
@@ -190,6 +215,11 @@ mod tests {
         let msg = r#"{"t":"message:receive","d":{"seq":1,"text":"bench","data":{"sent":99}}}"#;
         assert_eq!(one(Flavor::Switchboard, msg, "r", "t"), Incoming::Message { sent_us: 99 });
         assert_eq!(one(Flavor::Switchboard, "{\"t\":\"reply\"}", "r", "t"), Incoming::Other);
+        let user_state = r#"{"t":"user:state","d":{"user":"u"}}"#;
+        assert_eq!(one(Flavor::Switchboard, user_state, "r", "t"), Incoming::Joined);
+        let notification = r#"{"t":"notification:new","d":{"id":1,"type":"bench","data":{"sent":8}}}"#;
+        assert_eq!(one(Flavor::Switchboard, notification, "r", "t"), Incoming::Message { sent_us: 8 });
+        assert_eq!(Flavor::Ceiling.user_url("ws://h", "t"), None);
         assert_eq!(
             one(Flavor::Ceiling, r#"{"text":"bench","sent":5}"#, "r", "t"),
             Incoming::Message { sent_us: 5 }

@@ -87,6 +87,14 @@ pub fn smoke_problems(run: &Value) -> Vec<String> {
         if rooms["delivered"] != rooms["expected"] || rooms["delivered"] == 0 {
             problems.push(format!("{target} rooms: {rooms}"));
         }
+        let notify = &r["notify"];
+        if !notify.is_null()
+            && (notify["delivered"] != notify["expected"]
+                || notify["delivered"] == 0
+                || notify["failed_calls"] != 0)
+        {
+            problems.push(format!("{target} notify: {notify}"));
+        }
     }
     problems
 }
@@ -206,7 +214,34 @@ pub fn tables(run: &Value) -> String {
             }
         }
     }
-    out += "\n### 4. notify\n\nLands with `/v1/notify` (issue 5).\n";
+    out += "\n### 4. notify\n\nOne app-server call naming every user; the connected ones each have one device online.\n\n| target | users | connected | calls | HTTP answer p50 ms | max ms | all devices have it p50 ms | max ms | per device p50 ms | p99 ms | delivered / expected |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for t in &present {
+        let n = &r[*t]["notify"];
+        if n.is_null() {
+            continue;
+        }
+        out += &format!(
+            "| {t} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} |\n",
+            n["users"],
+            n["connected"],
+            n["calls"],
+            num(&n["http_p50_ms"]),
+            num(&n["http_max_ms"]),
+            num(&n["all_devices_p50_ms"]),
+            num(&n["all_devices_max_ms"]),
+            num(&n["device_p50_ms"]),
+            num(&n["device_p99_ms"]),
+            n["delivered"],
+            n["expected"],
+        );
+    }
+    let notify_p50 = |t: &str| num(&r[t]["notify"]["all_devices_p50_ms"]);
+    if !r["switchboard"]["notify"].is_null() && !r["socket.io"]["notify"].is_null() {
+        out += &format!(
+            "\nSwitchboard / socket.io, all devices p50 (lower is better): {}. The ceiling has no notify route.\n",
+            ratio(notify_p50("switchboard"), notify_p50("socket.io"))
+        );
+    }
     out
 }
 

@@ -287,3 +287,102 @@ pub async fn rooms(
         server_cpu_percent: cpu_ms as f64 / 10.0 / wall,
     }
 }
+
+/// Scenario 4: one app-server call notifying `users` users, of whom the first `connected` have
+/// a device online, repeated `calls` times → how long until every connected device has it.
+#[derive(Debug, Serialize)]
+pub struct NotifyResult {
+    pub users: usize,
+    pub connected: usize,
+    pub calls: usize,
+    /// The app server's wait for the HTTP answer.
+    pub http_p50_ms: f64,
+    pub http_max_ms: f64,
+    /// Per call: from sending the request until the last connected device had it.
+    pub all_devices_p50_ms: f64,
+    pub all_devices_max_ms: f64,
+    /// Per device and call.
+    pub device_p50_ms: f64,
+    pub device_p99_ms: f64,
+    pub delivered: u64,
+    pub expected: u64,
+    pub failed_calls: usize,
+}
+
+pub async fn notify(
+    server: &Server,
+    users: usize,
+    connected: usize,
+    calls: usize,
+    server_key: &str,
+    clock: Clock,
+) -> Option<NotifyResult> {
+    let path = server.flavor.notify_path()?;
+    let addr = server.ws.trim_start_matches("ws://").to_owned();
+    let received = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(connected);
+    let started = Instant::now();
+    for i in 0..connected {
+        tokio::time::sleep_until((started + Duration::from_millis(i as u64)).into()).await;
+        let token = token::mint(&format!("n{i}"), 3600);
+        let url = server.flavor.user_url(&server.ws, &token)?;
+        let (flavor, received) = (server.flavor, received.clone());
+        tasks.push(tokio::spawn(async move {
+            client::open(flavor, &url, "notify", &token, clock, received).await
+        }));
+    }
+    let mut devices = Vec::with_capacity(connected);
+    for task in tasks {
+        if let Ok(Ok((conn, _))) = task.await {
+            devices.push(conn);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all_users: Vec<String> = (0..users).map(|i| format!("n{i}")).collect();
+    let (mut http, mut sent_times, mut failed_calls) = (Samples::default(), Vec::new(), 0);
+    for call in 0..calls {
+        let sent_at = clock.now_us();
+        let body = serde_json::json!({
+            "users": all_users,
+            "notification": { "type": "bench", "title": "bench", "data": { "sent": sent_at } },
+        })
+        .to_string();
+        let began = Instant::now();
+        match client::post(&addr, path, server_key, &body).await {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                http.record(began.elapsed().as_micros() as u64)
+            }
+            _ => failed_calls += 1,
+        }
+        sent_times.push(sent_at);
+        let target = ((call + 1) * devices.len()) as u64;
+        wait_for(&received, target, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let receipts = finish_all(devices).await;
+    let (mut per_device, mut all_devices) = (Samples::default(), Samples::default());
+    for sent_at in &sent_times {
+        let latencies: Vec<u64> = receipts.iter().filter(|(s, _)| s == sent_at).map(|(_, l)| *l).collect();
+        latencies.iter().for_each(|l| per_device.record(*l));
+        if let Some(last) = latencies.iter().max() {
+            all_devices.record(*last);
+        }
+    }
+    let (http_p50, _, http_max) = http.summary_ms();
+    let (all_p50, _, all_max) = all_devices.summary_ms();
+    let (device_p50, device_p99, _) = per_device.summary_ms();
+    Some(NotifyResult {
+        users,
+        connected,
+        calls,
+        http_p50_ms: http_p50,
+        http_max_ms: http_max,
+        all_devices_p50_ms: all_p50,
+        all_devices_max_ms: all_max,
+        device_p50_ms: device_p50,
+        device_p99_ms: device_p99,
+        delivered: per_device.len() as u64,
+        expected: (calls * connected) as u64,
+        failed_calls,
+    })
+}
