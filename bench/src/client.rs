@@ -134,7 +134,8 @@ pub async fn open(
 }
 
 /// POSTs `body` to `path` on `host:port` over HTTP/1.1 (the generator needs no HTTP client
-/// crate for one call per measurement); returns the status and the response body.
+/// crate for one call per measurement); returns the status and the response body once the body
+/// is complete (by `Content-Length`, or the last chunk), not when the server closes.
 pub async fn post(addr: &str, path: &str, bearer: &str, body: &str) -> Result<(u16, String), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
@@ -144,12 +145,50 @@ pub async fn post(addr: &str, path: &str, bearer: &str, body: &str) -> Result<(u
     );
     stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response))
+    let mut buf = [0u8; 16 * 1024];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            response.extend_from_slice(&buf[..n]);
+            if n == 0 || http_complete(&response) {
+                return Ok::<(), String>(());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
         .await
-        .map_err(|_| "no response within 60 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "no response within 60 s".to_string())??;
     let text = String::from_utf8_lossy(&response);
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// Whether `response` holds a whole HTTP/1.1 response.
+fn http_complete(response: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(response);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    if let Some(length) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        return body.len() >= length;
+    }
+    header("transfer-encoding").is_some_and(|t| t.contains("chunked")) && body.ends_with("0\r\n\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn responses_end_by_length_or_last_chunk() {
+        assert!(super::http_complete(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}"));
+        assert!(!super::http_complete(b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\n{}"));
+        assert!(super::http_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        ));
+        assert!(!super::http_complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n"));
+    }
 }

@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,socket.io,ceiling]
-//!                   [--out results.json] [--report BENCHMARKS.md]
+//!                   [--scenarios connect,fanout,rooms,notify] [--out results.json] [--report BENCHMARKS.md]
 //! ```
 //! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
-//! writes a report.
+//! writes a report. A run of only some scenarios (for profiling a lever) never writes one either.
 
 mod client;
 mod core_timing;
@@ -104,6 +104,8 @@ async fn main() {
             [Flavor::Switchboard, Flavor::SocketIo, Flavor::Ceiling].into_iter().find(|f| f.name() == t)
         })
         .collect();
+    let scenarios = arg(&args, "--scenarios").unwrap_or_else(|| "connect,fanout,rooms,notify".into());
+    let runs = |name: &str| scenarios.split(',').any(|s| s == name);
     let root = std::env::var("SWITCHBOARD_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
     let dev_vars = std::fs::read_to_string(root.join(".dev.vars.example")).unwrap_or_default();
     token::set_secret(token::read_var(&dev_vars, "JWT_SECRET").unwrap_or_default());
@@ -121,38 +123,52 @@ async fn main() {
             }
         };
         let mut connect = Vec::new();
-        for &n in profile.connect {
+        for &n in profile.connect.iter().filter(|_| runs("connect")) {
             server.settle().await;
             let r = scenarios::connect(&server, n, profile.connect_rate, clock).await;
             eprintln!("   connect {n}: {r:?}");
             connect.push(r);
         }
-        server.settle().await;
-        let fanout = scenarios::fanout(
-            &server,
-            profile.fanout_receivers,
-            profile.fanout_rates,
-            profile.fanout_step,
-            clock,
-        )
-        .await;
-        eprintln!("   fanout best {:.0}/s", fanout.best_delivered_per_sec);
-        server.settle().await;
-        let rooms =
-            scenarios::rooms(&server, profile.rooms, profile.room_members, profile.rooms_run, clock).await;
-        eprintln!("   rooms p99 {:.1} ms", rooms.p99_ms);
-        server.settle().await;
-        let notify = scenarios::notify(
-            &server,
-            profile.notify_users,
-            profile.notify_connected,
-            profile.notify_calls,
-            &server_key,
-            clock,
-        )
-        .await;
+        let mut fanout = None;
+        if runs("fanout") {
+            server.settle().await;
+            let f = scenarios::fanout(
+                &server,
+                profile.fanout_receivers,
+                profile.fanout_rates,
+                profile.fanout_step,
+                clock,
+            )
+            .await;
+            eprintln!("   fanout best {:.0}/s", f.best_delivered_per_sec);
+            fanout = Some(f);
+        }
+        let mut rooms = None;
+        if runs("rooms") {
+            server.settle().await;
+            let r = scenarios::rooms(&server, profile.rooms, profile.room_members, profile.rooms_run, clock)
+                .await;
+            eprintln!("   rooms p99 {:.1} ms", r.p99_ms);
+            rooms = Some(r);
+        }
+        let mut notify = None;
+        if runs("notify") {
+            server.settle().await;
+            notify = scenarios::notify(
+                &server,
+                profile.notify_users,
+                profile.notify_connected,
+                profile.notify_calls,
+                &server_key,
+                clock,
+            )
+            .await;
+        }
         if let Some(n) = &notify {
-            eprintln!("   notify all devices p50 {:.1} ms", n.all_devices_p50_ms);
+            eprintln!(
+                "   notify all devices p50 {:.1} ms, answer p50 {:.1} ms",
+                n.all_devices_p50_ms, n.http_p50_ms
+            );
         }
         results.insert(
             flavor.name().into(),
@@ -183,7 +199,8 @@ async fn main() {
         }
         std::process::exit(if problems.is_empty() { 0 } else { 1 });
     }
-    if let Some(path) = arg(&args, "--report") {
+    let every_scenario = ["connect", "fanout", "rooms", "notify"].iter().all(|s| runs(s));
+    if let (Some(path), true) = (arg(&args, "--report"), every_scenario) {
         if let Err(e) = report::write_markdown(&run, std::path::Path::new(&path)) {
             eprintln!("cannot write {path}: {e}");
         }

@@ -298,6 +298,8 @@ pub struct NotifyResult {
     /// The app server's wait for the HTTP answer.
     pub http_p50_ms: f64,
     pub http_max_ms: f64,
+    /// Each call's answer time, in order: the first call also creates the users' objects.
+    pub http_each_ms: Vec<f64>,
     /// Per call: from sending the request until the last connected device had it.
     pub all_devices_p50_ms: f64,
     pub all_devices_max_ms: f64,
@@ -339,7 +341,8 @@ pub async fn notify(
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all_users: Vec<String> = (0..users).map(|i| format!("n{i}")).collect();
-    let (mut http, mut sent_times, mut failed_calls) = (Samples::default(), Vec::new(), 0);
+    let (mut http, mut http_each_ms, mut sent_times, mut failed_calls) =
+        (Samples::default(), Vec::new(), Vec::new(), 0);
     for call in 0..calls {
         let sent_at = clock.now_us();
         let body = serde_json::json!({
@@ -350,7 +353,9 @@ pub async fn notify(
         let began = Instant::now();
         match client::post(&addr, path, server_key, &body).await {
             Ok((status, _)) if (200..300).contains(&status) => {
-                http.record(began.elapsed().as_micros() as u64)
+                let took = began.elapsed().as_micros() as u64;
+                http.record(took);
+                http_each_ms.push(took as f64 / 1000.0);
             }
             _ => failed_calls += 1,
         }
@@ -377,6 +382,7 @@ pub async fn notify(
         calls,
         http_p50_ms: http_p50,
         http_max_ms: http_max,
+        http_each_ms,
         all_devices_p50_ms: all_p50,
         all_devices_max_ms: all_max,
         device_p50_ms: device_p50,

@@ -52,6 +52,24 @@ impl RoomRights {
     }
 }
 
+/// What one socket may do in a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocRights {
+    /// May open a socket, receive operations and cursors (`read`, implied by `write`).
+    pub read: bool,
+    /// May submit operations (`write`).
+    pub write: bool,
+}
+
+impl DocRights {
+    /// The rights `caps` grants in the document `doc`.
+    pub fn of(caps: &Capabilities, doc: &str) -> DocRights {
+        let resource = format!("doc:{doc}");
+        let write = caps.allows(&resource, "write");
+        DocRights { read: write || caps.allows(&resource, "read"), write }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +85,15 @@ mod tests {
         assert_eq!(RoomRights::of(&caps, "group-admins"), RoomRights { join: true, send: true });
         assert_eq!(RoomRights::of(&caps, "general2"), RoomRights { join: false, send: false });
         assert_eq!(RoomRights::of(&caps, "other"), RoomRights { join: false, send: false });
+    }
+
+    #[test]
+    fn write_implies_read_in_documents() {
+        let caps =
+            Capabilities::parse(r#"{"doc:spec":["write"],"doc:*":["read"],"room:*":["join"]}"#).unwrap();
+        assert_eq!(DocRights::of(&caps, "spec"), DocRights { read: true, write: true });
+        assert_eq!(DocRights::of(&caps, "other"), DocRights { read: true, write: false });
+        assert_eq!(DocRights::of(&Capabilities::default(), "spec"), DocRights { read: false, write: false });
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub struct Limits {
     /// Most users one user may watch, and most watchers one user may have (`PRESENCE_MAX_WATCH`,
     /// default 256): each is a request when a status changes.
     pub presence_max_watch: usize,
+    /// Largest document, in UTF-8 bytes (`DOC_MAX_BYTES`, default 1,048,576; a snapshot is one
+    /// SQLite row, which holds at most 2 MB).
+    pub doc_max_bytes: usize,
+    /// Operations a document keeps for late submitters and reconnects (`DOC_LOG_RETAIN`,
+    /// default 1,000): a submit based on an older version gets `snapshot_required`.
+    pub doc_log_retain: u64,
 }
 
 impl Default for Limits {
@@ -48,6 +54,8 @@ impl Default for Limits {
             state_max_value_bytes: 16 * 1024,
             notify_retention: 500,
             presence_max_watch: 256,
+            doc_max_bytes: 1 << 20,
+            doc_log_retain: 1000,
         }
     }
 }
@@ -125,6 +133,9 @@ impl Config {
                 notify_retention: number("NOTIFY_RETENTION", defaults.notify_retention)?.clamp(1, 100_000),
                 presence_max_watch: number("PRESENCE_MAX_WATCH", defaults.presence_max_watch as u64)?
                     .clamp(1, 1000) as usize,
+                doc_max_bytes: number("DOC_MAX_BYTES", defaults.doc_max_bytes as u64)?.clamp(1024, 1_800_000)
+                    as usize,
+                doc_log_retain: number("DOC_LOG_RETAIN", defaults.doc_log_retain)?.clamp(10, 100_000),
             },
             presence: PresenceTimes {
                 away_ms: number("PRESENCE_AWAY_MS", presence.away_ms)?.clamp(100, 86_400_000),

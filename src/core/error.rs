@@ -35,6 +35,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The user already has the maximum number of sockets in this object.
     TooManyConnections,
+    /// An `op:submit` names a document version the server has not reached.
+    BadVersion,
+    /// An `op:submit` is based on a version older than the retained op log: reload the document.
+    SnapshotRequired,
     /// Something failed on our side (storage); the request may be retried.
     Internal,
 }
@@ -55,6 +59,8 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::BadVersion => "bad_version",
+            ErrorCode::SnapshotRequired => "snapshot_required",
             ErrorCode::Internal => "internal",
         }
     }
@@ -67,7 +73,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::BadVersion | ErrorCode::SnapshotRequired => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::TooLarge => 413,
             ErrorCode::UpgradeRequired => 426,

@@ -96,6 +96,10 @@ id_type!(
     /// One socket, chosen by the server when it accepts the upgrade.
     ConnId
 );
+id_type!(
+    /// A collaborative document, named by the client in `/v1/docs/:doc/...`.
+    DocId
+);
 
 impl std::error::Error for IdError {}
 

@@ -7,7 +7,7 @@
 use super::sql::{
     self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, storage, write_meta,
 };
-use super::users::fan_out;
+use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{config, http, internal, now, socket};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
@@ -32,7 +32,6 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
   id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, read INTEGER NOT NULL, key TEXT UNIQUE, content TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS notifications_by_read ON notifications (read, id);
 CREATE TABLE IF NOT EXISTS watchers (user TEXT PRIMARY KEY, active INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS watching (user TEXT PRIMARY KEY, rev INTEGER NOT NULL);";
 
@@ -502,13 +501,13 @@ impl Inner {
                 let effects = match call {
                     Outgoing::Push(to, update) => {
                         let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
-                            fan_out(&object.env, to, "presence", &update).await;
+                            fan_out(&object.env, to, "presence", &update, CALL_CONCURRENCY).await;
                         object.with_user(|user| user.pushed(answers))
                     }
                     Outgoing::Watch(users, active, reply) => {
                         let request = WatchRequest { watcher: me.clone(), active };
                         let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
-                            fan_out(&object.env, users, "watch", &request).await;
+                            fan_out(&object.env, users, "watch", &request, CALL_CONCURRENCY).await;
                         object.with_user(|user| match reply {
                             Some(reply) => user.watched(reply, results),
                             None => user.resumed(results),
@@ -517,7 +516,7 @@ impl Inner {
                     Outgoing::Unwatch(users) => {
                         let request = UnwatchRequest { watcher: me.clone() };
                         let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
-                            fan_out(&object.env, users, "unwatch", &request).await;
+                            fan_out(&object.env, users, "unwatch", &request, CALL_CONCURRENCY).await;
                         None
                     }
                 };

@@ -12,10 +12,7 @@ use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use worker::{Env, Method, Request, Response};
-
-/// Objects a user object calls at once when pushing to watchers or subscribing.
-const CALL_CONCURRENCY: usize = 16;
+use worker::{Env, Method, ObjectNamespace, Request, Response};
 
 /// Largest `POST /v1/notify` body: 1,000 user ids and a notification fit with room to spare.
 const MAX_NOTIFY_BODY: usize = 256 * 1024;
@@ -36,21 +33,24 @@ fn user_request(
 
 async fn forward(env: &Env, user: &UserId, req: Request) -> Result<Response, Error> {
     let users = env.durable_object("USERS").map_err(http::internal)?;
+    forward_in(&users, user, req).await
+}
+
+async fn forward_in(users: &ObjectNamespace, user: &UserId, req: Request) -> Result<Response, Error> {
     let stub = users.id_from_name(user.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)?;
     stub.fetch_with_request(req).await.map_err(http::internal)
 }
 
-/// POSTs `body` to `user`'s object at `endpoint` and decodes the answer; an error answer
-/// becomes the error it carries.
-pub(crate) async fn call_user<B: Serialize, T: DeserializeOwned>(
-    env: &Env,
+/// POSTs the JSON `body` to `user`'s object at `endpoint` and decodes the answer; an error
+/// answer becomes the error it carries.
+async fn call_user<T: DeserializeOwned>(
+    users: &ObjectNamespace,
     user: &UserId,
     endpoint: &str,
-    body: &B,
+    body: &str,
 ) -> Result<T, Error> {
-    let body =
-        serde_json::to_string(body).map_err(|_| Error::new(ErrorCode::Internal, "unencodable call"))?;
-    let mut response = forward(env, user, user_request(user, endpoint, Method::Post, Some(body))?).await?;
+    let req = user_request(user, endpoint, Method::Post, Some(body.to_owned()))?;
+    let mut response = forward_in(users, user, req).await?;
     let status = response.status_code();
     let text = response.text().await.map_err(http::internal)?;
     if (200..300).contains(&status) {
@@ -65,23 +65,37 @@ pub(crate) async fn call_user<B: Serialize, T: DeserializeOwned>(
         .unwrap_or_else(|_| Error::new(ErrorCode::Internal, format!("user object answered {status}"))))
 }
 
-/// Calls every user in `users` with the same body, [`CALL_CONCURRENCY`] at a time; answers in
-/// the order of `users`.
+/// Calls every user in `users` with the same body (serialized once), `concurrency` at a time;
+/// answers in the order of `users`.
 pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
     env: &Env,
     users: Vec<UserId>,
     endpoint: &str,
     body: &B,
+    concurrency: usize,
 ) -> Vec<(UserId, Result<T, Error>)> {
+    let failed = |users: Vec<UserId>, e: Error| users.into_iter().map(|u| (u, Err(e.clone()))).collect();
+    let body = match serde_json::to_string(body) {
+        Ok(body) => body,
+        Err(_) => return failed(users, Error::new(ErrorCode::Internal, "unencodable call")),
+    };
+    let namespace = match env.durable_object("USERS") {
+        Ok(namespace) => namespace,
+        Err(e) => return failed(users, http::internal(e)),
+    };
+    let (namespace, body) = (&namespace, body.as_str());
     stream::iter(users)
         .map(|user| async move {
-            let answer = call_user(env, &user, endpoint, body).await;
+            let answer = call_user(namespace, &user, endpoint, body).await;
             (user, answer)
         })
-        .buffered(CALL_CONCURRENCY)
+        .buffered(concurrency)
         .collect()
         .await
 }
+
+/// Objects a user object calls at once when pushing to watchers or subscribing.
+pub(crate) const CALL_CONCURRENCY: usize = 16;
 
 /// `GET /v1/users/me/ws`: the caller's own object, with who they may watch.
 pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
@@ -145,19 +159,15 @@ pub(crate) async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error
     let request = notify::parse(&body, config.limits.max_text_chars)?;
     let key = call.header("idempotency-key");
     let payload = json!({ "notification": request.notification, "key": key });
-    let results: Vec<UserResult> = stream::iter(request.users)
-        .map(|user| {
-            let payload = &payload;
-            async move {
-                match call_user::<_, Value>(env, &user, "notify", payload).await {
-                    Ok(ack) => UserResult { user, ok: true, ack: Some(ack), error: None },
-                    Err(error) => UserResult { user, ok: false, ack: None, error: Some(error) },
-                }
-            }
+    let answers: Vec<(UserId, Result<Value, Error>)> =
+        fan_out(env, request.users, "notify", &payload, notify::CONCURRENCY).await;
+    let results = answers
+        .into_iter()
+        .map(|(user, answer)| match answer {
+            Ok(ack) => UserResult { user, ok: true, ack: Some(ack), error: None },
+            Err(error) => UserResult { user, ok: false, ack: None, error: Some(error) },
         })
-        .buffered(notify::CONCURRENCY)
-        .collect()
-        .await;
+        .collect();
     http::json(202, &notify::response(results))
 }
 
