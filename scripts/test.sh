@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `npm test`: set-up, the core's host tests, a release build, then the workerd suites.
+# `npm test`: set-up, the core's host tests, a release build, the OT type's differential tests,
+# then the workerd suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -7,5 +8,7 @@ bash scripts/setup.sh
 cargo test --workspace --all-targets
 cargo build -p switchboard-bench --bins
 bash scripts/build.sh
-# A hung socket fails its test after 60 s instead of stalling CI.
-node --test --test-concurrency=1 --test-timeout=60000 miniflare/*.test.mjs
+bash scripts/build-ot.sh
+# The OT type against ot-text-unicode and ot-fuzzer, then the workerd suites. A hung socket
+# fails its test after 60 s instead of stalling CI.
+node --test --test-concurrency=1 --test-timeout=60000 ot-js/test/*.test.mjs miniflare/*.test.mjs

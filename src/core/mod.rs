@@ -7,11 +7,13 @@
 pub mod auth;
 pub mod caps;
 pub mod config;
+pub mod doc;
 pub mod effect;
 pub mod error;
 pub mod ids;
 pub mod log;
 pub mod notify;
+pub mod ot;
 pub mod outbox;
 pub mod presence;
 pub mod protocol;

@@ -143,16 +143,19 @@ impl Cursor {
     fn moved(self, op: &Op) -> Cursor {
         match self {
             Cursor::Caret(p) => Cursor::Caret(transform_position(p, op)),
-            Cursor::Selection { anchor, head } => {
-                Cursor::Selection { anchor: transform_position(anchor, op), head: transform_position(head, op) }
-            }
+            Cursor::Selection { anchor, head } => Cursor::Selection {
+                anchor: transform_position(anchor, op),
+                head: transform_position(head, op),
+            },
         }
     }
 
     fn clamped(self, len: usize) -> Cursor {
         match self {
             Cursor::Caret(p) => Cursor::Caret(p.min(len)),
-            Cursor::Selection { anchor, head } => Cursor::Selection { anchor: anchor.min(len), head: head.min(len) },
+            Cursor::Selection { anchor, head } => {
+                Cursor::Selection { anchor: anchor.min(len), head: head.min(len) }
+            }
         }
     }
 
@@ -239,16 +242,16 @@ pub type ResumeFrom = Option<u64>;
 impl Doc {
     /// Rebuilds the document from storage: the snapshot plus every logged op after it.
     pub fn restore(id: DocId, stored: StoredDoc, config: Config) -> Result<Doc, Error> {
-        let corrupt = |why: String| Error::new(ErrorCode::Internal, format!("stored document is corrupt: {why}"));
+        let corrupt =
+            |why: String| Error::new(ErrorCode::Internal, format!("stored document is corrupt: {why}"));
         let mut text = stored.snapshot_text;
         let mut version = stored.snapshot_v;
         let mut log = VecDeque::new();
-        let mut expected = stored.ops.first().map_or(version, |o| o.v.min(version));
-        for logged in stored.ops {
+        let first = stored.ops.first().map_or(version, |o| o.v.min(version));
+        for (expected, logged) in (first..).zip(stored.ops) {
             if logged.v != expected {
                 return Err(corrupt(format!("op log jumps from {expected} to {}", logged.v)));
             }
-            expected += 1;
             if logged.v >= version {
                 text = ot::apply(&text, &logged.op).map_err(|e| corrupt(e.0))?;
                 version = logged.v + 1;
@@ -319,13 +322,19 @@ impl Doc {
     /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
     pub fn restore_conn(&mut self, info: DocConnInfo, now: Timestamp) {
         self.timers.set(info.conn.clone(), info.expires);
-        let buckets = [EventClass::Op, EventClass::Cursor, EventClass::Read].map(|c| Bucket::full(c.rate(), now));
+        let buckets =
+            [EventClass::Op, EventClass::Cursor, EventClass::Read].map(|c| Bucket::full(c.rate(), now));
         self.conns.insert(info.conn.clone(), Connection { info, strikes: 0, buckets, cursor: None });
     }
 
     /// A socket was accepted: replay the ops since `resume` when the log still has them, then
     /// `doc:snapshot`.
-    pub fn handle_connect(&mut self, info: DocConnInfo, resume: ResumeFrom, now: Timestamp) -> Vec<DocEffect> {
+    pub fn handle_connect(
+        &mut self,
+        info: DocConnInfo,
+        resume: ResumeFrom,
+        now: Timestamp,
+    ) -> Vec<DocEffect> {
         let conn = info.conn.clone();
         let (user, can_write) = (info.user.clone(), info.can_write);
         self.restore_conn(info, now);
@@ -334,7 +343,10 @@ impl Doc {
             let ok = from >= self.log_floor() && from <= self.version;
             if ok {
                 effects.extend(
-                    self.log.iter().filter(|o| o.v >= from).map(|o| DocEffect::Send { to: conn.clone(), frame: o.frame() }),
+                    self.log
+                        .iter()
+                        .filter(|o| o.v >= from)
+                        .map(|o| DocEffect::Send { to: conn.clone(), frame: o.frame() }),
                 );
             }
             ok
@@ -362,7 +374,10 @@ impl Doc {
         match gone.cursor {
             Some(_) => vec![DocEffect::Broadcast {
                 except: None,
-                frame: protocol::event("cursor:update", &json!({ "user": gone.info.user, "conn": conn, "pos": null })),
+                frame: protocol::event(
+                    "cursor:update",
+                    &json!({ "user": gone.info.user, "conn": conn, "pos": null }),
+                ),
             }],
             None => Vec::new(),
         }
@@ -392,7 +407,10 @@ impl Doc {
                 effects
             }
             Err(error) => {
-                let mut effects = vec![DocEffect::Send { to: conn.clone(), frame: protocol::failure(reply_to.as_ref(), &error) }];
+                let mut effects = vec![DocEffect::Send {
+                    to: conn.clone(),
+                    frame: protocol::failure(reply_to.as_ref(), &error),
+                }];
                 let strikes = self.conns.get_mut(conn).map_or(0, |c| {
                     c.strikes += 1;
                     c.strikes
@@ -409,7 +427,12 @@ impl Doc {
         }
     }
 
-    fn dispatch(&mut self, sender: &DocConnInfo, envelope: Envelope, now: Timestamp) -> Result<Vec<DocEffect>, Error> {
+    fn dispatch(
+        &mut self,
+        sender: &DocConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+    ) -> Result<Vec<DocEffect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
         let class = match event.as_str() {
             "op:submit" => EventClass::Op,
@@ -418,9 +441,13 @@ impl Doc {
             _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
         };
         if matches!(class, EventClass::Op) && !sender.can_write {
-            return Err(Error::new(ErrorCode::Forbidden, "this token may read this document but not edit it"));
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this document but not edit it",
+            ));
         }
-        if let Some(bucket) = self.conns.get_mut(&sender.conn).and_then(|c| c.buckets.get_mut(class as usize)) {
+        if let Some(bucket) = self.conns.get_mut(&sender.conn).and_then(|c| c.buckets.get_mut(class as usize))
+        {
             bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
         }
         match event.as_str() {
@@ -430,7 +457,12 @@ impl Doc {
         }
     }
 
-    fn submit(&mut self, sender: &DocConnInfo, reply_to: Option<Ref>, p: SubmitPayload) -> Result<Vec<DocEffect>, Error> {
+    fn submit(
+        &mut self,
+        sender: &DocConnInfo,
+        reply_to: Option<Ref>,
+        p: SubmitPayload,
+    ) -> Result<Vec<DocEffect>, Error> {
         if p.src.is_empty() || p.src.len() > MAX_SRC_LEN {
             return Err(Error::new(ErrorCode::BadRequest, format!("src must be 1 to {MAX_SRC_LEN} bytes")));
         }
@@ -447,7 +479,8 @@ impl Doc {
                 ));
             }
         }
-        let mut op = Op::from_json(&p.op).map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad op: {e}")))?;
+        let mut op =
+            Op::from_json(&p.op).map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad op: {e}")))?;
         if p.v > self.version {
             return Err(Error::new(
                 ErrorCode::BadVersion,
@@ -457,14 +490,19 @@ impl Doc {
         if p.v < self.log_floor() {
             return Err(Error::new(
                 ErrorCode::SnapshotRequired,
-                format!("v {} is older than the op log, which starts at {}: reload the document", p.v, self.log_floor()),
+                format!(
+                    "v {} is older than the op log, which starts at {}: reload the document",
+                    p.v,
+                    self.log_floor()
+                ),
             ));
         }
         for applied in self.log.iter().filter(|o| o.v >= p.v) {
             op = transform(&op, &applied.op, Side::Left);
         }
-        let text = ot::apply(&self.text, &op)
-            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("the op does not fit the document: {e}")))?;
+        let text = ot::apply(&self.text, &op).map_err(|e| {
+            Error::new(ErrorCode::BadRequest, format!("the op does not fit the document: {e}"))
+        })?;
         let max = self.config.limits.doc_max_bytes;
         if text.len() > max {
             return Err(Error::new(ErrorCode::TooLarge, format!("the document would be over {max} bytes")));
@@ -486,7 +524,11 @@ impl Doc {
                 compact_before: self.version.saturating_sub(self.config.limits.doc_log_retain),
             });
         }
-        effects.extend(reply(sender, reply_to, json!({ "v": logged.v, "src": logged.src, "seq": logged.seq })));
+        effects.extend(reply(
+            sender,
+            reply_to,
+            json!({ "v": logged.v, "src": logged.src, "seq": logged.seq }),
+        ));
         effects.push(DocEffect::Broadcast { except: Some(sender.conn.clone()), frame: logged.frame() });
         self.log.push_back(logged);
         while self.log.len() as u64 > self.config.limits.doc_log_retain {
@@ -508,7 +550,12 @@ impl Doc {
         DocEffect::SaveSource { src: logged.src.clone(), seq: logged.seq, v: logged.v, forget }
     }
 
-    fn cursor(&mut self, sender: &DocConnInfo, reply_to: Option<Ref>, p: CursorPayload) -> Result<Vec<DocEffect>, Error> {
+    fn cursor(
+        &mut self,
+        sender: &DocConnInfo,
+        reply_to: Option<Ref>,
+        p: CursorPayload,
+    ) -> Result<Vec<DocEffect>, Error> {
         let cursor = match (p.pos, p.anchor, p.head) {
             (Some(pos), None, None) => Cursor::Caret(pos),
             (None, Some(anchor), Some(head)) => Cursor::Selection { anchor, head },
@@ -523,9 +570,13 @@ impl Doc {
             return Err(Error::new(ErrorCode::BadVersion, format!("v {} is ahead of the document", p.v)));
         }
         if p.v < self.log_floor() {
-            return Err(Error::new(ErrorCode::SnapshotRequired, "v is older than the op log: reload the document"));
+            return Err(Error::new(
+                ErrorCode::SnapshotRequired,
+                "v is older than the op log: reload the document",
+            ));
         }
-        let cursor = self.log.iter().filter(|o| o.v >= p.v).fold(cursor, |c, o| c.moved(&o.op)).clamped(self.chars);
+        let cursor =
+            self.log.iter().filter(|o| o.v >= p.v).fold(cursor, |c, o| c.moved(&o.op)).clamped(self.chars);
         if let Some(c) = self.conns.get_mut(&sender.conn) {
             c.cursor = Some(cursor);
         }
@@ -551,7 +602,10 @@ impl Doc {
         }
         let rights = DocRights::of(identity.caps_or(&self.config.default_caps), self.id.as_str());
         if !rights.read {
-            return Err(Error::new(ErrorCode::Forbidden, "the new token does not allow reading this document"));
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "the new token does not allow reading this document",
+            ));
         }
         let info = DocConnInfo { expires: identity.expires, can_write: rights.write, ..sender.clone() };
         if let Some(c) = self.conns.get_mut(&sender.conn) {
@@ -559,7 +613,11 @@ impl Doc {
         }
         self.timers.set(sender.conn.clone(), info.expires);
         let mut effects = vec![DocEffect::UpdateConn(info.clone())];
-        effects.extend(reply(sender, reply_to, json!({ "expires": info.expires, "canWrite": info.can_write })));
+        effects.extend(reply(
+            sender,
+            reply_to,
+            json!({ "expires": info.expires, "canWrite": info.can_write }),
+        ));
         Ok(effects)
     }
 }

@@ -221,7 +221,9 @@ impl Op {
 fn component(i: usize, item: &Value) -> Result<Component, OtError> {
     let whole = |v: &Value, what: &str| -> Result<usize, OtError> {
         match v.as_u64() {
-            Some(n) if n > 0 => usize::try_from(n).or_else(|_| err(format!("component {i}: {what} is too long"))),
+            Some(n) if n > 0 => {
+                usize::try_from(n).or_else(|_| err(format!("component {i}: {what} is too long")))
+            }
             _ => err(format!("component {i}: {what} must be a whole number above 0")),
         }
     };
@@ -230,12 +232,16 @@ fn component(i: usize, item: &Value) -> Result<Component, OtError> {
         Value::String(s) if s.is_empty() => err(format!("component {i}: an insert must not be empty")),
         Value::String(s) => Ok(Component::Insert(s.clone())),
         Value::Object(m) if m.len() == 1 => match m.get("d") {
-            Some(Value::String(s)) if s.is_empty() => err(format!("component {i}: a delete must not be empty")),
+            Some(Value::String(s)) if s.is_empty() => {
+                err(format!("component {i}: a delete must not be empty"))
+            }
             Some(Value::String(s)) => Ok(Component::Delete(Deleted::Text(s.clone()))),
             Some(n @ Value::Number(_)) => whole(n, "a delete").map(|n| Component::Delete(Deleted::Count(n))),
             _ => err(format!("component {i}: a delete is {{\"d\": count}} or {{\"d\": \"text\"}}")),
         },
-        _ => err(format!("component {i}: must be a number (skip), a string (insert) or {{\"d\": ...}} (delete)")),
+        _ => err(format!(
+            "component {i}: must be a number (skip), a string (insert) or {{\"d\": ...}} (delete)"
+        )),
     }
 }
 
@@ -247,7 +253,8 @@ pub fn apply(doc: &str, op: &Op) -> Result<String, OtError> {
     for c in op.components() {
         match c {
             Component::Skip(n) => {
-                let at = byte_offset(rest, *n).ok_or_else(|| OtError("the op skips past the end of the document".into()))?;
+                let at = byte_offset(rest, *n)
+                    .ok_or_else(|| OtError("the op skips past the end of the document".into()))?;
                 out.push_str(&rest[..at]);
                 rest = &rest[at..];
             }
@@ -304,9 +311,20 @@ mod tests {
         assert_eq!(op(json!([{"d": "x"}, {"d": "y"}])).to_json(), json!([{"d": "xy"}]));
         assert_eq!(op(json!([{"d": "x"}, {"d": 1}])).to_json(), json!([{"d": 2}]));
         assert_eq!(op(json!([3])), Op::noop());
-        for bad in [json!(5), json!([0]), json!([""]), json!([{"d": 0}]), json!([{"d": ""}]), json!([1.5]),
-            json!([-1]), json!([null]), json!([true]), json!([{"x": 1}]), json!([{"d": 1, "x": 1}]), json!([[1]])]
-        {
+        for bad in [
+            json!(5),
+            json!([0]),
+            json!([""]),
+            json!([{"d": 0}]),
+            json!([{"d": ""}]),
+            json!([1.5]),
+            json!([-1]),
+            json!([null]),
+            json!([true]),
+            json!([{"x": 1}]),
+            json!([{"d": 1, "x": 1}]),
+            json!([[1]]),
+        ] {
             assert!(Op::from_json(&bad).is_err(), "{bad}");
         }
         assert!(Op::check(&json!([1, 2, "a"])).unwrap_err().0.contains("adjacent"));
@@ -318,7 +336,11 @@ mod tests {
     fn apply_counts_code_points() {
         let doc = "a😀b\u{301}c";
         assert_eq!(apply(doc, &op(json!([1, {"d": 1}, "x"]))).unwrap(), "axb\u{301}c");
-        assert_eq!(apply(doc, &op(json!([3, "é"]))).unwrap(), "a😀bé\u{301}c", "between a letter and its mark");
+        assert_eq!(
+            apply(doc, &op(json!([3, "é"]))).unwrap(),
+            "a😀bé\u{301}c",
+            "between a letter and its mark"
+        );
         assert_eq!(apply("", &op(json!(["hi"]))).unwrap(), "hi");
         assert!(apply("ab", &op(json!([3, "x"]))).is_err());
         assert!(apply("ab", &op(json!([1, {"d": 2}]))).is_err());

@@ -193,8 +193,8 @@ impl Op {
 
 #[cfg(test)]
 mod tests {
+    use super::super::apply;
     use super::*;
-    use crate::core::ot::apply;
     use serde_json::{json, Value};
 
     fn op(v: Value) -> Op {
@@ -239,8 +239,8 @@ mod tests {
         assert_eq!(transform_position(0, &o), 0);
         assert_eq!(transform_position(2, &o), 2, "an insert at the cursor goes after it");
         assert_eq!(transform_position(3, &o), 6);
-        assert_eq!(transform_position(4, &o), 7);
-        assert_eq!(transform_position(5, &o), 7);
+        assert_eq!(transform_position(4, &o), 6, "inside a deletion: to where it was");
+        assert_eq!(transform_position(5, &o), 6);
         assert_eq!(transform_position(9, &o), 10);
         assert_eq!(transform_selection((3, 9), &o), (6, 10));
     }
