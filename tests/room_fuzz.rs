@@ -4,27 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::Sim;
-
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use support::{Rng, Sim};
 
 fn value(rng: &mut Rng, depth: u32) -> Value {
     match rng.below(if depth > 2 { 6 } else { 8 }) {

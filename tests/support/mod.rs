@@ -1,6 +1,7 @@
 //! Shared test helpers: token signing and a room simulator with a virtual clock.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod users;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -174,5 +175,25 @@ impl Sim {
                 }
             }
         }
+    }
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
     }
 }
