@@ -88,8 +88,7 @@ fn conn(name: &str) -> ConnId {
 
 impl One {
     fn new(limits: Limits, text: &str) -> One {
-        let mut store = DocStore::default();
-        store.snapshot = (0, text.to_owned());
+        let store = DocStore { snapshot: (0, text.to_owned()), ..DocStore::default() };
         let doc = Doc::restore(DocId::parse("spec").unwrap(), store.stored(), config(limits)).unwrap();
         let mut one = One { doc, store, frames: Vec::new(), now: 0 };
         one.connect("w", true, None);

@@ -164,8 +164,7 @@ pub fn doc_config() -> switchboard::core::config::Config {
 
 impl DocSim {
     pub fn new(clients: usize, seed: u64, initial: &str) -> DocSim {
-        let mut store = DocStore::default();
-        store.snapshot = (0, initial.to_owned());
+        let store = DocStore { snapshot: (0, initial.to_owned()), ..DocStore::default() };
         let doc = Doc::restore(DocId::parse("d").unwrap(), store.stored(), doc_config()).unwrap();
         let mut sim = DocSim {
             doc,
