@@ -3,7 +3,7 @@
 //! (405), bad id (400); the upgrade and token checks follow in the edge.
 
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{IdError, RoomId, UserId};
+use crate::core::ids::{DocId, IdError, RoomId, UserId};
 use crate::core::room::Resume;
 
 /// A request the Worker knows how to serve.
@@ -31,6 +31,12 @@ pub enum Route {
     UserStats(UserId),
     /// `POST /v1/notify` (server key): notifications for many users.
     Notify,
+    /// `GET /v1/docs/:doc/ws`: a document's editing socket.
+    DocSocket(DocId),
+    /// `GET /v1/docs/:doc` (user token or server key): `{v, text}`.
+    DocGet(DocId),
+    /// `GET /v1/docs/:doc/stats` (server key): the document object's counters.
+    DocStats(DocId),
 }
 
 /// Matches `method` and `path` (without the query string) to a route.
@@ -73,6 +79,18 @@ pub fn route(method: &str, path: &str) -> Result<Route, Error> {
             id("user", user, UserId::parse).map(Route::UserStats)
         }
         ["v1", "notify"] => allow(method, "POST", path).map(|()| Route::Notify),
+        ["v1", "docs", doc] => {
+            allow(method, "GET", path)?;
+            id("doc", doc, DocId::parse).map(Route::DocGet)
+        }
+        ["v1", "docs", doc, "ws"] => {
+            allow(method, "GET", path)?;
+            id("doc", doc, DocId::parse).map(Route::DocSocket)
+        }
+        ["v1", "docs", doc, "stats"] => {
+            allow(method, "GET", path)?;
+            id("doc", doc, DocId::parse).map(Route::DocStats)
+        }
         _ => Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
     }
 }
@@ -183,6 +201,16 @@ mod tests {
         assert_eq!(code("GET", "/v1/users/me/notifications/read"), ErrorCode::MethodNotAllowed);
         assert_eq!(code("GET", "/v1/users/bad%20id/stats"), ErrorCode::BadRequest);
         assert_eq!(code("GET", "/v1/users/alice/ws"), ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn doc_routes() {
+        let spec = || DocId::parse("spec").unwrap();
+        assert_eq!(route("GET", "/v1/docs/spec/ws"), Ok(Route::DocSocket(spec())));
+        assert_eq!(route("GET", "/v1/docs/spec"), Ok(Route::DocGet(spec())));
+        assert_eq!(route("GET", "/v1/docs/spec/stats"), Ok(Route::DocStats(spec())));
+        assert_eq!(code("POST", "/v1/docs/spec"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("GET", "/v1/docs/bad%20id/ws"), ErrorCode::BadRequest);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The wasm32 shell: the Worker's fetch handler and the Durable Objects. It translates between
 //! the platform (requests, sockets, SQLite, alarms) and the core; every rule lives in the core.
 //!
-//! The Worker authenticates and authorizes every request, then forwards it to the room's or
-//! user's object with what it verified in [`internal`] headers.
+//! The Worker authenticates and authorizes every request, then forwards it to the room's,
+//! user's or document's object with what it verified in [`internal`] headers.
 
+mod doc_object;
+mod docs;
 mod http;
-mod placeholders;
 mod room_object;
 mod socket;
 mod sql;
@@ -28,11 +29,14 @@ pub(crate) mod internal {
     pub const ROOM: &str = "x-switchboard-room";
     /// In a room: the connecting or publishing user. In a user object: that object's user.
     pub const USER: &str = "x-switchboard-user";
+    pub const DOC: &str = "x-switchboard-doc";
     /// Who the connecting user may watch (JSON `WatchPolicy`).
     pub const POLICY: &str = "x-switchboard-policy";
     pub const EXPIRES: &str = "x-switchboard-expires";
+    /// Rooms: the token allows `send`; documents: it allows `write`.
     pub const CAN_SEND: &str = "x-switchboard-can-send";
     pub const PROTOCOL: &str = "x-switchboard-protocol";
+    /// Rooms: the `seq` to resume after; documents: the version `v` to resume from.
     pub const SINCE: &str = "x-switchboard-since";
     pub const EPOCH: &str = "x-switchboard-epoch";
     pub const IDEMPOTENCY_KEY: &str = "x-switchboard-idempotency-key";
@@ -141,6 +145,9 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
         Route::UserRead => users::read(&mut call, &env).await,
         Route::UserStats(user) => users::stats(&call, &env, &user).await,
         Route::Notify => users::notify(&mut call, &env).await,
+        Route::DocSocket(doc) => docs::connect(&call, &env, &doc).await,
+        Route::DocGet(doc) => docs::get(&call, &env, &doc).await,
+        Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
             if let Caller::User(identity) = call.caller(&config, false)? {

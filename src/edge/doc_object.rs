@@ -1,0 +1,368 @@
+//! `DocumentObject`: one per document, the single writer that orders its edits. Holds the
+//! editors' sockets through the Hibernation API, the op log, the remembered sources and
+//! periodic snapshots in SQLite, its one alarm (token expiry), and a [`Doc`] rebuilt lazily
+//! after every wake from the latest snapshot plus the ops after it.
+
+use super::sql::{
+    self, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, storage, write_meta,
+};
+use super::{config, http, internal, now, socket};
+use crate::core::doc::{Doc, DocConnInfo, DocEffect, LoggedOp, StoredDoc};
+use crate::core::error::{close, Error, ErrorCode};
+use crate::core::ids::{ConnId, DocId, UserId};
+use crate::core::ot::Op;
+use crate::core::protocol::{self, Incoming};
+use crate::core::time::Timestamp;
+use js_sys::JsString;
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use worker::{
+    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ops (v INTEGER PRIMARY KEY, op TEXT NOT NULL, src TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (src TEXT PRIMARY KEY, seq INTEGER NOT NULL, v INTEGER NOT NULL);";
+
+struct Live {
+    doc: Doc,
+    sockets: HashMap<ConnId, WebSocket>,
+    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
+    alarm: Option<Timestamp>,
+    sql: SqlStorage,
+}
+
+/// A collaborative document's Durable Object.
+#[durable_object]
+pub struct DocumentObject {
+    state: State,
+    env: Env,
+    live: RefCell<Option<Live>>,
+}
+
+impl worker::DurableObject for DocumentObject {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
+            let _ = state.as_raw().set_websocket_auto_response(&pair);
+        }
+        DocumentObject { state, env, live: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let result = match req.path().as_str() {
+            "/connect" => self.accept_connection(&req),
+            "/snapshot" => self.snapshot(&req),
+            "/stats" => self.stats(&req),
+            _ => Err(Error::new(ErrorCode::NotFound, "no such document endpoint")),
+        };
+        result.or_else(|e| http::error(&e))
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        let Some(conn) = conn_of(&ws) else {
+            socket::close(&ws, close::INTERNAL, "unknown connection");
+            return Ok(());
+        };
+        let mut slot = self.live.borrow_mut();
+        let live = match self.load(&mut slot, None) {
+            Ok(live) => live,
+            Err(e) => {
+                socket::send(&ws, &protocol::error_frame(&e));
+                socket::close(&ws, close::INTERNAL, "document unavailable");
+                return Ok(());
+            }
+        };
+        let frame = match &message {
+            WebSocketIncomingMessage::String(text) => Incoming::Text(text),
+            WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
+        };
+        let effects = live.doc.handle_frame(&conn, frame, now());
+        self.apply(&mut slot, Some(&conn), effects);
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _clean: bool,
+    ) -> worker::Result<()> {
+        // Hibernation leaves the close handshake to us (see the room object).
+        socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
+        self.forget(&ws);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.forget(&ws);
+        Ok(())
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let mut slot = self.live.borrow_mut();
+        if let Ok(live) = self.load(&mut slot, None) {
+            live.alarm = None; // this alarm is spent
+            let effects = live.doc.handle_alarm(now());
+            self.apply(&mut slot, None, effects);
+        }
+        Response::ok("")
+    }
+}
+
+fn conn_of(ws: &WebSocket) -> Option<ConnId> {
+    ws.deserialize_attachment::<DocConnInfo>().ok().flatten().map(|info| info.conn)
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn doc_hint(req: &Request) -> Option<DocId> {
+    header(req, internal::DOC).and_then(|d| DocId::parse(&d).ok())
+}
+
+impl DocumentObject {
+    fn accept_connection(&self, req: &Request) -> Result<Response, Error> {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
+        let doc = doc_hint(req).ok_or_else(bad)?;
+        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
+        let expires =
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let can_write = header(req, internal::CAN_SEND).as_deref() == Some("1");
+        let resume = header(req, internal::SINCE).and_then(|v| v.parse().ok());
+        let info = DocConnInfo { conn: random_id()?, user, expires, can_write };
+
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, Some(&doc))?;
+        live.doc.check_capacity(&info.user)?;
+        let pair = WebSocketPair::new().map_err(http::internal)?;
+        let tag = format!("c:{}", info.conn);
+        socket::accept(&self.state, &pair.server, &[tag.as_str()])
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        pair.server.serialize_attachment(&info).map_err(http::internal)?;
+        live.sockets.insert(info.conn.clone(), pair.server.clone());
+        let effects = live.doc.handle_connect(info, resume, now());
+        self.apply(&mut slot, None, effects);
+
+        let mut response = ResponseBuilder::new().with_status(101);
+        if let Some(protocol) = header(req, internal::PROTOCOL) {
+            response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
+        }
+        Ok(response.with_websocket(pair.client).empty())
+    }
+
+    fn snapshot(&self, req: &Request) -> Result<Response, Error> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, doc_hint(req).as_ref())?;
+        let doc = &live.doc;
+        http::json(200, &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "text": doc.text() }))
+    }
+
+    /// Counters for operators and tests; `wakes` counts rebuilds from storage.
+    fn stats(&self, req: &Request) -> Result<Response, Error> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, doc_hint(req).as_ref())?;
+        let doc = &live.doc;
+        http::json(
+            200,
+            &serde_json::json!({
+                "doc": doc.id(),
+                "v": doc.version(),
+                "logFloor": doc.log_floor(),
+                "chars": crate::core::ot::chars(doc.text()),
+                "connections": doc.connection_count(),
+                "alarm": live.alarm,
+                "wakes": sql::wakes(&live.sql)?,
+            }),
+        )
+    }
+
+    fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&DocId>) -> Result<&'a mut Live, Error> {
+        if slot.is_none() {
+            let mut live = self.rebuild(hint)?;
+            live.alarm = sql::sync_alarm(&self.state, None, live.doc.poll_timeout());
+            *slot = Some(live);
+        }
+        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "document not loaded"))
+    }
+
+    fn rebuild(&self, hint: Option<&DocId>) -> Result<Live, Error> {
+        let config = config(&self.env)?;
+        let sql = self.state.storage().sql();
+        sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        let id = match (read_meta(&sql, "doc")?, hint) {
+            (Some(stored), _) => DocId::parse(&stored).map_err(|_| corrupt("document id"))?,
+            (None, Some(hint)) => {
+                write_meta(&sql, "doc", hint.as_str())?;
+                hint.clone()
+            }
+            (None, None) => return Err(Error::new(ErrorCode::Internal, "document has no name yet")),
+        };
+        count_wake(&sql)?;
+        let stored = StoredDoc {
+            snapshot_v: read_meta(&sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0),
+            snapshot_text: read_meta(&sql, "snapshot_text")?.unwrap_or_default(),
+            ops: read_ops(&sql)?,
+            sources: read_sources(&sql)?,
+        };
+        let mut doc = Doc::restore(id, stored, config)?;
+        let now = now();
+        let mut sockets = HashMap::new();
+        let open = socket::open_sockets(&self.state)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
+        for ws in open {
+            match ws.deserialize_attachment::<DocConnInfo>() {
+                Ok(Some(info)) => {
+                    sockets.insert(info.conn.clone(), ws);
+                    doc.restore_conn(info, now);
+                }
+                _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
+            }
+        }
+        Ok(Live { doc, sockets, alarm: None, sql })
+    }
+
+    /// Applies effects in order and re-aims the alarm. Writes come before the frames that
+    /// announce them; a failed write drops the live state (rebuilt from storage on the next
+    /// event), tells `origin`, and skips the rest, so nothing unwritten is acknowledged.
+    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<DocEffect>) {
+        let mut closed = Vec::new();
+        for effect in effects {
+            let Some(live) = slot.as_mut() else { return };
+            let written = match effect {
+                DocEffect::AppendOp(op) => append_op(&live.sql, &op),
+                DocEffect::SaveSource { src, seq, v, forget } => save_source(&live.sql, &src, seq, v, forget),
+                DocEffect::SaveSnapshot { v, text, compact_before } => {
+                    write_meta(&live.sql, "snapshot_text", &text)
+                        .and_then(|()| write_meta(&live.sql, "snapshot_v", &v.to_string()))
+                        .and_then(|()| {
+                            run(&live.sql, "DELETE FROM ops WHERE v < ?", vec![safe_integer(compact_before)?])
+                        })
+                }
+                DocEffect::UpdateConn(info) => {
+                    if let Some(ws) = live.sockets.get(&info.conn) {
+                        let _ = ws.serialize_attachment(&info);
+                    }
+                    Ok(())
+                }
+                DocEffect::Send { to, frame } => {
+                    if let Some(ws) = live.sockets.get(&to) {
+                        socket::send(ws, &frame);
+                    }
+                    Ok(())
+                }
+                DocEffect::Broadcast { except, frame } => {
+                    let frame = JsString::from(frame);
+                    for (conn, ws) in &live.sockets {
+                        if Some(conn) != except.as_ref() {
+                            socket::send_js(ws, &frame);
+                        }
+                    }
+                    Ok(())
+                }
+                DocEffect::Close { conn, code, reason } => {
+                    if let Some(ws) = live.sockets.get(&conn) {
+                        socket::close(ws, code, reason);
+                    }
+                    closed.push(conn);
+                    Ok(())
+                }
+            };
+            if let Err(e) = written {
+                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
+                    socket::send(ws, &protocol::error_frame(&e));
+                }
+                *slot = None;
+                return;
+            }
+        }
+        for conn in closed {
+            self.forget_conn(slot, &conn);
+        }
+        if let Some(live) = slot.as_mut() {
+            live.alarm = sql::sync_alarm(&self.state, live.alarm, live.doc.poll_timeout());
+        }
+    }
+
+    fn forget(&self, ws: &WebSocket) {
+        let Some(conn) = conn_of(ws) else { return };
+        let mut slot = self.live.borrow_mut();
+        if slot.is_some() {
+            self.forget_conn(&mut slot, &conn);
+        }
+    }
+
+    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {
+        let Some(live) = slot.as_mut() else { return };
+        live.sockets.remove(conn);
+        let effects = live.doc.handle_close(conn);
+        self.apply(slot, None, effects);
+    }
+}
+
+fn append_op(sql: &SqlStorage, op: &LoggedOp) -> Result<(), Error> {
+    run(
+        sql,
+        "INSERT INTO ops (v, op, src, seq) VALUES (?, ?, ?, ?)",
+        vec![
+            safe_integer(op.v)?,
+            op.op.to_json().to_string().into(),
+            op.src.clone().into(),
+            safe_integer(op.seq)?,
+        ],
+    )
+}
+
+fn save_source(sql: &SqlStorage, src: &str, seq: u64, v: u64, forget: Option<String>) -> Result<(), Error> {
+    run(
+        sql,
+        "INSERT INTO sources (src, seq, v) VALUES (?, ?, ?)
+         ON CONFLICT(src) DO UPDATE SET seq = excluded.seq, v = excluded.v",
+        vec![src.to_owned().into(), safe_integer(seq)?, safe_integer(v)?],
+    )?;
+    match forget {
+        Some(gone) => run(sql, "DELETE FROM sources WHERE src = ?", vec![gone.into()]),
+        None => Ok(()),
+    }
+}
+
+fn read_ops(sql: &SqlStorage) -> Result<Vec<LoggedOp>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        v: i64,
+        op: String,
+        src: String,
+        seq: i64,
+    }
+    let found: Vec<Row> = rows(sql, "SELECT v, op, src, seq FROM ops ORDER BY v", Vec::new())?;
+    found
+        .into_iter()
+        .map(|r| {
+            let value = serde_json::from_str(&r.op).map_err(|_| corrupt("op"))?;
+            Ok(LoggedOp {
+                v: r.v.max(0) as u64,
+                op: Op::from_json(&value).map_err(|_| corrupt("op"))?,
+                src: r.src,
+                seq: r.seq.max(0) as u64,
+            })
+        })
+        .collect()
+}
+
+fn read_sources(sql: &SqlStorage) -> Result<BTreeMap<String, (u64, u64)>, Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        src: String,
+        seq: i64,
+        v: i64,
+    }
+    let found: Vec<Row> = rows(sql, "SELECT src, seq, v FROM sources", Vec::new())?;
+    Ok(found.into_iter().map(|r| (r.src, (r.seq.max(0) as u64, r.v.max(0) as u64))).collect())
+}

@@ -1,0 +1,70 @@
+//! The Worker's document routes: the editing socket, the snapshot, and operators' stats.
+
+use super::{config, http, internal, upgrade_identity, Call};
+use crate::core::auth::{self, Caller};
+use crate::core::caps::DocRights;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::DocId;
+use crate::core::route::number_param;
+use worker::{Env, Method, Request, Response};
+
+fn doc_request(doc: &DocId, endpoint: &str) -> Result<Request, Error> {
+    let headers = worker::Headers::new();
+    headers.set(internal::DOC, doc.as_str()).map_err(http::internal)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    Request::new_with_init(&format!("https://doc.internal/{endpoint}"), &init).map_err(http::internal)
+}
+
+async fn forward(env: &Env, doc: &DocId, req: Request) -> Result<Response, Error> {
+    let docs = env.durable_object("DOCS").map_err(http::internal)?;
+    let stub = docs.id_from_name(doc.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)?;
+    stub.fetch_with_request(req).await.map_err(http::internal)
+}
+
+fn forbidden(doc: &DocId) -> Error {
+    Error::new(ErrorCode::Forbidden, format!("this token may not read document {doc}"))
+}
+
+/// `GET /v1/docs/:doc/ws?v=`: the common checks, `read` on the document (403), then the upgrade
+/// goes to the document with the socket's rights and the version to resume from.
+pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
+    let (creds, identity, config) = upgrade_identity(call, env)?;
+    let rights = DocRights::of(identity.caps_or(&config.default_caps), doc.as_str());
+    if !rights.read {
+        return Err(forbidden(doc));
+    }
+    let resume = number_param("v", call.query("v").as_deref())?;
+    let mut req = doc_request(doc, "connect")?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
+    set("upgrade", "websocket")?;
+    set(internal::USER, identity.user.as_str())?;
+    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
+    set(internal::CAN_SEND, if rights.write { "1" } else { "0" })?;
+    if let Some(v) = resume {
+        set(internal::SINCE, &v.to_string())?;
+    }
+    if let Some(protocol) = creds.protocol {
+        set(internal::PROTOCOL, protocol)?;
+    }
+    forward(env, doc, req).await
+}
+
+/// `GET /v1/docs/:doc`: `{doc, v, text}` for a user who may read it, or an app server.
+pub(crate) async fn get(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
+    let config = config(env)?;
+    if let Caller::User(identity) = call.caller(&config, true)? {
+        if !DocRights::of(identity.caps_or(&config.default_caps), doc.as_str()).read {
+            return Err(forbidden(doc));
+        }
+    }
+    forward(env, doc, doc_request(doc, "snapshot")?).await
+}
+
+/// `GET /v1/docs/:doc/stats` (server key).
+pub(crate) async fn stats(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
+    let config = config(env)?;
+    auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
+    forward(env, doc, doc_request(doc, "stats")?).await
+}
