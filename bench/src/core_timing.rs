@@ -1,6 +1,7 @@
 //! The server-side processing time per message inside the room object, measured on the host:
 //! the core's `handle_frame` for a `message:send` in a room of 1,000 sockets, including the one
-//! serialization of the broadcast frame. Sends, storage and the runtime are not in it.
+//! serialization of the broadcast frame. Sends, storage and the runtime are not in it. Also the
+//! OT core's `transform` rate, for the document scenario.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -46,4 +47,27 @@ pub fn message_us(sockets: usize, messages: usize) -> f64 {
         std::hint::black_box(effects);
     }
     started.elapsed().as_secs_f64() * 1e6 / messages as f64
+}
+
+/// The OT core's `transform` calls per second on the host: concurrent edits (an insert, a
+/// delete with a skip, a replace) against each other, both sides, as the document object does
+/// them when ops arrive based on an older version.
+pub fn transforms_per_sec(calls: usize) -> f64 {
+    use switchboard::core::ot::{transform, Op, Side};
+    let ops: Vec<Op> = [
+        serde_json::json!([120, "hello"]),
+        serde_json::json!([40, {"d": 12}, 300, "x"]),
+        serde_json::json!([118, {"d": 4}, "abcd"]),
+        serde_json::json!(["start "]),
+    ]
+    .iter()
+    .filter_map(|v| Op::from_json(v).ok())
+    .collect();
+    let started = Instant::now();
+    for k in 0..calls {
+        let (a, b) = (&ops[k % ops.len()], &ops[(k / ops.len()) % ops.len()]);
+        let side = if k % 2 == 0 { Side::Left } else { Side::Right };
+        std::hint::black_box(transform(a, b, side));
+    }
+    calls as f64 / started.elapsed().as_secs_f64().max(1e-9)
 }

@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,socket.io,ceiling]
-//!                   [--scenarios connect,fanout,rooms,notify] [--out results.json] [--report BENCHMARKS.md]
+//!                   [--scenarios connect,fanout,rooms,notify,ot] [--out results.json] [--report BENCHMARKS.md]
 //! ```
 //! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
 //! writes a report. A run of only some scenarios (for profiling a lever) never writes one either.
 
 mod client;
 mod core_timing;
+mod editor;
 mod protocol;
 mod report;
 mod scenarios;
@@ -38,7 +39,13 @@ struct Profile {
     notify_users: usize,
     notify_connected: usize,
     notify_calls: usize,
+    ot_docs: usize,
+    ot_editors: usize,
+    ot_run: Duration,
 }
+
+/// Ops per second each OT editor aims at (with one op in flight, as real clients).
+const OT_EDITOR_RATE: f64 = 5.0;
 
 const PROFILES: [Profile; 3] = [
     Profile {
@@ -54,6 +61,9 @@ const PROFILES: [Profile; 3] = [
         notify_users: 20,
         notify_connected: 5,
         notify_calls: 2,
+        ot_docs: 2,
+        ot_editors: 3,
+        ot_run: Duration::from_secs(1),
     },
     Profile {
         name: "quick",
@@ -68,6 +78,9 @@ const PROFILES: [Profile; 3] = [
         notify_users: 1000,
         notify_connected: 200,
         notify_calls: 3,
+        ot_docs: 20,
+        ot_editors: 5,
+        ot_run: Duration::from_secs(5),
     },
     Profile {
         name: "full",
@@ -82,6 +95,9 @@ const PROFILES: [Profile; 3] = [
         notify_users: 1000,
         notify_connected: 200,
         notify_calls: 5,
+        ot_docs: 100,
+        ot_editors: 5,
+        ot_run: Duration::from_secs(10),
     },
 ];
 
@@ -104,7 +120,7 @@ async fn main() {
             [Flavor::Switchboard, Flavor::SocketIo, Flavor::Ceiling].into_iter().find(|f| f.name() == t)
         })
         .collect();
-    let scenarios = arg(&args, "--scenarios").unwrap_or_else(|| "connect,fanout,rooms,notify".into());
+    let scenarios = arg(&args, "--scenarios").unwrap_or_else(|| "connect,fanout,rooms,notify,ot".into());
     let runs = |name: &str| scenarios.split(',').any(|s| s == name);
     let root = std::env::var("SWITCHBOARD_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
     let dev_vars = std::fs::read_to_string(root.join(".dev.vars.example")).unwrap_or_default();
@@ -170,9 +186,24 @@ async fn main() {
                 n.all_devices_p50_ms, n.http_p50_ms
             );
         }
+        let mut ot = None;
+        if runs("ot") && flavor == Flavor::Switchboard {
+            server.settle().await;
+            let r = editor::ot(
+                &server,
+                profile.ot_docs,
+                profile.ot_editors,
+                profile.ot_run,
+                OT_EDITOR_RATE,
+                clock,
+            )
+            .await;
+            eprintln!("   ot acked {:.0}/s, p99 {:.1} ms", r.acked_per_sec, r.ack_p99_ms);
+            ot = Some(r);
+        }
         results.insert(
             flavor.name().into(),
-            json!({ "connect": connect, "fanout": fanout, "rooms": rooms, "notify": notify }),
+            json!({ "connect": connect, "fanout": fanout, "rooms": rooms, "notify": notify, "ot": ot }),
         );
         server.stop().await;
     }
@@ -199,7 +230,7 @@ async fn main() {
         }
         std::process::exit(if problems.is_empty() { 0 } else { 1 });
     }
-    let every_scenario = ["connect", "fanout", "rooms", "notify"].iter().all(|s| runs(s));
+    let every_scenario = ["connect", "fanout", "rooms", "notify", "ot"].iter().all(|s| runs(s));
     if let (Some(path), true) = (arg(&args, "--report"), every_scenario) {
         if let Err(e) = report::write_markdown(&run, std::path::Path::new(&path)) {
             eprintln!("cannot write {path}: {e}");

@@ -87,6 +87,10 @@ pub fn smoke_problems(run: &Value) -> Vec<String> {
         if rooms["delivered"] != rooms["expected"] || rooms["delivered"] == 0 {
             problems.push(format!("{target} rooms: {rooms}"));
         }
+        let ot = &r["ot"];
+        if !ot.is_null() && (ot["errors"] != 0 || ot["failed_editors"] != 0 || ot["acked"] == 0) {
+            problems.push(format!("{target} ot: {ot}"));
+        }
         let notify = &r["notify"];
         if !notify.is_null()
             && (notify["delivered"] != notify["expected"]
@@ -240,6 +244,22 @@ pub fn tables(run: &Value) -> String {
         out += &format!(
             "\nSwitchboard / socket.io, all devices p50 (lower is better): {}. The ceiling has no notify route.\n",
             ratio(notify_p50("switchboard"), notify_p50("socket.io"))
+        );
+    }
+    let ot = &r["switchboard"]["ot"];
+    if !ot.is_null() {
+        out += &format!(
+            "\n### 5. OT documents\n\nSwitchboard only (the peers have no documents). Each editor keeps one op in flight and aims at 5 ops/s.\n\n| documents × editors | seconds | target ops/s | acked ops/s | ack p50 ms | p99 ms | max ms | errors | core transforms/s (host) |\n|---|---|---|---|---|---|---|---|---|\n| {} × {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} |\n",
+            ot["docs"],
+            ot["editors_per_doc"],
+            ot["secs"],
+            num(&ot["target_ops_per_sec"]),
+            num(&ot["acked_per_sec"]),
+            num(&ot["ack_p50_ms"]),
+            num(&ot["ack_p99_ms"]),
+            num(&ot["ack_max_ms"]),
+            ot["errors"],
+            num(&ot["core_transforms_per_sec"]),
         );
     }
     out

@@ -15,6 +15,12 @@ impl Samples {
         self.sorted = false;
     }
 
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: Samples) {
+        self.values.extend(other.values);
+        self.sorted = false;
+    }
+
     /// How many samples.
     pub fn len(&self) -> usize {
         self.values.len()
