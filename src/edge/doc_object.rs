@@ -13,7 +13,6 @@ use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::ot::Op;
 use crate::core::protocol::{self, Incoming};
 use crate::core::time::Timestamp;
-use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -215,16 +214,9 @@ impl DocumentObject {
         let mut doc = Doc::restore(id, stored, config)?;
         let now = now();
         let mut sockets = HashMap::new();
-        let open = socket::open_sockets(&self.state)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
-        for ws in open {
-            match ws.deserialize_attachment::<DocConnInfo>() {
-                Ok(Some(info)) => {
-                    sockets.insert(info.conn.clone(), ws);
-                    doc.restore_conn(info, now);
-                }
-                _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
-            }
+        for (ws, info) in socket::restored::<DocConnInfo>(&self.state)? {
+            sockets.insert(info.conn.clone(), ws);
+            doc.restore_conn(info, now);
         }
         Ok(Live { doc, sockets, alarm: None, sql })
     }
@@ -259,12 +251,7 @@ impl DocumentObject {
                     Ok(())
                 }
                 DocEffect::Broadcast { except, frame } => {
-                    let frame = JsString::from(frame);
-                    for (conn, ws) in &live.sockets {
-                        if Some(conn) != except.as_ref() {
-                            socket::send_js(ws, &frame);
-                        }
-                    }
+                    socket::broadcast(&live.sockets, except.as_ref(), frame);
                     Ok(())
                 }
                 DocEffect::Close { conn, code, reason } => {

@@ -366,16 +366,9 @@ impl RoomObject {
         let mut room = Room::new(room, LogHead { seq, epoch }, read_state(&sql)?, config);
         let now = now();
         let mut sockets = HashMap::new();
-        let open = socket::open_sockets(&self.state)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
-        for ws in open {
-            match ws.deserialize_attachment::<ConnInfo>() {
-                Ok(Some(info)) => {
-                    sockets.insert(info.conn.clone(), ws);
-                    room.restore_conn(info, now);
-                }
-                _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
-            }
+        for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {
+            sockets.insert(info.conn.clone(), ws);
+            room.restore_conn(info, now);
         }
         Ok(Live {
             room,

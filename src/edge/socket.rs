@@ -1,6 +1,9 @@
 //! Socket operations the `worker` crate either unwraps internally or converts per call.
 
+use crate::core::error::{close, Error, ErrorCode};
+use crate::core::ids::ConnId;
 use js_sys::JsString;
+use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::{State, WebSocket};
@@ -34,11 +37,37 @@ pub(crate) fn open_sockets(state: &State) -> Result<Vec<WebSocket>, JsValue> {
         .collect())
 }
 
+/// The open sockets with the state each carries in its attachment, after a wake; a socket
+/// without readable state is closed with 1011 (the client reconnects) and left out.
+pub(crate) fn restored<T: serde::de::DeserializeOwned>(state: &State) -> Result<Vec<(WebSocket, T)>, Error> {
+    let open = open_sockets(state).map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
+    Ok(open
+        .into_iter()
+        .filter_map(|ws| match ws.deserialize_attachment::<T>() {
+            Ok(Some(info)) => Some((ws, info)),
+            _ => {
+                close(&ws, close::INTERNAL, "lost connection state");
+                None
+            }
+        })
+        .collect())
+}
+
 /// Sends one pre-built JS string: a broadcast crosses into JS once, not once per recipient.
 pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) {
     let raw: &RawSocket = ws.as_ref().unchecked_ref();
     // A socket that closed meanwhile is cleaned up by its close event; nothing to do here.
     let _ = raw.send_js(frame);
+}
+
+/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once.
+pub(crate) fn broadcast(sockets: &HashMap<ConnId, WebSocket>, except: Option<&ConnId>, frame: String) {
+    let frame = JsString::from(frame);
+    for (conn, ws) in sockets {
+        if Some(conn) != except {
+            send_js(ws, &frame);
+        }
+    }
 }
 
 /// Sends a frame, ignoring sockets that closed meanwhile.

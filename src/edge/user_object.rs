@@ -18,7 +18,6 @@ use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, NewNotification, Notification, ReadRequest};
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{PendingReply, StoredUser, User, UserConnInfo, UserEffect};
-use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -357,16 +356,9 @@ impl Inner {
         let mut user = User::new(id, stored, config);
         let now = now();
         let mut sockets = HashMap::new();
-        let open = socket::open_sockets(&self.state)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
-        for ws in open {
-            match ws.deserialize_attachment::<UserConnInfo>() {
-                Ok(Some(info)) => {
-                    sockets.insert(info.conn.clone(), ws);
-                    user.restore_conn(info, now);
-                }
-                _ => socket::close(&ws, close::INTERNAL, "lost connection state"),
-            }
+        for (ws, info) in socket::restored::<UserConnInfo>(&self.state)? {
+            sockets.insert(info.conn.clone(), ws);
+            user.restore_conn(info, now);
         }
         user.restored(now);
         Ok(Live { user, sockets, alarm: None, sql })
@@ -424,8 +416,7 @@ impl Inner {
                     Ok(())
                 }
                 UserEffect::Broadcast { frame } => {
-                    let frame = JsString::from(frame);
-                    live.sockets.values().for_each(|ws| socket::send_js(ws, &frame));
+                    socket::broadcast(&live.sockets, None, frame);
                     Ok(())
                 }
                 UserEffect::Close { conn, code, reason } => {
