@@ -1,5 +1,5 @@
 //! User status presence — `online | away | busy | offline` with `lastSeen` — as a pure state
-//! machine on a virtual clock, for the user object (issue 5) to drive.
+//! machine on a virtual clock, which the user object (`core::user`) drives.
 //!
 //! Rules: the first socket makes the user `online` (a chosen `busy` or `offline` stays); any frame
 //! from any of the user's sockets is activity, which brings an `away` user back; no activity for
