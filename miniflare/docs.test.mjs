@@ -13,10 +13,12 @@ const { type } = createRequire(import.meta.url)("ot-text-unicode");
  * transformed against both (mine with "left", theirs with "right"), as docs/protocol.md says.
  */
 class Editor {
-  static async open(worker, doc, user, { src = `${user}-${Math.random().toString(36).slice(2)}`, from, tokenOptions } = {}) {
+  static async open(worker, doc, user, { src = `${user}-${Math.random().toString(36).slice(2)}`, from, tokenOptions, resubmitFirst } = {}) {
     const query = from === undefined ? "" : `&v=${from.v}`;
     const client = await open(`${worker.ws}/v1/docs/${doc}/ws?token=${token(user, tokenOptions)}${query}`);
     const editor = new Editor(client, src, from);
+    // A client that resends its op in flight as soon as it reconnects, before it reads the replay.
+    if (resubmitFirst && editor.inflight) editor.send();
     await editor.ready;
     return editor;
   }
@@ -128,7 +130,7 @@ function seeded(seed) {
 
 async function until(check, what, timeoutMs = 10_000) {
   const started = Date.now();
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
@@ -161,10 +163,10 @@ test("three sockets editing one document concurrently end with the same text", a
   }
 });
 
-test("an op in flight across a disconnect is resubmitted and applied once; hibernation and a restart keep text and version", () =>
+test("an op in flight when its socket dies is resubmitted after a restart and applied once; hibernation keeps text and version", () =>
   withStorage(async (start) => {
     const first = await start();
-    let state;
+    let lost;
     try {
       const ann = await Editor.open(first, "notes", "ann", { src: "ann-tab-1" });
       const ben = await Editor.open(first, "notes", "ben");
@@ -172,41 +174,43 @@ test("an op in flight across a disconnect is resubmitted and applied once; hiber
       await until(() => ann.settled, "ann's first op acknowledged");
       ben.edit([5, " world"]);
       ann.edit([{ d: 1 }, "H", 4, "<MARK>"]);
-      ann.client.ws.terminate(); // gone with the op in flight (or its ack)
-      state = ann.state();
+      lost = ann.state(); // what ann knows before any ack: the op is in flight
+      // The server applies it, but ann never learns: her socket dies before the ack matters.
+      await until(async () => (await snapshot(first, "notes")).text?.includes("<MARK>"), "the op applied");
+      ann.client.ws.terminate();
       await until(() => ben.settled, "ben's op acknowledged");
-
-      const again = await Editor.open(first, "notes", "ann", { src: "ann-tab-1", from: state });
-      await until(() => again.settled, "the resubmitted op acknowledged");
-      const server = await snapshot(first, "notes");
-      assert.equal(server.text.split("<MARK>").length - 1, 1, `applied exactly once: ${server.text}`);
-      await until(() => again.v === server.v && ben.v === server.v, "both up to date");
-      assert.equal(again.text, server.text);
-      assert.equal(ben.text, server.text);
-
-      const stats = async () => (await call(first, "GET", "/v1/docs/notes/stats")).body;
-      const before = await stats();
-      await sleep(12_000); // evicted: only hibernatable sockets are left
-      ben.edit(["!"]);
-      await until(() => ben.settled && again.v === server.v + 1, "an edit after the wake reaches the other socket");
-      const after = await stats();
-      assert.equal(after.wakes, before.wakes + 1, "the document was evicted and rebuilt");
-      assert.equal(after.v, server.v + 1);
-      assert.equal(again.text, ben.text);
-      state = { v: after.v, text: ben.text };
-      await again.client.close();
       await ben.client.close();
     } finally {
       await first.close();
     }
-    const second = await start();
+
+    const second = await start(); // a restart in between
     try {
-      assert.deepEqual(await snapshot(second, "notes"), { doc: "notes", v: state.v, text: state.text });
+      const before = await snapshot(second, "notes");
+      assert.equal(before.text.split("<MARK>").length - 1, 1);
+      // Ann comes back from the version she had and sends her op in flight again at once.
+      const again = await Editor.open(second, "notes", "ann", { src: "ann-tab-1", from: lost, resubmitFirst: true });
+      await until(() => again.settled, "the resubmission acknowledged");
+      const ack = await again.client.next((f) => f.t === "reply" && f.ok && f.d.seq === lost.inflight.seq);
+      assert.ok(ack.d.v < before.v, `acknowledged with the version it was applied at before the restart (${ack.d.v})`);
+      const after = await snapshot(second, "notes");
+      assert.deepEqual([after.v, after.text], [before.v, before.text], "acknowledged again, not applied twice");
+      await until(() => again.v === after.v, "ann caught up");
+      assert.equal(again.text, after.text);
+
       const cat = await Editor.open(second, "notes", "cat");
-      assert.deepEqual([cat.v, cat.text], [state.v, state.text]);
-      cat.edit([{ d: 1 }]);
-      await until(() => cat.settled, "an edit after the restart");
-      assert.equal((await snapshot(second, "notes")).v, state.v + 1);
+      assert.deepEqual([cat.v, cat.text], [after.v, after.text]);
+      const stats = async () => (await call(second, "GET", "/v1/docs/notes/stats")).body;
+      const asleep = await stats();
+      await sleep(12_000); // evicted: only hibernatable sockets are left
+      cat.edit(["!"]);
+      await until(() => cat.settled && again.v === after.v + 1, "an edit after the wake reaches the other socket");
+      const awake = await stats();
+      assert.equal(awake.wakes, asleep.wakes + 1, "the document was evicted and rebuilt");
+      assert.equal(awake.v, after.v + 1);
+      assert.equal(again.text, cat.text);
+      assert.equal((await snapshot(second, "notes")).text, cat.text);
+      await again.client.close();
       await cat.client.close();
     } finally {
       await second.close();
