@@ -169,6 +169,7 @@ test("bad bodies, keys and tokens are refused with clear errors", async () => {
       [{ body: { users: ["a"], notification: { type: "t", extra: 1 } } }, 400, /extra/],
       [{ body: { users: ["a"], notification: { type: "t", data: "x".repeat(20000) } } }, 413, /16384/],
     ];
+    cases.push([{ body: { users: ["a"], notification }, headers: { "idempotency-key": "k".repeat(129) } }, 400, /Idempotency-Key/]);
     for (const [options, status, message] of cases) {
       const res = await call(worker, "POST", "/v1/notify", options);
       assert.equal(res.status, status, JSON.stringify(options).slice(0, 80));

@@ -7,6 +7,7 @@ use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::notify::{self, UserResult};
 use crate::core::route::number_param;
+use crate::core::user::inbox::MAX_KEY_LEN;
 use crate::core::user::policy_of;
 use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
@@ -158,6 +159,12 @@ pub(crate) async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error
     let body = body_within(call, MAX_NOTIFY_BODY).await?;
     let request = notify::parse(&body, config.limits.max_text_chars)?;
     let key = call.header("idempotency-key");
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN) {
+        return Err(Error::new(
+            ErrorCode::BadRequest,
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} bytes"),
+        ));
+    }
     let payload = json!({ "notification": request.notification, "key": key });
     let answers: Vec<(UserId, Result<Value, Error>)> =
         fan_out(env, request.users, "notify", &payload, notify::CONCURRENCY).await;
