@@ -34,4 +34,6 @@ fi
 if [ ! -f .dev.vars ]; then
   cp .dev.vars.example .dev.vars
   echo "setup: created .dev.vars from .dev.vars.example (dev-only secrets)"
+elif [ .dev.vars.example -nt .dev.vars ]; then
+  echo "setup: note: .dev.vars.example changed since .dev.vars was made; compare them for new settings" >&2
 fi
