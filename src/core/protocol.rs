@@ -41,6 +41,27 @@ pub struct DecodeError {
     pub error: Error,
 }
 
+/// Consecutive rejected frames on one socket: `MAX_STRIKES` in a row close it with 4002
+/// ([`ABUSE_REASON`]); any accepted frame clears them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Strikes(u32);
+
+/// The close reason that goes with 4002.
+pub const ABUSE_REASON: &str = "too many rejected frames";
+
+impl Strikes {
+    /// An accepted frame.
+    pub fn clear(&mut self) {
+        self.0 = 0;
+    }
+
+    /// A rejected frame; `true` when this one reaches `max` and the socket must be closed.
+    pub fn add(&mut self, max: u32) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 >= max
+    }
+}
+
 /// What arrived on a socket, before decoding.
 #[derive(Debug, Clone, Copy)]
 pub enum Incoming<'a> {

@@ -11,7 +11,7 @@ use crate::core::doc::{Doc, DocConnInfo, DocEffect, LoggedOp, StoredDoc};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::ot::Op;
-use crate::core::protocol::{self, Incoming};
+use crate::core::protocol;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -64,7 +64,7 @@ impl worker::DurableObject for DocumentObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        let Some(conn) = conn_of(&ws) else {
+        let Some(conn) = socket::conn_of::<DocConnInfo>(&ws) else {
             socket::close(&ws, close::INTERNAL, "unknown connection");
             return Ok(());
         };
@@ -77,10 +77,7 @@ impl worker::DurableObject for DocumentObject {
                 return Ok(());
             }
         };
-        let frame = match &message {
-            WebSocketIncomingMessage::String(text) => Incoming::Text(text),
-            WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
-        };
+        let frame = socket::incoming(&message);
         let effects = live.doc.handle_frame(&conn, frame, now());
         self.apply(&mut slot, Some(&conn), effects);
         Ok(())
@@ -93,8 +90,7 @@ impl worker::DurableObject for DocumentObject {
         reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        // Hibernation leaves the close handshake to us (see the room object).
-        socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
+        socket::finish_close(&ws, code, &reason);
         self.forget(&ws);
         Ok(())
     }
@@ -113,10 +109,6 @@ impl worker::DurableObject for DocumentObject {
         }
         Response::ok("")
     }
-}
-
-fn conn_of(ws: &WebSocket) -> Option<ConnId> {
-    ws.deserialize_attachment::<DocConnInfo>().ok().flatten().map(|info| info.conn)
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -279,7 +271,7 @@ impl DocumentObject {
     }
 
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = conn_of(ws) else { return };
+        let Some(conn) = socket::conn_of::<DocConnInfo>(ws) else { return };
         let mut slot = self.live.borrow_mut();
         if slot.is_some() {
             self.forget_conn(&mut slot, &conn);

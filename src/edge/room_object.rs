@@ -10,7 +10,7 @@ use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::log::{LogError, LogHead, Message, Overlay, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
-use crate::core::protocol::{self, Incoming};
+use crate::core::protocol;
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
@@ -122,7 +122,7 @@ impl worker::DurableObject for RoomObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        let Some(conn) = conn_of(&ws) else {
+        let Some(conn) = socket::conn_of::<ConnInfo>(&ws) else {
             socket::close(&ws, close::INTERNAL, "unknown connection");
             return Ok(());
         };
@@ -135,10 +135,7 @@ impl worker::DurableObject for RoomObject {
                 return Ok(());
             }
         };
-        let frame = match &message {
-            WebSocketIncomingMessage::String(text) => Incoming::Text(text),
-            WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
-        };
+        let frame = socket::incoming(&message);
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
         let base = SqlLog { sql: &sql, room: &room_id };
@@ -154,9 +151,7 @@ impl worker::DurableObject for RoomObject {
         reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        // In hibernation mode the close handshake is ours to finish, or the client waits for
-        // our close frame (readyState already reads CLOSED here, so it cannot tell us).
-        socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
+        socket::finish_close(&ws, code, &reason);
         self.forget(&ws);
         Ok(())
     }
@@ -176,10 +171,6 @@ impl worker::DurableObject for RoomObject {
         }
         Response::ok("")
     }
-}
-
-fn conn_of(ws: &WebSocket) -> Option<ConnId> {
-    ws.deserialize_attachment::<ConnInfo>().ok().flatten().map(|info| info.conn)
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -469,7 +460,7 @@ impl RoomObject {
     }
 
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = conn_of(ws) else { return };
+        let Some(conn) = socket::conn_of::<ConnInfo>(ws) else { return };
         let mut slot = self.live.borrow_mut();
         // Only a live room has members to tell; after a wake the rebuild skips closed sockets.
         if slot.is_some() {

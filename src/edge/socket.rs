@@ -2,11 +2,12 @@
 
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::ConnId;
+use crate::core::protocol::Incoming;
 use js_sys::JsString;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{State, WebSocket};
+use worker::{State, WebSocket, WebSocketIncomingMessage};
 
 #[wasm_bindgen]
 extern "C" {
@@ -15,6 +16,50 @@ extern "C" {
 
     #[wasm_bindgen(method, catch, js_name = send)]
     fn send_js(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
+}
+
+/// What an object keeps in a socket's hibernation attachment: at least the connection id.
+pub(crate) trait Attachment: serde::de::DeserializeOwned {
+    /// The connection id.
+    fn conn(self) -> ConnId;
+}
+
+impl Attachment for crate::core::room::ConnInfo {
+    fn conn(self) -> ConnId {
+        self.conn
+    }
+}
+
+impl Attachment for crate::core::user::UserConnInfo {
+    fn conn(self) -> ConnId {
+        self.conn
+    }
+}
+
+impl Attachment for crate::core::doc::DocConnInfo {
+    fn conn(self) -> ConnId {
+        self.conn
+    }
+}
+
+/// The connection id in `ws`'s attachment of type `T`.
+pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
+    ws.deserialize_attachment::<T>().ok().flatten().map(T::conn)
+}
+
+/// An incoming message as the core reads it.
+pub(crate) fn incoming(message: &WebSocketIncomingMessage) -> Incoming<'_> {
+    match message {
+        WebSocketIncomingMessage::String(text) => Incoming::Text(text),
+        WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
+    }
+}
+
+/// Finishes a close the client started. In hibernation mode the close handshake is ours to
+/// finish, or the client waits for our close frame (`readyState` already reads CLOSED in the
+/// handler, so it cannot tell us).
+pub(crate) fn finish_close(ws: &WebSocket, code: usize, reason: &str) {
+    close(ws, u16::try_from(code).unwrap_or(close::NORMAL), reason);
 }
 
 /// The WebSocket `readyState` of an open socket.
@@ -39,7 +84,7 @@ pub(crate) fn open_sockets(state: &State) -> Result<Vec<WebSocket>, JsValue> {
 
 /// The open sockets with the state each carries in its attachment, after a wake; a socket
 /// without readable state is closed with 1011 (the client reconnects) and left out.
-pub(crate) fn restored<T: serde::de::DeserializeOwned>(state: &State) -> Result<Vec<(WebSocket, T)>, Error> {
+pub(crate) fn restored<T: Attachment>(state: &State) -> Result<Vec<(WebSocket, T)>, Error> {
     let open = open_sockets(state).map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
     Ok(open
         .into_iter()

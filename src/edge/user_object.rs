@@ -12,7 +12,7 @@ use super::{config, http, internal, now, socket};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::log::LogError;
-use crate::core::protocol::{self, Incoming};
+use crate::core::protocol;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, NewNotification, Notification, ReadRequest};
@@ -109,7 +109,7 @@ impl worker::DurableObject for UserObject {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        let Some(conn) = conn_of(&ws) else {
+        let Some(conn) = socket::conn_of::<UserConnInfo>(&ws) else {
             socket::close(&ws, close::INTERNAL, "unknown connection");
             return Ok(());
         };
@@ -124,10 +124,7 @@ impl worker::DurableObject for UserObject {
                     return Ok(());
                 }
             };
-            let frame = match &message {
-                WebSocketIncomingMessage::String(text) => Incoming::Text(text),
-                WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
-            };
+            let frame = socket::incoming(&message);
             let inbox = SqlInbox(&live.sql);
             let effects = live.user.handle_frame(&conn, frame, now(), &inbox);
             this.apply(&mut slot, Some(&conn), effects)
@@ -143,8 +140,7 @@ impl worker::DurableObject for UserObject {
         reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        // Hibernation leaves the close handshake to us (see the room object).
-        socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
+        socket::finish_close(&ws, code, &reason);
         self.inner.forget(&ws);
         Ok(())
     }
@@ -170,10 +166,6 @@ impl worker::DurableObject for UserObject {
         this.run(calls).await;
         Response::ok("")
     }
-}
-
-fn conn_of(ws: &WebSocket) -> Option<ConnId> {
-    ws.deserialize_attachment::<UserConnInfo>().ok().flatten().map(|info| info.conn)
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -457,7 +449,7 @@ impl Inner {
     }
 
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = conn_of(ws) else { return };
+        let Some(conn) = socket::conn_of::<UserConnInfo>(ws) else { return };
         let mut slot = self.live.borrow_mut();
         // After a wake the rebuild skips closed sockets; only a live user has one to forget.
         if slot.is_some() {

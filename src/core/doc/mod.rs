@@ -200,7 +200,7 @@ impl EventClass {
 #[derive(Debug)]
 struct Connection {
     info: DocConnInfo,
-    strikes: u32,
+    strikes: protocol::Strikes,
     buckets: [Bucket; EventClass::COUNT],
     cursor: Option<Cursor>,
 }
@@ -324,7 +324,10 @@ impl Doc {
         self.timers.set(info.conn.clone(), info.expires);
         let buckets =
             [EventClass::Op, EventClass::Cursor, EventClass::Read].map(|c| Bucket::full(c.rate(), now));
-        self.conns.insert(info.conn.clone(), Connection { info, strikes: 0, buckets, cursor: None });
+        self.conns.insert(
+            info.conn.clone(),
+            Connection { info, strikes: protocol::Strikes::default(), buckets, cursor: None },
+        );
     }
 
     /// A socket was accepted: replay the ops since `resume` when the log still has them, then
@@ -402,7 +405,7 @@ impl Doc {
         match outcome {
             Ok(effects) => {
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes = 0;
+                    c.strikes.clear();
                 }
                 effects
             }
@@ -411,15 +414,12 @@ impl Doc {
                     to: conn.clone(),
                     frame: protocol::failure(reply_to.as_ref(), &error),
                 }];
-                let strikes = self.conns.get_mut(conn).map_or(0, |c| {
-                    c.strikes += 1;
-                    c.strikes
-                });
-                if strikes >= self.config.limits.max_strikes {
+                let max = self.config.limits.max_strikes;
+                if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
                     effects.push(DocEffect::Close {
                         conn: conn.clone(),
                         code: close::PROTOCOL_ABUSE,
-                        reason: "too many rejected frames",
+                        reason: protocol::ABUSE_REASON,
                     });
                 }
                 effects

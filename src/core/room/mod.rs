@@ -117,7 +117,7 @@ enum Timer {
 struct Connection {
     info: ConnInfo,
     /// Consecutive rejected frames; reset by any accepted one.
-    strikes: u32,
+    strikes: protocol::Strikes,
     buckets: [Bucket; EventClass::ALL.len()],
 }
 
@@ -201,7 +201,11 @@ impl Room {
         let user = info.user.clone();
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
         let buckets = EventClass::ALL.map(|class| Bucket::full(class.rate(), now));
-        if self.conns.insert(info.conn.clone(), Connection { info, strikes: 0, buckets }).is_some() {
+        if self
+            .conns
+            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), buckets })
+            .is_some()
+        {
             return false;
         }
         let count = self.members.entry(user).or_insert(0);
@@ -312,7 +316,7 @@ impl Room {
         match outcome {
             Ok(effects) => {
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes = 0;
+                    c.strikes.clear();
                 }
                 effects
             }
@@ -322,15 +326,12 @@ impl Room {
 
     fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<Effect> {
         let mut effects = vec![Effect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
-        let strikes = self.conns.get_mut(conn).map_or(0, |c| {
-            c.strikes += 1;
-            c.strikes
-        });
-        if strikes >= self.config.limits.max_strikes {
+        let max = self.config.limits.max_strikes;
+        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
             effects.push(Effect::Close {
                 conn: conn.clone(),
                 code: close::PROTOCOL_ABUSE,
-                reason: "too many rejected frames",
+                reason: protocol::ABUSE_REASON,
             });
         }
         effects

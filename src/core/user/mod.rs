@@ -154,7 +154,7 @@ enum Timer {
 #[derive(Debug)]
 struct Connection {
     info: UserConnInfo,
-    strikes: u32,
+    strikes: protocol::Strikes,
     bucket: Bucket,
 }
 
@@ -266,7 +266,8 @@ impl User {
     pub fn restore_conn(&mut self, info: UserConnInfo, now: Timestamp) {
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
         let bucket = Bucket::full(FRAME_RATE, now);
-        self.conns.insert(info.conn.clone(), Connection { info, strikes: 0, bucket });
+        self.conns
+            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), bucket });
     }
 
     /// After the survivors are restored: re-arms the timers that live only in memory.
@@ -388,7 +389,7 @@ impl User {
         let effects = match outcome {
             Ok(effects) => {
                 if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes = 0;
+                    c.strikes.clear();
                 }
                 effects
             }
@@ -410,15 +411,12 @@ impl User {
     fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<UserEffect> {
         let mut effects =
             vec![UserEffect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
-        let strikes = self.conns.get_mut(conn).map_or(0, |c| {
-            c.strikes += 1;
-            c.strikes
-        });
-        if strikes >= self.config.limits.max_strikes {
+        let max = self.config.limits.max_strikes;
+        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
             effects.push(UserEffect::Close {
                 conn: conn.clone(),
                 code: close::PROTOCOL_ABUSE,
-                reason: "too many rejected frames",
+                reason: protocol::ABUSE_REASON,
             });
         }
         effects
