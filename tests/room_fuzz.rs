@@ -3,41 +3,9 @@
 
 mod support;
 
+use fuzz::value;
 use serde_json::{json, Value};
-use support::{Rng, Sim};
-
-fn value(rng: &mut Rng, depth: u32) -> Value {
-    match rng.below(if depth > 2 { 6 } else { 8 }) {
-        0 => Value::Null,
-        1 => json!(rng.below(2) == 0),
-        2 => json!(rng.next() as i64),
-        3 => json!(-(rng.below(1000) as i64)),
-        4 => json!(rng.below(5) as f64 / 3.0),
-        5 => json!(*rng.pick(&["", "hi", "alice", "c1", "é\u{1F600}", "x\ny", "topic", "general"])),
-        6 => Value::Array((0..rng.below(4)).map(|_| value(rng, depth + 1)).collect()),
-        _ => {
-            let keys = [
-                "text",
-                "id",
-                "data",
-                "key",
-                "value",
-                "ifVersion",
-                "to",
-                "toConn",
-                "event",
-                "before",
-                "limit",
-                "token",
-            ];
-            let mut map = serde_json::Map::new();
-            for _ in 0..rng.below(5) {
-                map.insert(rng.pick(&keys).to_string(), value(rng, depth + 1));
-            }
-            Value::Object(map)
-        }
-    }
-}
+use support::{fuzz, Rng, Sim};
 
 fn plausible(rng: &mut Rng, event: &str, n: u64) -> Value {
     match event {
@@ -74,25 +42,7 @@ fn frame(rng: &mut Rng, n: u64) -> (String, Option<String>) {
         "nope",
         "",
     ];
-    let with_ref = rng.below(2) == 0;
-    let reference = format!("r{n}");
-    let event = *rng.pick(&events);
-    // Half the frames are well-formed requests, so the success paths are exercised too.
-    let d = if rng.below(2) == 0 { plausible(rng, event, n) } else { value(rng, 0) };
-    let mut envelope = json!({ "t": event, "d": d });
-    if with_ref {
-        envelope["ref"] = json!(reference);
-    }
-    let text = match rng.below(10) {
-        0 => "{".repeat(rng.below(3) + 1),
-        1 => envelope.to_string().chars().take(rng.below(40)).collect(),
-        2 => value(rng, 0).to_string(),
-        _ => envelope.to_string(),
-    };
-    // Only frames that are intact envelopes with a ref are owed a reply.
-    let owed = (with_ref && serde_json::from_str::<Value>(&text).ok().as_ref() == Some(&envelope))
-        .then_some(reference);
-    (text, owed)
+    fuzz::frame(rng, n, &events, plausible)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod docs;
+pub mod fuzz;
 pub mod users;
 
 use base64ct::{Base64UrlUnpadded, Encoding};

@@ -138,11 +138,14 @@ impl Users {
     }
 
     pub fn send(&mut self, conn: &ConnId, frame: Value) {
+        self.send_raw(conn, &frame.to_string());
+    }
+
+    pub fn send_raw(&mut self, conn: &ConnId, text: &str) {
         let id = self.owner[conn].clone();
         let now = self.now;
         let inbox = self.stores.entry(id.clone()).or_default().inbox.clone();
-        let text = frame.to_string();
-        let effects = self.user(&id).handle_frame(conn, Incoming::Text(&text), now, &inbox);
+        let effects = self.user(&id).handle_frame(conn, Incoming::Text(text), now, &inbox);
         self.apply(&id, effects);
     }
 

@@ -1,0 +1,185 @@
+//! Bad input never hurts the user and document objects either: random and mutated frames from
+//! several sockets on a moving clock, mixed with notify calls and edits. Nothing panics, every
+//! owed `ref` gets exactly one reply, the unread count matches the stored rows, and the stored
+//! document rebuilds to the live one.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::docs::{doc_config, random_op, DocStore};
+use support::fuzz::{self, value};
+use support::users::Users;
+use support::Rng;
+use switchboard::core::doc::{Doc, DocConnInfo, DocEffect};
+use switchboard::core::ids::{ConnId, DocId, UserId};
+use switchboard::core::protocol::Incoming;
+use switchboard::core::time::Timestamp;
+
+fn replies_to(frames: &[Value], reference: &str) -> usize {
+    frames.iter().filter(|f| f["t"] == "reply" && f["ref"] == json!(reference)).count()
+}
+
+fn user_plausible(rng: &mut Rng, event: &str, _n: u64) -> Value {
+    match event {
+        "presence:set" => {
+            json!({ "status": rng.pick(&["online", "away", "busy", "offline", "asleep"]), "activity": value(rng, 2) })
+        }
+        "presence:subscribe" | "presence:unsubscribe" => {
+            json!({ "users": (0..rng.below(4)).map(|_| *rng.pick(&["bob", "carol", "alice", "bad id"])).collect::<Vec<_>>() })
+        }
+        "notification:list" => json!({ "before": rng.below(20), "limit": rng.below(5) }),
+        "notification:read" => match rng.below(3) {
+            0 => json!({ "all": true }),
+            _ => json!({ "ids": (0..rng.below(4)).map(|_| rng.below(20)).collect::<Vec<_>>() }),
+        },
+        _ => json!({}),
+    }
+}
+
+#[test]
+fn random_frames_never_hurt_the_user_object() {
+    let events = [
+        "presence:set",
+        "presence:active",
+        "presence:subscribe",
+        "presence:unsubscribe",
+        "notification:list",
+        "notification:read",
+        "auth:refresh",
+        "message:send",
+        "",
+    ];
+    let mut replied = 0;
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut net = Users::new();
+        let mut conns = vec![net.connect("alice"), net.connect("alice"), net.connect("bob")];
+        for n in 0..400u64 {
+            net.advance(rng.below(60_000) as u64);
+            if rng.below(8) == 0 {
+                let user = *rng.pick(&["alice", "bob"]);
+                let key = format!("k{}", rng.below(10));
+                let _ = net.notify(user, json!({ "type": "t" }), Some(&key));
+            }
+            if rng.below(40) == 0 {
+                let gone = conns.swap_remove(rng.below(conns.len()));
+                if !net.closed.contains_key(&gone) {
+                    net.disconnect(&gone);
+                }
+                conns.push(net.connect(rng.pick(&["alice", "bob", "carol"])));
+            }
+            let conn = rng.pick(&conns).clone();
+            if net.closed.contains_key(&conn) {
+                continue;
+            }
+            let (text, owed) = fuzz::frame(&mut rng, n, &events, user_plausible);
+            net.send_raw(&conn, &text);
+            let frames = net.take(&conn, "reply");
+            if let (Some(reference), false) = (owed, net.closed.contains_key(&conn)) {
+                assert_eq!(replies_to(&frames, &reference), 1, "seed {seed} frame {n}: {text} → {frames:?}");
+                replied += 1;
+            }
+        }
+        for user in ["alice", "bob"] {
+            let id = UserId::parse(user).unwrap();
+            let counts = net.stores.get(&id).map(|s| s.inbox.counts()).unwrap_or_default();
+            assert_eq!(
+                net.user(&id).unread(),
+                counts.unread,
+                "seed {seed}: {user}'s unread matches the store"
+            );
+        }
+    }
+    assert!(replied > 2000, "checked {replied} replies");
+}
+
+/// Requests for a document at `version` with `text`: mostly fitting ops based on a recent
+/// version, some stale or ahead, some garbage.
+fn doc_plausible(text: &str, version: u64) -> impl Fn(&mut Rng, &str, u64) -> Value + '_ {
+    move |rng: &mut Rng, event: &str, n: u64| match event {
+        "op:submit" => json!({
+            "v": (version + 1).saturating_sub(rng.below(4) as u64),
+            "op": if rng.below(4) == 0 { value(rng, 1) } else { random_op(rng, text).to_json() },
+            "src": format!("s{}", rng.below(3)),
+            "seq": n / 2 + rng.below(3) as u64,
+        }),
+        "cursor:update" => {
+            let v = version.saturating_sub(rng.below(3) as u64);
+            match rng.below(2) {
+                0 => json!({ "pos": rng.below(30), "v": v }),
+                _ => json!({ "anchor": rng.below(30), "head": rng.below(30), "v": v }),
+            }
+        }
+        _ => json!({}),
+    }
+}
+
+#[test]
+fn random_frames_never_hurt_the_document() {
+    let events = ["op:submit", "op:submit", "cursor:update", "auth:refresh", "message:send", ""];
+    let (mut replied, mut applied) = (0, 0);
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut store = DocStore { snapshot: (0, "hello 😀".into()), ..DocStore::default() };
+        let mut doc = Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config()).unwrap();
+        let mut conns = Vec::new();
+        let mut next = 0;
+        let mut connect = |doc: &mut Doc, store: &mut DocStore, conns: &mut Vec<ConnId>| {
+            let conn = ConnId::parse(&format!("c{next}")).unwrap();
+            let info = DocConnInfo {
+                conn: conn.clone(),
+                user: UserId::parse(&format!("u{}", next % 3)).unwrap(),
+                expires: Timestamp(u64::MAX / 4),
+                can_write: next % 3 != 2,
+            };
+            next += 1;
+            for e in doc.handle_connect(info, None, Timestamp(0)) {
+                store.apply(&e);
+            }
+            conns.push(conn);
+        };
+        for _ in 0..3 {
+            connect(&mut doc, &mut store, &mut conns);
+        }
+        let mut now = 0;
+        for n in 0..600u64 {
+            now += rng.below(200) as u64;
+            let at = rng.below(conns.len());
+            let conn = conns[at].clone();
+            let text_now = doc.text().to_owned();
+            let (text, owed) = fuzz::frame(&mut rng, n, &events, doc_plausible(&text_now, doc.version()));
+            let (mut replies, mut closed) = (Vec::new(), false);
+            for e in doc.handle_frame(&conn, Incoming::Text(&text), Timestamp(now)) {
+                store.apply(&e);
+                match e {
+                    DocEffect::AppendOp(_) => applied += 1,
+                    DocEffect::Send { to, frame } if to == conn => {
+                        replies.push(serde_json::from_str(&frame).unwrap())
+                    }
+                    DocEffect::Close { .. } => closed = true,
+                    _ => {}
+                }
+            }
+            if let (Some(reference), false) = (owed, closed) {
+                assert_eq!(
+                    replies_to(&replies, &reference),
+                    1,
+                    "seed {seed} frame {n}: {text} → {replies:?}"
+                );
+                replied += 1;
+            }
+            if closed {
+                // Closed for abuse (4002): the client reconnects.
+                for e in doc.handle_close(&conn) {
+                    store.apply(&e);
+                }
+                conns.swap_remove(at);
+                connect(&mut doc, &mut store, &mut conns);
+            }
+        }
+        let rebuilt = Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config()).unwrap();
+        assert_eq!((rebuilt.text(), rebuilt.version()), (doc.text(), doc.version()), "seed {seed}");
+    }
+    assert!(replied > 2000 && applied > 300, "checked {replied} replies, {applied} ops applied");
+    eprintln!("document fuzz: {replied} replies checked, {applied} ops applied");
+}

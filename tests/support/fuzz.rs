@@ -1,0 +1,80 @@
+//! Random and mutated frames for the fuzz tests of every object: any JSON value, and envelopes
+//! that are half plausible requests, half noise, some cut short or not JSON at all.
+
+use super::Rng;
+use serde_json::{json, Value};
+
+/// Any JSON value, with the keys the protocol uses, nested a little.
+pub fn value(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 2 { 6 } else { 8 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(2) == 0),
+        2 => json!(rng.next() as i64),
+        3 => json!(-(rng.below(1000) as i64)),
+        4 => json!(rng.below(5) as f64 / 3.0),
+        5 => json!(*rng.pick(&["", "hi", "alice", "c1", "é\u{1F600}", "x\ny", "topic", "general"])),
+        6 => Value::Array((0..rng.below(4)).map(|_| value(rng, depth + 1)).collect()),
+        _ => {
+            let keys = [
+                "text",
+                "id",
+                "data",
+                "key",
+                "value",
+                "ifVersion",
+                "to",
+                "toConn",
+                "event",
+                "before",
+                "limit",
+                "token",
+                "status",
+                "activity",
+                "users",
+                "ids",
+                "all",
+                "v",
+                "op",
+                "src",
+                "seq",
+                "pos",
+                "anchor",
+                "head",
+            ];
+            let mut map = serde_json::Map::new();
+            for _ in 0..rng.below(5) {
+                map.insert(rng.pick(&keys).to_string(), value(rng, depth + 1));
+            }
+            Value::Object(map)
+        }
+    }
+}
+
+/// One frame from `events`, half the time with a plausible payload from `plausible`; returns the
+/// text and the `ref` a reply is owed to (only intact envelopes with a ref are owed one).
+pub fn frame(
+    rng: &mut Rng,
+    n: u64,
+    events: &[&str],
+    plausible: impl Fn(&mut Rng, &str, u64) -> Value,
+) -> (String, Option<String>) {
+    let with_ref = rng.below(2) == 0;
+    let reference = format!("r{n}");
+    let event = *rng.pick(events);
+    // Half the frames are well-formed requests, so the success paths are exercised too.
+    let d = if rng.below(2) == 0 { plausible(rng, event, n) } else { value(rng, 0) };
+    let mut envelope = json!({ "t": event, "d": d });
+    if with_ref {
+        envelope["ref"] = json!(reference);
+    }
+    let text = match rng.below(10) {
+        0 => "{".repeat(rng.below(3) + 1),
+        1 => envelope.to_string().chars().take(rng.below(40)).collect(),
+        2 => value(rng, 0).to_string(),
+        _ => envelope.to_string(),
+    };
+    // Only frames that are intact envelopes with a ref are owed a reply.
+    let owed = (with_ref && serde_json::from_str::<Value>(&text).ok().as_ref() == Some(&envelope))
+        .then_some(reference);
+    (text, owed)
+}
