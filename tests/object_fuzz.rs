@@ -66,7 +66,8 @@ fn random_frames_never_hurt_the_user_object() {
                 if !net.closed.contains_key(&gone) {
                     net.disconnect(&gone);
                 }
-                conns.push(net.connect(rng.pick(&["alice", "bob", "carol"])));
+                let user: &str = rng.pick(&["alice", "bob", "carol"]);
+                conns.push(net.connect(user));
             }
             let conn = rng.pick(&conns).clone();
             if net.closed.contains_key(&conn) {
