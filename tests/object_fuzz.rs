@@ -66,7 +66,7 @@ fn random_frames_never_hurt_the_user_object() {
                 if !net.closed.contains_key(&gone) {
                     net.disconnect(&gone);
                 }
-                let user: &str = rng.pick(&["alice", "bob", "carol"]);
+                let user = *rng.pick(&["alice", "bob", "carol"]);
                 conns.push(net.connect(user));
             }
             let conn = rng.pick(&conns).clone();
