@@ -1,5 +1,6 @@
 //! The Worker's document routes: the editing socket, the snapshot, and operators' stats.
 
+use super::objects::{self, Kind};
 use super::{config, http, internal, upgrade_identity, Call};
 use crate::core::auth::{self, Caller};
 use crate::core::caps::DocRights;
@@ -9,17 +10,11 @@ use crate::core::route::number_param;
 use worker::{Env, Method, Request, Response};
 
 fn doc_request(doc: &DocId, endpoint: &str) -> Result<Request, Error> {
-    let headers = worker::Headers::new();
-    headers.set(internal::DOC, doc.as_str()).map_err(http::internal)?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    Request::new_with_init(&format!("https://doc.internal/{endpoint}"), &init).map_err(http::internal)
+    objects::request(Kind::Doc, doc.as_str(), endpoint, Method::Get, None)
 }
 
 async fn forward(env: &Env, doc: &DocId, req: Request) -> Result<Response, Error> {
-    let docs = env.durable_object("DOCS").map_err(http::internal)?;
-    let stub = docs.id_from_name(doc.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)?;
-    stub.fetch_with_request(req).await.map_err(http::internal)
+    objects::send(env, Kind::Doc, doc.as_str(), req).await
 }
 
 fn forbidden(doc: &DocId) -> Error {

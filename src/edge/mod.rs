@@ -7,6 +7,7 @@
 mod doc_object;
 mod docs;
 mod http;
+mod objects;
 mod room_object;
 mod socket;
 mod sql;
@@ -21,6 +22,7 @@ use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
 use crate::core::route::{number_param, resume_from_event_id, resume_query, route, Route};
 use crate::core::time::Timestamp;
+use objects::Kind;
 use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 
 /// Headers on the Worker → object request carrying what the Worker already verified. An
@@ -121,7 +123,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
                 call.header("authorization").as_deref(),
                 config.server_api_key.as_deref(),
             )?;
-            forward(&env, room_request(&room, "stats", Method::Get)?).await
+            forward(&env, &room, room_request(&room, "stats", Method::Get)?).await
         }
         Route::RoomHistory(room) => {
             let config = config(&env)?;
@@ -137,7 +139,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             if let Some(limit) = limit {
                 path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
             }
-            forward(&env, room_request(&room, &path, Method::Get)?).await
+            forward(&env, &room, room_request(&room, &path, Method::Get)?).await
         }
         Route::RoomPublish(room) => publish(&mut call, &env, &room).await,
         Route::UserSocket => users::connect(&call, &env).await,
@@ -159,7 +161,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
             };
             let mut req = room_request(&room, "events", Method::Get)?;
             set_resume(&mut req, resume.as_ref())?;
-            forward(&env, req).await
+            forward(&env, &room, req).await
         }
     }
 }
@@ -202,7 +204,7 @@ async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Erro
     if let Some(protocol) = creds.protocol {
         set(internal::PROTOCOL, protocol)?;
     }
-    forward(env, req).await
+    forward(env, room, req).await
 }
 
 /// `POST /v1/rooms/:room/messages`: an app server (any author, default `system`) or a user
@@ -221,36 +223,20 @@ async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, 
         Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
     })?;
     let author = publish.author(&caller, &config.default_caps, room)?;
-    let mut req = room_request_with_body(room, "publish", Method::Post, Some(body))?;
+    let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::USER, author.as_str()).map_err(http::internal)?;
     if let Some(key) = call.header("idempotency-key") {
         h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
     }
-    forward(env, req).await
+    forward(env, room, req).await
 }
 
-/// A Worker → room object request for `endpoint`, naming the room (objects only know their id).
+/// A Worker → room object request for `endpoint`.
 fn room_request(room: &RoomId, endpoint: &str, method: Method) -> Result<Request, Error> {
-    room_request_with_body(room, endpoint, method, None)
+    objects::request(Kind::Room, room.as_str(), endpoint, method, None)
 }
 
-fn room_request_with_body(
-    room: &RoomId,
-    endpoint: &str,
-    method: Method,
-    body: Option<String>,
-) -> Result<Request, Error> {
-    let headers = worker::Headers::new();
-    headers.set(internal::ROOM, room.as_str()).map_err(http::internal)?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
-    Request::new_with_init(&format!("https://room.internal/{endpoint}"), &init).map_err(http::internal)
-}
-
-async fn forward(env: &Env, req: Request) -> Result<Response, Error> {
-    let room = req.headers().get(internal::ROOM).ok().flatten().unwrap_or_default();
-    let rooms = env.durable_object("ROOMS").map_err(http::internal)?;
-    let stub = rooms.id_from_name(&room).and_then(|id| id.get_stub()).map_err(http::internal)?;
-    stub.fetch_with_request(req).await.map_err(http::internal)
+async fn forward(env: &Env, room: &RoomId, req: Request) -> Result<Response, Error> {
+    objects::send(env, Kind::Room, room.as_str(), req).await
 }

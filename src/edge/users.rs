@@ -1,6 +1,7 @@
 //! The Worker's user routes (`/v1/users/me/...`, `/v1/notify`) and calls into user objects,
 //! which user objects also use to reach each other.
 
+use super::objects::{self, Kind};
 use super::{config, http, internal, Call};
 use crate::core::auth::{self, Caller};
 use crate::core::error::{Error, ErrorCode};
@@ -18,28 +19,17 @@ use worker::{Env, Method, ObjectNamespace, Request, Response};
 /// Largest `POST /v1/notify` body: 1,000 user ids and a notification fit with room to spare.
 const MAX_NOTIFY_BODY: usize = 256 * 1024;
 
-/// A Worker → user object request for `endpoint` (with its query), naming the user.
 fn user_request(
     user: &UserId,
     endpoint: &str,
     method: Method,
     body: Option<String>,
 ) -> Result<Request, Error> {
-    let headers = worker::Headers::new();
-    headers.set(internal::USER, user.as_str()).map_err(http::internal)?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
-    Request::new_with_init(&format!("https://user.internal/{endpoint}"), &init).map_err(http::internal)
+    objects::request(Kind::User, user.as_str(), endpoint, method, body)
 }
 
 async fn forward(env: &Env, user: &UserId, req: Request) -> Result<Response, Error> {
-    let users = env.durable_object("USERS").map_err(http::internal)?;
-    forward_in(&users, user, req).await
-}
-
-async fn forward_in(users: &ObjectNamespace, user: &UserId, req: Request) -> Result<Response, Error> {
-    let stub = users.id_from_name(user.as_str()).and_then(|id| id.get_stub()).map_err(http::internal)?;
-    stub.fetch_with_request(req).await.map_err(http::internal)
+    objects::send(env, Kind::User, user.as_str(), req).await
 }
 
 /// POSTs the JSON `body` to `user`'s object at `endpoint` and decodes the answer; an error
@@ -51,7 +41,7 @@ async fn call_user<T: DeserializeOwned>(
     body: &str,
 ) -> Result<T, Error> {
     let req = user_request(user, endpoint, Method::Post, Some(body.to_owned()))?;
-    let mut response = forward_in(users, user, req).await?;
+    let mut response = objects::send_in(users, user.as_str(), req).await?;
     let status = response.status_code();
     let text = response.text().await.map_err(http::internal)?;
     if (200..300).contains(&status) {
@@ -80,9 +70,9 @@ pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
         Ok(body) => body,
         Err(_) => return failed(users, Error::new(ErrorCode::Internal, "unencodable call")),
     };
-    let namespace = match env.durable_object("USERS") {
+    let namespace = match objects::namespace(env, Kind::User) {
         Ok(namespace) => namespace,
-        Err(e) => return failed(users, http::internal(e)),
+        Err(e) => return failed(users, e),
     };
     let (namespace, body) = (&namespace, body.as_str());
     stream::iter(users)
