@@ -12,10 +12,11 @@ use super::{config, http, internal, now, socket};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::log::LogError;
+use crate::core::notify::Delivery;
 use crate::core::protocol;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
-use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, NewNotification, Notification, ReadRequest};
+use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{PendingReply, StoredUser, User, UserConnInfo, UserEffect};
 use serde::Deserialize;
@@ -217,12 +218,7 @@ impl Inner {
     }
 
     fn notify(&self, req: &Request, body: &str) -> Answer {
-        #[derive(Deserialize)]
-        struct Body {
-            notification: NewNotification,
-            key: Option<String>,
-        }
-        let body: Body = parse_body(body, r#"{"notification", "key"?}"#)?;
+        let body: Delivery = parse_body(body, r#"{"notification", "key"?}"#)?;
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, user_hint(req).as_ref())?;
         let (ack, effects) = live.user.notify(body.notification, body.key, now(), &SqlInbox(&live.sql))?;

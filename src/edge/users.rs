@@ -6,14 +6,12 @@ use super::{config, http, internal, Call};
 use crate::core::auth::{self, Caller};
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
-use crate::core::notify::{self, UserResult};
+use crate::core::notify;
 use crate::core::route::number_param;
-use crate::core::user::inbox::MAX_KEY_LEN;
 use crate::core::user::policy_of;
 use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
 use worker::{Env, Method, ObjectNamespace, Request, Response};
 
 /// Largest `POST /v1/notify` body: 1,000 user ids and a notification fit with room to spare.
@@ -147,25 +145,9 @@ pub(crate) async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error
     let config = config(env)?;
     auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
     let body = body_within(call, MAX_NOTIFY_BODY).await?;
-    let request = notify::parse(&body, config.limits.max_text_chars)?;
-    let key = call.header("idempotency-key");
-    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN) {
-        return Err(Error::new(
-            ErrorCode::BadRequest,
-            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} bytes"),
-        ));
-    }
-    let payload = json!({ "notification": request.notification, "key": key });
-    let answers: Vec<(UserId, Result<Value, Error>)> =
-        fan_out(env, request.users, "notify", &payload, notify::CONCURRENCY).await;
-    let results = answers
-        .into_iter()
-        .map(|(user, answer)| match answer {
-            Ok(ack) => UserResult { user, ok: true, ack: Some(ack), error: None },
-            Err(error) => UserResult { user, ok: false, ack: None, error: Some(error) },
-        })
-        .collect();
-    http::json(202, &notify::response(results))
+    let request = notify::parse(&body, call.header("idempotency-key"), config.limits.max_text_chars)?;
+    let answers = fan_out(env, request.users, "notify", &request.delivery, notify::CONCURRENCY).await;
+    http::json(202, &notify::response(answers))
 }
 
 async fn body_within(call: &mut Call, max: usize) -> Result<String, Error> {

@@ -25,6 +25,17 @@ pub const READ_MAX_IDS: usize = 1000;
 /// Longest `Idempotency-Key`, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 
+/// Refuses an `Idempotency-Key` that is empty or over [`MAX_KEY_LEN`] bytes.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::new(
+            ErrorCode::BadRequest,
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// What an app server sends: `{"type", "title"?, "body"?, "data"?}`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -168,12 +179,7 @@ impl InboxState {
         inbox: &dyn Inbox,
     ) -> Result<(Stored, Vec<InboxWrite>), Error> {
         if let Some(key) = &key {
-            if key.is_empty() || key.len() > MAX_KEY_LEN {
-                return Err(Error::new(
-                    ErrorCode::BadRequest,
-                    format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} bytes"),
-                ));
-            }
+            check_key(key)?;
             if let Some(earlier) = inbox.by_key(key).map_err(storage)? {
                 return Ok((Stored { notification: earlier, duplicate: true }, Vec::new()));
             }
