@@ -18,7 +18,7 @@ use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{PendingReply, StoredUser, User, UserConnInfo, UserEffect};
+use crate::core::user::{StoredUser, User, UserConnInfo, UserEffect};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -37,13 +37,6 @@ CREATE TABLE IF NOT EXISTS watching (user TEXT PRIMARY KEY, rev INTEGER NOT NULL
 
 /// Ids per `IN (...)`: SQLite in a Durable Object binds at most 100 values per statement.
 const IDS_PER_STATEMENT: usize = 100;
-
-/// A call to other users' objects, made once the effects before it are applied.
-enum Outgoing {
-    Push(Vec<UserId>, PresenceUpdate),
-    Watch(Vec<UserId>, bool, Option<PendingReply>),
-    Unwatch(Vec<UserId>),
-}
 
 struct Live {
     user: User,
@@ -186,7 +179,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T,
         .map_err(|e| Error::new(ErrorCode::BadRequest, format!("body must be {what}: {e}")))
 }
 
-type Answer = Result<(Response, Vec<Outgoing>), Error>;
+type Answer = Result<(Response, Vec<UserEffect>), Error>;
 
 impl Inner {
     fn accept_connection(&self, req: &Request) -> Answer {
@@ -360,7 +353,7 @@ impl Inner {
         slot: &mut Option<Live>,
         origin: Option<&ConnId>,
         effects: Vec<UserEffect>,
-    ) -> Vec<Outgoing> {
+    ) -> Vec<UserEffect> {
         let mut calls = Vec::new();
         let mut closed = Vec::new();
         for effect in effects {
@@ -414,16 +407,9 @@ impl Inner {
                     closed.push(conn);
                     Ok(())
                 }
-                UserEffect::Push { to, update } => {
-                    calls.push(Outgoing::Push(to, update));
-                    Ok(())
-                }
-                UserEffect::Watch { users, active, reply } => {
-                    calls.push(Outgoing::Watch(users, active, reply));
-                    Ok(())
-                }
-                UserEffect::Unwatch(users) => {
-                    calls.push(Outgoing::Unwatch(users));
+                // Calls to other objects wait until every write before them is applied.
+                call @ (UserEffect::Push { .. } | UserEffect::Watch { .. } | UserEffect::Unwatch(_)) => {
+                    calls.push(call);
                     Ok(())
                 }
             };
@@ -454,7 +440,7 @@ impl Inner {
         }
     }
 
-    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<Outgoing> {
+    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserEffect> {
         let Some(live) = slot.as_mut() else { return Vec::new() };
         live.sockets.remove(conn);
         let effects = live.user.handle_close(conn, now());
@@ -464,7 +450,7 @@ impl Inner {
 
 impl Inner {
     /// Makes the calls, feeds the answers back, and makes any calls those produce.
-    async fn run(&self, mut calls: Vec<Outgoing>) {
+    async fn run(&self, mut calls: Vec<UserEffect>) {
         let object = self;
         let me = match object.live.borrow().as_ref() {
             Some(live) => live.user.id().clone(),
@@ -478,12 +464,12 @@ impl Inner {
             let mut next = Vec::new();
             for call in calls {
                 let effects = match call {
-                    Outgoing::Push(to, update) => {
+                    UserEffect::Push { to, update } => {
                         let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
                             fan_out(&object.env, to, "presence", &update, CALL_CONCURRENCY).await;
                         object.with_user(|user| user.pushed(answers))
                     }
-                    Outgoing::Watch(users, active, reply) => {
+                    UserEffect::Watch { users, active, reply } => {
                         let request = WatchRequest { watcher: me.clone(), active };
                         let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
                             fan_out(&object.env, users, "watch", &request, CALL_CONCURRENCY).await;
@@ -492,12 +478,13 @@ impl Inner {
                             None => user.resumed(results),
                         })
                     }
-                    Outgoing::Unwatch(users) => {
+                    UserEffect::Unwatch(users) => {
                         let request = UnwatchRequest { watcher: me.clone() };
                         let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
                             fan_out(&object.env, users, "unwatch", &request, CALL_CONCURRENCY).await;
                         None
                     }
+                    _ => None, // `apply` hands over only calls
                 };
                 if let Some(effects) = effects {
                     let mut slot = object.live.borrow_mut();
