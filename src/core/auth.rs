@@ -205,20 +205,29 @@ pub enum Caller {
     User(Identity),
 }
 
-/// Identifies the caller of an HTTP route: the server key (`Authorization: Bearer <key>`)
-/// when `server_key_allowed`, else a user token from `Authorization` or `?token=`.
+/// Identifies the caller of an HTTP route that app servers and users share: the server key
+/// (`Authorization: Bearer <key>`), else a user token as [`http_user`] reads it.
 pub fn http_caller(
     authorization: Option<&str>,
     query_token: Option<&str>,
     config: &crate::core::config::Config,
-    server_key_allowed: bool,
     now: Timestamp,
 ) -> Result<Caller, Error> {
-    if server_key_allowed && check_server_key(authorization, config.server_api_key.as_deref()).is_ok() {
+    if check_server_key(authorization, config.server_api_key.as_deref()).is_ok() {
         return Ok(Caller::Server);
     }
-    let creds = upgrade_credentials(authorization, None, query_token)?;
-    authenticate(&creds, &config.auth, now).map(Caller::User)
+    http_user(authorization, query_token, &config.auth, now).map(Caller::User)
+}
+
+/// The user calling an HTTP route that only users call: a token from `Authorization` or
+/// `?token=` (a server key there is just an invalid token).
+pub fn http_user(
+    authorization: Option<&str>,
+    query_token: Option<&str>,
+    config: &AuthConfig,
+    now: Timestamp,
+) -> Result<Identity, Error> {
+    authenticate(&upgrade_credentials(authorization, None, query_token)?, config, now)
 }
 
 /// Checks `Authorization: Bearer <key>` against the configured server key in constant time.

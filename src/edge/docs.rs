@@ -49,7 +49,7 @@ pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Respo
 /// `GET /v1/docs/:doc`: `{doc, v, text}` for a user who may read it, or an app server.
 pub(crate) async fn get(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
     let config = config(env)?;
-    if let Caller::User(identity) = call.caller(&config, true)? {
+    if let Caller::User(identity) = call.caller(&config)? {
         if !DocRights::of(identity.caps_or(&config.default_caps), doc.as_str()).read {
             return Err(forbidden(doc));
         }

@@ -77,11 +77,16 @@ impl Call {
         self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
-    /// The caller of a shared HTTP route (see [`auth::http_caller`]).
-    fn caller(&self, config: &Config, server_key_allowed: bool) -> Result<Caller, Error> {
-        let authorization = self.header("authorization");
-        let token = self.query("token");
-        auth::http_caller(authorization.as_deref(), token.as_deref(), config, server_key_allowed, now())
+    /// The caller of a route app servers and users share (see [`auth::http_caller`]).
+    fn caller(&self, config: &Config) -> Result<Caller, Error> {
+        let (authorization, token) = (self.header("authorization"), self.query("token"));
+        auth::http_caller(authorization.as_deref(), token.as_deref(), config, now())
+    }
+
+    /// The user calling a route only users call (see [`auth::http_user`]).
+    fn user(&self, config: &Config) -> Result<auth::Identity, Error> {
+        let (authorization, token) = (self.header("authorization"), self.query("token"));
+        auth::http_user(authorization.as_deref(), token.as_deref(), &config.auth, now())
     }
 }
 
@@ -127,9 +132,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
         }
         Route::RoomHistory(room) => {
             let config = config(&env)?;
-            if let Caller::User(identity) = call.caller(&config, false)? {
-                join_rights(&identity, &config, &room)?;
-            }
+            join_rights(&call.user(&config)?, &config, &room)?;
             let before = number_param("before", call.query("before").as_deref())?;
             let limit = number_param("limit", call.query("limit").as_deref())?;
             let mut path = String::from("history?");
@@ -152,9 +155,7 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
-            if let Caller::User(identity) = call.caller(&config, false)? {
-                join_rights(&identity, &config, &room)?;
-            }
+            join_rights(&call.user(&config)?, &config, &room)?;
             let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
                 Some(resume) => Some(resume),
                 None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
@@ -211,7 +212,7 @@ async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Erro
 /// (the author is the token's `sub`; needs `send`).
 async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
     let config = config(env)?;
-    let caller = call.caller(&config, true)?;
+    let caller = call.caller(&config)?;
     let body = call.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
     if body.len() > config.limits.max_frame_bytes {
         return Err(Error::new(

@@ -3,7 +3,7 @@
 
 use super::objects::{self, Kind};
 use super::{config, http, internal, Call};
-use crate::core::auth::{self, Caller};
+use crate::core::auth;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::notify;
@@ -105,11 +105,7 @@ pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
 
 /// The user a `/v1/users/me/...` HTTP call is for: only a user token names one.
 fn me(call: &Call, env: &Env) -> Result<UserId, Error> {
-    let config = config(env)?;
-    match call.caller(&config, false)? {
-        Caller::User(identity) => Ok(identity.user),
-        Caller::Server => Err(Error::new(ErrorCode::Forbidden, "this route takes a user token")),
-    }
+    Ok(call.user(&config(env)?)?.user)
 }
 
 /// `GET /v1/users/me/notifications?before=&limit=`.
