@@ -77,6 +77,15 @@ impl Call {
         self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
+    /// The request body, refused with 413 over `max` bytes.
+    async fn body(&mut self, max: usize) -> Result<String, Error> {
+        let body = self.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
+        if body.len() > max {
+            return Err(Error::new(ErrorCode::TooLarge, format!("body is over {max} bytes")));
+        }
+        Ok(body)
+    }
+
     /// The caller of a route app servers and users share (see [`auth::http_caller`]).
     fn caller(&self, config: &Config) -> Result<Caller, Error> {
         let (authorization, token) = (self.header("authorization"), self.query("token"));
@@ -213,13 +222,7 @@ async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Erro
 async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
     let config = config(env)?;
     let caller = call.caller(&config)?;
-    let body = call.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
-    if body.len() > config.limits.max_frame_bytes {
-        return Err(Error::new(
-            ErrorCode::TooLarge,
-            format!("body is over {} bytes", config.limits.max_frame_bytes),
-        ));
-    }
+    let body = call.body(config.limits.max_frame_bytes).await?;
     let publish: Publish = serde_json::from_str(&body).map_err(|e| {
         Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
     })?;

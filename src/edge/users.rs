@@ -124,7 +124,7 @@ pub(crate) async fn notifications(call: &Call, env: &Env) -> Result<Response, Er
 /// `POST /v1/users/me/notifications/read` with `{"ids": [...]}` or `{"all": true}`.
 pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> {
     let user = me(call, env)?;
-    let body = body_within(call, 64 * 1024).await?;
+    let body = call.body(64 * 1024).await?;
     forward(env, &user, user_request(&user, "read", Method::Post, Some(body))?).await
 }
 
@@ -140,16 +140,8 @@ pub(crate) async fn stats(call: &Call, env: &Env, user: &UserId) -> Result<Respo
 pub(crate) async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error> {
     let config = config(env)?;
     auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
-    let body = body_within(call, MAX_NOTIFY_BODY).await?;
+    let body = call.body(MAX_NOTIFY_BODY).await?;
     let request = notify::parse(&body, call.header("idempotency-key"), config.limits.max_text_chars)?;
     let answers = fan_out(env, request.users, "notify", &request.delivery, notify::CONCURRENCY).await;
     http::json(202, &notify::response(answers))
-}
-
-async fn body_within(call: &mut Call, max: usize) -> Result<String, Error> {
-    let body = call.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
-    if body.len() > max {
-        return Err(Error::new(ErrorCode::TooLarge, format!("body is over {max} bytes")));
-    }
-    Ok(body)
 }
