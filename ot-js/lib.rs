@@ -62,6 +62,6 @@ pub fn check_op(op: &str) -> Result<(), JsError> {
 /// `transformPosition(cursor, op)`.
 #[wasm_bindgen(js_name = transformPosition)]
 pub fn transform_position(cursor: u32, op: &str) -> Result<u32, JsError> {
-    let moved = ot::transform_position(cursor as usize, &parse(op)?);
+    let moved = ot::transform_position(u64::from(cursor), &parse(op)?);
     u32::try_from(moved).map_err(|_| JsError::new("position out of range"))
 }

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use support::docs::{doc_config, random_op, DocSim, DocStore};
 use support::{config, Rng};
 use switchboard::core::config::Limits;
-use switchboard::core::doc::{Doc, DocConnInfo, DocEffect, SNAPSHOT_EVERY};
+use switchboard::core::doc::{
+    ops_page, Doc, DocConnInfo, DocEffect, ResumeFrom, MAX_OP_COMPONENTS, SNAPSHOT_EVERY,
+};
 use switchboard::core::ids::{ConnId, DocId, UserId};
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
@@ -41,7 +43,9 @@ fn five_clients_converge_over_random_delays_and_every_op_is_acknowledged_once() 
         }
         assert_eq!(sim.applied, sim.clients.iter().map(|c| c.next_seq - 1).sum::<u64>());
         // What storage holds rebuilds the same document.
-        let rebuilt = Doc::restore(DocId::parse("d").unwrap(), sim.store.stored(), doc_config()).unwrap();
+        let (rebuilt, repaired) =
+            Doc::restore(DocId::parse("d").unwrap(), sim.store.stored(), doc_config(), "e".into());
+        assert!(repaired.is_empty(), "seed {seed}: {repaired:?}");
         assert_eq!((rebuilt.text(), rebuilt.version()), (server.as_str(), sim.doc.version()), "seed {seed}");
     }
     assert!(total_ops > 10_000, "{total_ops} ops");
@@ -89,7 +93,10 @@ fn conn(name: &str) -> ConnId {
 impl One {
     fn new(limits: Limits, text: &str) -> One {
         let store = DocStore { snapshot: (0, text.to_owned()), ..DocStore::default() };
-        let doc = Doc::restore(DocId::parse("spec").unwrap(), store.stored(), config(limits)).unwrap();
+        let (doc, effects) =
+            Doc::restore(DocId::parse("spec").unwrap(), store.stored(), config(limits), "e1".into());
+        let mut store = store;
+        effects.iter().for_each(|e| store.apply(e));
         let mut one = One { doc, store, frames: Vec::new(), now: 0 };
         one.connect("w", true, None);
         one.connect("r", false, None);
@@ -104,6 +111,7 @@ impl One {
             expires: Timestamp(u64::MAX / 4),
             can_write,
         };
+        let resume = resume.map(|v| ResumeFrom { v, epoch: None });
         let effects = self.doc.handle_connect(info, resume, Timestamp(0));
         self.apply(effects);
     }
@@ -209,12 +217,9 @@ fn snapshots_compaction_and_restore() {
     }
     assert_eq!(d.store.snapshot.0, 3 * SNAPSHOT_EVERY);
     assert_eq!(d.store.ops.keys().next().copied(), Some(3 * SNAPSHOT_EVERY - retain), "older ops deleted");
-    let rebuilt =
-        Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default())).unwrap();
+    let (rebuilt, _) =
+        Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default()), "e".into());
     assert_eq!((rebuilt.text(), rebuilt.version()), (d.doc.text(), 350));
-    let mut broken = d.store.stored();
-    broken.ops.remove(3);
-    assert!(Doc::restore(DocId::parse("spec").unwrap(), broken, config(Limits::default())).is_err());
 }
 
 #[test]
@@ -243,7 +248,7 @@ fn cursors_are_moved_by_later_ops_and_shown_to_the_others() {
     assert!(cursors.contains(&json!({ "user": "user-r", "conn": "r", "pos": 7, "v": 2 })), "{cursors:?}");
     let bad = d.send("r", json!({ "t": "cursor:update", "ref": 3, "d": { "pos": 1 } }));
     assert_eq!(bad["error"]["code"], "bad_request");
-    let gone = d.doc.handle_close(&conn("r"));
+    let gone = d.doc.handle_close(&conn("r"), Timestamp(0));
     d.apply(gone);
     assert_eq!(d.taken("w", "cursor:update")[0]["d"]["pos"], Value::Null);
 }
@@ -260,4 +265,271 @@ fn a_reconnect_with_v_replays_what_it_missed() {
     assert_eq!(d.taken("w2", "doc:snapshot")[0]["d"]["resumed"], true);
     d.connect("w2", true, Some(7));
     assert_eq!(d.taken("w2", "doc:snapshot")[0]["d"]["resumed"], false);
+}
+
+// Hardening (issue 10): each test is named after a behaviour that failed on 5a06e97.
+
+#[test]
+fn an_op_whose_lengths_wrap_at_32_bits_is_refused_and_the_document_still_loads() {
+    let mut d = One::new(Limits::default(), "");
+    // On wasm32 the two skips summed to 2^32 and wrapped to 0: accepted as ["x"] and stored.
+    let wrapped = d.submit("w", 0, json!([4294967295u64, 1, "x"]), "a", 1);
+    assert_eq!(wrapped["error"]["code"], "bad_request", "{wrapped}");
+    for past_end in
+        [json!([{"d": 4294967296u64}]), json!([9007199254740991u64, "x"]), json!([2147483648u64, "x"])]
+    {
+        assert_eq!(d.submit("w", 0, past_end.clone(), "a", 1)["error"]["code"], "bad_request", "{past_end}");
+    }
+    assert_eq!(d.submit("w", 0, json!([9007199254740992u64, "x"]), "a", 1)["error"]["code"], "bad_request");
+    assert_eq!((d.doc.text(), d.doc.version()), ("", 0));
+    assert!(d.store.ops.is_empty(), "nothing stored");
+    assert_eq!(d.submit("w", 0, json!(["ok"]), "a", 1)["ok"], true);
+    let (rebuilt, effects) =
+        Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default()), "e2".into());
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(rebuilt.text(), "ok");
+}
+
+#[test]
+fn an_op_with_more_components_than_the_limit_is_refused() {
+    let mut d = One::new(Limits::default(), "");
+    let many: Vec<Value> =
+        (0..=MAX_OP_COMPONENTS).map(|i| if i % 2 == 0 { json!("a") } else { json!({"d": 1}) }).collect();
+    assert_eq!(d.submit("w", 0, Value::Array(many), "a", 1)["error"]["code"], "too_large");
+    assert_eq!(d.doc.version(), 0);
+}
+
+#[test]
+fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch() {
+    let mut d = One::new(Limits::default(), "");
+    for seq in 1..=5 {
+        assert_eq!(d.submit("w", seq - 1, json!(["x"]), "a", seq)["ok"], true);
+    }
+    let epoch = d.store.epoch.clone().unwrap();
+    // What 5a06e97 could store: an op that wrapped, at version 3, and ops after it.
+    let mut stored = d.store.stored();
+    stored.ops[3].op = json!([4294967296u64, "x"]).to_string();
+    let (mut doc, effects) =
+        Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
+    let Some(DocEffect::Repair { repair, epoch: new_epoch, text }) = effects.first() else {
+        panic!("{effects:?}")
+    };
+    assert_eq!((repair.dropped_from, repair.continued_at), (3, 5), "no version is reused");
+    assert_eq!((text.as_str(), new_epoch.as_str()), ("xxx", "e2"));
+    assert_eq!((doc.text(), doc.version(), doc.epoch()), ("xxx", 5, "e2"));
+    assert!(doc.repair().is_some(), "reported");
+    // Readable and writable; a resume from the old epoch is refused, whatever its version.
+    let info = |c: &str| DocConnInfo {
+        conn: conn(c),
+        user: UserId::parse("user-w").unwrap(),
+        expires: Timestamp(u64::MAX / 4),
+        can_write: true,
+    };
+    let resumed = |effects: Vec<DocEffect>| {
+        effects.iter().find_map(|e| match e {
+            DocEffect::Send { frame, .. } if frame.contains("doc:snapshot") => {
+                serde_json::from_str::<Value>(frame).ok().map(|f| f["d"]["resumed"].clone())
+            }
+            _ => None,
+        })
+    };
+    let old = doc.handle_connect(info("w"), Some(ResumeFrom { v: 5, epoch: Some(epoch) }), Timestamp(0));
+    assert_eq!(resumed(old), Some(json!(false)));
+    let legacy = doc.handle_connect(info("w2"), Some(ResumeFrom { v: 4, epoch: None }), Timestamp(0));
+    assert_eq!(resumed(legacy), Some(json!(false)), "an old version lies before the new floor");
+    let frame = json!({ "t": "op:submit", "ref": 1, "d": { "v": 5, "op": [3, "!"], "src": "a", "seq": 9 } })
+        .to_string();
+    let ok = doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(1));
+    assert!(ok.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 5)), "{ok:?}");
+    assert_eq!(doc.text(), "xxx!");
+}
+
+#[test]
+fn a_log_that_jumps_is_cut_at_the_gap_instead_of_refusing_every_connect() {
+    let mut d = One::new(Limits::default(), "");
+    for seq in 1..=4 {
+        d.submit("w", seq - 1, json!(["y"]), "a", seq);
+    }
+    let mut stored = d.store.stored();
+    stored.ops.remove(1);
+    let (doc, effects) =
+        Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
+    assert!(matches!(effects.first(), Some(DocEffect::Repair { .. })));
+    assert_eq!((doc.text(), doc.version()), ("y", 4));
+}
+
+#[test]
+fn another_user_reusing_alices_src_cannot_make_her_next_op_a_duplicate() {
+    let mut d = One::new(Limits::default(), "");
+    d.connect("w2", true, None);
+    assert_eq!(d.submit("w", 0, json!(["a"]), "alice-tab", 1)["ok"], true);
+    // user-w2 claims Alice's src with a higher seq: on 5a06e97 her seq 2 was then "stale".
+    assert_eq!(d.submit("w2", 1, json!(["m"]), "alice-tab", 50)["ok"], true);
+    let reply = d.submit("w", 1, json!(["b"]), "alice-tab", 2);
+    assert_eq!(reply["d"]["v"], 2, "applied, not answered as a duplicate: {reply}");
+    assert_eq!(d.doc.text(), "bma");
+    assert_eq!(
+        d.submit("w", 1, json!(["b"]), "alice-tab", 2)["d"]["v"],
+        2,
+        "her own resubmission still dedupes"
+    );
+    assert_eq!(d.doc.version(), 3);
+}
+
+#[test]
+fn a_seq_past_2_53_is_refused_and_the_document_keeps_answering() {
+    let mut d = One::new(Limits::default(), "");
+    assert_eq!(d.submit("w", 0, json!(["x"]), "a", 1u64 << 60)["error"]["code"], "bad_request");
+    assert!(d.store.sources.is_empty());
+    assert_eq!(d.submit("w", 0, json!(["x"]), "a", (1u64 << 53) - 1)["ok"], true);
+}
+
+#[test]
+fn a_far_out_cursor_is_clamped_before_it_is_moved() {
+    let mut d = One::new(Limits::default(), "hello");
+    d.submit("w", 0, json!([5, "!"]), "a", 1);
+    let reply = d.send("r", json!({ "t": "cursor:update", "ref": 1, "d": { "pos": 4294967295u64, "v": 0 } }));
+    // Clamped to the end of "hello" at version 0, then moved: the insert at the end goes after it.
+    assert_eq!(reply["d"]["pos"], 5, "{reply}");
+    let huge = d.send("r", json!({ "t": "cursor:update", "ref": 2, "d": { "anchor": 0, "head": 18446744073709551615u64, "v": 1 } }));
+    assert_eq!(huge["d"]["head"], 6);
+}
+
+#[test]
+fn resumes_are_bounded_by_bytes_and_by_epoch() {
+    let limits = Limits { recovery_max_bytes: 16 * 1024, ..Limits::default() };
+    let mut d = One::new(limits, "");
+    let big = "z".repeat(3000);
+    for seq in 1..=4 {
+        assert_eq!(d.submit("w", seq - 1, json!([big]), "a", seq)["ok"], true);
+    }
+    d.frames.clear();
+    d.connect("w2", true, Some(0));
+    assert_eq!(d.taken("w2", "operation").len(), 4, "12 KB: replayed");
+    assert_eq!(d.taken("w2", "doc:snapshot")[0]["d"]["resumed"], true);
+    for seq in 5..=8 {
+        d.submit("w", seq - 1, json!([big]), "a", seq);
+    }
+    d.frames.clear();
+    d.connect("w2", true, Some(2));
+    assert!(d.taken("w2", "operation").is_empty(), "18 KB is over the limit: nothing replayed");
+    assert_eq!(d.taken("w2", "doc:snapshot")[0]["d"]["resumed"], false);
+    let epoch = d.doc.epoch().to_owned();
+    let info = DocConnInfo {
+        conn: conn("w2"),
+        user: UserId::parse("user-w2").unwrap(),
+        expires: Timestamp(u64::MAX / 4),
+        can_write: true,
+    };
+    let other = d.doc.handle_connect(
+        info.clone(),
+        Some(ResumeFrom { v: 7, epoch: Some("another".into()) }),
+        Timestamp(0),
+    );
+    assert!(!other
+        .iter()
+        .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("\"operation\""))));
+    let same = d.doc.handle_connect(info, Some(ResumeFrom { v: 7, epoch: Some(epoch) }), Timestamp(0));
+    assert_eq!(
+        same.iter()
+            .filter(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("\"operation\"")))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn the_live_log_and_what_a_rebuild_reads_are_bounded_by_bytes() {
+    let limits = Limits { recovery_max_bytes: 16 * 1024, ..Limits::default() };
+    let mut d = One::new(limits.clone(), "");
+    let big = "q".repeat(2000);
+    for seq in 1..=30 {
+        assert_eq!(d.submit("w", seq - 1, json!([big]), "a", seq)["ok"], true);
+    }
+    assert!(d.doc.log_bytes() <= 16 * 1024, "{}", d.doc.log_bytes());
+    assert!(d.doc.log_floor() > 0);
+    // A snapshot is written by bytes long before SNAPSHOT_EVERY ops.
+    assert!(d.store.snapshot.0 >= 24, "snapshot at {}", d.store.snapshot.0);
+    let stored = d.store.stored();
+    let bytes: usize = stored.ops.iter().map(|o| o.op.len()).sum();
+    assert!(bytes <= 16 * 1024 + 2100, "a rebuild reads {bytes} bytes of ops");
+    let (rebuilt, _) = Doc::restore(DocId::parse("spec").unwrap(), stored, config(limits), "e".into());
+    assert_eq!((rebuilt.text(), rebuilt.version()), (d.doc.text(), 30));
+}
+
+#[test]
+fn ops_get_pages_stored_ops_within_the_byte_budget() {
+    let limits = Limits { recovery_max_bytes: 16 * 1024, ..Limits::default() };
+    let mut d = One::new(limits, "");
+    let big = "p".repeat(5000);
+    for seq in 1..=6 {
+        d.submit("w", seq - 1, json!([big]), "a", seq);
+    }
+    let frame = json!({ "t": "ops:get", "ref": 7, "d": { "from": 1 } }).to_string();
+    let effects = d.doc.handle_frame(&conn("r"), Incoming::Text(&frame), Timestamp(10_000));
+    let Some(DocEffect::ReadOps { reply_to, from, until, max_bytes, .. }) = effects.first() else {
+        panic!("{effects:?}")
+    };
+    assert_eq!((*from, *until), (1, 6));
+    // What the shell reads: the rows from `from`, cut by its byte query (here: all of them).
+    let rows: Vec<_> = d.store.ops.values().filter(|o| o.v >= 1).map(|o| o.stored()).collect();
+    let page: Value = serde_json::from_str(&ops_page(reply_to, *from, *until, *max_bytes, &rows)).unwrap();
+    let ops = page["d"]["ops"].as_array().unwrap();
+    assert_eq!(ops.len(), 4, "16 KB of 5 KB ops: the page stops once over the budget");
+    assert_eq!(
+        (ops[0]["v"].clone(), page["d"]["next"].clone(), page["d"]["v"].clone()),
+        (json!(1), json!(5), json!(6))
+    );
+    let gone: Value = serde_json::from_str(&ops_page(reply_to, 0, 6, 1000, &rows)).unwrap();
+    assert_eq!(gone["error"]["code"], "snapshot_required", "version 0 is no longer stored");
+    let done: Value = serde_json::from_str(&ops_page(reply_to, 6, 6, 1000, &[])).unwrap();
+    assert_eq!((done["d"]["ops"].clone(), done["d"]["next"].clone()), (json!([]), json!(6)));
+    let no_ref = d.send("r", json!({ "t": "ops:get", "d": { "from": 1 } }));
+    assert_eq!(no_ref, Value::Null, "without a ref: an error frame, no read");
+}
+
+#[test]
+fn after_exp_plus_leeway_only_auth_refresh_is_heard() {
+    let store = DocStore { snapshot: (0, String::new()), ..DocStore::default() };
+    let (mut doc, _) =
+        Doc::restore(DocId::parse("spec").unwrap(), store.stored(), config(Limits::default()), "e".into());
+    let info = DocConnInfo {
+        conn: conn("w"),
+        user: UserId::parse("u").unwrap(),
+        expires: Timestamp(10_000),
+        can_write: true,
+    };
+    doc.handle_connect(info, None, Timestamp(0));
+    assert_eq!(doc.poll_timeout(), Some(Timestamp(10_000)));
+    let op =
+        json!({ "t": "op:submit", "ref": 1, "d": { "v": 0, "op": ["x"], "src": "a", "seq": 1 } }).to_string();
+    // The alarm has not run yet (it may be late): the frame itself is refused with 4001.
+    let late = doc.handle_frame(&conn("w"), Incoming::Text(&op), Timestamp(10_001));
+    assert!(matches!(late.as_slice(), [DocEffect::Close { code: 4001, .. }]), "{late:?}");
+    assert_eq!(doc.version(), 0);
+}
+
+#[test]
+fn a_reconnect_does_not_refill_the_users_rate_budget() {
+    let mut d = One::new(Limits::default(), "");
+    let spam = |d: &mut One, c: &str| {
+        let frame = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
+        (0..60)
+            .filter(|_| {
+                let effects = d.doc.handle_frame(&conn(c), Incoming::Text(&frame), Timestamp(d.now));
+                effects
+                    .iter()
+                    .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("rate_limited")))
+            })
+            .count()
+    };
+    assert!(spam(&mut d, "r") > 0, "the burst is spent");
+    let gone = d.doc.handle_close(&conn("r"), Timestamp(d.now));
+    d.apply(gone);
+    d.connect("r", false, None);
+    let limited = spam(&mut d, "r");
+    assert!(
+        limited >= 55,
+        "a new socket of the same user starts with the same empty budget ({limited} limited)"
+    );
 }

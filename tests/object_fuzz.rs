@@ -122,7 +122,9 @@ fn random_frames_never_hurt_the_document() {
     for seed in 1..=20u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut store = DocStore { snapshot: (0, "hello 😀".into()), ..DocStore::default() };
-        let mut doc = Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config()).unwrap();
+        let (mut doc, first) =
+            Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config(), "e".into());
+        first.iter().for_each(|e| store.apply(e));
         let mut conns = Vec::new();
         let mut next = 0;
         let mut connect = |doc: &mut Doc, store: &mut DocStore, conns: &mut Vec<ConnId>| {
@@ -171,14 +173,16 @@ fn random_frames_never_hurt_the_document() {
             }
             if closed {
                 // Closed for abuse (4002): the client reconnects.
-                for e in doc.handle_close(&conn) {
+                for e in doc.handle_close(&conn, Timestamp(now)) {
                     store.apply(&e);
                 }
                 conns.swap_remove(at);
                 connect(&mut doc, &mut store, &mut conns);
             }
         }
-        let rebuilt = Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config()).unwrap();
+        let (rebuilt, repaired) =
+            Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config(), "e".into());
+        assert!(repaired.is_empty(), "seed {seed}: the stored document loads without repair");
         assert_eq!((rebuilt.text(), rebuilt.version()), (doc.text(), doc.version()), "seed {seed}");
     }
     assert!(replied > 2000 && applied > 300, "checked {replied} replies, {applied} ops applied");

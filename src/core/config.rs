@@ -20,6 +20,11 @@ pub struct Limits {
     pub typing_ttl_ms: u64,
     /// Most missed messages a reconnect can recover (`RECOVERY_WINDOW`, default 1,000).
     pub recovery_window: u32,
+    /// Largest recovery a reconnect may replay, in bytes of frames: a room's `?since=` replay,
+    /// an SSE opening or a document's `?v=` resume over it answers `recovered:false` /
+    /// `resumed:false` instead (`RECOVERY_MAX_BYTES`, default 1,048,576). Also the most op bytes
+    /// a document keeps in memory past its snapshot, and one `ops:get` page.
+    pub recovery_max_bytes: usize,
     /// Most sockets one user may hold in one room (`MAX_SOCKETS_PER_USER`, default 10).
     pub max_sockets_per_user: usize,
     /// Most keys in a room's live state (`STATE_MAX_KEYS`, default 256).
@@ -49,6 +54,7 @@ impl Default for Limits {
             max_strikes: 20,
             typing_ttl_ms: 6000,
             recovery_window: 1000,
+            recovery_max_bytes: 1 << 20,
             max_sockets_per_user: 10,
             state_max_keys: 256,
             state_max_value_bytes: 16 * 1024,
@@ -124,6 +130,8 @@ impl Config {
                 typing_ttl_ms: number("TYPING_TTL_MS", defaults.typing_ttl_ms)?.clamp(100, 600_000),
                 recovery_window: number("RECOVERY_WINDOW", defaults.recovery_window.into())?.clamp(0, 100_000)
                     as u32,
+                recovery_max_bytes: number("RECOVERY_MAX_BYTES", defaults.recovery_max_bytes as u64)?
+                    .clamp(16 * 1024, 16 << 20) as usize,
                 max_sockets_per_user: number("MAX_SOCKETS_PER_USER", defaults.max_sockets_per_user as u64)?
                     .clamp(1, 10_000) as usize,
                 state_max_keys: number("STATE_MAX_KEYS", defaults.state_max_keys as u64)?.clamp(1, 100_000)

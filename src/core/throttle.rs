@@ -29,6 +29,14 @@ impl Bucket {
         Bucket { milli_tokens: u64::from(rate.burst) * COST, updated: now }
     }
 
+    /// Whether the bucket has refilled completely by `now` (it can then be forgotten: a new
+    /// full one is the same).
+    pub fn is_full(&self, rate: Rate, now: Timestamp) -> bool {
+        let elapsed = now.as_millis().saturating_sub(self.updated.as_millis());
+        let capacity = u64::from(rate.burst) * COST;
+        self.milli_tokens.saturating_add(elapsed.saturating_mul(rate.per_sec.into())) >= capacity
+    }
+
     /// Takes one token, or says how many milliseconds until one is available.
     pub fn take(&mut self, rate: Rate, now: Timestamp) -> Result<(), u64> {
         let elapsed = now.as_millis().saturating_sub(self.updated.as_millis());

@@ -3,14 +3,13 @@
 //! periodic snapshots in SQLite, its one alarm (token expiry), and a [`Doc`] rebuilt lazily
 //! after every wake from the latest snapshot plus the ops after it.
 
-use super::sql::{
-    self, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, storage, write_meta,
-};
+use super::sql::{self, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta};
 use super::{config, http, internal, now, socket};
-use crate::core::doc::{Doc, DocConnInfo, DocEffect, LoggedOp, StoredDoc};
+use crate::core::doc::{
+    ops_page, Applied, Doc, DocConnInfo, DocEffect, LoggedOp, Owner, Repair, ResumeFrom, StoredDoc, StoredOp,
+};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::ot::Op;
 use crate::core::protocol;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
@@ -21,9 +20,18 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ops (v INTEGER PRIMARY KEY, op TEXT NOT NULL, src TEXT NOT NULL, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sources (src TEXT PRIMARY KEY, seq INTEGER NOT NULL, v INTEGER NOT NULL);";
+/// The schema's versions, in order (see [`sql::migrate`]).
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release (5a06e97).
+    "CREATE TABLE IF NOT EXISTS ops (v INTEGER PRIMARY KEY, op TEXT NOT NULL, src TEXT NOT NULL, seq INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS sources (src TEXT PRIMARY KEY, seq INTEGER NOT NULL, v INTEGER NOT NULL);",
+    // 2: sources belong to a user, so no one can advance or evict another's; rows from before
+    // keep an empty user (they answer exact resubmissions only).
+    "CREATE TABLE sources_by_user (user TEXT NOT NULL, src TEXT NOT NULL, seq INTEGER NOT NULL, v INTEGER NOT NULL, PRIMARY KEY (user, src));
+     INSERT INTO sources_by_user (user, src, seq, v) SELECT '', src, seq, v FROM sources;
+     DROP TABLE sources;
+     ALTER TABLE sources_by_user RENAME TO sources;",
+];
 
 struct Live {
     doc: Doc,
@@ -127,7 +135,9 @@ impl DocumentObject {
         let expires =
             header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
         let can_write = header(req, internal::CAN_SEND).as_deref() == Some("1");
-        let resume = header(req, internal::SINCE).and_then(|v| v.parse().ok());
+        let resume = header(req, internal::SINCE)
+            .and_then(|v| v.parse().ok())
+            .map(|v| ResumeFrom { v, epoch: header(req, internal::EPOCH) });
         let info = DocConnInfo { conn: random_id()?, user, expires, can_write };
 
         let mut slot = self.live.borrow_mut();
@@ -153,7 +163,10 @@ impl DocumentObject {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, doc_hint(req).as_ref())?;
         let doc = &live.doc;
-        http::json(200, &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "text": doc.text() }))
+        http::json(
+            200,
+            &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "epoch": doc.epoch(), "text": doc.text() }),
+        )
     }
 
     /// Counters for operators and tests; `wakes` counts rebuilds from storage.
@@ -166,11 +179,16 @@ impl DocumentObject {
             &serde_json::json!({
                 "doc": doc.id(),
                 "v": doc.version(),
+                "epoch": doc.epoch(),
                 "logFloor": doc.log_floor(),
+                "logBytes": doc.log_bytes(),
+                "sources": doc.source_count(),
                 "chars": crate::core::ot::chars(doc.text()),
                 "connections": doc.connection_count(),
                 "alarm": live.alarm,
                 "wakes": sql::wakes(&live.sql)?,
+                "repair": read_meta(&live.sql, "repair")?
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
             }),
         )
     }
@@ -187,7 +205,7 @@ impl DocumentObject {
     fn rebuild(&self, hint: Option<&DocId>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        sql::migrate(&sql, MIGRATIONS)?;
         let id = match (read_meta(&sql, "doc")?, hint) {
             (Some(stored), _) => DocId::parse(&stored).map_err(|_| corrupt("document id"))?,
             (None, Some(hint)) => {
@@ -197,20 +215,24 @@ impl DocumentObject {
             (None, None) => return Err(Error::new(ErrorCode::Internal, "document has no name yet")),
         };
         count_wake(&sql)?;
+        let snapshot_v = read_meta(&sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let stored = StoredDoc {
-            snapshot_v: read_meta(&sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0),
+            epoch: read_meta(&sql, "epoch")?,
+            snapshot_v,
             snapshot_text: read_meta(&sql, "snapshot_text")?.unwrap_or_default(),
-            ops: read_ops(&sql)?,
+            ops: read_ops(&sql, snapshot_v, None, None)?,
             sources: read_sources(&sql)?,
         };
-        let mut doc = Doc::restore(id, stored, config)?;
+        let (mut doc, effects) = Doc::restore(id, stored, config, random_id()?.to_string());
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<DocConnInfo>(&self.state)? {
             sockets.insert(info.conn.clone(), ws);
             doc.restore_conn(info, now);
         }
-        Ok(Live { doc, sockets, alarm: None, sql })
+        let mut live = Some(Live { doc, sockets, alarm: None, sql });
+        self.apply(&mut live, None, effects);
+        live.ok_or_else(|| Error::new(ErrorCode::Internal, "could not store the document's repair"))
     }
 
     /// Applies effects in order and re-aims the alarm. Writes come before the frames that
@@ -222,7 +244,18 @@ impl DocumentObject {
             let Some(live) = slot.as_mut() else { return };
             let written = match effect {
                 DocEffect::AppendOp(op) => append_op(&live.sql, &op),
-                DocEffect::SaveSource { src, seq, v, forget } => save_source(&live.sql, &src, seq, v, forget),
+                DocEffect::SaveSource { user, src, applied, forget } => {
+                    save_source(&live.sql, &Some(user), &src, applied, forget)
+                }
+                DocEffect::SaveEpoch(epoch) => write_meta(&live.sql, "epoch", &epoch),
+                DocEffect::Repair { repair, epoch, text } => save_repair(&live.sql, &repair, &epoch, &text),
+                DocEffect::ReadOps { to, reply_to, from, until, max_bytes } => {
+                    read_ops(&live.sql, from, Some(until), Some(max_bytes)).map(|rows| {
+                        if let Some(ws) = live.sockets.get(&to) {
+                            socket::send(ws, &ops_page(&reply_to, from, until, max_bytes, &rows));
+                        }
+                    })
+                }
                 DocEffect::SaveSnapshot { v, text, compact_before } => {
                     write_meta(&live.sql, "snapshot_text", &text)
                         .and_then(|()| write_meta(&live.sql, "snapshot_v", &v.to_string()))
@@ -281,7 +314,7 @@ impl DocumentObject {
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {
         let Some(live) = slot.as_mut() else { return };
         live.sockets.remove(conn);
-        let effects = live.doc.handle_close(conn);
+        let effects = live.doc.handle_close(conn, now());
         self.apply(slot, None, effects);
     }
 }
@@ -299,49 +332,89 @@ fn append_op(sql: &SqlStorage, op: &LoggedOp) -> Result<(), Error> {
     )
 }
 
-fn save_source(sql: &SqlStorage, src: &str, seq: u64, v: u64, forget: Option<String>) -> Result<(), Error> {
+fn save_source(
+    sql: &SqlStorage,
+    user: &Owner,
+    src: &str,
+    applied: Applied,
+    forget: Option<(Owner, String)>,
+) -> Result<(), Error> {
+    let owner = |o: &Owner| o.as_ref().map_or_else(String::new, |u| u.as_str().to_owned());
     run(
         sql,
-        "INSERT INTO sources (src, seq, v) VALUES (?, ?, ?)
-         ON CONFLICT(src) DO UPDATE SET seq = excluded.seq, v = excluded.v",
-        vec![src.to_owned().into(), safe_integer(seq)?, safe_integer(v)?],
+        "INSERT INTO sources (user, src, seq, v) VALUES (?, ?, ?, ?)
+         ON CONFLICT(user, src) DO UPDATE SET seq = excluded.seq, v = excluded.v",
+        vec![owner(user).into(), src.to_owned().into(), safe_integer(applied.seq)?, safe_integer(applied.v)?],
     )?;
     match forget {
-        Some(gone) => run(sql, "DELETE FROM sources WHERE src = ?", vec![gone.into()]),
+        Some((who, gone)) => {
+            run(sql, "DELETE FROM sources WHERE user = ? AND src = ?", vec![owner(&who).into(), gone.into()])
+        }
         None => Ok(()),
     }
 }
 
-fn read_ops(sql: &SqlStorage) -> Result<Vec<LoggedOp>, Error> {
+/// Stores what a repair decided and logs it: the text at the last good version becomes the
+/// snapshot at a version no client has seen, the log goes, and so do the dropped ops' sources.
+fn save_repair(sql: &SqlStorage, repair: &Repair, epoch: &str, text: &str) -> Result<(), Error> {
+    worker::console_error!(
+        "document repaired: ops from version {} dropped, continuing at {}: {}",
+        repair.dropped_from,
+        repair.continued_at,
+        repair.reason
+    );
+    let report = serde_json::json!({
+        "droppedFrom": repair.dropped_from,
+        "continuedAt": repair.continued_at,
+        "reason": repair.reason,
+        "epoch": epoch,
+    });
+    write_meta(sql, "snapshot_text", text)?;
+    write_meta(sql, "snapshot_v", &repair.continued_at.to_string())?;
+    write_meta(sql, "epoch", epoch)?;
+    write_meta(sql, "repair", &report.to_string())?;
+    run(sql, "DELETE FROM ops", Vec::new())?;
+    run(sql, "DELETE FROM sources WHERE v >= ?", vec![safe_integer(repair.dropped_from)?])
+}
+
+/// Logged ops from version `from` on, below `until`, and at most about `max_bytes` of op text
+/// (the first row always comes, however large), unparsed: the core decides what they are.
+fn read_ops(
+    sql: &SqlStorage,
+    from: u64,
+    until: Option<u64>,
+    max_bytes: Option<usize>,
+) -> Result<Vec<StoredOp>, Error> {
+    let until = until.map_or(sql::bound(u64::MAX), sql::bound);
+    let max_bytes = sql::bound(max_bytes.map_or(u64::MAX, |b| b as u64));
+    rows(
+        sql,
+        "SELECT v, op, src, seq FROM (
+           SELECT v, op, src, seq, SUM(length(op)) OVER (ORDER BY v) - length(op) AS before
+           FROM ops WHERE v >= ? AND v < ?
+         ) WHERE before < ? ORDER BY v",
+        vec![sql::bound(from), until, max_bytes],
+    )
+}
+
+fn read_sources(sql: &SqlStorage) -> Result<BTreeMap<(Owner, String), Applied>, Error> {
     #[derive(Deserialize)]
     struct Row {
-        v: i64,
-        op: String,
+        user: String,
         src: String,
         seq: i64,
+        v: i64,
     }
-    let found: Vec<Row> = rows(sql, "SELECT v, op, src, seq FROM ops ORDER BY v", Vec::new())?;
+    let found: Vec<Row> = rows(sql, "SELECT user, src, seq, v FROM sources", Vec::new())?;
     found
         .into_iter()
         .map(|r| {
-            let value = serde_json::from_str(&r.op).map_err(|_| corrupt("op"))?;
-            Ok(LoggedOp {
-                v: r.v.max(0) as u64,
-                op: Op::from_json(&value).map_err(|_| corrupt("op"))?,
-                src: r.src,
-                seq: r.seq.max(0) as u64,
-            })
+            let owner = match r.user.as_str() {
+                "" => None,
+                user => Some(UserId::parse(user).map_err(|_| corrupt("source"))?),
+            };
+            let applied = Applied { seq: r.seq.max(0) as u64, v: r.v.max(0) as u64 };
+            Ok(((owner, r.src), applied))
         })
         .collect()
-}
-
-fn read_sources(sql: &SqlStorage) -> Result<BTreeMap<String, (u64, u64)>, Error> {
-    #[derive(Deserialize)]
-    struct Row {
-        src: String,
-        seq: i64,
-        v: i64,
-    }
-    let found: Vec<Row> = rows(sql, "SELECT src, seq, v FROM sources", Vec::new())?;
-    Ok(found.into_iter().map(|r| (r.src, (r.seq.max(0) as u64, r.v.max(0) as u64))).collect())
 }

@@ -21,7 +21,7 @@ fn forbidden(doc: &DocId) -> Error {
     Error::new(ErrorCode::Forbidden, format!("this token may not read document {doc}"))
 }
 
-/// `GET /v1/docs/:doc/ws?v=`: the common checks, `read` on the document (403), then the upgrade
+/// `GET /v1/docs/:doc/ws?v=&epoch=`: the common checks, `read` on the document (403), then the upgrade
 /// goes to the document with the socket's rights and the version to resume from.
 pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
     let (creds, identity, config) = upgrade_identity(call, env)?;
@@ -30,6 +30,10 @@ pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Respo
         return Err(forbidden(doc));
     }
     let resume = number_param("v", call.query("v").as_deref())?;
+    let epoch = call.query("epoch");
+    if epoch.as_ref().is_some_and(|e| e.is_empty() || e.len() > 64) {
+        return Err(Error::new(ErrorCode::BadRequest, "epoch must be 1 to 64 characters"));
+    }
     let mut req = doc_request(doc, "connect")?;
     let h = req.headers_mut().map_err(http::internal)?;
     let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
@@ -39,6 +43,9 @@ pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Respo
     set(internal::CAN_SEND, if rights.write { "1" } else { "0" })?;
     if let Some(v) = resume {
         set(internal::SINCE, &v.to_string())?;
+        if let Some(epoch) = &epoch {
+            set(internal::EPOCH, epoch)?;
+        }
     }
     if let Some(protocol) = creds.protocol {
         set(internal::PROTOCOL, protocol)?;

@@ -12,6 +12,29 @@ use worker::{SqlStorage, SqlStorageValue, State};
 pub(crate) const META_SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
+/// Brings an object's schema up to date. `steps[i]` takes the schema from version `i` to
+/// `i + 1`; the version reached is kept in `meta` (`schema`). Storage written before versions
+/// existed reads as version 0, so every object's first step is its original schema with
+/// `IF NOT EXISTS`. Runs once per wake; an event's writes commit together, so a step and its
+/// version land together or not at all.
+pub(crate) fn migrate(sql: &SqlStorage, steps: &[&str]) -> Result<(), Error> {
+    run(sql, META_SCHEMA, Vec::new())?;
+    let at = match read_meta(sql, "schema")? {
+        None => 0,
+        Some(v) => v.parse::<usize>().map_err(|_| corrupt("schema version"))?,
+    };
+    if at > steps.len() {
+        return Err(Error::new(ErrorCode::Internal, "storage was written by a newer release"));
+    }
+    for step in steps.iter().skip(at) {
+        run(sql, step, Vec::new())?;
+    }
+    if at < steps.len() {
+        write_meta(sql, "schema", &steps.len().to_string())?;
+    }
+    Ok(())
+}
+
 /// Largest integer JS numbers (and so SQLite bindings here) carry exactly.
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 

@@ -8,7 +8,7 @@ use super::{config, Rng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use switchboard::core::config::Limits;
-use switchboard::core::doc::{Doc, DocConnInfo, DocEffect, LoggedOp, StoredDoc};
+use switchboard::core::doc::{Applied, Doc, DocConnInfo, DocEffect, LoggedOp, Owner, StoredDoc};
 use switchboard::core::ids::{ConnId, DocId, UserId};
 use switchboard::core::ot::{self, compose, transform, Component, Deleted, Op, Side};
 use switchboard::core::protocol::Incoming;
@@ -19,15 +19,17 @@ use switchboard::core::time::Timestamp;
 pub struct DocStore {
     pub snapshot: (u64, String),
     pub ops: BTreeMap<u64, LoggedOp>,
-    pub sources: BTreeMap<String, (u64, u64)>,
+    pub sources: BTreeMap<(Owner, String), Applied>,
+    pub epoch: Option<String>,
 }
 
 impl DocStore {
     pub fn stored(&self) -> StoredDoc {
         StoredDoc {
+            epoch: self.epoch.clone(),
             snapshot_v: self.snapshot.0,
             snapshot_text: self.snapshot.1.clone(),
-            ops: self.ops.values().filter(|o| o.v >= self.snapshot.0).cloned().collect(),
+            ops: self.ops.values().filter(|o| o.v >= self.snapshot.0).map(LoggedOp::stored).collect(),
             sources: self.sources.clone(),
         }
     }
@@ -37,11 +39,18 @@ impl DocStore {
             DocEffect::AppendOp(op) => {
                 self.ops.insert(op.v, op.clone());
             }
-            DocEffect::SaveSource { src, seq, v, forget } => {
-                self.sources.insert(src.clone(), (*seq, *v));
+            DocEffect::SaveSource { user, src, applied, forget } => {
+                self.sources.insert((Some(user.clone()), src.clone()), *applied);
                 if let Some(f) = forget {
                     self.sources.remove(f);
                 }
+            }
+            DocEffect::SaveEpoch(epoch) => self.epoch = Some(epoch.clone()),
+            DocEffect::Repair { repair, epoch, text } => {
+                self.snapshot = (repair.continued_at, text.clone());
+                self.ops.clear();
+                self.sources.retain(|_, a| a.v < repair.dropped_from);
+                self.epoch = Some(epoch.clone());
             }
             DocEffect::SaveSnapshot { v, text, compact_before } => {
                 self.snapshot = (*v, text.clone());
@@ -165,7 +174,10 @@ pub fn doc_config() -> switchboard::core::config::Config {
 impl DocSim {
     pub fn new(clients: usize, seed: u64, initial: &str) -> DocSim {
         let store = DocStore { snapshot: (0, initial.to_owned()), ..DocStore::default() };
-        let doc = Doc::restore(DocId::parse("d").unwrap(), store.stored(), doc_config()).unwrap();
+        let (doc, effects) =
+            Doc::restore(DocId::parse("d").unwrap(), store.stored(), doc_config(), "e1".into());
+        let mut store = store;
+        effects.iter().for_each(|e| store.apply(e));
         let mut sim = DocSim {
             doc,
             store,
@@ -300,12 +312,12 @@ pub fn random_op(rng: &mut Rng, text: &str) -> Op {
         let left = len - pos;
         match rng.below(3) {
             0 if left > 0 => {
-                let n = 1 + rng.below(left);
+                let n = 1 + rng.below(left as usize) as u64;
                 components.push(Component::Skip(n));
                 pos += n;
             }
             2 if left > 0 => {
-                let n = 1 + rng.below(left.min(4));
+                let n = 1 + rng.below(left.min(4) as usize) as u64;
                 components.push(Component::Delete(Deleted::Count(n)));
                 pos += n;
             }

@@ -4,31 +4,47 @@
 //! A submitted op names the version it was based on; the document transforms it over every op
 //! applied since (each with side `left`, as ShareDB does), applies it, logs it at the version it
 //! was applied at, acknowledges the sender and sends it to everyone else in version order. A
-//! resubmitted `(src, seq)` is acknowledged again and never applied twice. The shell persists
-//! the op log and periodic snapshots ([`DocEffect`]) and rebuilds the document with
-//! [`Doc::restore`] after a wake.
+//! resubmitted `(src, seq)` of the same user is acknowledged again and never applied twice
+//! ([`sources`]). The shell persists the op log and periodic snapshots ([`DocEffect`]) and
+//! rebuilds the document with [`Doc::restore`] after a wake.
+//!
+//! Memory is bounded by bytes, not only by counts: the live log keeps at most
+//! `RECOVERY_MAX_BYTES` of ops (and `DOC_LOG_RETAIN` of them), a snapshot is written every
+//! [`SNAPSHOT_EVERY`] ops or `RECOVERY_MAX_BYTES` of ops, and a rebuild reads only the snapshot
+//! and the ops after it. Older ops stay in storage for `ops:get` pages.
+//!
+//! Storage is never trusted to be well formed: a row that does not parse, apply or follow its
+//! predecessor ends the rebuild there, and the document goes on from the last good version in
+//! a new epoch ([`Repair`]) instead of refusing every connect.
+
+mod cursor;
+pub mod sources;
+
+pub use cursor::Cursor;
+pub use sources::{Applied, Owner, Sources};
 
 use crate::core::auth;
 use crate::core::caps::DocRights;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::ot::{self, transform, transform_position, Op, Side};
+use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
 use crate::core::protocol::{self, Envelope, Incoming, Ref};
 use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
+use cursor::CursorPayload;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sources::Seen;
 use std::collections::{BTreeMap, VecDeque};
 
-/// A snapshot is written every this many ops; the log older than `DOC_LOG_RETAIN` ops is
-/// deleted then.
+/// A snapshot is written every this many ops (or sooner, when the ops since the last one reach
+/// `RECOVERY_MAX_BYTES`); the log older than `DOC_LOG_RETAIN` ops is deleted then.
 pub const SNAPSHOT_EVERY: u64 = 100;
 
-/// Sources (`src`) whose last `seq` is remembered for duplicate detection; past it the least
-/// recently active is forgotten.
-pub const MAX_SOURCES: usize = 10_000;
+/// Most components in one op: each costs a step of every transform and cursor move.
+pub const MAX_OP_COMPONENTS: usize = 1_000;
 
 /// Longest `src`, in bytes.
 pub const MAX_SRC_LEN: usize = 128;
@@ -64,12 +80,82 @@ pub struct LoggedOp {
 }
 
 impl LoggedOp {
-    fn frame(&self) -> String {
-        protocol::event(
-            "operation",
-            &json!({ "v": self.v, "op": self.op.to_json(), "src": self.src, "seq": self.seq }),
-        )
+    fn data(&self) -> Value {
+        json!({ "v": self.v, "op": self.op.to_json(), "src": self.src, "seq": self.seq })
     }
+
+    fn frame(&self) -> String {
+        protocol::event("operation", &self.data())
+    }
+
+    /// The row storage keeps for it.
+    pub fn stored(&self) -> StoredOp {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        StoredOp {
+            v: int(self.v),
+            op: self.op.to_json().to_string(),
+            src: self.src.clone(),
+            seq: int(self.seq),
+        }
+    }
+}
+
+/// An op row as storage holds it, not yet trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredOp {
+    /// Its version.
+    pub v: i64,
+    /// The op as JSON text.
+    pub op: String,
+    /// The client id.
+    pub src: String,
+    /// The client's counter.
+    pub seq: i64,
+}
+
+impl StoredOp {
+    /// The logged op it holds, checked: a version and counter in range and an op that parses
+    /// within the limits.
+    fn parse(&self) -> Result<LoggedOp, String> {
+        let number = |n: i64, what: &str| {
+            u64::try_from(n)
+                .ok()
+                .filter(|n| *n <= MAX_LEN)
+                .ok_or_else(|| format!("{what} {n} is out of range"))
+        };
+        let value: Value =
+            serde_json::from_str(&self.op).map_err(|e| format!("op {} is not JSON: {e}", self.v))?;
+        let op = parse_op(&value).map_err(|e| format!("op {}: {}", self.v, e.message))?;
+        Ok(LoggedOp {
+            v: number(self.v, "version")?,
+            op,
+            src: self.src.clone(),
+            seq: number(self.seq, "seq")?,
+        })
+    }
+}
+
+/// Reads a submitted or stored op within the limits.
+fn parse_op(value: &Value) -> Result<Op, Error> {
+    if value.as_array().is_some_and(|c| c.len() > MAX_OP_COMPONENTS) {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!("an op has at most {MAX_OP_COMPONENTS} components"),
+        ));
+    }
+    Op::from_json(value).map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad op: {e}")))
+}
+
+/// A rebuild that stopped at a bad stored op: the document goes on from the last good version,
+/// at a version no client has seen, in a new epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The first version that could not be loaded (its op and every later one are dropped).
+    pub dropped_from: u64,
+    /// The version the document continues at (past every stored version, so none is reused).
+    pub continued_at: u64,
+    /// Why.
+    pub reason: String,
 }
 
 /// One instruction for the document's shell, applied in order.
@@ -77,17 +163,17 @@ impl LoggedOp {
 pub enum DocEffect {
     /// Persist an applied op.
     AppendOp(LoggedOp),
-    /// Remember the last `seq` applied from `src` (and at which version); `forget` is a source
-    /// to drop from storage to stay under [`MAX_SOURCES`].
+    /// Remember the last `seq` applied from `(user, src)` (and at which version); `forget` is an
+    /// entry to drop from storage to stay in bounds.
     SaveSource {
+        /// Whose source.
+        user: UserId,
         /// The client id.
         src: String,
-        /// Its last applied counter.
-        seq: u64,
-        /// The version that op was applied at.
-        v: u64,
-        /// A source forgotten to make room.
-        forget: Option<String>,
+        /// Its last applied counter and version.
+        applied: Applied,
+        /// An entry forgotten to make room.
+        forget: Option<(Owner, String)>,
     },
     /// Persist the text at version `v`, and delete logged ops below `compact_before`.
     SaveSnapshot {
@@ -97,6 +183,33 @@ pub enum DocEffect {
         text: String,
         /// Ops below this version are no longer needed.
         compact_before: u64,
+    },
+    /// Remember the document's epoch (first load of a document without one).
+    SaveEpoch(String),
+    /// A rebuild stopped at a bad op: store `text` as the snapshot at `repair.continued_at`,
+    /// delete every logged op, forget the sources of dropped ops, store `epoch`, and report.
+    Repair {
+        /// What happened.
+        repair: Repair,
+        /// The new epoch.
+        epoch: String,
+        /// The text at the last good version.
+        text: String,
+    },
+    /// Answer `ops:get` from storage: read the logged ops from version `from` up to (not
+    /// including) `until`, at most about `max_bytes` of them, and send `to` the frame
+    /// [`ops_page`] builds from them.
+    ReadOps {
+        /// Who asked.
+        to: ConnId,
+        /// Their request's ref.
+        reply_to: Ref,
+        /// First version wanted.
+        from: u64,
+        /// The document's version when asked.
+        until: u64,
+        /// Byte budget of the page (one op more is read when the first alone is over it).
+        max_bytes: usize,
     },
     /// Store this connection's new data in its socket attachment (after `auth:refresh`).
     UpdateConn(DocConnInfo),
@@ -125,50 +238,6 @@ pub enum DocEffect {
     },
 }
 
-/// A cursor: a caret, or a selection from `anchor` to `head` (code points).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cursor {
-    /// A caret.
-    Caret(usize),
-    /// A selection; `head` may be before `anchor`.
-    Selection {
-        /// Where it started.
-        anchor: usize,
-        /// Where it ends (the caret).
-        head: usize,
-    },
-}
-
-impl Cursor {
-    fn moved(self, op: &Op) -> Cursor {
-        match self {
-            Cursor::Caret(p) => Cursor::Caret(transform_position(p, op)),
-            Cursor::Selection { anchor, head } => Cursor::Selection {
-                anchor: transform_position(anchor, op),
-                head: transform_position(head, op),
-            },
-        }
-    }
-
-    fn clamped(self, len: usize) -> Cursor {
-        match self {
-            Cursor::Caret(p) => Cursor::Caret(p.min(len)),
-            Cursor::Selection { anchor, head } => {
-                Cursor::Selection { anchor: anchor.min(len), head: head.min(len) }
-            }
-        }
-    }
-
-    fn json(self, user: &UserId, conn: &ConnId, v: u64) -> Value {
-        match self {
-            Cursor::Caret(pos) => json!({ "user": user, "conn": conn, "pos": pos, "v": v }),
-            Cursor::Selection { anchor, head } => {
-                json!({ "user": user, "conn": conn, "anchor": anchor, "head": head, "v": v })
-            }
-        }
-    }
-}
-
 /// Rate-limited classes of document events.
 #[derive(Debug, Clone, Copy)]
 enum EventClass {
@@ -179,6 +248,7 @@ enum EventClass {
 
 impl EventClass {
     const COUNT: usize = 3;
+    const ALL: [EventClass; EventClass::COUNT] = [EventClass::Op, EventClass::Cursor, EventClass::Read];
 
     fn rate(self) -> Rate {
         match self {
@@ -197,12 +267,40 @@ impl EventClass {
     }
 }
 
+/// A user's rate budget in this document, shared by all their sockets; it outlives a
+/// reconnect until it has refilled, so reconnecting buys no fresh burst.
+#[derive(Debug)]
+struct Budget([Bucket; EventClass::COUNT]);
+
+impl Budget {
+    fn full(now: Timestamp) -> Budget {
+        Budget(EventClass::ALL.map(|c| Bucket::full(c.rate(), now)))
+    }
+
+    fn is_full(&self, now: Timestamp) -> bool {
+        EventClass::ALL.iter().zip(&self.0).all(|(c, b)| b.is_full(c.rate(), now))
+    }
+}
+
 #[derive(Debug)]
 struct Connection {
     info: DocConnInfo,
     strikes: protocol::Strikes,
-    buckets: [Bucket; EventClass::COUNT],
     cursor: Option<Cursor>,
+}
+
+/// An op in the live log, with the size of its `operation` frame.
+#[derive(Debug)]
+struct Logged {
+    op: LoggedOp,
+    bytes: usize,
+}
+
+impl Logged {
+    fn new(op: LoggedOp) -> Logged {
+        let bytes = op.frame().len();
+        Logged { op, bytes }
+    }
 }
 
 /// One document's live state.
@@ -210,71 +308,134 @@ struct Connection {
 pub struct Doc {
     id: DocId,
     config: Config,
+    epoch: String,
     version: u64,
     text: String,
     /// Length of `text` in code points (what cursors are clamped to).
-    chars: usize,
-    /// The retained ops, contiguous, ending at `version - 1`.
-    log: VecDeque<LoggedOp>,
-    /// Per source: its last applied `seq` and the version it was applied at.
-    sources: BTreeMap<String, (u64, u64)>,
+    chars: u64,
+    /// The live ops, contiguous, ending at `version - 1`; bounded by count and bytes.
+    log: VecDeque<Logged>,
+    log_bytes: usize,
+    sources: Sources,
     snapshot_v: u64,
+    /// Bytes of the ops applied since the snapshot (a snapshot is due past the byte limit).
+    bytes_since_snapshot: usize,
+    repair: Option<Repair>,
     conns: BTreeMap<ConnId, Connection>,
+    budgets: BTreeMap<UserId, Budget>,
     timers: Timers<ConnId>,
 }
 
 /// What the shell read from storage.
 #[derive(Debug, Clone, Default)]
 pub struct StoredDoc {
+    /// The document's epoch, when it has one.
+    pub epoch: Option<String>,
     /// The latest snapshot's version (0 with none).
     pub snapshot_v: u64,
     /// The latest snapshot's text.
     pub snapshot_text: String,
-    /// Logged ops in version order, at least every one from `snapshot_v` on.
-    pub ops: Vec<LoggedOp>,
-    /// Remembered sources: `src` → (last seq, version).
-    pub sources: BTreeMap<String, (u64, u64)>,
+    /// Logged ops from `snapshot_v` on, in version order.
+    pub ops: Vec<StoredOp>,
+    /// Remembered sources.
+    pub sources: BTreeMap<(Owner, String), Applied>,
 }
 
-/// A reconnect position: the version the client has (`?v=`).
-pub type ResumeFrom = Option<u64>;
+/// A reconnect position: the version the client has (`?v=`) and, when it knows it, the epoch
+/// that version belongs to (`&epoch=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeFrom {
+    /// The client's version.
+    pub v: u64,
+    /// The epoch of that version.
+    pub epoch: Option<String>,
+}
 
 impl Doc {
-    /// Rebuilds the document from storage: the snapshot plus every logged op after it.
-    pub fn restore(id: DocId, stored: StoredDoc, config: Config) -> Result<Doc, Error> {
-        let corrupt =
-            |why: String| Error::new(ErrorCode::Internal, format!("stored document is corrupt: {why}"));
+    /// Rebuilds the document from storage: the snapshot plus every logged op after it, up to
+    /// the first that cannot be loaded. Also returns what the shell must write: a new epoch
+    /// (`fresh_epoch`, when storage has none or the log had to be cut), and a repair.
+    pub fn restore(
+        id: DocId,
+        stored: StoredDoc,
+        config: Config,
+        fresh_epoch: String,
+    ) -> (Doc, Vec<DocEffect>) {
         let mut text = stored.snapshot_text;
         let mut version = stored.snapshot_v;
-        let mut log = VecDeque::new();
-        let first = stored.ops.first().map_or(version, |o| o.v.min(version));
-        for (expected, logged) in (first..).zip(stored.ops) {
-            if logged.v != expected {
-                return Err(corrupt(format!("op log jumps from {expected} to {}", logged.v)));
+        let mut log = Vec::new();
+        let mut problem = None;
+        let mut last_stored = version;
+        for row in &stored.ops {
+            // Versions past what clients carry are not real versions: never continue after them.
+            if let Some(v) = u64::try_from(row.v).ok().filter(|v| *v < MAX_LEN) {
+                last_stored = last_stored.max(v + 1);
             }
-            if logged.v >= version {
-                text = ot::apply(&text, &logged.op).map_err(|e| corrupt(e.0))?;
-                version = logged.v + 1;
+            if problem.is_some() || row.v < 0 || (row.v as u64) < version {
+                continue;
             }
-            log.push_back(logged);
+            let loaded = row.parse().and_then(|logged| {
+                if logged.v != version {
+                    return Err(format!("the op log jumps from {version} to {}", logged.v));
+                }
+                let next = ot::apply(&text, &logged.op).map_err(|e| format!("op {}: {e}", logged.v))?;
+                Ok((logged, next))
+            });
+            match loaded {
+                Ok((logged, next)) => {
+                    text = next;
+                    version += 1;
+                    log.push(logged);
+                }
+                Err(why) => problem = Some(why),
+            }
         }
-        let retain = config.limits.doc_log_retain;
-        while log.len() as u64 > retain {
-            log.pop_front();
-        }
-        let chars = ot::chars(&text);
-        Ok(Doc {
+        let mut effects = Vec::new();
+        let mut sources = Sources::new(stored.sources);
+        let mut snapshot_v = stored.snapshot_v;
+        let epoch = match (problem, stored.epoch) {
+            (Some(reason), _) => {
+                let repair = Repair { dropped_from: version, continued_at: last_stored.max(version), reason };
+                sources.forget_from(repair.dropped_from);
+                version = repair.continued_at;
+                snapshot_v = version;
+                log.clear();
+                effects.push(DocEffect::Repair { repair, epoch: fresh_epoch.clone(), text: text.clone() });
+                fresh_epoch
+            }
+            (None, Some(epoch)) => epoch,
+            (None, None) => {
+                effects.push(DocEffect::SaveEpoch(fresh_epoch.clone()));
+                fresh_epoch
+            }
+        };
+        let repair = effects.iter().find_map(|e| match e {
+            DocEffect::Repair { repair, .. } => Some(repair.clone()),
+            _ => None,
+        });
+        let mut doc = Doc {
             id,
+            chars: ot::chars(&text),
             config,
+            epoch,
             version,
             text,
-            chars,
-            log,
-            sources: stored.sources,
-            snapshot_v: stored.snapshot_v,
+            log: VecDeque::new(),
+            log_bytes: 0,
+            sources,
+            snapshot_v,
+            bytes_since_snapshot: 0,
+            repair,
             conns: BTreeMap::new(),
+            budgets: BTreeMap::new(),
             timers: Timers::default(),
-        })
+        };
+        for logged in log {
+            let entry = Logged::new(logged);
+            doc.bytes_since_snapshot = doc.bytes_since_snapshot.saturating_add(entry.bytes);
+            doc.push_log(entry);
+        }
+        (doc, effects)
     }
 
     /// The document id.
@@ -287,9 +448,19 @@ impl Doc {
         self.version
     }
 
+    /// The current epoch: it changes only when stored ops had to be dropped.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     /// The current text.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The repair this load made, if it had to cut the stored log.
+    pub fn repair(&self) -> Option<&Repair> {
+        self.repair.as_ref()
     }
 
     /// Open connections.
@@ -297,9 +468,19 @@ impl Doc {
         self.conns.len()
     }
 
+    /// Remembered sources.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
     /// The oldest version a submit or resume may be based on.
     pub fn log_floor(&self) -> u64 {
-        self.log.front().map_or(self.version, |o| o.v)
+        self.log.front().map_or(self.version, |o| o.op.v)
+    }
+
+    /// Bytes of `operation` frames the live log holds.
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes
     }
 
     /// When the shell should next call [`Doc::handle_alarm`].
@@ -319,23 +500,28 @@ impl Doc {
         Ok(())
     }
 
+    /// When a token that expires at `expires` stops being honoured: its `exp` plus the leeway.
+    fn deadline(&self, expires: Timestamp) -> Timestamp {
+        let leeway_ms = u64::try_from(self.config.auth.leeway_secs).unwrap_or(0).saturating_mul(1000);
+        Timestamp(expires.as_millis().saturating_add(leeway_ms))
+    }
+
     /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
     pub fn restore_conn(&mut self, info: DocConnInfo, now: Timestamp) {
-        self.timers.set(info.conn.clone(), info.expires);
-        let buckets =
-            [EventClass::Op, EventClass::Cursor, EventClass::Read].map(|c| Bucket::full(c.rate(), now));
+        let _ = now;
+        self.timers.set(info.conn.clone(), self.deadline(info.expires));
         self.conns.insert(
             info.conn.clone(),
-            Connection { info, strikes: protocol::Strikes::default(), buckets, cursor: None },
+            Connection { info, strikes: protocol::Strikes::default(), cursor: None },
         );
     }
 
-    /// A socket was accepted: replay the ops since `resume` when the log still has them, then
-    /// `doc:snapshot`.
+    /// A socket was accepted: replay the ops since `resume` when the live log still has them,
+    /// in the same epoch and within `RECOVERY_MAX_BYTES`, then `doc:snapshot`.
     pub fn handle_connect(
         &mut self,
         info: DocConnInfo,
-        resume: ResumeFrom,
+        resume: Option<ResumeFrom>,
         now: Timestamp,
     ) -> Vec<DocEffect> {
         let conn = info.conn.clone();
@@ -343,16 +529,13 @@ impl Doc {
         self.restore_conn(info, now);
         let mut effects = Vec::new();
         let resumed = resume.map(|from| {
-            let ok = from >= self.log_floor() && from <= self.version;
-            if ok {
+            let missed = self.replay(&from);
+            if let Some(frames) = &missed {
                 effects.extend(
-                    self.log
-                        .iter()
-                        .filter(|o| o.v >= from)
-                        .map(|o| DocEffect::Send { to: conn.clone(), frame: o.frame() }),
+                    frames.iter().map(|frame| DocEffect::Send { to: conn.clone(), frame: frame.clone() }),
                 );
             }
-            ok
+            missed.is_some()
         });
         let cursors: Vec<Value> = self
             .conns
@@ -360,8 +543,8 @@ impl Doc {
             .filter_map(|(c, state)| state.cursor.map(|cur| cur.json(&state.info.user, c, self.version)))
             .collect();
         let mut snapshot = json!({
-            "doc": self.id, "v": self.version, "text": self.text, "connId": conn, "user": user,
-            "canWrite": can_write, "cursors": cursors,
+            "doc": self.id, "v": self.version, "epoch": self.epoch, "text": self.text, "connId": conn,
+            "user": user, "canWrite": can_write, "cursors": cursors,
         });
         if let (Some(resumed), Some(object)) = (resumed, snapshot.as_object_mut()) {
             object.insert("resumed".into(), Value::Bool(resumed));
@@ -370,10 +553,30 @@ impl Doc {
         effects
     }
 
+    /// The `operation` frames a client at `from` missed, or `None` when they cannot be replayed:
+    /// another epoch, outside the live log, or over `RECOVERY_MAX_BYTES`.
+    fn replay(&self, from: &ResumeFrom) -> Option<Vec<String>> {
+        if from.epoch.as_ref().is_some_and(|e| *e != self.epoch) {
+            return None;
+        }
+        if from.v < self.log_floor() || from.v > self.version {
+            return None;
+        }
+        let missed: Vec<&Logged> = self.log.iter().filter(|o| o.op.v >= from.v).collect();
+        let bytes = missed.iter().fold(0usize, |sum, o| sum.saturating_add(o.bytes));
+        if bytes > self.config.limits.recovery_max_bytes {
+            return None;
+        }
+        Some(missed.iter().map(|o| o.op.frame()).collect())
+    }
+
     /// A socket closed: its cursor disappears for the others.
-    pub fn handle_close(&mut self, conn: &ConnId) -> Vec<DocEffect> {
+    pub fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<DocEffect> {
         let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
         self.timers.cancel(conn);
+        let conns = &self.conns;
+        self.budgets
+            .retain(|user, budget| conns.values().any(|c| c.info.user == *user) || !budget.is_full(now));
         match gone.cursor {
             Some(_) => vec![DocEffect::Broadcast {
                 except: None,
@@ -386,7 +589,7 @@ impl Doc {
         }
     }
 
-    /// The alarm fired: close sockets whose token expired.
+    /// The alarm fired: close sockets whose token expired (plus the leeway).
     pub fn handle_alarm(&mut self, now: Timestamp) -> Vec<DocEffect> {
         self.timers
             .pop_due(now)
@@ -398,7 +601,17 @@ impl Doc {
     /// A frame arrived on `conn`.
     pub fn handle_frame(&mut self, conn: &ConnId, frame: Incoming<'_>, now: Timestamp) -> Vec<DocEffect> {
         let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
-        let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
+        let envelope = protocol::decode(frame, self.config.limits.max_frame_bytes);
+        // Past its token's expiry only a fresh token is heard; the alarm may not have run yet.
+        let refreshing = envelope.as_ref().is_ok_and(|e| e.event == "auth:refresh");
+        if now >= self.deadline(sender.expires) && !refreshing {
+            return vec![DocEffect::Close {
+                conn: conn.clone(),
+                code: close::TOKEN_EXPIRED,
+                reason: "token expired",
+            }];
+        }
+        let (reply_to, outcome) = match envelope {
             Err(e) => (e.reply_to, Err(e.error)),
             Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now)),
         };
@@ -437,7 +650,7 @@ impl Doc {
         let class = match event.as_str() {
             "op:submit" => EventClass::Op,
             "cursor:update" => EventClass::Cursor,
-            "auth:refresh" => EventClass::Read,
+            "auth:refresh" | "ops:get" => EventClass::Read,
             _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
         };
         if matches!(class, EventClass::Op) && !sender.can_write {
@@ -446,13 +659,14 @@ impl Doc {
                 "this token may read this document but not edit it",
             ));
         }
-        if let Some(bucket) = self.conns.get_mut(&sender.conn).and_then(|c| c.buckets.get_mut(class as usize))
-        {
+        let budget = self.budgets.entry(sender.user.clone()).or_insert_with(|| Budget::full(now));
+        if let Some(bucket) = budget.0.get_mut(class as usize) {
             bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
         }
         match event.as_str() {
             "op:submit" => self.submit(sender, reply_to, protocol::payload(&event, data)?),
             "cursor:update" => self.cursor(sender, reply_to, protocol::payload(&event, data)?),
+            "ops:get" => self.ops_get(sender, reply_to, protocol::payload(&event, data)?),
             _ => self.refresh_token(sender, reply_to, protocol::payload(&event, data)?, now),
         }
     }
@@ -466,21 +680,22 @@ impl Doc {
         if p.src.is_empty() || p.src.len() > MAX_SRC_LEN {
             return Err(Error::new(ErrorCode::BadRequest, format!("src must be 1 to {MAX_SRC_LEN} bytes")));
         }
+        if p.seq > MAX_LEN {
+            return Err(Error::new(ErrorCode::BadRequest, "seq must be a whole number up to 2^53 - 1"));
+        }
         let ack = |v: u64| reply(sender, reply_to.clone(), json!({ "v": v, "src": p.src, "seq": p.seq }));
         // A resubmission is answered before any version check: it was applied already.
-        if let Some(&(last_seq, last_v)) = self.sources.get(&p.src) {
-            if p.seq == last_seq {
-                return Ok(ack(last_v).into_iter().collect());
-            }
-            if p.seq < last_seq {
+        match self.sources.check(&sender.user, &p.src, p.seq) {
+            Seen::Duplicate(v) => return Ok(ack(v).into_iter().collect()),
+            Seen::Stale(last_seq) => {
                 return Err(Error::new(
                     ErrorCode::Conflict,
                     format!("seq {} of {} is older than its last applied op (seq {last_seq})", p.seq, p.src),
-                ));
+                ))
             }
+            Seen::New => {}
         }
-        let mut op =
-            Op::from_json(&p.op).map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad op: {e}")))?;
+        let mut op = parse_op(&p.op)?;
         if p.v > self.version {
             return Err(Error::new(
                 ErrorCode::BadVersion,
@@ -491,14 +706,14 @@ impl Doc {
             return Err(Error::new(
                 ErrorCode::SnapshotRequired,
                 format!(
-                    "v {} is older than the op log, which starts at {}: reload the document",
+                    "v {} is older than the live op log, which starts at {}: fetch the missed ops with ops:get and rebase, or reload",
                     p.v,
                     self.log_floor()
                 ),
             ));
         }
-        for applied in self.log.iter().filter(|o| o.v >= p.v) {
-            op = transform(&op, &applied.op, Side::Left);
+        for applied in self.log.iter().filter(|o| o.op.v >= p.v) {
+            op = transform(&op, &applied.op.op, Side::Left);
         }
         let text = ot::apply(&self.text, &op).map_err(|e| {
             Error::new(ErrorCode::BadRequest, format!("the op does not fit the document: {e}"))
@@ -508,16 +723,25 @@ impl Doc {
             return Err(Error::new(ErrorCode::TooLarge, format!("the document would be over {max} bytes")));
         }
         let logged = LoggedOp { v: self.version, op, src: p.src, seq: p.seq };
-        self.chars = self.chars + logged.op.target_len() - logged.op.base_len();
+        self.chars = ot::chars(&text);
         self.text = text;
         self.version += 1;
         for c in self.conns.values_mut() {
-            c.cursor = c.cursor.map(|cur| cur.moved(&logged.op));
+            c.cursor = c.cursor.map(|cur| cur.moved(&logged.op).clamped(self.chars));
         }
-        let mut effects = vec![DocEffect::AppendOp(logged.clone())];
-        effects.push(self.remember(&logged));
-        if self.version - self.snapshot_v >= SNAPSHOT_EVERY {
+        let applied = Applied { seq: logged.seq, v: logged.v };
+        let forget = self.sources.record(&sender.user, &logged.src, applied);
+        let mut effects = vec![
+            DocEffect::AppendOp(logged.clone()),
+            DocEffect::SaveSource { user: sender.user.clone(), src: logged.src.clone(), applied, forget },
+        ];
+        let entry = Logged::new(logged.clone());
+        self.bytes_since_snapshot = self.bytes_since_snapshot.saturating_add(entry.bytes);
+        if self.version - self.snapshot_v >= SNAPSHOT_EVERY
+            || self.bytes_since_snapshot >= self.config.limits.recovery_max_bytes
+        {
             self.snapshot_v = self.version;
+            self.bytes_since_snapshot = 0;
             effects.push(DocEffect::SaveSnapshot {
                 v: self.version,
                 text: self.text.clone(),
@@ -530,24 +754,28 @@ impl Doc {
             json!({ "v": logged.v, "src": logged.src, "seq": logged.seq }),
         ));
         effects.push(DocEffect::Broadcast { except: Some(sender.conn.clone()), frame: logged.frame() });
-        self.log.push_back(logged);
-        while self.log.len() as u64 > self.config.limits.doc_log_retain {
-            self.log.pop_front();
-        }
+        self.push_log(entry);
         Ok(effects)
     }
 
-    fn remember(&mut self, logged: &LoggedOp) -> DocEffect {
-        self.sources.insert(logged.src.clone(), (logged.seq, logged.v));
-        let forget = if self.sources.len() > MAX_SOURCES {
-            let oldest = self.sources.iter().min_by_key(|(_, (_, v))| *v).map(|(src, _)| src.clone());
-            oldest.inspect(|src| {
-                self.sources.remove(src);
-            })
-        } else {
-            None
-        };
-        DocEffect::SaveSource { src: logged.src.clone(), seq: logged.seq, v: logged.v, forget }
+    /// Appends to the live log and trims it to `DOC_LOG_RETAIN` ops and `RECOVERY_MAX_BYTES`.
+    fn push_log(&mut self, entry: Logged) {
+        self.log_bytes = self.log_bytes.saturating_add(entry.bytes);
+        self.log.push_back(entry);
+        while self.log.len() as u64 > self.config.limits.doc_log_retain
+            || (self.log_bytes > self.config.limits.recovery_max_bytes && self.log.len() > 1)
+        {
+            if let Some(gone) = self.log.pop_front() {
+                self.log_bytes = self.log_bytes.saturating_sub(gone.bytes);
+            }
+        }
+    }
+
+    /// The length in code points the document had at version `v` (within the live log).
+    fn chars_at(&self, v: u64) -> u64 {
+        self.log.iter().rev().take_while(|o| o.op.v >= v).fold(self.chars, |len, o| {
+            len.saturating_sub(o.op.op.target_len()).saturating_add(o.op.op.base_len())
+        })
     }
 
     fn cursor(
@@ -556,15 +784,11 @@ impl Doc {
         reply_to: Option<Ref>,
         p: CursorPayload,
     ) -> Result<Vec<DocEffect>, Error> {
-        let cursor = match (p.pos, p.anchor, p.head) {
-            (Some(pos), None, None) => Cursor::Caret(pos),
-            (None, Some(anchor), Some(head)) => Cursor::Selection { anchor, head },
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::BadRequest,
-                    "cursor:update takes {\"pos\", \"v\"} or {\"anchor\", \"head\", \"v\"}",
-                ))
-            }
+        let Some(cursor) = p.cursor() else {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                "cursor:update takes {\"pos\", \"v\"} or {\"anchor\", \"head\", \"v\"}",
+            ));
         };
         if p.v > self.version {
             return Err(Error::new(ErrorCode::BadVersion, format!("v {} is ahead of the document", p.v)));
@@ -575,8 +799,15 @@ impl Doc {
                 "v is older than the op log: reload the document",
             ));
         }
-        let cursor =
-            self.log.iter().filter(|o| o.v >= p.v).fold(cursor, |c, o| c.moved(&o.op)).clamped(self.chars);
+        // Clamped to the text it refers to first, so a far-out position walks no further than
+        // a cursor at the end would.
+        let cursor = cursor.clamped(self.chars_at(p.v));
+        let cursor = self
+            .log
+            .iter()
+            .filter(|o| o.op.v >= p.v)
+            .fold(cursor, |c, o| c.moved(&o.op.op))
+            .clamped(self.chars);
         if let Some(c) = self.conns.get_mut(&sender.conn) {
             c.cursor = Some(cursor);
         }
@@ -587,6 +818,32 @@ impl Doc {
         }];
         effects.extend(reply(sender, reply_to, data));
         Ok(effects)
+    }
+
+    /// `ops:get {from}`: a page of logged ops from storage, so a client whose resume was refused
+    /// can rebase its pending edits. Needs a `ref` (the page is the reply).
+    fn ops_get(
+        &mut self,
+        sender: &DocConnInfo,
+        reply_to: Option<Ref>,
+        p: OpsGetPayload,
+    ) -> Result<Vec<DocEffect>, Error> {
+        let Some(reply_to) = reply_to else {
+            return Err(Error::new(ErrorCode::BadRequest, "ops:get needs a ref: the page is its reply"));
+        };
+        if p.from > self.version {
+            return Err(Error::new(
+                ErrorCode::BadVersion,
+                format!("from {} is ahead of the document", p.from),
+            ));
+        }
+        Ok(vec![DocEffect::ReadOps {
+            to: sender.conn.clone(),
+            reply_to,
+            from: p.from,
+            until: self.version,
+            max_bytes: self.config.limits.recovery_max_bytes,
+        }])
     }
 
     fn refresh_token(
@@ -611,7 +868,7 @@ impl Doc {
         if let Some(c) = self.conns.get_mut(&sender.conn) {
             c.info = info.clone();
         }
-        self.timers.set(sender.conn.clone(), info.expires);
+        self.timers.set(sender.conn.clone(), self.deadline(info.expires));
         let mut effects = vec![DocEffect::UpdateConn(info.clone())];
         effects.extend(reply(
             sender,
@@ -620,6 +877,34 @@ impl Doc {
         ));
         Ok(effects)
     }
+}
+
+/// The reply to `ops:get` from the rows storage returned for [`DocEffect::ReadOps`]: the ops
+/// from `from` in order, up to `until` and about `max_bytes`, and `next`, the version to ask
+/// for next (`next == until`: nothing more). Refused with `snapshot_required` when storage no
+/// longer holds `from`.
+pub fn ops_page(reply_to: &Ref, from: u64, until: u64, max_bytes: usize, rows: &[StoredOp]) -> String {
+    let mut ops = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = from;
+    for row in rows {
+        let Ok(logged) = row.parse() else { break };
+        if logged.v != next || next >= until || (bytes > 0 && bytes >= max_bytes) {
+            break;
+        }
+        let data = logged.data();
+        bytes = bytes.saturating_add(data.to_string().len());
+        ops.push(data);
+        next += 1;
+    }
+    if ops.is_empty() && from < until {
+        let error = Error::new(
+            ErrorCode::SnapshotRequired,
+            format!("the ops from version {from} are no longer kept: reload the document"),
+        );
+        return protocol::reply_err(reply_to, &error);
+    }
+    protocol::reply_ok(reply_to, &json!({ "ops": ops, "next": next, "v": until }))
 }
 
 fn reply(sender: &DocConnInfo, reply_to: Option<Ref>, data: Value) -> Option<DocEffect> {
@@ -635,14 +920,8 @@ struct SubmitPayload {
 }
 
 #[derive(Deserialize)]
-struct CursorPayload {
-    #[serde(default)]
-    pos: Option<usize>,
-    #[serde(default)]
-    anchor: Option<usize>,
-    #[serde(default)]
-    head: Option<usize>,
-    v: u64,
+struct OpsGetPayload {
+    from: u64,
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,11 @@
 //! never UTF-16 units or bytes. Trailing skips are optional on input; the normalized form has
 //! none, merges neighbours of the same kind, and is what the npm type's `checkOp` accepts.
 //!
+//! Lengths and positions are `u64` everywhere, never `usize`: `usize` is 32 bits on wasm32, and
+//! an op the host would refuse must not wrap into a different op in production. Numbers are
+//! bounded by [`MAX_LEN`] (what a JS number carries exactly) and sums saturate, so an op whose
+//! skips and deletes exceed the document is refused by [`apply`] rather than wrapped.
+//!
 //! This module depends on nothing but `serde_json`, so the same files compile into the
 //! Node/browser binding in `ot-js/` (see DESIGN §8: the Worker runtime must stay out of it).
 
@@ -30,6 +35,10 @@ impl fmt::Display for OtError {
 
 impl std::error::Error for OtError {}
 
+/// The largest skip, delete or position accepted: 2^53 − 1, the largest integer a JS number
+/// (and so every client) carries exactly.
+pub const MAX_LEN: u64 = (1 << 53) - 1;
+
 fn err<T>(message: impl Into<String>) -> Result<T, OtError> {
     Err(OtError(message.into()))
 }
@@ -38,14 +47,14 @@ fn err<T>(message: impl Into<String>) -> Result<T, OtError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deleted {
     /// This many code points.
-    Count(usize),
+    Count(u64),
     /// These characters.
     Text(String),
 }
 
 impl Deleted {
     /// Length in code points.
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> u64 {
         match self {
             Deleted::Count(n) => *n,
             Deleted::Text(s) => chars(s),
@@ -58,7 +67,7 @@ impl Deleted {
     }
 
     /// The part from code point `start` to `end` (to the end when `None`).
-    fn slice(&self, start: usize, end: Option<usize>) -> Deleted {
+    fn slice(&self, start: u64, end: Option<u64>) -> Deleted {
         match self {
             Deleted::Count(n) => Deleted::Count(end.map_or(*n, |e| e.min(*n)).saturating_sub(start)),
             Deleted::Text(s) => Deleted::Text(char_slice(s, start, end).to_owned()),
@@ -70,7 +79,7 @@ impl Deleted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Component {
     /// Keep this many code points.
-    Skip(usize),
+    Skip(u64),
     /// Insert this text.
     Insert(String),
     /// Delete.
@@ -79,7 +88,7 @@ pub enum Component {
 
 impl Component {
     /// Length in code points.
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> u64 {
         match self {
             Component::Skip(n) => *n,
             Component::Insert(s) => chars(s),
@@ -131,7 +140,7 @@ impl Op {
             return;
         }
         match (self.0.last_mut(), c) {
-            (Some(Component::Skip(a)), Component::Skip(b)) => *a += b,
+            (Some(Component::Skip(a)), Component::Skip(b)) => *a = a.saturating_add(b),
             (Some(Component::Insert(a)), Component::Insert(b)) => a.push_str(&b),
             (Some(Component::Delete(a)), Component::Delete(b)) => {
                 *a = match (std::mem::replace(a, Deleted::Count(0)), b) {
@@ -139,7 +148,7 @@ impl Op {
                         x.push_str(&y);
                         Deleted::Text(x)
                     }
-                    (x, y) => Deleted::Count(x.len() + y.len()),
+                    (x, y) => Deleted::Count(x.len().saturating_add(y.len())),
                 }
             }
             (_, c) => self.0.push(c),
@@ -208,22 +217,27 @@ impl Op {
     }
 
     /// Code points the op reads from the document it applies to (skips and deletes).
-    pub fn base_len(&self) -> usize {
-        self.0.iter().filter(|c| !matches!(c, Component::Insert(_))).map(Component::len).sum()
+    pub fn base_len(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|c| !matches!(c, Component::Insert(_)))
+            .fold(0, |sum, c| sum.saturating_add(c.len()))
     }
 
     /// Code points the op leaves in place of what it reads (skips and inserts).
-    pub fn target_len(&self) -> usize {
-        self.0.iter().filter(|c| !matches!(c, Component::Delete(_))).map(Component::len).sum()
+    pub fn target_len(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|c| !matches!(c, Component::Delete(_)))
+            .fold(0, |sum, c| sum.saturating_add(c.len()))
     }
 }
 
 fn component(i: usize, item: &Value) -> Result<Component, OtError> {
-    let whole = |v: &Value, what: &str| -> Result<usize, OtError> {
+    let whole = |v: &Value, what: &str| -> Result<u64, OtError> {
         match v.as_u64() {
-            Some(n) if n > 0 => {
-                usize::try_from(n).or_else(|_| err(format!("component {i}: {what} is too long")))
-            }
+            Some(n) if n > MAX_LEN => err(format!("component {i}: {what} is over 2^53 - 1")),
+            Some(n) if n > 0 => Ok(n),
             _ => err(format!("component {i}: {what} must be a whole number above 0")),
         }
     };
@@ -248,7 +262,7 @@ fn component(i: usize, item: &Value) -> Result<Component, OtError> {
 /// Applies `op` to `doc`. Skipping or deleting past the end is an error (the npm type throws on
 /// skips and silently clips deletes; here both are refused).
 pub fn apply(doc: &str, op: &Op) -> Result<String, OtError> {
-    let mut out = String::with_capacity(doc.len() + op.target_len());
+    let mut out = String::with_capacity(doc.len());
     let mut rest = doc;
     for c in op.components() {
         match c {
@@ -271,23 +285,25 @@ pub fn apply(doc: &str, op: &Op) -> Result<String, OtError> {
 }
 
 /// Code points in `s`.
-pub fn chars(s: &str) -> usize {
-    s.chars().count()
+pub fn chars(s: &str) -> u64 {
+    s.chars().count() as u64
 }
 
 /// The byte offset of code point `n` of `s`; `None` past the end.
-fn byte_offset(s: &str, n: usize) -> Option<usize> {
+fn byte_offset(s: &str, n: u64) -> Option<usize> {
     if n == 0 {
         return Some(0);
     }
-    match s.char_indices().nth(n) {
+    // Past usize (wasm32) is past the end of any string this process holds.
+    let index = usize::try_from(n).ok()?;
+    match s.char_indices().nth(index) {
         Some((at, _)) => Some(at),
         None => (chars(s) == n).then_some(s.len()),
     }
 }
 
 /// Code points `start..end` of `s` (to the end when `end` is `None`), clipped to `s`.
-fn char_slice(s: &str, start: usize, end: Option<usize>) -> &str {
+fn char_slice(s: &str, start: u64, end: Option<u64>) -> &str {
     let from = byte_offset(s, start).unwrap_or(s.len());
     let rest = &s[from..];
     match end {
@@ -300,6 +316,7 @@ fn char_slice(s: &str, start: usize, end: Option<usize>) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+    use transform::transform_position;
 
     fn op(v: Value) -> Op {
         Op::from_json(&v).unwrap()
@@ -330,6 +347,19 @@ mod tests {
         assert!(Op::check(&json!([1, 2, "a"])).unwrap_err().0.contains("adjacent"));
         assert!(Op::check(&json!(["a", 1])).unwrap_err().0.contains("trailing"));
         assert!(Op::check(&json!(["a", "b", {"d": 1}])).is_ok(), "the npm check allows adjacent inserts");
+    }
+
+    #[test]
+    fn lengths_never_wrap_at_32_bits() {
+        // Summed in usize on wasm32, these two skips wrapped to 0 and the op became ["x"].
+        let wrapped = op(json!([4294967295u64, 1, "x"]));
+        assert_eq!(wrapped.to_json(), json!([4294967296u64, "x"]));
+        assert!(apply("", &wrapped).is_err());
+        assert_eq!(op(json!([{"d": 4294967295u64}, {"d": 1}])).base_len(), 1 << 32);
+        assert!(Op::from_json(&json!([9007199254740992u64, "x"])).is_err(), "past 2^53 - 1");
+        let most = op(json!([9007199254740991u64, "x", 9007199254740991u64, "y"]));
+        assert_eq!(most.base_len(), 2 * MAX_LEN);
+        assert_eq!(transform_position(u64::MAX, &most), u64::MAX, "saturates");
     }
 
     #[test]

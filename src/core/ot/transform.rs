@@ -24,7 +24,7 @@ enum Whole {
 struct Reader<'a> {
     op: &'a [Component],
     index: usize,
-    offset: usize,
+    offset: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -40,7 +40,7 @@ impl<'a> Reader<'a> {
     fn take_all(&mut self) -> Option<Component> {
         let c = self.op.get(self.index)?;
         let part = match c {
-            Component::Skip(n) => Component::Skip(n - self.offset),
+            Component::Skip(n) => Component::Skip(n.saturating_sub(self.offset)),
             Component::Insert(s) => Component::Insert(super::char_slice(s, self.offset, None).to_owned()),
             Component::Delete(d) => Component::Delete(d.slice(self.offset, None)),
         };
@@ -51,9 +51,9 @@ impl<'a> Reader<'a> {
 
     /// Up to `n` code points of the current component (a whole one when `whole` says so);
     /// past the end of the op, a skip of `n`: ops skip the rest of the document implicitly.
-    fn take(&mut self, n: usize, whole: Whole) -> Component {
+    fn take(&mut self, n: u64, whole: Whole) -> Component {
         let Some(c) = self.op.get(self.index) else { return Component::Skip(n) };
-        let remaining = c.len() - self.offset;
+        let remaining = c.len().saturating_sub(self.offset);
         let indivisible = match c {
             Component::Insert(_) => whole == Whole::Inserts,
             Component::Delete(_) => whole == Whole::Deletes,
@@ -62,6 +62,7 @@ impl<'a> Reader<'a> {
         if indivisible || remaining <= n {
             return self.take_all().unwrap_or(Component::Skip(n));
         }
+        // `n < remaining` here, so `end` stays within the component.
         let (start, end) = (self.offset, self.offset + n);
         self.offset = end;
         match c {
@@ -158,19 +159,19 @@ pub fn compose(first: &Op, second: &Op) -> Op {
 
 /// Where a cursor at `cursor` (code points) ends up after `op`. An insert exactly at the cursor
 /// goes after it (the cursor stays before the new text).
-pub fn transform_position(cursor: usize, op: &Op) -> usize {
+pub fn transform_position(cursor: u64, op: &Op) -> u64 {
     let mut cursor = cursor;
-    let mut pos = 0;
+    let mut pos: u64 = 0;
     for c in op.components() {
         if cursor <= pos {
             break;
         }
         match c {
-            Component::Skip(n) => pos += n,
+            Component::Skip(n) => pos = pos.saturating_add(*n),
             Component::Insert(s) => {
                 let n = super::chars(s);
-                pos += n;
-                cursor += n;
+                pos = pos.saturating_add(n);
+                cursor = cursor.saturating_add(n);
             }
             Component::Delete(d) => cursor -= d.len().min(cursor - pos),
         }
@@ -179,7 +180,7 @@ pub fn transform_position(cursor: usize, op: &Op) -> usize {
 }
 
 /// A selection `(anchor, head)` after `op`.
-pub fn transform_selection(selection: (usize, usize), op: &Op) -> (usize, usize) {
+pub fn transform_selection(selection: (u64, u64), op: &Op) -> (u64, u64) {
     (transform_position(selection.0, op), transform_position(selection.1, op))
 }
 
