@@ -251,3 +251,25 @@ test("a read-only socket receives operations and every op:submit is forbidden; c
     await worker.close();
   }
 });
+
+test("an op whose skips wrap at 2^32 is refused over the wire and the document still loads after a restart", () =>
+  withStorage(async (start) => {
+    const first = await start();
+    const client = await open(`${first.ws}/v1/docs/wrap/ws?token=${token("mallory")}`);
+    await client.next("doc:snapshot");
+    const wrapped = await client.request("op:submit", { v: 0, op: [4294967295, 1, "x"], src: "m", seq: 1 });
+    assert.equal(wrapped.error.code, "bad_request");
+    const huge = await client.request("op:submit", { v: 0, op: ["x"], src: "m", seq: 2 ** 60 });
+    assert.equal(huge.error.code, "bad_request", "seq past 2^53 is refused, and the object still answers");
+    assert.equal((await client.request("op:submit", { v: 0, op: ["ok"], src: "m", seq: 1 })).d.v, 0);
+    await client.close();
+    await first.close();
+    const second = await start();
+    try {
+      const doc = await call(second, "GET", "/v1/docs/wrap");
+      assert.equal(doc.status, 200);
+      assert.deepEqual([doc.body.text, doc.body.v], ["ok", 1]);
+    } finally {
+      await second.close();
+    }
+  }));

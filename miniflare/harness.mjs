@@ -36,15 +36,18 @@ function wranglerVars() {
   return vars;
 }
 
-/** Starts the worker; `persist` is a directory for durable object storage (restart tests). */
-export async function startWorker({ persist, vars = {}, preventEviction = false } = {}) {
+/**
+ * Starts the worker; `persist` is a directory for durable object storage (restart tests);
+ * `build` another build of it (the previous release's, for the migration fixture).
+ */
+export async function startWorker({ persist, vars = {}, preventEviction = false, build = joinPath(root, "build") } = {}) {
   const object = (className) => ({ className, useSQLite: true, unsafePreventEviction: preventEviction });
   const mf = new Miniflare({
     modules: [
-      { type: "ESModule", path: joinPath(root, "build/index.js") },
-      { type: "CompiledWasm", path: joinPath(root, "build/index_bg.wasm") },
+      { type: "ESModule", path: joinPath(build, "index.js") },
+      { type: "CompiledWasm", path: joinPath(build, "index_bg.wasm") },
     ],
-    modulesRoot: joinPath(root, "build"),
+    modulesRoot: build,
     compatibilityDate: "2026-04-01",
     durableObjects: { ROOMS: object("RoomObject"), USERS: object("UserObject"), DOCS: object("DocumentObject") },
     durableObjectsPersist: persist ?? false,
