@@ -27,9 +27,13 @@ fn user_plausible(rng: &mut Rng, event: &str, _n: u64) -> Value {
         "presence:subscribe" | "presence:unsubscribe" => {
             json!({ "users": (0..rng.below(4)).map(|_| *rng.pick(&["bob", "carol", "alice", "bad id"])).collect::<Vec<_>>() })
         }
-        "notification:list" => json!({ "before": rng.below(20), "limit": rng.below(5) }),
+        "notification:list" => match rng.below(4) {
+            0 => json!({ "before": fuzz::edge_number(rng), "limit": fuzz::edge_number(rng) }),
+            _ => json!({ "before": rng.below(20), "limit": rng.below(5) }),
+        },
         "notification:read" => match rng.below(3) {
             0 => json!({ "all": true }),
+            1 => json!({ "ids": [fuzz::edge_number(rng), rng.below(20)] }),
             _ => json!({ "ids": (0..rng.below(4)).map(|_| rng.below(20)).collect::<Vec<_>>() }),
         },
         _ => json!({}),
@@ -100,16 +104,26 @@ fn doc_plausible(text: &str, version: u64) -> impl Fn(&mut Rng, &str, u64) -> Va
     move |rng: &mut Rng, event: &str, n: u64| match event {
         "op:submit" => json!({
             "v": (version + 1).saturating_sub(rng.below(4) as u64),
-            "op": if rng.below(4) == 0 { value(rng, 1) } else { random_op(rng, text).to_json() },
+            "op": match rng.below(6) {
+                0 => value(rng, 1),
+                // Lengths at the edges, merged with a neighbour: what wrapped at 2^32 on wasm32.
+                1 => json!([fuzz::edge_number(rng), fuzz::edge_number(rng), "x", {"d": fuzz::edge_number(rng)}]),
+                _ => random_op(rng, text).to_json(),
+            },
             "src": format!("s{}", rng.below(3)),
-            "seq": n / 2 + rng.below(3) as u64,
+            "seq": if rng.below(8) == 0 { fuzz::edge_number(rng) } else { json!(n / 2 + rng.below(3) as u64) },
         }),
         "cursor:update" => {
             let v = version.saturating_sub(rng.below(3) as u64);
+            let at =
+                |rng: &mut Rng| if rng.below(4) == 0 { fuzz::edge_number(rng) } else { json!(rng.below(30)) };
             match rng.below(2) {
-                0 => json!({ "pos": rng.below(30), "v": v }),
-                _ => json!({ "anchor": rng.below(30), "head": rng.below(30), "v": v }),
+                0 => json!({ "pos": at(rng), "v": v }),
+                _ => json!({ "anchor": at(rng), "head": at(rng), "v": v }),
             }
+        }
+        "ops:get" => {
+            json!({ "from": if rng.below(3) == 0 { fuzz::edge_number(rng) } else { json!(version.saturating_sub(rng.below(5) as u64)) } })
         }
         _ => json!({}),
     }
@@ -117,7 +131,7 @@ fn doc_plausible(text: &str, version: u64) -> impl Fn(&mut Rng, &str, u64) -> Va
 
 #[test]
 fn random_frames_never_hurt_the_document() {
-    let events = ["op:submit", "op:submit", "cursor:update", "auth:refresh", "message:send", ""];
+    let events = ["op:submit", "op:submit", "cursor:update", "ops:get", "auth:refresh", "message:send", ""];
     let (mut replied, mut applied) = (0, 0);
     for seed in 1..=20u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -154,6 +168,9 @@ fn random_frames_never_hurt_the_document() {
             let (mut replies, mut closed) = (Vec::new(), false);
             for e in doc.handle_frame(&conn, Incoming::Text(&text), Timestamp(now)) {
                 store.apply(&e);
+                if let Some((_, page)) = store.read(&e).filter(|(to, _)| *to == conn) {
+                    replies.push(serde_json::from_str(&page).unwrap());
+                }
                 match e {
                     DocEffect::AppendOp(_) => applied += 1,
                     DocEffect::Send { to, frame } if to == conn => {

@@ -20,9 +20,13 @@ fn plausible(rng: &mut Rng, event: &str, n: u64) -> Value {
             d
         }
         "state:set" => {
-            json!({ "key": rng.pick(&["topic", "poll"]), "value": value(rng, 1), "ifVersion": rng.below(3) })
+            let if_version = if rng.below(5) == 0 { fuzz::edge_number(rng) } else { json!(rng.below(3)) };
+            json!({ "key": rng.pick(&["topic", "poll"]), "value": value(rng, 1), "ifVersion": if_version })
         }
-        "history:get" => json!({ "before": rng.below(40), "limit": rng.below(5) }),
+        "history:get" => match rng.below(4) {
+            0 => json!({ "before": fuzz::edge_number(rng), "limit": fuzz::edge_number(rng) }),
+            _ => json!({ "before": rng.below(40), "limit": rng.below(5) }),
+        },
         "signal" => json!({ "to": rng.pick(&["alice", "bob", "carol"]), "data": value(rng, 1) }),
         "broadcast" => json!({ "event": "cursor", "data": value(rng, 1) }),
         _ => json!({}),

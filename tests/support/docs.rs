@@ -34,6 +34,14 @@ impl DocStore {
         }
     }
 
+    /// What the shell answers a `ReadOps` with: the page built from the stored rows.
+    pub fn read(&self, effect: &DocEffect) -> Option<(ConnId, String)> {
+        let DocEffect::ReadOps { to, reply_to, from, until, max_bytes } = effect else { return None };
+        let rows: Vec<_> =
+            self.ops.range(*from..).take_while(|(v, _)| *v < until).map(|(_, o)| o.stored()).collect();
+        Some((to.clone(), switchboard::core::doc::ops_page(reply_to, *from, *until, *max_bytes, &rows)))
+    }
+
     pub fn apply(&mut self, effect: &DocEffect) {
         match effect {
             DocEffect::AppendOp(op) => {

@@ -4,9 +4,43 @@
 use super::Rng;
 use serde_json::{json, Value};
 
-/// Any JSON value, with the keys the protocol uses, nested a little.
+/// Numbers at the edges an attacker tries: where 32-bit lengths wrap, where JS numbers stop being
+/// exact, and past what any integer type here holds.
+pub const EDGE_NUMBERS: [f64; 12] = [
+    0.0,
+    1.0,
+    -1.0,
+    2147483648.0,       // 2^31
+    4294967295.0,       // 2^32 − 1
+    4294967296.0,       // 2^32
+    9007199254740991.0, // 2^53 − 1
+    9007199254740992.0, // 2^53
+    9007199254740993.0, // 2^53 + 1 (a JSON number no f64 holds exactly)
+    18446744073709551615.0,
+    1e300,
+    -9007199254740993.0,
+];
+
+/// One of [`EDGE_NUMBERS`], written as JSON writes it (integers without a fraction).
+pub fn edge_number(rng: &mut Rng) -> Value {
+    let n = *rng.pick(&EDGE_NUMBERS);
+    if n.fract() == 0.0 && n.abs() < 1.8e19 {
+        if n >= 0.0 {
+            json!(n as u64)
+        } else {
+            json!(n as i64)
+        }
+    } else {
+        json!(n)
+    }
+}
+
+/// Any JSON value, with the keys the protocol uses, nested a little; numbers at the edges and
+/// large strings among them.
 pub fn value(rng: &mut Rng, depth: u32) -> Value {
     match rng.below(if depth > 2 { 6 } else { 8 }) {
+        2 if rng.below(2) == 0 => edge_number(rng),
+        5 if rng.below(8) == 0 => json!("x".repeat(1 + rng.below(20_000))),
         0 => Value::Null,
         1 => json!(rng.below(2) == 0),
         2 => json!(rng.next() as i64),
