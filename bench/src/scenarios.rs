@@ -9,18 +9,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Users the generator spreads sockets over (Switchboard counts presence per user).
+/// Users the generator spreads receiving and connecting sockets over (Switchboard counts
+/// presence per user).
 const USERS: usize = 10;
 
-/// Messages per second one sender socket sends (under Switchboard's per-socket message rate).
+/// How `open_many` maps sockets to users.
+#[derive(Clone, Copy)]
+enum Users {
+    /// Socket `i` is user `prefix{i % USERS}`.
+    Shared,
+    /// Every socket is its own user: senders, whose rate budgets are per user.
+    OnePerSocket,
+}
+
+/// Messages per second one sender sends (under Switchboard's per-user message rate; each sender
+/// is its own user).
 const PER_SENDER_RATE: u32 = 5;
 
-/// Opens `n` sockets into `room` at `rate` per second, as users `prefix0..prefix9`.
+/// Opens `n` sockets into `room` at `rate` per second, as users named `prefix…` (see [`Users`]).
+#[allow(clippy::too_many_arguments)]
 async fn open_many(
     server: &Server,
     room: &str,
     prefix: &str,
     n: usize,
+    users: Users,
     rate: u32,
     clock: Clock,
     received: &Arc<AtomicU64>,
@@ -30,7 +43,11 @@ async fn open_many(
     for i in 0..n {
         let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate.max(1)));
         tokio::time::sleep_until(due.into()).await;
-        let token = token::mint(&format!("{prefix}{}", i % USERS), 3600);
+        let user = match users {
+            Users::Shared => i % USERS,
+            Users::OnePerSocket => i,
+        };
+        let token = token::mint(&format!("{prefix}{user}"), 3600);
         let url = server.flavor.url(&server.ws, room, &token);
         let (flavor, room, received) = (server.flavor, room.to_owned(), received.clone());
         tasks.push(tokio::spawn(
@@ -84,13 +101,15 @@ pub async fn connect(server: &Server, n: usize, rate: u32, clock: Clock) -> Conn
     let received = Arc::new(AtomicU64::new(0));
     let rss_before = server.rss_kib();
     let started = Instant::now();
-    let (conns, mut handshakes, failures) = open_many(server, &room, "c", n, rate, clock, &received).await;
+    let (conns, mut handshakes, failures) =
+        open_many(server, &room, "c", n, Users::Shared, rate, clock, &received).await;
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = server.rss_kib();
 
     let sender_received = Arc::new(AtomicU64::new(0));
-    let (mut sender, _, _) = open_many(server, &room, "sender", 1, 1, clock, &sender_received).await;
+    let (mut sender, _, _) =
+        open_many(server, &room, "sender", 1, Users::OnePerSocket, 1, clock, &sender_received).await;
     let sent_at = clock.now_us();
     if let Some(s) = sender.first() {
         s.send(server.flavor.message(&room, sent_at));
@@ -146,11 +165,12 @@ pub async fn fanout(
 ) -> FanoutResult {
     let room = format!("fanout-{receivers}");
     let received = Arc::new(AtomicU64::new(0));
-    let (conns, _, _) = open_many(server, &room, "r", receivers, 1000, clock, &received).await;
+    let (conns, _, _) = open_many(server, &room, "r", receivers, Users::Shared, 1000, clock, &received).await;
     let max_rate = rates.iter().copied().max().unwrap_or(1);
     let sender_count = max_rate.div_ceil(PER_SENDER_RATE) as usize;
     let ignored = Arc::new(AtomicU64::new(0));
-    let (senders, _, _) = open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
+    let (senders, _, _) =
+        open_many(server, &room, "s", sender_count, Users::OnePerSocket, 1000, clock, &ignored).await;
     // Every sender is in the room too; their receipts are not counted.
     let listeners = conns.len() as u64;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -243,7 +263,7 @@ pub async fn rooms(
     for r in 0..rooms {
         let room = format!("small-{r}");
         let (conns, _, _) =
-            open_many(server, &room, &format!("m{r}-"), members, 2000, clock, &received).await;
+            open_many(server, &room, &format!("m{r}-"), members, Users::Shared, 2000, clock, &received).await;
         by_room.push((room, conns));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
