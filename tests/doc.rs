@@ -533,3 +533,45 @@ fn a_reconnect_does_not_refill_the_users_rate_budget() {
         "a new socket of the same user starts with the same empty budget ({limited} limited)"
     );
 }
+
+#[test]
+fn good_frames_between_bad_ones_do_not_reset_the_strikes() {
+    let mut d = One::new(Limits { max_strikes: 5, ..Limits::default() }, "");
+    let closed =
+        |effects: &[DocEffect]| effects.iter().any(|e| matches!(e, DocEffect::Close { code: 4002, .. }));
+    let good = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
+    for n in 1..=5 {
+        let bad = d.doc.handle_frame(&conn("w"), Incoming::Text("{nope"), Timestamp(n * 1000));
+        let ok = d.doc.handle_frame(&conn("w"), Incoming::Text(&good), Timestamp(n * 1000 + 1));
+        assert!(!closed(&ok));
+        assert_eq!(
+            closed(&bad),
+            n == 5,
+            "strike {n}: one good frame after each bad one cleared them on 5a06e97"
+        );
+    }
+}
+
+#[test]
+fn a_race_a_good_client_can_lose_is_answered_but_is_not_a_strike() {
+    let mut d = One::new(Limits { max_strikes: 3, ..Limits::default() }, "");
+    d.submit("w", 0, json!(["a"]), "tab", 5);
+    for n in 0..10 {
+        let stale =
+            json!({ "t": "op:submit", "ref": n, "d": { "v": 0, "op": ["b"], "src": "tab", "seq": 1 } })
+                .to_string();
+        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&stale), Timestamp(1000 + n));
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("conflict"))));
+        assert!(
+            !effects.iter().any(|e| matches!(e, DocEffect::Close { .. })),
+            "conflict {n} closed the socket"
+        );
+    }
+    // Strikes older than a minute no longer count.
+    for t in [0u64, 61_000, 122_000] {
+        let bad = d.doc.handle_frame(&conn("r"), Incoming::Text("{"), Timestamp(10_000 + t));
+        assert!(!bad.iter().any(|e| matches!(e, DocEffect::Close { .. })));
+    }
+}

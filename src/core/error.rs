@@ -65,6 +65,22 @@ impl ErrorCode {
         }
     }
 
+    /// Whether a frame answered with this code counts towards `MAX_STRIKES`: frames that could
+    /// never be valid, forbidden ones, and rate-limited ones. Races a well-behaved client can
+    /// lose (`conflict`, a `signal` to a peer who just left, versions, our own failures) do not.
+    pub fn is_strike(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadFrame
+                | ErrorCode::UnknownEvent
+                | ErrorCode::BadRequest
+                | ErrorCode::TooLarge
+                | ErrorCode::Unauthorized
+                | ErrorCode::Forbidden
+                | ErrorCode::RateLimited
+        )
+    }
+
     /// The HTTP status this code maps to when it answers an HTTP request.
     pub fn http_status(self) -> u16 {
         match self {

@@ -10,6 +10,7 @@
 //! object that receives it (`room.rs`). Event payloads are decoded by the object from `d`.
 
 use crate::core::error::{Error, ErrorCode};
+use crate::core::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -41,24 +42,51 @@ pub struct DecodeError {
     pub error: Error,
 }
 
-/// Consecutive rejected frames on one socket: `MAX_STRIKES` in a row close it with 4002
-/// ([`ABUSE_REASON`]); any accepted frame clears them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Strikes(u32);
+/// Rejected frames on one socket: `MAX_STRIKES` within a rolling minute close it with 4002
+/// ([`ABUSE_REASON`]), whatever accepted frames came between, so good frames cannot launder
+/// bad ones. Only errors a well-behaved client never causes count ([`ErrorCode::is_strike`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Strikes {
+    /// When the recent strikes happened, oldest first; at most `max` are kept.
+    recent: std::collections::VecDeque<Timestamp>,
+    /// The consecutive count of the old rule, until every core uses [`Strikes::record`].
+    consecutive: u32,
+}
+
+/// How long a strike counts.
+pub const STRIKE_WINDOW_MS: u64 = 60_000;
 
 /// The close reason that goes with 4002.
 pub const ABUSE_REASON: &str = "too many rejected frames";
 
 impl Strikes {
-    /// An accepted frame.
-    pub fn clear(&mut self) {
-        self.0 = 0;
+    /// A frame answered with `error` at `now`; `true` when the socket must be closed: it is a
+    /// strike and the `max`-th within [`STRIKE_WINDOW_MS`].
+    pub fn record(&mut self, error: &Error, max: u32, now: Timestamp) -> bool {
+        if !error.code.is_strike() {
+            return false;
+        }
+        let since = now.as_millis().saturating_sub(STRIKE_WINDOW_MS);
+        while self.recent.front().is_some_and(|t| t.as_millis() <= since) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let max = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        while self.recent.len() > max {
+            self.recent.pop_front();
+        }
+        self.recent.len() >= max
     }
 
-    /// A rejected frame; `true` when this one reaches `max` and the socket must be closed.
+    /// An accepted frame (the old rule; kept until every core uses [`Strikes::record`]).
+    pub fn clear(&mut self) {
+        self.consecutive = 0;
+    }
+
+    /// A rejected frame under the old rule.
     pub fn add(&mut self, max: u32) -> bool {
-        self.0 = self.0.saturating_add(1);
-        self.0 >= max
+        self.consecutive = self.consecutive.saturating_add(1);
+        self.consecutive >= max
     }
 }
 

@@ -616,19 +616,14 @@ impl Doc {
             Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now)),
         };
         match outcome {
-            Ok(effects) => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes.clear();
-                }
-                effects
-            }
+            Ok(effects) => effects,
             Err(error) => {
                 let mut effects = vec![DocEffect::Send {
                     to: conn.clone(),
                     frame: protocol::failure(reply_to.as_ref(), &error),
                 }];
                 let max = self.config.limits.max_strikes;
-                if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
+                if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(&error, max, now)) {
                     effects.push(DocEffect::Close {
                         conn: conn.clone(),
                         code: close::PROTOCOL_ABUSE,
