@@ -373,3 +373,35 @@ fn notifications_are_validated() {
     assert!(err.message.contains("Idempotency-Key"));
     assert_eq!(net.stores.get(&uid("alice")).map_or(0, |s| s.inbox.rows.len()), 0);
 }
+
+#[test]
+fn a_reconnect_does_not_reset_the_frame_budget() {
+    let burst = switchboard::core::user::FRAME_RATE.burst;
+    let limited = |net: &mut Users, conn| {
+        net.take(conn, "reply")
+            .into_iter()
+            .filter(|r| r["ok"] == false)
+            .map(|r| r["error"]["code"].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    for i in 0..burst {
+        net.send(&phone, json!({ "t": "presence:active", "ref": i }));
+    }
+    assert!(limited(&mut net, &phone).is_empty(), "the burst is allowed");
+    net.disconnect(&phone);
+    let again = net.connect("alice");
+    net.send(&again, json!({ "t": "presence:active", "ref": "r" }));
+    assert_eq!(limited(&mut net, &again), vec![json!("rate_limited")], "a reconnect buys no fresh burst");
+    // Another device of the same user draws from the same budget.
+    let laptop = net.connect("alice");
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "l" }));
+    assert_eq!(limited(&mut net, &laptop), vec![json!("rate_limited")], "one budget per user");
+    // It refills at the sustained rate, shared too.
+    net.advance(1000 / u64::from(switchboard::core::user::FRAME_RATE.per_sec));
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "l2" }));
+    assert!(limited(&mut net, &laptop).is_empty());
+    net.send(&again, json!({ "t": "presence:active", "ref": "r2" }));
+    assert_eq!(limited(&mut net, &again), vec![json!("rate_limited")]);
+}

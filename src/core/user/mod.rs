@@ -27,7 +27,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use watch::{PresenceUpdate, PushAnswer, UsersPayload, WatchPolicy, WatchRequest};
 
-/// Every frame on a user socket shares one bucket: these sockets carry little traffic.
+/// Every frame on a user's sockets draws from one bucket, the user's: these sockets carry
+/// little traffic, and sharing it means a reconnect or another device buys no fresh burst.
 pub const FRAME_RATE: Rate = Rate { per_sec: 10, burst: 30 };
 
 /// What the shell keeps per socket in its hibernation attachment.
@@ -155,7 +156,6 @@ enum Timer {
 struct Connection {
     info: UserConnInfo,
     strikes: protocol::Strikes,
-    bucket: Bucket,
 }
 
 /// Everything stored about a user, as the shell reads it on a wake.
@@ -185,6 +185,8 @@ pub struct User {
     inbox: InboxState,
     conns: BTreeMap<ConnId, Connection>,
     timers: Timers<Timer>,
+    /// The user's frame budget, shared by all their sockets; in memory, like every bucket.
+    bucket: Bucket,
 }
 
 /// The answer to `POST /notify` for this user.
@@ -214,6 +216,7 @@ impl User {
             inbox,
             conns: BTreeMap::new(),
             timers: Timers::default(),
+            bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
         }
     }
 
@@ -262,12 +265,11 @@ impl User {
         self.timers.next()
     }
 
-    /// Re-adds a socket that survived hibernation; announces nothing.
-    pub fn restore_conn(&mut self, info: UserConnInfo, now: Timestamp) {
+    /// Re-adds a socket that survived hibernation; announces nothing. (`_now` is kept for the
+    /// shell: the frame budget is the user's, not the socket's.)
+    pub fn restore_conn(&mut self, info: UserConnInfo, _now: Timestamp) {
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
-        let bucket = Bucket::full(FRAME_RATE, now);
-        self.conns
-            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), bucket });
+        self.conns.insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() });
     }
 
     /// After the survivors are restored: re-arms the timers that live only in memory.
@@ -430,9 +432,7 @@ impl User {
         inbox: &dyn Inbox,
     ) -> Result<Vec<UserEffect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
-        if let Some(c) = self.conns.get_mut(conn) {
-            c.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
-        }
+        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
         let mut effects = Vec::new();
         if event != "presence:set" {
             // `presence:set` decides the status itself; announcing `online` first would flap.
