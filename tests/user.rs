@@ -4,6 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use support::users::{open_policy, uid, Users, TIMES};
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::Limits;
@@ -372,6 +373,118 @@ fn notifications_are_validated() {
     let err = net.notify("alice", json!({ "type": "t" }), Some(&"k".repeat(200))).unwrap_err();
     assert!(err.message.contains("Idempotency-Key"));
     assert_eq!(net.stores.get(&uid("alice")).map_or(0, |s| s.inbox.rows.len()), 0);
+}
+
+/// What a client shows of a status: `(status, activity)`; `lastSeen` is only news with a change.
+fn view(d: &Value) -> (String, Option<String>) {
+    (d["status"].as_str().unwrap().to_owned(), d["activity"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_rejected_frame_is_not_activity() {
+    let mut net = Users::with_limits(Limits { max_strikes: 100, ..Limits::default() });
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.advance(TIMES.away_ms);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")]);
+    let writes = net.stores[&uid("alice")].writes;
+    // Unknown event, bad payload, malformed frame: rejected, so the user is not active.
+    net.send(&alice, json!({ "t": "message:send", "ref": "m", "d": { "text": "hi" } }));
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bad id"] } }));
+    net.send_raw(&alice, "{not json");
+    assert_eq!(net.reply(&alice, "m")["ok"], false);
+    assert_eq!(net.reply(&alice, "s")["ok"], false);
+    let stored = net.stores[&uid("alice")].presence.clone().unwrap();
+    assert_eq!(stored.presence.current().status, switchboard::core::presence::Status::Away, "stored");
+    assert_eq!(net.stores[&uid("alice")].writes, writes, "nothing stored for a rejected frame");
+    // A watcher subscribing now sees what the old watcher was told.
+    let carol = net.connect("carol");
+    net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
+    assert_eq!(net.reply(&carol, "c")["d"]["presence"][0]["status"], "away");
+    // A valid frame is activity, stored and announced together.
+    net.send(&alice, json!({ "t": "notification:list", "ref": "l" }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+    assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn stored_status_always_matches_what_watchers_were_told() {
+    let frames = [
+        json!({ "t": "presence:active" }),
+        json!({ "t": "presence:active", "ref": "a" }),
+        json!({ "t": "presence:set", "d": { "status": "away" } }),
+        json!({ "t": "presence:set", "d": { "status": "online", "activity": "x" } }),
+        json!({ "t": "presence:set", "d": { "status": "busy" } }),
+        json!({ "t": "presence:set", "d": { "status": "offline", "activity": "y" } }),
+        json!({ "t": "presence:set", "d": { "status": "asleep" } }),
+        json!({ "t": "presence:set", "d": { "status": "busy", "activity": "z".repeat(200) } }),
+        json!({ "t": "message:send", "d": { "text": "hi" } }),
+        json!({ "t": "presence:subscribe", "d": { "users": ["bad id"] } }),
+        json!({ "t": "notification:list", "ref": "l" }),
+        json!({ "t": "auth:refresh", "d": { "token": "not a token" } }),
+    ];
+    let alice = uid("alice");
+    // Tokens outlive the run (300 steps of up to 10 minutes).
+    let ttl = 100 * 3_600_000;
+    for seed in 1..=40u64 {
+        let mut rng = support::Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut net = Users::new();
+        let mut devices = vec![net.connect_with("alice", open_policy(), ttl)];
+        let bob = net.connect_with("bob", open_policy(), ttl);
+        net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+        let mut bob_view = view(&net.reply(&bob, "s")["d"]["presence"][0]);
+        // What each of alice's devices was last told about her: the greeting, then updates.
+        let mut own = BTreeMap::new();
+        for step in 0..300 {
+            match rng.below(10) {
+                0..=4 => {
+                    if let Some(conn) = devices.iter().find(|c| !net.closed.contains_key(*c)).cloned() {
+                        if rng.below(6) == 0 {
+                            net.send_raw(&conn, "{\"t\": 1");
+                        } else {
+                            net.send(&conn, rng.pick(&frames).clone());
+                        }
+                    }
+                }
+                5 | 6 => net.advance(*rng.pick(&[10, 300, 1000, 40_000, TIMES.away_ms, TIMES.offline_ms])),
+                7 => {
+                    let open: Vec<_> =
+                        devices.iter().filter(|c| !net.closed.contains_key(*c)).cloned().collect();
+                    if open.len() > 1 || (!open.is_empty() && rng.below(2) == 0) {
+                        net.disconnect(rng.pick(&open));
+                    } else {
+                        devices.push(net.connect_with("alice", open_policy(), ttl));
+                    }
+                }
+                8 => net.evict(&alice),
+                _ => net.evict(&uid("bob")),
+            }
+            let ctx = format!("seed {seed} step {step}");
+            let saved = net.stores[&alice].presence.clone().unwrap_or_default();
+            let current = saved.presence.current();
+            let stored = view(&serde_json::to_value(&current).unwrap());
+            for conn in devices.iter().filter(|c| !net.closed.contains_key(*c)) {
+                let got = net.sockets.get_mut(conn).unwrap();
+                for f in got.drain(..) {
+                    if f["t"] == "user:state" || (f["t"] == "presence:update" && f["d"]["user"] == "alice") {
+                        own.insert(conn.clone(), view(&f["d"]));
+                    }
+                }
+                assert_eq!(own.get(conn), Some(&stored), "{ctx}: own device {conn:?}");
+            }
+            if let Some(f) = net.take(&bob, "presence:update").iter().rfind(|f| f["d"]["user"] == "alice") {
+                bob_view = view(&f["d"]);
+            }
+            let bob_rev = net.stores[&uid("bob")].watching.get(&alice).copied();
+            assert_eq!(bob_rev, Some(saved.rev), "{ctx}: watcher's revision");
+            assert_eq!(bob_view, stored, "{ctx}: watcher's view");
+        }
+        // A new watcher is told what the old one was.
+        let carol = net.connect("carol");
+        net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
+        assert_eq!(view(&net.reply(&carol, "c")["d"]["presence"][0]), bob_view, "seed {seed}");
+    }
 }
 
 #[test]

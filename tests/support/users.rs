@@ -36,6 +36,8 @@ pub struct Users {
     /// Frames received per connection.
     pub sockets: BTreeMap<ConnId, Vec<Value>>,
     pub owner: BTreeMap<ConnId, UserId>,
+    /// Each socket's token expiry, as its attachment keeps it.
+    pub expires: BTreeMap<ConnId, Timestamp>,
     pub closed: BTreeMap<ConnId, u16>,
     /// How often each object handled a call from another object.
     pub woken: BTreeMap<UserId, usize>,
@@ -68,6 +70,7 @@ impl Users {
             stores: BTreeMap::new(),
             sockets: BTreeMap::new(),
             owner: BTreeMap::new(),
+            expires: BTreeMap::new(),
             closed: BTreeMap::new(),
             woken: BTreeMap::new(),
             alarms: BTreeMap::new(),
@@ -97,7 +100,8 @@ impl Users {
                 .map(|(c, _)| c.clone())
                 .collect();
             for conn in survivors {
-                user.restore_conn(UserConnInfo { conn, expires: now.plus_millis(3_600_000) }, now);
+                let expires = self.expires.get(&conn).copied().unwrap_or(now);
+                user.restore_conn(UserConnInfo { conn, expires }, now);
             }
             user.restored(now);
             self.users.insert(id.clone(), user);
@@ -124,6 +128,7 @@ impl Users {
         self.owner.insert(conn.clone(), id.clone());
         let now = self.now;
         let info = UserConnInfo { conn: conn.clone(), expires: now.plus_millis(ttl_ms) };
+        self.expires.insert(conn.clone(), info.expires);
         let effects = self.user(&id).handle_connect(info, policy, now);
         self.apply(&id, effects);
         conn
@@ -237,7 +242,9 @@ impl Users {
                 UserEffect::RemoveWatching(u) => {
                     store.watching.remove(&u);
                 }
-                UserEffect::UpdateConn(_) => {}
+                UserEffect::UpdateConn(info) => {
+                    self.expires.insert(info.conn, info.expires);
+                }
                 UserEffect::Send { to, frame } => self.deliver(&to, &frame),
                 UserEffect::Broadcast { frame } => {
                     for conn in self.open_conns(id) {

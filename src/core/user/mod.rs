@@ -303,7 +303,7 @@ impl User {
         let conn = info.conn.clone();
         let mut effects = self.set_policy(policy);
         self.restore_conn(info, now);
-        let change = self.saved.presence.connect(now);
+        self.saved.presence.connect(now);
         self.timers.cancel(&Timer::Pause);
         let resume = std::mem::replace(&mut self.saved.paused, false);
         let current = self.status();
@@ -314,7 +314,6 @@ impl User {
             object.extend(status);
         }
         effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
-        effects.extend(change.map(|c| self.announce(c)).unwrap_or_default());
         if resume && !self.watching.is_empty() {
             effects.push(UserEffect::Watch {
                 users: self.watching.keys().cloned().collect(),
@@ -322,8 +321,7 @@ impl User {
                 reply: None,
             });
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects)
     }
 
     /// A socket closed: the last one starts the grace period.
@@ -337,8 +335,7 @@ impl User {
         if self.conns.is_empty() {
             self.timers.set(Timer::Pause, now.plus_millis(self.config.presence.grace_ms));
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, Vec::new())
+        self.finish(&before, Vec::new())
     }
 
     /// The alarm fired: status transitions, pausing subscriptions, expired tokens.
@@ -348,9 +345,7 @@ impl User {
         for timer in self.timers.pop_due(now) {
             match timer {
                 Timer::Presence => {
-                    if let Some(change) = self.saved.presence.on_alarm(now, &self.config.presence) {
-                        effects.extend(self.announce(change));
-                    }
+                    self.saved.presence.on_alarm(now, &self.config.presence);
                 }
                 Timer::Pause => {
                     if self.conns.is_empty() && !self.saved.paused {
@@ -368,11 +363,11 @@ impl User {
                 }),
             }
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects)
     }
 
-    /// A frame arrived on `conn`. Every frame is activity.
+    /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
+    /// unknown, invalid, over the rate) is not, so it changes no status.
     pub fn handle_frame(
         &mut self,
         conn: &ConnId,
@@ -386,7 +381,17 @@ impl User {
         let before = self.saved.clone();
         let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
             Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(conn, envelope, now, inbox)),
+            Ok(envelope) => {
+                // `presence:set` decides the status itself; counting it as activity too could
+                // bring a user who chose `away` straight back `online`.
+                let activity = envelope.event != "presence:set";
+                let reply_to = envelope.reply_to.clone();
+                let outcome = self.dispatch(conn, envelope, now, inbox);
+                if activity && outcome.is_ok() {
+                    self.saved.presence.activity(now);
+                }
+                (reply_to, outcome)
+            }
         };
         let effects = match outcome {
             Ok(effects) => {
@@ -397,13 +402,28 @@ impl User {
             }
             Err(error) => self.reject(conn, reply_to.as_ref(), &error),
         };
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects)
     }
 
-    /// Puts one `SavePresence` before everything else when the status (or just `lastSeen`)
-    /// changed since `before`: written once, before any frame announces it.
-    fn saved_first(&self, before: &SavedPresence, mut effects: Vec<UserEffect>) -> Vec<UserEffect> {
+    /// Ends every handler that may change the status. A status (or activity text) different
+    /// from `before` is announced: shown on the user's own devices, pushed to active watchers.
+    /// One `SavePresence` goes before everything else when anything saved changed, so what is
+    /// stored and what is announced cannot drift apart: there is no other way to store a status.
+    fn finish(&mut self, before: &SavedPresence, mut effects: Vec<UserEffect>) -> Vec<UserEffect> {
+        let (old, new) = (before.presence.current(), self.saved.presence.current());
+        if (old.status, &old.activity) != (new.status, &new.activity) {
+            self.saved.rev += 1;
+            let update = self.update();
+            if !self.conns.is_empty() {
+                effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
+            }
+            let to: Vec<UserId> =
+                self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
+            if !to.is_empty() {
+                effects.push(UserEffect::Push { to, update });
+            }
+        }
+        self.sync_presence_timer();
         if self.saved != *before {
             effects.insert(0, UserEffect::SavePresence(self.saved.clone()));
         }
@@ -434,12 +454,6 @@ impl User {
         let Envelope { event, reply_to, data } = envelope;
         self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
         let mut effects = Vec::new();
-        if event != "presence:set" {
-            // `presence:set` decides the status itself; announcing `online` first would flap.
-            if let Some(change) = self.saved.presence.activity(now) {
-                effects.extend(self.announce(change));
-            }
-        }
         let reply = |data: Value| {
             reply_to
                 .as_ref()
@@ -455,9 +469,7 @@ impl User {
                         format!("activity must be at most {MAX_ACTIVITY_CHARS} characters"),
                     ));
                 }
-                if let Some(change) = self.saved.presence.choose(p.status, p.activity, now) {
-                    effects.extend(self.announce(change));
-                }
+                self.saved.presence.choose(p.status, p.activity, now);
                 effects.extend(reply(serde_json::to_value(self.status()).unwrap_or_default()));
             }
             "presence:subscribe" => {
@@ -721,22 +733,6 @@ impl User {
         }
         if !dropped.is_empty() {
             effects.push(UserEffect::Unwatch(dropped));
-        }
-        effects
-    }
-
-    /// A status change (the caller persists it first): shown on the user's own devices, pushed to active watchers.
-    fn announce(&mut self, change: Change) -> Vec<UserEffect> {
-        self.saved.rev += 1;
-        let update = PresenceUpdate::new(self.id.clone(), change, self.saved.rev);
-        let mut effects = Vec::new();
-        if !self.conns.is_empty() {
-            effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
-        }
-        let to: Vec<UserId> =
-            self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
-        if !to.is_empty() {
-            effects.push(UserEffect::Push { to, update });
         }
         effects
     }
