@@ -518,3 +518,110 @@ fn a_reconnect_does_not_reset_the_frame_budget() {
     net.send(&again, json!({ "t": "presence:active", "ref": "r2" }));
     assert_eq!(limited(&mut net, &again), vec![json!("rate_limited")]);
 }
+
+#[test]
+fn in_flight_subscribes_count_against_the_watch_limit() {
+    let mut net = Users::new();
+    let max = Limits::default().presence_max_watch;
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    for i in 0..10 {
+        let users: Vec<String> = (0..max).map(|j| format!("u{i}-{j}")).collect();
+        net.send(&alice, json!({ "t": "presence:subscribe", "ref": i.to_string(), "d": { "users": users } }));
+    }
+    for i in 1..10 {
+        assert_eq!(net.reply(&alice, &i.to_string())["error"]["code"], "too_large", "subscribe {i}");
+    }
+    assert_eq!(net.held.len(), 1, "only the first subscribe calls anyone");
+    net.release();
+    let first = net.reply(&alice, "0");
+    assert_eq!(first["d"]["presence"].as_array().unwrap().len(), max);
+    assert_eq!(net.user(&uid("alice")).watching().len(), max);
+
+    // Asking again for users already in flight does not count them twice.
+    let mut net = Users::with_limits(Limits { presence_max_watch: 2, ..Limits::default() });
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    for r in ["a", "b"] {
+        net.send(&alice, json!({ "t": "presence:subscribe", "ref": r, "d": { "users": ["bob", "carol"] } }));
+    }
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["dave"] } }));
+    assert_eq!(net.reply(&alice, "c")["error"]["code"], "too_large");
+    net.release();
+    for r in ["a", "b"] {
+        assert_eq!(net.reply(&alice, r)["d"]["presence"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(net.user(&uid("alice")).watching().len(), 2);
+}
+
+#[test]
+fn an_unsubscribe_racing_a_subscribe_is_undone_when_its_answers_land() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob"] } }));
+    // The unwatch reaches bob's object before the watch does.
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "ref": "u", "d": { "users": ["bob"] } }));
+    assert_eq!(
+        net.reply(&alice, "u")["d"]["users"],
+        json!(["bob"]),
+        "the subscription in flight is cancelled"
+    );
+    net.release();
+    let reply = net.reply(&alice, "s");
+    assert_eq!(reply["d"]["presence"], json!([]));
+    assert_eq!(reply["d"]["failed"][0]["user"], "bob");
+    assert_eq!(reply["d"]["failed"][0]["error"]["code"], "conflict");
+    assert!(net.user(&uid("alice")).watching().is_empty());
+    assert!(net.stores[&uid("alice")].watching.is_empty());
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "undone at bob's object");
+    assert!(net.stores[&uid("bob")].watchers.is_empty());
+    net.send(&bob, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    assert!(statuses_about(&net.take(&alice, "presence:update"), &["bob"]).is_empty());
+
+    // Unsubscribing and subscribing again while the first is in flight keeps the subscription.
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "1", "d": { "users": ["bob"] } }));
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "d": { "users": ["bob"] } }));
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "2", "d": { "users": ["bob"] } }));
+    net.release();
+    assert_eq!(net.reply(&alice, "2")["d"]["presence"][0]["status"], "busy");
+    assert!(net.user(&uid("alice")).watching().contains_key(&uid("bob")));
+    assert_eq!(net.user(&uid("bob")).watchers().get(&uid("alice")), Some(&true));
+
+    // Nor does a resume (a socket coming back) that an unsubscribe overtakes.
+    net.disconnect(&alice);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(net.user(&uid("bob")).watchers().get(&uid("alice")), Some(&false), "paused");
+    net.hold_watch = true;
+    let alice = net.connect("alice");
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "ref": "u2", "d": { "users": ["bob"] } }));
+    assert_eq!(net.reply(&alice, "u2")["d"]["users"], json!(["bob"]));
+    net.release();
+    assert!(net.user(&uid("alice")).watching().is_empty());
+    assert!(net.stores[&uid("alice")].watching.is_empty());
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "the resume is undone at bob's object");
+}
+
+#[test]
+fn a_narrower_token_racing_a_subscribe_is_undone_when_its_answers_land() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob", "carol"] } }));
+    let exp = net.now.as_millis() / 1000 + 3600;
+    let token = support::hs256(&json!({ "sub": "alice", "exp": exp, "friends": ["carol"] }));
+    net.send(&alice, json!({ "t": "auth:refresh", "ref": "r", "d": { "token": token } }));
+    assert_eq!(net.reply(&alice, "r")["ok"], true);
+    net.release();
+    let reply = net.reply(&alice, "s");
+    assert_eq!(reply["d"]["presence"][0]["user"], "carol");
+    assert_eq!(reply["d"]["presence"].as_array().unwrap().len(), 1);
+    assert_eq!(reply["d"]["failed"][0]["user"], "bob");
+    assert_eq!(reply["d"]["failed"][0]["error"]["code"], "forbidden");
+    let watching: Vec<_> = net.user(&uid("alice")).watching().keys().cloned().collect();
+    assert_eq!(watching, vec![uid("carol")]);
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "undone at bob's object");
+    assert_eq!(net.user(&uid("carol")).watchers().get(&uid("alice")), Some(&true));
+}

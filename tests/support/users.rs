@@ -45,6 +45,10 @@ pub struct Users {
     pub alarms: BTreeMap<UserId, Timestamp>,
     pub now: Timestamp,
     pub config: Config,
+    /// While set, `Watch` calls stay in flight (in `held`) until [`Users::release`]: their
+    /// answers land after whatever the test does meanwhile. Other calls are made at once.
+    pub hold_watch: bool,
+    pub held: Vec<(UserId, UserEffect)>,
     next_conn: u32,
 }
 
@@ -76,6 +80,8 @@ impl Users {
             alarms: BTreeMap::new(),
             now: Timestamp(1_700_000_000_000),
             config,
+            hold_watch: false,
+            held: Vec::new(),
             next_conn: 0,
         }
     }
@@ -181,6 +187,14 @@ impl Users {
         self.now = target;
     }
 
+    /// Makes the held `Watch` calls, in the order they were asked for, and stops holding.
+    pub fn release(&mut self) {
+        self.hold_watch = false;
+        for (id, call) in std::mem::take(&mut self.held) {
+            self.apply(&id, vec![call]);
+        }
+    }
+
     /// Frames of `event` that `conn` received, consumed.
     pub fn take(&mut self, conn: &ConnId, event: &str) -> Vec<Value> {
         let frames = self.sockets.get_mut(conn).unwrap();
@@ -267,6 +281,7 @@ impl Users {
                     let effects = self.user(id).pushed(answers);
                     self.apply(id, effects);
                 }
+                call @ UserEffect::Watch { .. } if self.hold_watch => self.held.push((id.clone(), call)),
                 UserEffect::Watch { users, active, reply } => {
                     let mut results = Vec::new();
                     for user in users {

@@ -158,6 +158,15 @@ struct Connection {
     strikes: protocol::Strikes,
 }
 
+/// A `presence:subscribe` whose watched users have not answered yet.
+#[derive(Debug, Default)]
+struct Subscribing {
+    /// Watch calls in flight that name this user.
+    calls: u32,
+    /// `false` once an unsubscribe or a narrower token cancelled it: its answers are undone.
+    wanted: bool,
+}
+
 /// Everything stored about a user, as the shell reads it on a wake.
 #[derive(Debug, Clone, Default)]
 pub struct StoredUser {
@@ -187,6 +196,8 @@ pub struct User {
     timers: Timers<Timer>,
     /// The user's frame budget, shared by all their sockets; in memory, like every bucket.
     bucket: Bucket,
+    /// Subscriptions asked for and not answered yet; they count against the watch limit.
+    subscribing: BTreeMap<UserId, Subscribing>,
 }
 
 /// The answer to `POST /notify` for this user.
@@ -217,6 +228,7 @@ impl User {
             conns: BTreeMap::new(),
             timers: Timers::default(),
             bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
+            subscribing: BTreeMap::new(),
         }
     }
 
@@ -478,8 +490,16 @@ impl User {
             }
             "presence:unsubscribe" => {
                 let p: UsersPayload = protocol::payload(&event, data)?;
-                let users: Vec<UserId> =
-                    p.users.into_iter().filter(|u| self.watching.remove(u).is_some()).collect();
+                let users: Vec<UserId> = p
+                    .users
+                    .into_iter()
+                    .filter(|u| {
+                        // A subscription still in flight is cancelled too; its answer is undone.
+                        let cancelled =
+                            self.subscribing.get_mut(u).filter(|s| s.wanted).map(|s| s.wanted = false);
+                        self.watching.remove(u).is_some() || cancelled.is_some()
+                    })
+                    .collect();
                 effects.extend(users.iter().cloned().map(UserEffect::RemoveWatching));
                 effects.extend(reply(json!({ "users": users })));
                 if !users.is_empty() {
@@ -523,64 +543,127 @@ impl User {
         if let Some(denied) = wanted.iter().find(|u| !self.policy.allows(u)) {
             return Err(Error::new(ErrorCode::Forbidden, format!("this token may not watch {denied}")));
         }
-        let new = wanted.iter().filter(|u| !self.watching.contains_key(*u)).count();
-        if self.watching.len() + new > max {
+        // Subscriptions still in flight count: their answers have not landed in `watching` yet.
+        let new = wanted.iter().filter(|u| !self.watches(u)).count();
+        if self.watch_count().saturating_add(new) > max {
             return Err(Error::new(ErrorCode::TooLarge, format!("a user may watch at most {max} users")));
         }
         let reply = PendingReply { conn: conn.clone(), reply_to };
         if wanted.is_empty() {
             return Ok(self.watched(reply, Vec::new()));
         }
+        for user in &wanted {
+            let pending = self.subscribing.entry(user.clone()).or_default();
+            pending.calls = pending.calls.saturating_add(1);
+            pending.wanted = true;
+        }
         Ok(vec![UserEffect::Watch { users: wanted, active: true, reply: Some(reply) }])
     }
 
-    /// The watched users' objects answered a [`UserEffect::Watch`]: remember the ones that
-    /// answered, reply to the socket that asked (listing failures), or, for a resume, tell every
-    /// socket about statuses that changed meanwhile.
+    /// Whether `user` is watched or a subscription to them is on its way.
+    fn watches(&self, user: &UserId) -> bool {
+        self.watching.contains_key(user) || self.subscribing.get(user).is_some_and(|s| s.wanted)
+    }
+
+    /// Users watched, counting the subscriptions on their way.
+    fn watch_count(&self) -> usize {
+        let pending =
+            self.subscribing.iter().filter(|(u, s)| s.wanted && !self.watching.contains_key(*u)).count();
+        self.watching.len() + pending
+    }
+
+    /// The watched users' objects answered a subscribe's [`UserEffect::Watch`]: rights and wishes
+    /// are checked again, since an unsubscribe or a narrower token may have come in meanwhile.
+    /// What is still wanted and allowed is remembered; the rest is undone at the watched
+    /// user's object and listed in `failed`. The socket that asked gets its reply.
     pub fn watched(
         &mut self,
         reply: PendingReply,
         results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
     ) -> Vec<UserEffect> {
-        self.apply_watch_results(Some(reply), results)
-    }
-
-    /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply).
-    pub fn resumed(&mut self, results: Vec<(UserId, Result<PresenceUpdate, Error>)>) -> Vec<UserEffect> {
-        self.apply_watch_results(None, results)
-    }
-
-    fn apply_watch_results(
-        &mut self,
-        reply: Option<PendingReply>,
-        results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
-    ) -> Vec<UserEffect> {
         let mut effects = Vec::new();
         let mut presence = Vec::new();
         let mut failed = Vec::new();
+        let mut undo = Vec::new();
         for (user, result) in results {
-            match result {
-                Ok(update) => {
-                    let known = self.watching.insert(user.clone(), update.rev);
-                    if known != Some(update.rev) {
-                        effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+            let wanted = match self.subscribing.get_mut(&user) {
+                Some(pending) => {
+                    pending.calls = pending.calls.saturating_sub(1);
+                    let wanted = pending.wanted;
+                    if pending.calls == 0 {
+                        self.subscribing.remove(&user);
                     }
-                    if reply.is_none() && known.is_some_and(|rev| rev < update.rev) && !self.conns.is_empty()
-                    {
-                        effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
+                    Some(wanted)
+                }
+                None => None,
+            };
+            let refusal = match wanted {
+                // The object lost its memory (a failed write) while the call was out.
+                None => {
+                    Some(Error::new(ErrorCode::Internal, "the subscription was interrupted; subscribe again"))
+                }
+                Some(_) if !self.policy.allows(&user) => {
+                    Some(Error::new(ErrorCode::Forbidden, format!("the newest token may not watch {user}")))
+                }
+                Some(false) => {
+                    Some(Error::new(ErrorCode::Conflict, "unsubscribed before the subscription completed"))
+                }
+                Some(true) => None,
+            };
+            match (result, refusal) {
+                (Ok(update), None) => {
+                    // A push may have landed first with a newer revision: keep the newest.
+                    if self.watching.get(&user).is_none_or(|rev| *rev < update.rev) {
+                        self.watching.insert(user.clone(), update.rev);
+                        effects.push(UserEffect::SaveWatching { user, rev: update.rev });
                     }
                     presence.push(update);
                 }
-                Err(error) => failed.push(json!({ "user": user, "error": error })),
+                (Ok(_), Some(error)) => {
+                    failed.push(json!({ "user": user, "error": error }));
+                    undo.push(user);
+                }
+                (Err(error), _) => failed.push(json!({ "user": user, "error": error })),
             }
         }
-        if let Some(PendingReply { conn, reply_to: Some(r) }) = reply {
+        if let PendingReply { conn, reply_to: Some(r) } = reply {
             let presence: Vec<_> = presence.iter().map(PresenceUpdate::entry).collect();
             let mut data = json!({ "presence": presence });
             if let (false, Some(object)) = (failed.is_empty(), data.as_object_mut()) {
                 object.insert("failed".into(), Value::Array(failed));
             }
             effects.push(UserEffect::Send { to: conn, frame: protocol::reply_ok(&r, &data) });
+        }
+        if !undo.is_empty() {
+            effects.push(UserEffect::Unwatch(undo));
+        }
+        effects
+    }
+
+    /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply): statuses that
+    /// changed meanwhile go to every socket. A user no longer watched (unsubscribed or dropped
+    /// by a newer token while the call was out) is not watched again: the call is undone.
+    pub fn resumed(&mut self, results: Vec<(UserId, Result<PresenceUpdate, Error>)>) -> Vec<UserEffect> {
+        let mut effects = Vec::new();
+        let mut undo = Vec::new();
+        for (user, result) in results {
+            let Ok(update) = result else { continue };
+            match self.watching.get_mut(&user) {
+                Some(rev) if *rev < update.rev => {
+                    *rev = update.rev;
+                    effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+                    if !self.conns.is_empty() {
+                        effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
+                    }
+                }
+                Some(_) => {}
+                // A subscribe on its way settles it when its own answer lands.
+                None if self.subscribing.get(&user).is_some_and(|s| s.wanted) => {}
+                None => undo.push(user),
+            }
+        }
+        if !undo.is_empty() {
+            effects.push(UserEffect::Unwatch(undo));
         }
         effects
     }
@@ -725,6 +808,10 @@ impl User {
             return Vec::new();
         }
         let dropped: Vec<UserId> = self.watching.keys().filter(|u| !policy.allows(u)).cloned().collect();
+        // Subscriptions in flight to users the new token does not allow are undone when they land.
+        for (_, pending) in self.subscribing.iter_mut().filter(|(u, _)| !policy.allows(u)) {
+            pending.wanted = false;
+        }
         self.policy = policy.clone();
         let mut effects = vec![UserEffect::SavePolicy(policy)];
         for user in &dropped {
