@@ -10,6 +10,7 @@ use switchboard::core::caps::Capabilities;
 use switchboard::core::config::Limits;
 use switchboard::core::user::inbox::Inbox;
 use switchboard::core::user::watch::WatchPolicy;
+use switchboard::core::user::PUSH_WINDOW_MS;
 
 /// `(user, status)` of each `presence:update` about someone in `about`.
 fn statuses(frames: &[Value]) -> Vec<(String, String)> {
@@ -65,8 +66,11 @@ fn away_then_offline_then_back_on_every_device_and_watcher() {
     assert_eq!(statuses(&net.take(&bob, "presence:update")), expected);
 
     net.send(&laptop, json!({ "t": "presence:active" }));
-    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
     assert_eq!(statuses(&net.take(&phone, "presence:update")), vec![pair("alice", "online")]);
+    // Watchers were pushed `offline` a moment ago: the next push waits for the window's end.
+    assert!(net.take(&bob, "presence:update").is_empty());
+    net.advance(PUSH_WINDOW_MS);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
 }
 
 #[test]
@@ -140,6 +144,7 @@ fn watchers_fan_out_to_every_device_and_unsubscribe_stops_it() {
     assert_eq!(net.reply(&bob2, "u")["d"]["users"], json!(["alice"]));
     assert!(!net.user(&uid("alice")).watchers().contains_key(&uid("bob")));
     net.send(&alice, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    net.advance(PUSH_WINDOW_MS);
     assert!(net.take(&bob1, "presence:update").is_empty());
     assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
 }
@@ -402,8 +407,9 @@ fn a_rejected_frame_is_not_activity() {
     let carol = net.connect("carol");
     net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
     assert_eq!(net.reply(&carol, "c")["d"]["presence"][0]["status"], "away");
-    // A valid frame is activity, stored and announced together.
+    // A valid frame is activity, stored and announced together (to watchers within the window).
     net.send(&alice, json!({ "t": "notification:list", "ref": "l" }));
+    net.advance(PUSH_WINDOW_MS);
     assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
     assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
 }
@@ -447,7 +453,14 @@ fn stored_status_always_matches_what_watchers_were_told() {
                         }
                     }
                 }
-                5 | 6 => net.advance(*rng.pick(&[10, 300, 1000, 40_000, TIMES.away_ms, TIMES.offline_ms])),
+                5 | 6 => net.advance(*rng.pick(&[
+                    10,
+                    300,
+                    PUSH_WINDOW_MS,
+                    40_000,
+                    TIMES.away_ms,
+                    TIMES.offline_ms,
+                ])),
                 7 => {
                     let open: Vec<_> =
                         devices.iter().filter(|c| !net.closed.contains_key(*c)).cloned().collect();
@@ -477,10 +490,22 @@ fn stored_status_always_matches_what_watchers_were_told() {
                 bob_view = view(&f["d"]);
             }
             let bob_rev = net.stores[&uid("bob")].watching.get(&alice).copied();
-            assert_eq!(bob_rev, Some(saved.rev), "{ctx}: watcher's revision");
-            assert_eq!(bob_view, stored, "{ctx}: watcher's view");
+            if saved.unpushed {
+                // Coalesced: the push is owed, and the alarm makes it within the window.
+                let alarm = net.alarms.get(&alice).copied();
+                assert!(alarm.is_some_and(|at| at <= net.now.plus_millis(PUSH_WINDOW_MS)), "{ctx}: no alarm");
+            } else {
+                assert_eq!(bob_rev, Some(saved.rev), "{ctx}: watcher's revision");
+                assert_eq!(bob_view, stored, "{ctx}: watcher's view");
+            }
         }
-        // A new watcher is told what the old one was.
+        // Once the window has passed, the old watcher and a new one agree with the store.
+        net.advance(PUSH_WINDOW_MS);
+        if let Some(f) = net.take(&bob, "presence:update").iter().rfind(|f| f["d"]["user"] == "alice") {
+            bob_view = view(&f["d"]);
+        }
+        let saved = net.stores[&alice].presence.clone().unwrap_or_default();
+        assert_eq!(bob_view, view(&serde_json::to_value(saved.presence.current()).unwrap()), "seed {seed}");
         let carol = net.connect("carol");
         net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
         assert_eq!(view(&net.reply(&carol, "c")["d"]["presence"][0]), bob_view, "seed {seed}");
@@ -624,4 +649,61 @@ fn a_narrower_token_racing_a_subscribe_is_undone_when_its_answers_land() {
     assert_eq!(watching, vec![uid("carol")]);
     assert!(net.user(&uid("bob")).watchers().is_empty(), "undone at bob's object");
     assert_eq!(net.user(&uid("carol")).watchers().get(&uid("alice")), Some(&true));
+}
+
+#[test]
+fn flapping_status_is_pushed_at_most_once_per_window_and_the_last_one_wins() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.take(&laptop, "presence:update");
+    let woken = |net: &Users| net.woken.get(&uid("bob")).copied().unwrap_or(0);
+    let before = woken(&net);
+    for i in 0..10 {
+        let status = if i % 2 == 0 { "away" } else { "online" };
+        net.send(&phone, json!({ "t": "presence:set", "d": { "status": status } }));
+        net.advance(PUSH_WINDOW_MS / 20);
+    }
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "busy", "activity": "focus" } }));
+    assert_eq!(net.take(&laptop, "presence:update").len(), 11, "own devices see every change at once");
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "away")],
+        "the first at once"
+    );
+    assert_eq!(woken(&net) - before, 1);
+    net.advance(PUSH_WINDOW_MS);
+    let last = net.take(&bob, "presence:update");
+    assert_eq!(statuses(&last), vec![pair("alice", "busy")], "then the latest, once");
+    assert_eq!(last[0]["d"]["activity"], "focus");
+    assert_eq!(woken(&net) - before, 2);
+    assert_eq!(
+        net.stores[&uid("bob")].watching[&uid("alice")],
+        net.stores[&uid("alice")].presence.as_ref().unwrap().rev
+    );
+    // After a quiet window the next change goes out at once again.
+    net.advance(PUSH_WINDOW_MS);
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn a_coalesced_push_survives_eviction() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "away" } }));
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")]);
+    net.evict(&uid("alice"));
+    net.advance(PUSH_WINDOW_MS);
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "busy")],
+        "owed push made after the wake"
+    );
+    assert!(!net.stores[&uid("alice")].presence.as_ref().unwrap().unpushed);
 }

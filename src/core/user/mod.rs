@@ -31,6 +31,10 @@ use watch::{PresenceUpdate, PushAnswer, UsersPayload, WatchPolicy, WatchRequest}
 /// little traffic, and sharing it means a reconnect or another device buys no fresh burst.
 pub const FRAME_RATE: Rate = Rate { per_sec: 10, burst: 30 };
 
+/// Watchers are pushed a user's status at most once per window: changes inside it are
+/// coalesced and the latest goes out when it ends.
+pub const PUSH_WINDOW_MS: u64 = 1000;
+
 /// What the shell keeps per socket in its hibernation attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserConnInfo {
@@ -51,12 +55,15 @@ pub struct SavedPresence {
     pub rev: u64,
     /// Whether this user's subscriptions are paused (no socket for the grace period).
     pub paused: bool,
+    /// A change watchers have not been pushed yet (coalesced into the window's one push).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpushed: bool,
 }
 
 impl Default for SavedPresence {
     fn default() -> Self {
         // A user never seen has no socket, so their subscriptions start paused.
-        SavedPresence { presence: Presence::new(), rev: 0, paused: true }
+        SavedPresence { presence: Presence::new(), rev: 0, paused: true, unpushed: false }
     }
 }
 
@@ -150,6 +157,8 @@ enum Timer {
     Pause,
     /// The socket's token expires.
     TokenExpiry(ConnId),
+    /// The push window ends with a change watchers have not been pushed yet.
+    Push,
 }
 
 #[derive(Debug)]
@@ -198,6 +207,8 @@ pub struct User {
     bucket: Bucket,
     /// Subscriptions asked for and not answered yet; they count against the watch limit.
     subscribing: BTreeMap<UserId, Subscribing>,
+    /// When watchers were last pushed a change (unknown after a wake: the next push goes at once).
+    last_push: Option<Timestamp>,
 }
 
 /// The answer to `POST /notify` for this user.
@@ -229,6 +240,7 @@ impl User {
             timers: Timers::default(),
             bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
             subscribing: BTreeMap::new(),
+            last_push: None,
         }
     }
 
@@ -291,6 +303,10 @@ impl User {
             let left = self.saved.presence.left_at().unwrap_or(now);
             self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
         }
+        if self.saved.unpushed {
+            // A push was owed when the object went away: make it on the next alarm.
+            self.timers.set(Timer::Push, now);
+        }
         self.sync_presence_timer();
     }
 
@@ -333,7 +349,7 @@ impl User {
                 reply: None,
             });
         }
-        self.finish(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
     /// A socket closed: the last one starts the grace period.
@@ -347,7 +363,8 @@ impl User {
         if self.conns.is_empty() {
             self.timers.set(Timer::Pause, now.plus_millis(self.config.presence.grace_ms));
         }
-        self.finish(&before, Vec::new())
+        // The shell makes no calls after a close: an owed push waits for its alarm.
+        self.finish(&before, Vec::new(), now, false)
     }
 
     /// The alarm fired: status transitions, pausing subscriptions, expired tokens.
@@ -359,6 +376,8 @@ impl User {
                 Timer::Presence => {
                     self.saved.presence.on_alarm(now, &self.config.presence);
                 }
+                // `finish` makes the owed push (with whatever this alarm changed too).
+                Timer::Push => {}
                 Timer::Pause => {
                     if self.conns.is_empty() && !self.saved.paused {
                         self.saved.paused = true;
@@ -375,7 +394,7 @@ impl User {
                 }),
             }
         }
-        self.finish(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
     /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
@@ -414,32 +433,61 @@ impl User {
             }
             Err(error) => self.reject(conn, reply_to.as_ref(), &error),
         };
-        self.finish(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
     /// Ends every handler that may change the status. A status (or activity text) different
-    /// from `before` is announced: shown on the user's own devices, pushed to active watchers.
-    /// One `SavePresence` goes before everything else when anything saved changed, so what is
-    /// stored and what is announced cannot drift apart: there is no other way to store a status.
-    fn finish(&mut self, before: &SavedPresence, mut effects: Vec<UserEffect>) -> Vec<UserEffect> {
+    /// from `before` is announced: on the user's own devices at once, to watchers through
+    /// [`User::push_owed`] (`calls`: whether the caller's shell makes calls now). One
+    /// `SavePresence` goes before everything else when anything saved changed, so what is stored
+    /// and what is announced cannot drift apart: there is no other way to store a status.
+    fn finish(
+        &mut self,
+        before: &SavedPresence,
+        mut effects: Vec<UserEffect>,
+        now: Timestamp,
+        calls: bool,
+    ) -> Vec<UserEffect> {
         let (old, new) = (before.presence.current(), self.saved.presence.current());
         if (old.status, &old.activity) != (new.status, &new.activity) {
             self.saved.rev += 1;
-            let update = self.update();
+            self.saved.unpushed = true;
             if !self.conns.is_empty() {
-                effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
-            }
-            let to: Vec<UserId> =
-                self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
-            if !to.is_empty() {
-                effects.push(UserEffect::Push { to, update });
+                effects.push(UserEffect::Broadcast { frame: presence_frame(&self.update()) });
             }
         }
+        effects.extend(self.push_owed(now, calls));
         self.sync_presence_timer();
         if self.saved != *before {
             effects.insert(0, UserEffect::SavePresence(self.saved.clone()));
         }
         effects
+    }
+
+    /// Pushes an owed change to the active watchers, at most once per [`PUSH_WINDOW_MS`]: inside
+    /// the window it waits for the window's end (the `Push` timer), and then carries the
+    /// latest status, so a flapping user costs each watcher one call per window.
+    fn push_owed(&mut self, now: Timestamp, calls: bool) -> Option<UserEffect> {
+        if !self.saved.unpushed {
+            return None;
+        }
+        let to: Vec<UserId> =
+            self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
+        if to.is_empty() {
+            // Paused watchers get the current status when they resume.
+            self.saved.unpushed = false;
+            self.timers.cancel(&Timer::Push);
+            return None;
+        }
+        let due = self.last_push.map_or(now, |at| at.plus_millis(PUSH_WINDOW_MS));
+        if now < due || !calls {
+            self.timers.set(Timer::Push, due.max(now));
+            return None;
+        }
+        self.saved.unpushed = false;
+        self.last_push = Some(now);
+        self.timers.cancel(&Timer::Push);
+        Some(UserEffect::Push { to, update: self.update() })
     }
 
     fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<UserEffect> {
