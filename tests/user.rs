@@ -4,11 +4,13 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use support::users::{open_policy, uid, Users, TIMES};
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::Limits;
 use switchboard::core::user::inbox::Inbox;
 use switchboard::core::user::watch::WatchPolicy;
+use switchboard::core::user::PUSH_WINDOW_MS;
 
 /// `(user, status)` of each `presence:update` about someone in `about`.
 fn statuses(frames: &[Value]) -> Vec<(String, String)> {
@@ -64,8 +66,11 @@ fn away_then_offline_then_back_on_every_device_and_watcher() {
     assert_eq!(statuses(&net.take(&bob, "presence:update")), expected);
 
     net.send(&laptop, json!({ "t": "presence:active" }));
-    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
     assert_eq!(statuses(&net.take(&phone, "presence:update")), vec![pair("alice", "online")]);
+    // Watchers were pushed `offline` a moment ago: the next push waits for the window's end.
+    assert!(net.take(&bob, "presence:update").is_empty());
+    net.advance(PUSH_WINDOW_MS);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
 }
 
 #[test]
@@ -139,6 +144,7 @@ fn watchers_fan_out_to_every_device_and_unsubscribe_stops_it() {
     assert_eq!(net.reply(&bob2, "u")["d"]["users"], json!(["alice"]));
     assert!(!net.user(&uid("alice")).watchers().contains_key(&uid("bob")));
     net.send(&alice, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    net.advance(PUSH_WINDOW_MS);
     assert!(net.take(&bob1, "presence:update").is_empty());
     assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
 }
@@ -372,4 +378,332 @@ fn notifications_are_validated() {
     let err = net.notify("alice", json!({ "type": "t" }), Some(&"k".repeat(200))).unwrap_err();
     assert!(err.message.contains("Idempotency-Key"));
     assert_eq!(net.stores.get(&uid("alice")).map_or(0, |s| s.inbox.rows.len()), 0);
+}
+
+/// What a client shows of a status: `(status, activity)`; `lastSeen` is only news with a change.
+fn view(d: &Value) -> (String, Option<String>) {
+    (d["status"].as_str().unwrap().to_owned(), d["activity"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_rejected_frame_is_not_activity() {
+    let mut net = Users::with_limits(Limits { max_strikes: 100, ..Limits::default() });
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.advance(TIMES.away_ms);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")]);
+    let writes = net.stores[&uid("alice")].writes;
+    // Unknown event, bad payload, malformed frame: rejected, so the user is not active.
+    net.send(&alice, json!({ "t": "message:send", "ref": "m", "d": { "text": "hi" } }));
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bad id"] } }));
+    net.send_raw(&alice, "{not json");
+    assert_eq!(net.reply(&alice, "m")["ok"], false);
+    assert_eq!(net.reply(&alice, "s")["ok"], false);
+    let stored = net.stores[&uid("alice")].presence.clone().unwrap();
+    assert_eq!(stored.presence.current().status, switchboard::core::presence::Status::Away, "stored");
+    assert_eq!(net.stores[&uid("alice")].writes, writes, "nothing stored for a rejected frame");
+    // A watcher subscribing now sees what the old watcher was told.
+    let carol = net.connect("carol");
+    net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
+    assert_eq!(net.reply(&carol, "c")["d"]["presence"][0]["status"], "away");
+    // A valid frame is activity, stored and announced together (to watchers within the window).
+    net.send(&alice, json!({ "t": "notification:list", "ref": "l" }));
+    net.advance(PUSH_WINDOW_MS);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+    assert_eq!(statuses(&net.take(&carol, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn stored_status_always_matches_what_watchers_were_told() {
+    let frames = [
+        json!({ "t": "presence:active" }),
+        json!({ "t": "presence:active", "ref": "a" }),
+        json!({ "t": "presence:set", "d": { "status": "away" } }),
+        json!({ "t": "presence:set", "d": { "status": "online", "activity": "x" } }),
+        json!({ "t": "presence:set", "d": { "status": "busy" } }),
+        json!({ "t": "presence:set", "d": { "status": "offline", "activity": "y" } }),
+        json!({ "t": "presence:set", "d": { "status": "asleep" } }),
+        json!({ "t": "presence:set", "d": { "status": "busy", "activity": "z".repeat(200) } }),
+        json!({ "t": "message:send", "d": { "text": "hi" } }),
+        json!({ "t": "presence:subscribe", "d": { "users": ["bad id"] } }),
+        json!({ "t": "notification:list", "ref": "l" }),
+        json!({ "t": "auth:refresh", "d": { "token": "not a token" } }),
+    ];
+    let alice = uid("alice");
+    // Tokens outlive the run (300 steps of up to 10 minutes).
+    let ttl = 100 * 3_600_000;
+    for seed in 1..=40u64 {
+        let mut rng = support::Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut net = Users::new();
+        let mut devices = vec![net.connect_with("alice", open_policy(), ttl)];
+        let bob = net.connect_with("bob", open_policy(), ttl);
+        net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+        let mut bob_view = view(&net.reply(&bob, "s")["d"]["presence"][0]);
+        // What each of alice's devices was last told about her: the greeting, then updates.
+        let mut own = BTreeMap::new();
+        for step in 0..300 {
+            match rng.below(10) {
+                0..=4 => {
+                    if let Some(conn) = devices.iter().find(|c| !net.closed.contains_key(*c)).cloned() {
+                        if rng.below(6) == 0 {
+                            net.send_raw(&conn, "{\"t\": 1");
+                        } else {
+                            net.send(&conn, rng.pick(&frames).clone());
+                        }
+                    }
+                }
+                5 | 6 => net.advance(*rng.pick(&[
+                    10,
+                    300,
+                    PUSH_WINDOW_MS,
+                    40_000,
+                    TIMES.away_ms,
+                    TIMES.offline_ms,
+                ])),
+                7 => {
+                    let open: Vec<_> =
+                        devices.iter().filter(|c| !net.closed.contains_key(*c)).cloned().collect();
+                    if open.len() > 1 || (!open.is_empty() && rng.below(2) == 0) {
+                        net.disconnect(rng.pick(&open));
+                    } else {
+                        devices.push(net.connect_with("alice", open_policy(), ttl));
+                    }
+                }
+                8 => net.evict(&alice),
+                _ => net.evict(&uid("bob")),
+            }
+            let ctx = format!("seed {seed} step {step}");
+            let saved = net.stores[&alice].presence.clone().unwrap_or_default();
+            let current = saved.presence.current();
+            let stored = view(&serde_json::to_value(&current).unwrap());
+            for conn in devices.iter().filter(|c| !net.closed.contains_key(*c)) {
+                let got = net.sockets.get_mut(conn).unwrap();
+                for f in got.drain(..) {
+                    if f["t"] == "user:state" || (f["t"] == "presence:update" && f["d"]["user"] == "alice") {
+                        own.insert(conn.clone(), view(&f["d"]));
+                    }
+                }
+                assert_eq!(own.get(conn), Some(&stored), "{ctx}: own device {conn:?}");
+            }
+            if let Some(f) = net.take(&bob, "presence:update").iter().rfind(|f| f["d"]["user"] == "alice") {
+                bob_view = view(&f["d"]);
+            }
+            let bob_rev = net.stores[&uid("bob")].watching.get(&alice).copied();
+            if saved.unpushed {
+                // Coalesced: the push is owed, and the alarm makes it within the window.
+                let alarm = net.alarms.get(&alice).copied();
+                assert!(alarm.is_some_and(|at| at <= net.now.plus_millis(PUSH_WINDOW_MS)), "{ctx}: no alarm");
+            } else {
+                assert_eq!(bob_rev, Some(saved.rev), "{ctx}: watcher's revision");
+                assert_eq!(bob_view, stored, "{ctx}: watcher's view");
+            }
+        }
+        // Once the window has passed, the old watcher and a new one agree with the store.
+        net.advance(PUSH_WINDOW_MS);
+        if let Some(f) = net.take(&bob, "presence:update").iter().rfind(|f| f["d"]["user"] == "alice") {
+            bob_view = view(&f["d"]);
+        }
+        let saved = net.stores[&alice].presence.clone().unwrap_or_default();
+        assert_eq!(bob_view, view(&serde_json::to_value(saved.presence.current()).unwrap()), "seed {seed}");
+        let carol = net.connect("carol");
+        net.send(&carol, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["alice"] } }));
+        assert_eq!(view(&net.reply(&carol, "c")["d"]["presence"][0]), bob_view, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_reconnect_does_not_reset_the_frame_budget() {
+    let burst = switchboard::core::user::FRAME_RATE.burst;
+    let limited = |net: &mut Users, conn| {
+        net.take(conn, "reply")
+            .into_iter()
+            .filter(|r| r["ok"] == false)
+            .map(|r| r["error"]["code"].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    for i in 0..burst {
+        net.send(&phone, json!({ "t": "presence:active", "ref": i }));
+    }
+    assert!(limited(&mut net, &phone).is_empty(), "the burst is allowed");
+    net.disconnect(&phone);
+    let again = net.connect("alice");
+    net.send(&again, json!({ "t": "presence:active", "ref": "r" }));
+    assert_eq!(limited(&mut net, &again), vec![json!("rate_limited")], "a reconnect buys no fresh burst");
+    // Another device of the same user draws from the same budget.
+    let laptop = net.connect("alice");
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "l" }));
+    assert_eq!(limited(&mut net, &laptop), vec![json!("rate_limited")], "one budget per user");
+    // It refills at the sustained rate, shared too.
+    net.advance(1000 / u64::from(switchboard::core::user::FRAME_RATE.per_sec));
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "l2" }));
+    assert!(limited(&mut net, &laptop).is_empty());
+    net.send(&again, json!({ "t": "presence:active", "ref": "r2" }));
+    assert_eq!(limited(&mut net, &again), vec![json!("rate_limited")]);
+}
+
+#[test]
+fn in_flight_subscribes_count_against_the_watch_limit() {
+    let mut net = Users::new();
+    let max = Limits::default().presence_max_watch;
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    for i in 0..10 {
+        let users: Vec<String> = (0..max).map(|j| format!("u{i}-{j}")).collect();
+        net.send(&alice, json!({ "t": "presence:subscribe", "ref": i.to_string(), "d": { "users": users } }));
+    }
+    for i in 1..10 {
+        assert_eq!(net.reply(&alice, &i.to_string())["error"]["code"], "too_large", "subscribe {i}");
+    }
+    assert_eq!(net.held.len(), 1, "only the first subscribe calls anyone");
+    net.release();
+    let first = net.reply(&alice, "0");
+    assert_eq!(first["d"]["presence"].as_array().unwrap().len(), max);
+    assert_eq!(net.user(&uid("alice")).watching().len(), max);
+
+    // Asking again for users already in flight does not count them twice.
+    let mut net = Users::with_limits(Limits { presence_max_watch: 2, ..Limits::default() });
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    for r in ["a", "b"] {
+        net.send(&alice, json!({ "t": "presence:subscribe", "ref": r, "d": { "users": ["bob", "carol"] } }));
+    }
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "c", "d": { "users": ["dave"] } }));
+    assert_eq!(net.reply(&alice, "c")["error"]["code"], "too_large");
+    net.release();
+    for r in ["a", "b"] {
+        assert_eq!(net.reply(&alice, r)["d"]["presence"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(net.user(&uid("alice")).watching().len(), 2);
+}
+
+#[test]
+fn an_unsubscribe_racing_a_subscribe_is_undone_when_its_answers_land() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    let bob = net.connect("bob");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob"] } }));
+    // The unwatch reaches bob's object before the watch does.
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "ref": "u", "d": { "users": ["bob"] } }));
+    assert_eq!(
+        net.reply(&alice, "u")["d"]["users"],
+        json!(["bob"]),
+        "the subscription in flight is cancelled"
+    );
+    net.release();
+    let reply = net.reply(&alice, "s");
+    assert_eq!(reply["d"]["presence"], json!([]));
+    assert_eq!(reply["d"]["failed"][0]["user"], "bob");
+    assert_eq!(reply["d"]["failed"][0]["error"]["code"], "conflict");
+    assert!(net.user(&uid("alice")).watching().is_empty());
+    assert!(net.stores[&uid("alice")].watching.is_empty());
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "undone at bob's object");
+    assert!(net.stores[&uid("bob")].watchers.is_empty());
+    net.send(&bob, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    assert!(statuses_about(&net.take(&alice, "presence:update"), &["bob"]).is_empty());
+
+    // Unsubscribing and subscribing again while the first is in flight keeps the subscription.
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "1", "d": { "users": ["bob"] } }));
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "d": { "users": ["bob"] } }));
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "2", "d": { "users": ["bob"] } }));
+    net.release();
+    assert_eq!(net.reply(&alice, "2")["d"]["presence"][0]["status"], "busy");
+    assert!(net.user(&uid("alice")).watching().contains_key(&uid("bob")));
+    assert_eq!(net.user(&uid("bob")).watchers().get(&uid("alice")), Some(&true));
+
+    // Nor does a resume (a socket coming back) that an unsubscribe overtakes.
+    net.disconnect(&alice);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(net.user(&uid("bob")).watchers().get(&uid("alice")), Some(&false), "paused");
+    net.hold_watch = true;
+    let alice = net.connect("alice");
+    net.send(&alice, json!({ "t": "presence:unsubscribe", "ref": "u2", "d": { "users": ["bob"] } }));
+    assert_eq!(net.reply(&alice, "u2")["d"]["users"], json!(["bob"]));
+    net.release();
+    assert!(net.user(&uid("alice")).watching().is_empty());
+    assert!(net.stores[&uid("alice")].watching.is_empty());
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "the resume is undone at bob's object");
+}
+
+#[test]
+fn a_narrower_token_racing_a_subscribe_is_undone_when_its_answers_land() {
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob", "carol"] } }));
+    let exp = net.now.as_millis() / 1000 + 3600;
+    let token = support::hs256(&json!({ "sub": "alice", "exp": exp, "friends": ["carol"] }));
+    net.send(&alice, json!({ "t": "auth:refresh", "ref": "r", "d": { "token": token } }));
+    assert_eq!(net.reply(&alice, "r")["ok"], true);
+    net.release();
+    let reply = net.reply(&alice, "s");
+    assert_eq!(reply["d"]["presence"][0]["user"], "carol");
+    assert_eq!(reply["d"]["presence"].as_array().unwrap().len(), 1);
+    assert_eq!(reply["d"]["failed"][0]["user"], "bob");
+    assert_eq!(reply["d"]["failed"][0]["error"]["code"], "forbidden");
+    let watching: Vec<_> = net.user(&uid("alice")).watching().keys().cloned().collect();
+    assert_eq!(watching, vec![uid("carol")]);
+    assert!(net.user(&uid("bob")).watchers().is_empty(), "undone at bob's object");
+    assert_eq!(net.user(&uid("carol")).watchers().get(&uid("alice")), Some(&true));
+}
+
+#[test]
+fn flapping_status_is_pushed_at_most_once_per_window_and_the_last_one_wins() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let laptop = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.take(&laptop, "presence:update");
+    let woken = |net: &Users| net.woken.get(&uid("bob")).copied().unwrap_or(0);
+    let before = woken(&net);
+    for i in 0..10 {
+        let status = if i % 2 == 0 { "away" } else { "online" };
+        net.send(&phone, json!({ "t": "presence:set", "d": { "status": status } }));
+        net.advance(PUSH_WINDOW_MS / 20);
+    }
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "busy", "activity": "focus" } }));
+    assert_eq!(net.take(&laptop, "presence:update").len(), 11, "own devices see every change at once");
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "away")],
+        "the first at once"
+    );
+    assert_eq!(woken(&net) - before, 1);
+    net.advance(PUSH_WINDOW_MS);
+    let last = net.take(&bob, "presence:update");
+    assert_eq!(statuses(&last), vec![pair("alice", "busy")], "then the latest, once");
+    assert_eq!(last[0]["d"]["activity"], "focus");
+    assert_eq!(woken(&net) - before, 2);
+    assert_eq!(
+        net.stores[&uid("bob")].watching[&uid("alice")],
+        net.stores[&uid("alice")].presence.as_ref().unwrap().rev
+    );
+    // After a quiet window the next change goes out at once again.
+    net.advance(PUSH_WINDOW_MS);
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "online" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "online")]);
+}
+
+#[test]
+fn a_coalesced_push_survives_eviction() {
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "away" } }));
+    net.send(&phone, json!({ "t": "presence:set", "d": { "status": "busy" } }));
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "away")]);
+    net.evict(&uid("alice"));
+    net.advance(PUSH_WINDOW_MS);
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "busy")],
+        "owed push made after the wake"
+    );
+    assert!(!net.stores[&uid("alice")].presence.as_ref().unwrap().unpushed);
 }

@@ -1,8 +1,8 @@
 //! User status presence — `online | away | busy | offline` with `lastSeen` — as a pure state
 //! machine on a virtual clock, which the user object (`core::user`) drives.
 //!
-//! Rules: the first socket makes the user `online` (a chosen `busy` or `offline` stays); any frame
-//! from any of the user's sockets is activity, which brings an `away` user back; no activity for
+//! Rules: the first socket makes the user `online` (a chosen `busy` or `offline` stays); any
+//! accepted frame from any of the user's sockets is activity, which brings an `away` user back; no activity for
 //! `away_ms` makes them `away`, for `offline_ms` `offline`; when the last socket closes they go
 //! `offline` after `grace_ms`, so a page reload does not flap. A chosen `busy` is kept through
 //! inactivity; a chosen `offline` (invisible) is kept until the user chooses again. Every

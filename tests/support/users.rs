@@ -36,6 +36,8 @@ pub struct Users {
     /// Frames received per connection.
     pub sockets: BTreeMap<ConnId, Vec<Value>>,
     pub owner: BTreeMap<ConnId, UserId>,
+    /// Each socket's token expiry, as its attachment keeps it.
+    pub expires: BTreeMap<ConnId, Timestamp>,
     pub closed: BTreeMap<ConnId, u16>,
     /// How often each object handled a call from another object.
     pub woken: BTreeMap<UserId, usize>,
@@ -43,6 +45,10 @@ pub struct Users {
     pub alarms: BTreeMap<UserId, Timestamp>,
     pub now: Timestamp,
     pub config: Config,
+    /// While set, `Watch` calls stay in flight (in `held`) until [`Users::release`]: their
+    /// answers land after whatever the test does meanwhile. Other calls are made at once.
+    pub hold_watch: bool,
+    pub held: Vec<(UserId, UserEffect)>,
     next_conn: u32,
 }
 
@@ -68,11 +74,14 @@ impl Users {
             stores: BTreeMap::new(),
             sockets: BTreeMap::new(),
             owner: BTreeMap::new(),
+            expires: BTreeMap::new(),
             closed: BTreeMap::new(),
             woken: BTreeMap::new(),
             alarms: BTreeMap::new(),
             now: Timestamp(1_700_000_000_000),
             config,
+            hold_watch: false,
+            held: Vec::new(),
             next_conn: 0,
         }
     }
@@ -97,7 +106,8 @@ impl Users {
                 .map(|(c, _)| c.clone())
                 .collect();
             for conn in survivors {
-                user.restore_conn(UserConnInfo { conn, expires: now.plus_millis(3_600_000) }, now);
+                let expires = self.expires.get(&conn).copied().unwrap_or(now);
+                user.restore_conn(UserConnInfo { conn, expires }, now);
             }
             user.restored(now);
             self.users.insert(id.clone(), user);
@@ -124,6 +134,7 @@ impl Users {
         self.owner.insert(conn.clone(), id.clone());
         let now = self.now;
         let info = UserConnInfo { conn: conn.clone(), expires: now.plus_millis(ttl_ms) };
+        self.expires.insert(conn.clone(), info.expires);
         let effects = self.user(&id).handle_connect(info, policy, now);
         self.apply(&id, effects);
         conn
@@ -174,6 +185,14 @@ impl Users {
             self.apply(&id, effects);
         }
         self.now = target;
+    }
+
+    /// Makes the held `Watch` calls, in the order they were asked for, and stops holding.
+    pub fn release(&mut self) {
+        self.hold_watch = false;
+        for (id, call) in std::mem::take(&mut self.held) {
+            self.apply(&id, vec![call]);
+        }
     }
 
     /// Frames of `event` that `conn` received, consumed.
@@ -237,7 +256,9 @@ impl Users {
                 UserEffect::RemoveWatching(u) => {
                     store.watching.remove(&u);
                 }
-                UserEffect::UpdateConn(_) => {}
+                UserEffect::UpdateConn(info) => {
+                    self.expires.insert(info.conn, info.expires);
+                }
                 UserEffect::Send { to, frame } => self.deliver(&to, &frame),
                 UserEffect::Broadcast { frame } => {
                     for conn in self.open_conns(id) {
@@ -260,6 +281,7 @@ impl Users {
                     let effects = self.user(id).pushed(answers);
                     self.apply(id, effects);
                 }
+                call @ UserEffect::Watch { .. } if self.hold_watch => self.held.push((id.clone(), call)),
                 UserEffect::Watch { users, active, reply } => {
                     let mut results = Vec::new();
                     for user in users {

@@ -27,8 +27,13 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use watch::{PresenceUpdate, PushAnswer, UsersPayload, WatchPolicy, WatchRequest};
 
-/// Every frame on a user socket shares one bucket: these sockets carry little traffic.
+/// Every frame on a user's sockets draws from one bucket, the user's: these sockets carry
+/// little traffic, and sharing it means a reconnect or another device buys no fresh burst.
 pub const FRAME_RATE: Rate = Rate { per_sec: 10, burst: 30 };
+
+/// Watchers are pushed a user's status at most once per window: changes inside it are
+/// coalesced and the latest goes out when it ends.
+pub const PUSH_WINDOW_MS: u64 = 1000;
 
 /// What the shell keeps per socket in its hibernation attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,12 +55,15 @@ pub struct SavedPresence {
     pub rev: u64,
     /// Whether this user's subscriptions are paused (no socket for the grace period).
     pub paused: bool,
+    /// A change watchers have not been pushed yet (coalesced into the window's one push).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpushed: bool,
 }
 
 impl Default for SavedPresence {
     fn default() -> Self {
         // A user never seen has no socket, so their subscriptions start paused.
-        SavedPresence { presence: Presence::new(), rev: 0, paused: true }
+        SavedPresence { presence: Presence::new(), rev: 0, paused: true, unpushed: false }
     }
 }
 
@@ -149,13 +157,23 @@ enum Timer {
     Pause,
     /// The socket's token expires.
     TokenExpiry(ConnId),
+    /// The push window ends with a change watchers have not been pushed yet.
+    Push,
 }
 
 #[derive(Debug)]
 struct Connection {
     info: UserConnInfo,
     strikes: protocol::Strikes,
-    bucket: Bucket,
+}
+
+/// A `presence:subscribe` whose watched users have not answered yet.
+#[derive(Debug, Default)]
+struct Subscribing {
+    /// Watch calls in flight that name this user.
+    calls: u32,
+    /// `false` once an unsubscribe or a narrower token cancelled it: its answers are undone.
+    wanted: bool,
 }
 
 /// Everything stored about a user, as the shell reads it on a wake.
@@ -185,6 +203,12 @@ pub struct User {
     inbox: InboxState,
     conns: BTreeMap<ConnId, Connection>,
     timers: Timers<Timer>,
+    /// The user's frame budget, shared by all their sockets; in memory, like every bucket.
+    bucket: Bucket,
+    /// Subscriptions asked for and not answered yet; they count against the watch limit.
+    subscribing: BTreeMap<UserId, Subscribing>,
+    /// When watchers were last pushed a change (unknown after a wake: the next push goes at once).
+    last_push: Option<Timestamp>,
 }
 
 /// The answer to `POST /notify` for this user.
@@ -214,6 +238,9 @@ impl User {
             inbox,
             conns: BTreeMap::new(),
             timers: Timers::default(),
+            bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
+            subscribing: BTreeMap::new(),
+            last_push: None,
         }
     }
 
@@ -262,12 +289,11 @@ impl User {
         self.timers.next()
     }
 
-    /// Re-adds a socket that survived hibernation; announces nothing.
-    pub fn restore_conn(&mut self, info: UserConnInfo, now: Timestamp) {
+    /// Re-adds a socket that survived hibernation; announces nothing. (`_now` is kept for the
+    /// shell: the frame budget is the user's, not the socket's.)
+    pub fn restore_conn(&mut self, info: UserConnInfo, _now: Timestamp) {
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
-        let bucket = Bucket::full(FRAME_RATE, now);
-        self.conns
-            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), bucket });
+        self.conns.insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() });
     }
 
     /// After the survivors are restored: re-arms the timers that live only in memory.
@@ -276,6 +302,10 @@ impl User {
         if self.conns.is_empty() && !self.saved.paused {
             let left = self.saved.presence.left_at().unwrap_or(now);
             self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
+        }
+        if self.saved.unpushed {
+            // A push was owed when the object went away: make it on the next alarm.
+            self.timers.set(Timer::Push, now);
         }
         self.sync_presence_timer();
     }
@@ -301,7 +331,7 @@ impl User {
         let conn = info.conn.clone();
         let mut effects = self.set_policy(policy);
         self.restore_conn(info, now);
-        let change = self.saved.presence.connect(now);
+        self.saved.presence.connect(now);
         self.timers.cancel(&Timer::Pause);
         let resume = std::mem::replace(&mut self.saved.paused, false);
         let current = self.status();
@@ -312,7 +342,6 @@ impl User {
             object.extend(status);
         }
         effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
-        effects.extend(change.map(|c| self.announce(c)).unwrap_or_default());
         if resume && !self.watching.is_empty() {
             effects.push(UserEffect::Watch {
                 users: self.watching.keys().cloned().collect(),
@@ -320,8 +349,7 @@ impl User {
                 reply: None,
             });
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
     /// A socket closed: the last one starts the grace period.
@@ -335,8 +363,8 @@ impl User {
         if self.conns.is_empty() {
             self.timers.set(Timer::Pause, now.plus_millis(self.config.presence.grace_ms));
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, Vec::new())
+        // The shell makes no calls after a close: an owed push waits for its alarm.
+        self.finish(&before, Vec::new(), now, false)
     }
 
     /// The alarm fired: status transitions, pausing subscriptions, expired tokens.
@@ -346,10 +374,10 @@ impl User {
         for timer in self.timers.pop_due(now) {
             match timer {
                 Timer::Presence => {
-                    if let Some(change) = self.saved.presence.on_alarm(now, &self.config.presence) {
-                        effects.extend(self.announce(change));
-                    }
+                    self.saved.presence.on_alarm(now, &self.config.presence);
                 }
+                // `finish` makes the owed push (with whatever this alarm changed too).
+                Timer::Push => {}
                 Timer::Pause => {
                     if self.conns.is_empty() && !self.saved.paused {
                         self.saved.paused = true;
@@ -366,11 +394,11 @@ impl User {
                 }),
             }
         }
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
-    /// A frame arrived on `conn`. Every frame is activity.
+    /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
+    /// unknown, invalid, over the rate) is not, so it changes no status.
     pub fn handle_frame(
         &mut self,
         conn: &ConnId,
@@ -384,7 +412,17 @@ impl User {
         let before = self.saved.clone();
         let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
             Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(conn, envelope, now, inbox)),
+            Ok(envelope) => {
+                // `presence:set` decides the status itself; counting it as activity too could
+                // bring a user who chose `away` straight back `online`.
+                let activity = envelope.event != "presence:set";
+                let reply_to = envelope.reply_to.clone();
+                let outcome = self.dispatch(conn, envelope, now, inbox);
+                if activity && outcome.is_ok() {
+                    self.saved.presence.activity(now);
+                }
+                (reply_to, outcome)
+            }
         };
         let effects = match outcome {
             Ok(effects) => {
@@ -395,17 +433,61 @@ impl User {
             }
             Err(error) => self.reject(conn, reply_to.as_ref(), &error),
         };
-        self.sync_presence_timer();
-        self.saved_first(&before, effects)
+        self.finish(&before, effects, now, true)
     }
 
-    /// Puts one `SavePresence` before everything else when the status (or just `lastSeen`)
-    /// changed since `before`: written once, before any frame announces it.
-    fn saved_first(&self, before: &SavedPresence, mut effects: Vec<UserEffect>) -> Vec<UserEffect> {
+    /// Ends every handler that may change the status. A status (or activity text) different
+    /// from `before` is announced: on the user's own devices at once, to watchers through
+    /// [`User::push_owed`] (`calls`: whether the caller's shell makes calls now). One
+    /// `SavePresence` goes before everything else when anything saved changed, so what is stored
+    /// and what is announced cannot drift apart: there is no other way to store a status.
+    fn finish(
+        &mut self,
+        before: &SavedPresence,
+        mut effects: Vec<UserEffect>,
+        now: Timestamp,
+        calls: bool,
+    ) -> Vec<UserEffect> {
+        let (old, new) = (before.presence.current(), self.saved.presence.current());
+        if (old.status, &old.activity) != (new.status, &new.activity) {
+            self.saved.rev += 1;
+            self.saved.unpushed = true;
+            if !self.conns.is_empty() {
+                effects.push(UserEffect::Broadcast { frame: presence_frame(&self.update()) });
+            }
+        }
+        effects.extend(self.push_owed(now, calls));
+        self.sync_presence_timer();
         if self.saved != *before {
             effects.insert(0, UserEffect::SavePresence(self.saved.clone()));
         }
         effects
+    }
+
+    /// Pushes an owed change to the active watchers, at most once per [`PUSH_WINDOW_MS`]: inside
+    /// the window it waits for the window's end (the `Push` timer), and then carries the
+    /// latest status, so a flapping user costs each watcher one call per window.
+    fn push_owed(&mut self, now: Timestamp, calls: bool) -> Option<UserEffect> {
+        if !self.saved.unpushed {
+            return None;
+        }
+        let to: Vec<UserId> =
+            self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
+        if to.is_empty() {
+            // Paused watchers get the current status when they resume.
+            self.saved.unpushed = false;
+            self.timers.cancel(&Timer::Push);
+            return None;
+        }
+        let due = self.last_push.map_or(now, |at| at.plus_millis(PUSH_WINDOW_MS));
+        if now < due || !calls {
+            self.timers.set(Timer::Push, due.max(now));
+            return None;
+        }
+        self.saved.unpushed = false;
+        self.last_push = Some(now);
+        self.timers.cancel(&Timer::Push);
+        Some(UserEffect::Push { to, update: self.update() })
     }
 
     fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<UserEffect> {
@@ -430,16 +512,8 @@ impl User {
         inbox: &dyn Inbox,
     ) -> Result<Vec<UserEffect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
-        if let Some(c) = self.conns.get_mut(conn) {
-            c.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
-        }
+        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
         let mut effects = Vec::new();
-        if event != "presence:set" {
-            // `presence:set` decides the status itself; announcing `online` first would flap.
-            if let Some(change) = self.saved.presence.activity(now) {
-                effects.extend(self.announce(change));
-            }
-        }
         let reply = |data: Value| {
             reply_to
                 .as_ref()
@@ -455,9 +529,7 @@ impl User {
                         format!("activity must be at most {MAX_ACTIVITY_CHARS} characters"),
                     ));
                 }
-                if let Some(change) = self.saved.presence.choose(p.status, p.activity, now) {
-                    effects.extend(self.announce(change));
-                }
+                self.saved.presence.choose(p.status, p.activity, now);
                 effects.extend(reply(serde_json::to_value(self.status()).unwrap_or_default()));
             }
             "presence:subscribe" => {
@@ -466,8 +538,16 @@ impl User {
             }
             "presence:unsubscribe" => {
                 let p: UsersPayload = protocol::payload(&event, data)?;
-                let users: Vec<UserId> =
-                    p.users.into_iter().filter(|u| self.watching.remove(u).is_some()).collect();
+                let users: Vec<UserId> = p
+                    .users
+                    .into_iter()
+                    .filter(|u| {
+                        // A subscription still in flight is cancelled too; its answer is undone.
+                        let cancelled =
+                            self.subscribing.get_mut(u).filter(|s| s.wanted).map(|s| s.wanted = false);
+                        self.watching.remove(u).is_some() || cancelled.is_some()
+                    })
+                    .collect();
                 effects.extend(users.iter().cloned().map(UserEffect::RemoveWatching));
                 effects.extend(reply(json!({ "users": users })));
                 if !users.is_empty() {
@@ -511,64 +591,127 @@ impl User {
         if let Some(denied) = wanted.iter().find(|u| !self.policy.allows(u)) {
             return Err(Error::new(ErrorCode::Forbidden, format!("this token may not watch {denied}")));
         }
-        let new = wanted.iter().filter(|u| !self.watching.contains_key(*u)).count();
-        if self.watching.len() + new > max {
+        // Subscriptions still in flight count: their answers have not landed in `watching` yet.
+        let new = wanted.iter().filter(|u| !self.watches(u)).count();
+        if self.watch_count().saturating_add(new) > max {
             return Err(Error::new(ErrorCode::TooLarge, format!("a user may watch at most {max} users")));
         }
         let reply = PendingReply { conn: conn.clone(), reply_to };
         if wanted.is_empty() {
             return Ok(self.watched(reply, Vec::new()));
         }
+        for user in &wanted {
+            let pending = self.subscribing.entry(user.clone()).or_default();
+            pending.calls = pending.calls.saturating_add(1);
+            pending.wanted = true;
+        }
         Ok(vec![UserEffect::Watch { users: wanted, active: true, reply: Some(reply) }])
     }
 
-    /// The watched users' objects answered a [`UserEffect::Watch`]: remember the ones that
-    /// answered, reply to the socket that asked (listing failures), or, for a resume, tell every
-    /// socket about statuses that changed meanwhile.
+    /// Whether `user` is watched or a subscription to them is on its way.
+    fn watches(&self, user: &UserId) -> bool {
+        self.watching.contains_key(user) || self.subscribing.get(user).is_some_and(|s| s.wanted)
+    }
+
+    /// Users watched, counting the subscriptions on their way.
+    fn watch_count(&self) -> usize {
+        let pending =
+            self.subscribing.iter().filter(|(u, s)| s.wanted && !self.watching.contains_key(*u)).count();
+        self.watching.len() + pending
+    }
+
+    /// The watched users' objects answered a subscribe's [`UserEffect::Watch`]: rights and wishes
+    /// are checked again, since an unsubscribe or a narrower token may have come in meanwhile.
+    /// What is still wanted and allowed is remembered; the rest is undone at the watched
+    /// user's object and listed in `failed`. The socket that asked gets its reply.
     pub fn watched(
         &mut self,
         reply: PendingReply,
         results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
     ) -> Vec<UserEffect> {
-        self.apply_watch_results(Some(reply), results)
-    }
-
-    /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply).
-    pub fn resumed(&mut self, results: Vec<(UserId, Result<PresenceUpdate, Error>)>) -> Vec<UserEffect> {
-        self.apply_watch_results(None, results)
-    }
-
-    fn apply_watch_results(
-        &mut self,
-        reply: Option<PendingReply>,
-        results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
-    ) -> Vec<UserEffect> {
         let mut effects = Vec::new();
         let mut presence = Vec::new();
         let mut failed = Vec::new();
+        let mut undo = Vec::new();
         for (user, result) in results {
-            match result {
-                Ok(update) => {
-                    let known = self.watching.insert(user.clone(), update.rev);
-                    if known != Some(update.rev) {
-                        effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+            let wanted = match self.subscribing.get_mut(&user) {
+                Some(pending) => {
+                    pending.calls = pending.calls.saturating_sub(1);
+                    let wanted = pending.wanted;
+                    if pending.calls == 0 {
+                        self.subscribing.remove(&user);
                     }
-                    if reply.is_none() && known.is_some_and(|rev| rev < update.rev) && !self.conns.is_empty()
-                    {
-                        effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
+                    Some(wanted)
+                }
+                None => None,
+            };
+            let refusal = match wanted {
+                // The object lost its memory (a failed write) while the call was out.
+                None => {
+                    Some(Error::new(ErrorCode::Internal, "the subscription was interrupted; subscribe again"))
+                }
+                Some(_) if !self.policy.allows(&user) => {
+                    Some(Error::new(ErrorCode::Forbidden, format!("the newest token may not watch {user}")))
+                }
+                Some(false) => {
+                    Some(Error::new(ErrorCode::Conflict, "unsubscribed before the subscription completed"))
+                }
+                Some(true) => None,
+            };
+            match (result, refusal) {
+                (Ok(update), None) => {
+                    // A push may have landed first with a newer revision: keep the newest.
+                    if self.watching.get(&user).is_none_or(|rev| *rev < update.rev) {
+                        self.watching.insert(user.clone(), update.rev);
+                        effects.push(UserEffect::SaveWatching { user, rev: update.rev });
                     }
                     presence.push(update);
                 }
-                Err(error) => failed.push(json!({ "user": user, "error": error })),
+                (Ok(_), Some(error)) => {
+                    failed.push(json!({ "user": user, "error": error }));
+                    undo.push(user);
+                }
+                (Err(error), _) => failed.push(json!({ "user": user, "error": error })),
             }
         }
-        if let Some(PendingReply { conn, reply_to: Some(r) }) = reply {
+        if let PendingReply { conn, reply_to: Some(r) } = reply {
             let presence: Vec<_> = presence.iter().map(PresenceUpdate::entry).collect();
             let mut data = json!({ "presence": presence });
             if let (false, Some(object)) = (failed.is_empty(), data.as_object_mut()) {
                 object.insert("failed".into(), Value::Array(failed));
             }
             effects.push(UserEffect::Send { to: conn, frame: protocol::reply_ok(&r, &data) });
+        }
+        if !undo.is_empty() {
+            effects.push(UserEffect::Unwatch(undo));
+        }
+        effects
+    }
+
+    /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply): statuses that
+    /// changed meanwhile go to every socket. A user no longer watched (unsubscribed or dropped
+    /// by a newer token while the call was out) is not watched again: the call is undone.
+    pub fn resumed(&mut self, results: Vec<(UserId, Result<PresenceUpdate, Error>)>) -> Vec<UserEffect> {
+        let mut effects = Vec::new();
+        let mut undo = Vec::new();
+        for (user, result) in results {
+            let Ok(update) = result else { continue };
+            match self.watching.get_mut(&user) {
+                Some(rev) if *rev < update.rev => {
+                    *rev = update.rev;
+                    effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+                    if !self.conns.is_empty() {
+                        effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
+                    }
+                }
+                Some(_) => {}
+                // A subscribe on its way settles it when its own answer lands.
+                None if self.subscribing.get(&user).is_some_and(|s| s.wanted) => {}
+                None => undo.push(user),
+            }
+        }
+        if !undo.is_empty() {
+            effects.push(UserEffect::Unwatch(undo));
         }
         effects
     }
@@ -713,6 +856,10 @@ impl User {
             return Vec::new();
         }
         let dropped: Vec<UserId> = self.watching.keys().filter(|u| !policy.allows(u)).cloned().collect();
+        // Subscriptions in flight to users the new token does not allow are undone when they land.
+        for (_, pending) in self.subscribing.iter_mut().filter(|(u, _)| !policy.allows(u)) {
+            pending.wanted = false;
+        }
         self.policy = policy.clone();
         let mut effects = vec![UserEffect::SavePolicy(policy)];
         for user in &dropped {
@@ -721,22 +868,6 @@ impl User {
         }
         if !dropped.is_empty() {
             effects.push(UserEffect::Unwatch(dropped));
-        }
-        effects
-    }
-
-    /// A status change (the caller persists it first): shown on the user's own devices, pushed to active watchers.
-    fn announce(&mut self, change: Change) -> Vec<UserEffect> {
-        self.saved.rev += 1;
-        let update = PresenceUpdate::new(self.id.clone(), change, self.saved.rev);
-        let mut effects = Vec::new();
-        if !self.conns.is_empty() {
-            effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
-        }
-        let to: Vec<UserId> =
-            self.watchers.iter().filter(|(_, active)| **active).map(|(u, _)| u.clone()).collect();
-        if !to.is_empty() {
-            effects.push(UserEffect::Push { to, update });
         }
         effects
     }

@@ -1,7 +1,8 @@
 //! Who may watch whom, and the messages user objects exchange to keep watchers current.
 //!
 //! The watched user's object keeps its watchers (persisted, each active or paused) and pushes
-//! every status change to the active ones. A watcher's object pauses its subscriptions once
+//! its status changes to the active ones, coalesced to at most one push per
+//! [`super::PUSH_WINDOW_MS`] (the latest status wins). A watcher's object pauses its subscriptions once
 //! its last socket has been gone for the grace period, and resumes them when a socket returns,
 //! so a user with no open socket is not woken for others' changes.
 
