@@ -5,6 +5,7 @@
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
 pub mod auth;
+pub mod body;
 pub mod caps;
 pub mod config;
 pub mod doc;

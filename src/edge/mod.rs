@@ -15,6 +15,7 @@ mod user_object;
 mod users;
 
 use crate::core::auth::{self, Caller};
+use crate::core::body::CappedBody;
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
@@ -22,6 +23,7 @@ use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
 use crate::core::route::{number_param, resume_from_event_id, resume_query, route, Route};
 use crate::core::time::Timestamp;
+use futures::StreamExt;
 use objects::Kind;
 use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 
@@ -77,13 +79,22 @@ impl Call {
         self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
-    /// The request body, refused with 413 over `max` bytes.
+    /// The request body, refused with 413 over `max` bytes: by its `Content-Length` before
+    /// anything is read, and while streaming for a body without one (chunked) or one longer than
+    /// declared, so at most `max` bytes are ever held. (`Request::text()` would buffer the whole
+    /// body, however large, before its size could be checked.)
     async fn body(&mut self, max: usize) -> Result<String, Error> {
-        let body = self.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
-        if body.len() > max {
-            return Err(Error::new(ErrorCode::TooLarge, format!("body is over {max} bytes")));
+        let mut body = CappedBody::new(max, self.header("content-length").as_deref())?;
+        // A request without a body has no stream to read (`stream()` would fail).
+        if self.req.inner().body().is_none() {
+            return body.finish();
         }
-        Ok(body)
+        let mut stream = self.req.stream().map_err(http::internal)?;
+        while let Some(chunk) = stream.next().await {
+            // Returning early drops the stream, which cancels the rest of the upload.
+            body.push(&chunk.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?)?;
+        }
+        body.finish()
     }
 
     /// The caller of a route app servers and users share (see [`auth::http_caller`]).
