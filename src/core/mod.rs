@@ -14,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod log;
 pub mod notify;
+pub mod origin;
 pub mod ot;
 pub mod outbox;
 pub mod presence;
