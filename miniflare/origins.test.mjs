@@ -216,6 +216,7 @@ describe("ALLOWED_ORIGINS with listed origins", () => {
     const unauthorized = await fetchFrom(worker, APP, "/v1/docs/origin-doc");
     assert.equal(unauthorized.status, 401);
     assert.equal(unauthorized.body.error.code, "unauthorized");
+    assert.equal(unauthorized.headers.get("content-type"), "application/json");
     assertCors(unauthorized, APP, "401");
 
     const badRequest = await fetchFrom(worker, APP, `/v1/rooms/origin-room/messages?token=${token("alice")}&limit=x`);

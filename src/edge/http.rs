@@ -12,10 +12,11 @@ pub(crate) fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Erro
 
 /// The error as `{"error":{"code","message"}}` with its status.
 pub(crate) fn error(error: &Error) -> worker::Result<Response> {
-    ResponseBuilder::new()
+    // `fixed`, not `ok`: `ok` replaces the content type with text/plain.
+    Ok(ResponseBuilder::new()
         .with_status(error.http_status())
         .with_header("content-type", "application/json")?
-        .ok(error.to_http_body())
+        .fixed(error.to_http_body().into_bytes()))
 }
 
 /// A platform failure, logged and reported as `internal` (its text never reaches the client).
