@@ -3,6 +3,7 @@
 
 use crate::core::auth::AuthConfig;
 use crate::core::caps::Capabilities;
+use crate::core::origin::AllowedOrigins;
 use crate::core::presence::PresenceTimes;
 
 /// Limits that protect an object and its other clients from one client.
@@ -154,6 +155,14 @@ impl Config {
     }
 }
 
+/// `ALLOWED_ORIGINS`: comma-separated origins, `*` for any, empty for the Worker's own only (see
+/// [`AllowedOrigins`]). Read apart from [`Config`] because every route checks it first, before
+/// settings that only some routes need (`/healthz` works without `JWT_SECRET`).
+pub fn allowed_origins(lookup: impl Fn(&str) -> Option<String>) -> Result<AllowedOrigins, ConfigError> {
+    AllowedOrigins::parse(lookup("ALLOWED_ORIGINS").as_deref())
+        .map_err(|why| ConfigError(format!("ALLOWED_ORIGINS: {why}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +193,18 @@ mod tests {
         let c = Config::from_lookup(lookup(&[("JWT_SECRET", "s"), ("DEFAULT_CAPS", r#"{"*":["join"]}"#)]))
             .unwrap();
         assert!(c.default_caps.allows("room:x", "join"));
+    }
+
+    #[test]
+    fn allowed_origins_setting() {
+        assert_eq!(allowed_origins(lookup(&[])), Ok(AllowedOrigins::OwnOnly));
+        assert_eq!(allowed_origins(lookup(&[("ALLOWED_ORIGINS", "")])), Ok(AllowedOrigins::OwnOnly));
+        assert_eq!(allowed_origins(lookup(&[("ALLOWED_ORIGINS", "*")])), Ok(AllowedOrigins::Any));
+        assert_eq!(
+            allowed_origins(lookup(&[("ALLOWED_ORIGINS", "https://a.example, https://b.example:8443")])),
+            Ok(AllowedOrigins::List(vec!["https://a.example".into(), "https://b.example:8443".into()]))
+        );
+        let bad = allowed_origins(lookup(&[("ALLOWED_ORIGINS", "a.example")])).unwrap_err();
+        assert!(bad.0.contains("ALLOWED_ORIGINS"));
     }
 }

@@ -5,6 +5,7 @@
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
 pub mod auth;
+pub mod body;
 pub mod caps;
 pub mod config;
 pub mod doc;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod log;
 pub mod notify;
+pub mod origin;
 pub mod ot;
 pub mod outbox;
 pub mod presence;

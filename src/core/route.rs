@@ -1,6 +1,7 @@
 //! HTTP routing as a pure function of method and path, so every route and its error status is
 //! tested on the host. Checks run in the documented order: unknown route (404), wrong method
-//! (405), bad id (400); the upgrade and token checks follow in the edge.
+//! (405), bad id (400); the Worker checks the origin (403) and answers `OPTIONS` between the 404
+//! and the 405 (see [`Target`]); the upgrade and token checks follow in the edge.
 
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{DocId, IdError, RoomId, UserId};
@@ -39,68 +40,98 @@ pub enum Route {
     DocStats(DocId),
 }
 
-/// Matches `method` and `path` (without the query string) to a route.
-pub fn route(method: &str, path: &str) -> Result<Route, Error> {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    match segments.as_slice() {
-        ["healthz"] => {
-            allow(method, "GET", path)?;
-            Ok(Route::Health)
+/// A known path before its method is looked at, with its id segments still raw. The Worker
+/// needs this between the 404 and the 405: origins are checked and `OPTIONS` preflights are
+/// answered for every known path, whatever method it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `/healthz`
+    Health,
+    /// `/v1/rooms/:room/ws`
+    RoomSocket(&'a str),
+    /// `/v1/rooms/:room/stats`
+    RoomStats(&'a str),
+    /// `/v1/rooms/:room/messages` (history with GET, publish with POST)
+    RoomMessages(&'a str),
+    /// `/v1/rooms/:room/events`
+    RoomEvents(&'a str),
+    /// `/v1/users/me/ws`
+    UserSocket,
+    /// `/v1/users/me/notifications`
+    UserNotifications,
+    /// `/v1/users/me/notifications/read`
+    UserRead,
+    /// `/v1/users/:user/stats`
+    UserStats(&'a str),
+    /// `/v1/notify`
+    Notify,
+    /// `/v1/docs/:doc`
+    DocGet(&'a str),
+    /// `/v1/docs/:doc/ws`
+    DocSocket(&'a str),
+    /// `/v1/docs/:doc/stats`
+    DocStats(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// The known path `path` names (without the query string), or 404.
+    pub fn of(path: &'a str) -> Result<Target<'a>, Error> {
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        Ok(match segments.as_slice() {
+            ["healthz"] => Target::Health,
+            ["v1", "rooms", room, "ws"] => Target::RoomSocket(room),
+            ["v1", "rooms", room, "stats"] => Target::RoomStats(room),
+            ["v1", "rooms", room, "messages"] => Target::RoomMessages(room),
+            ["v1", "rooms", room, "events"] => Target::RoomEvents(room),
+            ["v1", "users", "me", "ws"] => Target::UserSocket,
+            ["v1", "users", "me", "notifications"] => Target::UserNotifications,
+            ["v1", "users", "me", "notifications", "read"] => Target::UserRead,
+            ["v1", "users", user, "stats"] => Target::UserStats(user),
+            ["v1", "notify"] => Target::Notify,
+            ["v1", "docs", doc] => Target::DocGet(doc),
+            ["v1", "docs", doc, "ws"] => Target::DocSocket(doc),
+            ["v1", "docs", doc, "stats"] => Target::DocStats(doc),
+            _ => return Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
+        })
+    }
+
+    /// The methods the path takes besides `OPTIONS`, as an `Allow` list.
+    pub fn methods(self) -> &'static str {
+        match self {
+            Target::RoomMessages(_) => "GET, POST",
+            Target::UserRead | Target::Notify => "POST",
+            _ => "GET",
         }
-        ["v1", "rooms", room, "ws"] => {
-            allow(method, "GET", path)?;
-            room_id(room).map(Route::RoomSocket)
+    }
+
+    /// The route for `method` (405 when the path does not take it), then its ids (400).
+    pub fn route(self, method: &str, path: &str) -> Result<Route, Error> {
+        if !self.methods().split(", ").any(|m| m.eq_ignore_ascii_case(method)) {
+            return Err(Error::new(ErrorCode::MethodNotAllowed, format!("{path} takes {}", self.methods())));
         }
-        ["v1", "rooms", room, "stats"] => {
-            allow(method, "GET", path)?;
-            room_id(room).map(Route::RoomStats)
-        }
-        ["v1", "rooms", room, "messages"] => {
-            let publish = method.eq_ignore_ascii_case("POST");
-            if !publish {
-                allow(method, "GET", path)
-                    .map_err(|e| Error { message: format!("{path} takes GET or POST"), ..e })?;
-            }
-            room_id(room).map(if publish { Route::RoomPublish } else { Route::RoomHistory })
-        }
-        ["v1", "rooms", room, "events"] => {
-            allow(method, "GET", path)?;
-            room_id(room).map(Route::RoomEvents)
-        }
-        ["v1", "users", "me", "ws"] => allow(method, "GET", path).map(|()| Route::UserSocket),
-        ["v1", "users", "me", "notifications"] => {
-            allow(method, "GET", path).map(|()| Route::UserNotifications)
-        }
-        ["v1", "users", "me", "notifications", "read"] => {
-            allow(method, "POST", path).map(|()| Route::UserRead)
-        }
-        ["v1", "users", user, "stats"] => {
-            allow(method, "GET", path)?;
-            id("user", user, UserId::parse).map(Route::UserStats)
-        }
-        ["v1", "notify"] => allow(method, "POST", path).map(|()| Route::Notify),
-        ["v1", "docs", doc] => {
-            allow(method, "GET", path)?;
-            id("doc", doc, DocId::parse).map(Route::DocGet)
-        }
-        ["v1", "docs", doc, "ws"] => {
-            allow(method, "GET", path)?;
-            id("doc", doc, DocId::parse).map(Route::DocSocket)
-        }
-        ["v1", "docs", doc, "stats"] => {
-            allow(method, "GET", path)?;
-            id("doc", doc, DocId::parse).map(Route::DocStats)
-        }
-        _ => Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
+        let post = method.eq_ignore_ascii_case("POST");
+        Ok(match self {
+            Target::Health => Route::Health,
+            Target::RoomSocket(room) => Route::RoomSocket(room_id(room)?),
+            Target::RoomStats(room) => Route::RoomStats(room_id(room)?),
+            Target::RoomMessages(room) if post => Route::RoomPublish(room_id(room)?),
+            Target::RoomMessages(room) => Route::RoomHistory(room_id(room)?),
+            Target::RoomEvents(room) => Route::RoomEvents(room_id(room)?),
+            Target::UserSocket => Route::UserSocket,
+            Target::UserNotifications => Route::UserNotifications,
+            Target::UserRead => Route::UserRead,
+            Target::UserStats(user) => Route::UserStats(id("user", user, UserId::parse)?),
+            Target::Notify => Route::Notify,
+            Target::DocGet(doc) => Route::DocGet(id("doc", doc, DocId::parse)?),
+            Target::DocSocket(doc) => Route::DocSocket(id("doc", doc, DocId::parse)?),
+            Target::DocStats(doc) => Route::DocStats(id("doc", doc, DocId::parse)?),
+        })
     }
 }
 
-fn allow(method: &str, allowed: &str, path: &str) -> Result<(), Error> {
-    if method.eq_ignore_ascii_case(allowed) {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorCode::MethodNotAllowed, format!("{path} takes {allowed}")))
-    }
+/// Matches `method` and `path` (without the query string) to a route: 404, then 405, then 400.
+pub fn route(method: &str, path: &str) -> Result<Route, Error> {
+    Target::of(path)?.route(method, path)
 }
 
 /// Reads an optional whole-number query parameter; anything else is a 400.
@@ -222,6 +253,22 @@ mod tests {
         assert_eq!(resume_from_event_id("ab12:9"), Some(Resume { since: 9, epoch: "ab12".into() }));
         assert_eq!(resume_from_event_id("9"), None);
         assert_eq!(resume_from_event_id("e:x"), None);
+    }
+
+    #[test]
+    fn every_known_path_names_its_methods_for_options_and_405() {
+        assert_eq!(Target::of("/v1/rooms/general/messages").map(Target::methods), Ok("GET, POST"));
+        assert_eq!(Target::of("/v1/notify").map(Target::methods), Ok("POST"));
+        assert_eq!(Target::of("/v1/users/me/notifications/read").map(Target::methods), Ok("POST"));
+        assert_eq!(Target::of("/v1/docs/spec").map(Target::methods), Ok("GET"));
+        // A known path with a bad id is still known: the origin check and OPTIONS come first.
+        assert_eq!(Target::of("/v1/rooms/bad%20id/ws"), Ok(Target::RoomSocket("bad%20id")));
+        assert_eq!(Target::of("/nope").unwrap_err().code, ErrorCode::NotFound);
+        // OPTIONS is not a method of any route: the Worker answers it before routing.
+        assert_eq!(code("OPTIONS", "/v1/rooms/general/ws"), ErrorCode::MethodNotAllowed);
+        let e = route("DELETE", "/v1/rooms/general/messages").unwrap_err();
+        assert_eq!(e.message, "/v1/rooms/general/messages takes GET, POST");
+        assert_eq!(route("post", "/v1/notify"), Ok(Route::Notify));
     }
 
     #[test]

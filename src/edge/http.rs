@@ -1,6 +1,7 @@
 //! HTTP responses: JSON bodies and the one mapping from core errors to statuses.
 
 use crate::core::error::{Error, ErrorCode};
+use crate::core::origin;
 use serde::Serialize;
 use worker::{Response, ResponseBuilder};
 
@@ -11,14 +12,42 @@ pub(crate) fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Erro
 
 /// The error as `{"error":{"code","message"}}` with its status.
 pub(crate) fn error(error: &Error) -> worker::Result<Response> {
-    ResponseBuilder::new()
+    // `fixed`, not `ok`: `ok` replaces the content type with text/plain.
+    Ok(ResponseBuilder::new()
         .with_status(error.http_status())
         .with_header("content-type", "application/json")?
-        .ok(error.to_http_body())
+        .fixed(error.to_http_body().into_bytes()))
 }
 
 /// A platform failure, logged and reported as `internal` (its text never reaches the client).
 pub(crate) fn internal(e: worker::Error) -> Error {
     worker::console_error!("internal error: {e}");
     Error::new(ErrorCode::Internal, "internal error")
+}
+
+/// `204` to an `OPTIONS` request on a route taking `methods`, with the preflight headers when the
+/// request came from the allowed `origin`.
+pub(crate) fn preflight(methods: &str, origin: Option<&str>) -> Result<Response, Error> {
+    let headers = worker::Headers::new();
+    headers.set("allow", &format!("{methods}, OPTIONS")).map_err(internal)?;
+    for (name, value) in origin.map(|o| origin::preflight_headers(o, methods)).unwrap_or_default() {
+        headers.set(name, &value).map_err(internal)?;
+    }
+    Ok(ResponseBuilder::new().with_status(204).with_headers(headers).empty())
+}
+
+/// `response` with `Vary: Origin`, plus the CORS headers for the allowed `origin`. The 101 of a
+/// WebSocket upgrade is left alone: it carries the socket, and browsers ignore CORS on it.
+pub(crate) fn with_cors(response: Response, origin: Option<&str>) -> worker::Result<Response> {
+    if response.status_code() == 101 {
+        return Ok(response);
+    }
+    // A response forwarded from an object has immutable headers: set them on a copy. The body
+    // (an event stream included) passes through untouched.
+    let headers = response.headers().clone();
+    headers.set("vary", "Origin")?;
+    for (name, value) in origin.map(origin::response_headers).unwrap_or_default() {
+        headers.set(name, &value)?;
+    }
+    Ok(response.with_headers(headers))
 }

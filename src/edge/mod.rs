@@ -15,13 +15,15 @@ mod user_object;
 mod users;
 
 use crate::core::auth::{self, Caller};
+use crate::core::body::CappedBody;
 use crate::core::caps::RoomRights;
-use crate::core::config::Config;
+use crate::core::config::{self as settings, Config};
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
-use crate::core::route::{number_param, resume_from_event_id, resume_query, route, Route};
+use crate::core::route::{number_param, resume_from_event_id, resume_query, Route, Target};
 use crate::core::time::Timestamp;
+use futures::StreamExt;
 use objects::Kind;
 use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 
@@ -48,18 +50,26 @@ pub(crate) fn now() -> Timestamp {
     Timestamp(Date::now().as_millis())
 }
 
+/// One setting from `[vars]` or secrets.
+fn setting(env: &Env, name: &str) -> Option<String> {
+    env.var(name).or_else(|_| env.secret(name)).ok().map(|v| v.to_string())
+}
+
 /// Reads every setting from `[vars]` and secrets.
 pub(crate) fn config(env: &Env) -> Result<Config, Error> {
-    Config::from_lookup(|name| env.var(name).or_else(|_| env.secret(name)).ok().map(|v| v.to_string()))
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+    Config::from_lookup(|name| setting(env, name)).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
 }
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    match serve(req, env).await {
-        Ok(response) => Ok(response),
-        Err(error) => http::error(&error),
-    }
+    // The allowed origin to answer with CORS headers, once `serve` has checked it; errors get
+    // them too, or a page could not read why it was refused.
+    let mut cors = None;
+    let response = match serve(req, env, &mut cors).await {
+        Ok(response) => response,
+        Err(error) => http::error(&error)?,
+    };
+    http::with_cors(response, cors.as_deref())
 }
 
 /// The request's parts the handlers read.
@@ -77,13 +87,22 @@ impl Call {
         self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
-    /// The request body, refused with 413 over `max` bytes.
+    /// The request body, refused with 413 over `max` bytes: by its `Content-Length` before
+    /// anything is read, and while streaming for a body without one (chunked) or one longer than
+    /// declared, so at most `max` bytes are ever held. (`Request::text()` would buffer the whole
+    /// body, however large, before its size could be checked.)
     async fn body(&mut self, max: usize) -> Result<String, Error> {
-        let body = self.req.text().await.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?;
-        if body.len() > max {
-            return Err(Error::new(ErrorCode::TooLarge, format!("body is over {max} bytes")));
+        let mut body = CappedBody::new(max, self.header("content-length").as_deref())?;
+        // A request without a body has no stream to read (`stream()` would fail).
+        if self.req.inner().body().is_none() {
+            return body.finish();
         }
-        Ok(body)
+        let mut stream = self.req.stream().map_err(http::internal)?;
+        while let Some(chunk) = stream.next().await {
+            // Returning early drops the stream, which cancels the rest of the upload.
+            body.push(&chunk.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?)?;
+        }
+        body.finish()
     }
 
     /// The caller of a route app servers and users share (see [`auth::http_caller`]).
@@ -122,9 +141,28 @@ fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn serve(req: Request, env: Env) -> Result<Response, Error> {
+/// Answers a request in the documented order: unknown route (404), origin (403, setting `cors`
+/// when allowed), `OPTIONS` preflight (204), method (405), then each route's own checks.
+async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Response, Error> {
     let url = req.url().map_err(http::internal)?;
-    let route = route(req.method().as_ref(), url.path())?;
+    let path = url.path().to_owned();
+    let target = Target::of(&path);
+    let origin = req.headers().get("origin").ok().flatten();
+    // Decided before the 404 is returned, so a page on an allowed origin can read its 404 too.
+    let checked = settings::allowed_origins(|name| setting(&env, name))
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+        .and_then(|allowed| allowed.check(origin.as_deref(), &url.origin().ascii_serialization()));
+    if let Ok(Some(allowed)) = checked {
+        *cors = Some(allowed.to_owned());
+    }
+    let target = target?;
+    checked?;
+    // The raw method: `Request::method()` turns a method it does not know into GET.
+    let method = req.inner().method();
+    if method.eq_ignore_ascii_case("OPTIONS") {
+        return http::preflight(target.methods(), cors.as_deref());
+    }
+    let route = target.route(&method, &path)?;
     let mut call = Call { url, req };
     match route {
         Route::Health => {
