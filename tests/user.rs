@@ -373,3 +373,31 @@ fn notifications_are_validated() {
     assert!(err.message.contains("Idempotency-Key"));
     assert_eq!(net.stores.get(&uid("alice")).map_or(0, |s| s.inbox.rows.len()), 0);
 }
+
+#[test]
+fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
+    let mut net = Users::new();
+    net.config.auth.leeway_secs = 30;
+    let phone = net.connect_with("alice", open_policy(), 10_000);
+    let laptop = net.connect_with("alice", open_policy(), 10_000);
+    let start = net.now;
+    assert_eq!(net.alarms[&uid("alice")], start.plus_millis(40_000), "the alarm waits for the leeway");
+
+    // The alarm has not run (late, or the object just woke): frames within the leeway count.
+    net.now = start.plus_millis(39_999);
+    net.send(&phone, json!({ "t": "presence:active", "ref": "a" }));
+    assert_eq!(net.reply(&phone, "a")["ok"], true);
+
+    net.now = start.plus_millis(40_000);
+    net.send(&phone, json!({ "t": "presence:active", "ref": "b" }));
+    assert_eq!(net.closed.get(&phone), Some(&4001));
+    assert!(net.take(&phone, "reply").is_empty(), "the expired frame was not handled");
+
+    let exp_s = net.now.as_secs() + 3600;
+    let fresh = support::hs256(&json!({ "sub": "alice", "exp": exp_s }));
+    net.send(&laptop, json!({ "t": "auth:refresh", "ref": "r", "d": { "token": fresh } }));
+    assert_eq!(net.reply(&laptop, "r")["d"]["expires"], exp_s * 1000);
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "c" }));
+    assert_eq!(net.reply(&laptop, "c")["ok"], true);
+    assert!(!net.closed.contains_key(&laptop));
+}

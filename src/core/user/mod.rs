@@ -264,7 +264,7 @@ impl User {
 
     /// Re-adds a socket that survived hibernation; announces nothing.
     pub fn restore_conn(&mut self, info: UserConnInfo, now: Timestamp) {
-        self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
+        self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
         let bucket = Bucket::full(FRAME_RATE, now);
         self.conns
             .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), bucket });
@@ -278,6 +278,11 @@ impl User {
             self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
         }
         self.sync_presence_timer();
+    }
+
+    /// When a socket whose token expires at `expires` is closed (4001).
+    fn token_deadline(&self, expires: Timestamp) -> Timestamp {
+        protocol::token_deadline(expires, self.config.auth.leeway_secs)
     }
 
     /// Refuses a new socket over `MAX_SOCKETS_PER_USER`; checked before accepting.
@@ -362,7 +367,7 @@ impl User {
                 Timer::TokenExpiry(conn) => effects.push(UserEffect::Close {
                     conn,
                     code: close::TOKEN_EXPIRED,
-                    reason: "token expired",
+                    reason: protocol::EXPIRED_REASON,
                 }),
             }
         }
@@ -378,11 +383,16 @@ impl User {
         now: Timestamp,
         inbox: &dyn Inbox,
     ) -> Vec<UserEffect> {
-        if !self.conns.contains_key(conn) {
-            return Vec::new();
+        let Some(expires) = self.conns.get(conn).map(|c| c.info.expires) else { return Vec::new() };
+        let decoded = protocol::decode(frame, self.config.limits.max_frame_bytes);
+        // The alarm may run late (or not yet after a wake): the deadline holds for frames too,
+        // and an expired socket's frame is not activity.
+        if protocol::expired_frame(&decoded, now, self.token_deadline(expires)) {
+            let (code, reason) = (close::TOKEN_EXPIRED, protocol::EXPIRED_REASON);
+            return vec![UserEffect::Close { conn: conn.clone(), code, reason }];
         }
         let before = self.saved.clone();
-        let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
+        let (reply_to, outcome) = match decoded {
             Err(e) => (e.reply_to, Err(e.error)),
             Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(conn, envelope, now, inbox)),
         };
@@ -701,7 +711,8 @@ impl User {
         let mut effects = self.set_policy(policy);
         if let Some(c) = self.conns.get_mut(conn) {
             c.info.expires = identity.expires;
-            self.timers.set(Timer::TokenExpiry(conn.clone()), identity.expires);
+            let deadline = protocol::token_deadline(identity.expires, self.config.auth.leeway_secs);
+            self.timers.set(Timer::TokenExpiry(conn.clone()), deadline);
             effects.push(UserEffect::UpdateConn(c.info.clone()));
         }
         Ok(effects)
