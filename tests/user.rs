@@ -401,3 +401,45 @@ fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
     assert_eq!(net.reply(&laptop, "c")["ok"], true);
     assert!(!net.closed.contains_key(&laptop));
 }
+
+#[test]
+fn closing_the_last_socket_while_evicted_tells_watchers_offline_after_the_grace_period() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+    net.reply(&bob, "s");
+    net.take(&bob, "presence:update");
+    net.advance(60_000);
+    net.evict(&alice);
+
+    net.disconnect(&phone);
+    net.advance(TIMES.grace_ms - 1);
+    assert!(net.take(&bob, "presence:update").is_empty(), "not before the grace period");
+    net.advance(1);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
+    assert_eq!(net.user(&alice).connection_count(), 0);
+}
+
+#[test]
+fn a_user_whose_sockets_vanished_unseen_goes_offline_after_the_grace_period_once_woken() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+    net.reply(&bob, "s");
+    net.take(&bob, "presence:update");
+    net.evict(&alice);
+    net.vanish(&phone);
+
+    // The next wake (here the away alarm, which the platform kept) finds no socket: the grace
+    // period starts then, and is stored, so another eviction does not lose it.
+    net.advance(TIMES.away_ms);
+    assert!(statuses(&net.take(&bob, "presence:update")).is_empty(), "not before the grace period");
+    net.evict(&alice);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
+    assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
+}

@@ -315,15 +315,25 @@ impl RoomObject {
         slot: &'a mut Option<Live>,
         room_hint: Option<&RoomId>,
     ) -> Result<&'a mut Live, Error> {
+        self.load_with(slot, room_hint, None)
+    }
+
+    /// `load`, counting `closing` (the socket whose close woke the object) as a member.
+    fn load_with<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        room_hint: Option<&RoomId>,
+        closing: Option<ConnInfo>,
+    ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
-            let mut live = self.rebuild(room_hint)?;
+            let mut live = self.rebuild(room_hint, closing)?;
             self.sync_alarm(&mut live);
             *slot = Some(live);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
     }
 
-    fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
+    fn rebuild(&self, room_hint: Option<&RoomId>, closing: Option<ConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
         sql.exec(META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
@@ -359,6 +369,11 @@ impl RoomObject {
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {
             sockets.insert(info.conn.clone(), ws);
+            room.restore_conn(info, now);
+        }
+        // Whether the closing socket is still listed as open here varies; count it once, with
+        // no socket to send to, until its close is handled.
+        if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
             room.restore_conn(info, now);
         }
         Ok(Live {
@@ -459,13 +474,17 @@ impl RoomObject {
         false
     }
 
+    /// A socket closed or failed. The event may be what woke the object: then the room is
+    /// rebuilt with the closing socket still counted as a member, so its departure is
+    /// announced like any other (the rebuild alone would skip it, and nobody would be told).
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = socket::conn_of::<ConnInfo>(ws) else { return };
+        let Some(info) = socket::attachment::<ConnInfo>(ws) else { return };
+        let conn = info.conn.clone();
         let mut slot = self.live.borrow_mut();
-        // Only a live room has members to tell; after a wake the rebuild skips closed sockets.
-        if slot.is_some() {
-            self.forget_conn(&mut slot, &conn);
+        if slot.is_none() && self.load_with(&mut slot, None, Some(info)).is_err() {
+            return;
         }
+        self.forget_conn(&mut slot, &conn);
     }
 
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {

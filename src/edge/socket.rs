@@ -42,9 +42,14 @@ impl Attachment for crate::core::doc::DocConnInfo {
     }
 }
 
+/// `ws`'s attachment of type `T`, when it has a readable one.
+pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
+    ws.deserialize_attachment::<T>().ok().flatten()
+}
+
 /// The connection id in `ws`'s attachment of type `T`.
 pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
-    ws.deserialize_attachment::<T>().ok().flatten().map(T::conn)
+    attachment::<T>(ws).map(T::conn)
 }
 
 /// An incoming message as the core reads it.

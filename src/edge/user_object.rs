@@ -299,15 +299,29 @@ impl Inner {
     }
 
     fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&UserId>) -> Result<&'a mut Live, Error> {
+        self.load_with(slot, hint, None)
+    }
+
+    /// `load`, counting `closing` (the socket whose close woke the object) as connected.
+    fn load_with<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        hint: Option<&UserId>,
+        closing: Option<UserConnInfo>,
+    ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
-            let mut live = self.rebuild(hint)?;
+            let mut live = self.rebuild(hint, closing)?;
+            let effects = live.user.restored(now());
             live.alarm = sql::sync_alarm(&self.state, None, live.user.poll_timeout());
             *slot = Some(live);
+            // Stores a grace period the rebuild started (no socket survived); makes no calls.
+            let _ = self.apply(slot, None, effects);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))
     }
 
-    fn rebuild(&self, hint: Option<&UserId>) -> Result<Live, Error> {
+    /// The user as stored, with the surviving sockets restored (then call `User::restored`).
+    fn rebuild(&self, hint: Option<&UserId>, closing: Option<UserConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
         sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
@@ -341,7 +355,11 @@ impl Inner {
             sockets.insert(info.conn.clone(), ws);
             user.restore_conn(info, now);
         }
-        user.restored(now);
+        // Whether the closing socket is still listed as open here varies; count it once, with
+        // no socket to send to, until its close is handled.
+        if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
+            user.restore_conn(info, now);
+        }
         Ok(Live { user, sockets, alarm: None, sql })
     }
 
@@ -430,14 +448,18 @@ impl Inner {
         calls
     }
 
+    /// A socket closed or failed. The event may be what woke the object: then the user is
+    /// rebuilt with the closing socket still counted, so the close starts the grace period
+    /// (and the offline alarm) like any other.
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = socket::conn_of::<UserConnInfo>(ws) else { return };
+        let Some(info) = socket::attachment::<UserConnInfo>(ws) else { return };
+        let conn = info.conn.clone();
         let mut slot = self.live.borrow_mut();
-        // After a wake the rebuild skips closed sockets; only a live user has one to forget.
-        if slot.is_some() {
-            // Closing makes no calls (pausing waits for the grace period's alarm).
-            let _ = self.forget_conn(&mut slot, &conn);
+        if slot.is_none() && self.load_with(&mut slot, None, Some(info)).is_err() {
+            return;
         }
+        // Closing makes no calls (pausing waits for the grace period's alarm).
+        let _ = self.forget_conn(&mut slot, &conn);
     }
 
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserEffect> {

@@ -270,14 +270,19 @@ impl User {
             .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), bucket });
     }
 
-    /// After the survivors are restored: re-arms the timers that live only in memory.
-    pub fn restored(&mut self, now: Timestamp) {
-        self.saved.presence.restore_sockets(self.conns.len());
+    /// After the survivors are restored: re-arms the timers that live only in memory. When no
+    /// socket survived but the user still shows as present, the grace period starts now; the
+    /// effects persist that (apply them before anything else).
+    #[must_use]
+    pub fn restored(&mut self, now: Timestamp) -> Vec<UserEffect> {
+        let before = self.saved.clone();
+        self.saved.presence.restore_sockets(self.conns.len(), now);
         if self.conns.is_empty() && !self.saved.paused {
             let left = self.saved.presence.left_at().unwrap_or(now);
             self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
         }
         self.sync_presence_timer();
+        self.saved_first(&before, Vec::new())
     }
 
     /// When a socket whose token expires at `expires` is closed (4001).
