@@ -67,15 +67,47 @@ impl Live {
                 self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
             }
         }
-        for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
-            let frame = JsString::from(frame);
-            for conn in recipients {
-                if let Some(ws) = self.sockets.get(&conn) {
-                    socket::send_js(ws, &frame);
+        // Each round drops the sockets that refused a frame, which queues their departures
+        // for the rest; it ends because every round with a failure removes a socket.
+        loop {
+            let mut failed: Vec<ConnId> = Vec::new();
+            for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
+                let frame = JsString::from(frame);
+                for conn in recipients {
+                    // Nothing more after a refused frame: the socket must not see a gap.
+                    if failed.contains(&conn) {
+                        continue;
+                    }
+                    if let Some(ws) = self.sockets.get(&conn) {
+                        if !socket::send_js(ws, &frame) {
+                            failed.push(conn);
+                        }
+                    }
                 }
             }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            for conn in failed {
+                self.drop_socket(&conn);
+            }
         }
-        Ok(())
+    }
+
+    /// Closes a socket that refused a frame (1011: its client reconnects and resumes instead of
+    /// missing frames silently) and handles its close now; its departure is queued for the rest.
+    fn drop_socket(&mut self, conn: &ConnId) {
+        if let Some(ws) = self.sockets.remove(conn) {
+            socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
+        }
+        for effect in self.room.handle_close(conn) {
+            match effect {
+                Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
+                Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
+                // A close only produces frames.
+                _ => {}
+            }
+        }
     }
 
     /// The log as reads must see it: SQLite plus the messages not yet written.

@@ -103,26 +103,38 @@ pub(crate) fn restored<T: Attachment>(state: &State) -> Result<Vec<(WebSocket, T
         .collect())
 }
 
+/// Close reason for a socket a frame could not be sent to (with 1011): it may have missed
+/// frames, so its client reconnects and resumes rather than go on with a gap.
+pub(crate) const SEND_FAILED: &str = "could not send; reconnect";
+
 /// Sends one pre-built JS string: a broadcast crosses into JS once, not once per recipient.
-pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) {
+/// `false` when the runtime refused it (the socket closed meanwhile, or failed): the caller
+/// closes the socket with 1011 ([`SEND_FAILED`]) and forgets it.
+pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) -> bool {
     let raw: &RawSocket = ws.as_ref().unchecked_ref();
-    // A socket that closed meanwhile is cleaned up by its close event; nothing to do here.
-    let _ = raw.send_js(frame);
+    raw.send_js(frame).is_ok()
 }
 
-/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once.
-pub(crate) fn broadcast(sockets: &HashMap<ConnId, WebSocket>, except: Option<&ConnId>, frame: String) {
+/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once; returns the
+/// sockets it could not be sent to (see [`send_js`]).
+pub(crate) fn broadcast(
+    sockets: &HashMap<ConnId, WebSocket>,
+    except: Option<&ConnId>,
+    frame: String,
+) -> Vec<ConnId> {
     let frame = JsString::from(frame);
+    let mut failed = Vec::new();
     for (conn, ws) in sockets {
-        if Some(conn) != except {
-            send_js(ws, &frame);
+        if Some(conn) != except && !send_js(ws, &frame) {
+            failed.push(conn.clone());
         }
     }
+    failed
 }
 
-/// Sends a frame, ignoring sockets that closed meanwhile.
-pub(crate) fn send(ws: &WebSocket, frame: &str) {
-    let _ = ws.send_with_str(frame);
+/// Sends a frame; `false` when the runtime refused it (see [`send_js`]).
+pub(crate) fn send(ws: &WebSocket, frame: &str) -> bool {
+    ws.send_with_str(frame).is_ok()
 }
 
 /// Closes with `code`; 1005 and 1006 cannot be sent on the wire, so they become 1000.

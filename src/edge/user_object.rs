@@ -19,6 +19,7 @@ use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{StoredUser, User, UserConnInfo, UserEffect};
+use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -374,6 +375,8 @@ impl Inner {
     ) -> Vec<UserEffect> {
         let mut calls = Vec::new();
         let mut closed = Vec::new();
+        // Sockets that refused a frame get nothing more (no gap), then are closed with 1011.
+        let mut failed: Vec<ConnId> = Vec::new();
         for effect in effects {
             let Some(live) = slot.as_mut() else { return calls };
             let written = match effect {
@@ -409,13 +412,20 @@ impl Inner {
                     Ok(())
                 }
                 UserEffect::Send { to, frame } => {
-                    if let Some(ws) = live.sockets.get(&to) {
-                        socket::send(ws, &frame);
+                    if let Some(ws) = live.sockets.get(&to).filter(|_| !failed.contains(&to)) {
+                        if !socket::send(ws, &frame) {
+                            failed.push(to);
+                        }
                     }
                     Ok(())
                 }
                 UserEffect::Broadcast { frame } => {
-                    socket::broadcast(&live.sockets, None, frame);
+                    let frame = JsString::from(frame);
+                    for (conn, ws) in &live.sockets {
+                        if !failed.contains(conn) && !socket::send_js(ws, &frame) {
+                            failed.push(conn.clone());
+                        }
+                    }
                     Ok(())
                 }
                 UserEffect::Close { conn, code, reason } => {
@@ -439,7 +449,14 @@ impl Inner {
                 return Vec::new();
             }
         }
-        for conn in closed {
+        if let Some(live) = slot.as_mut() {
+            for conn in &failed {
+                if let Some(ws) = live.sockets.get(conn) {
+                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
+                }
+            }
+        }
+        for conn in closed.into_iter().chain(failed) {
             calls.extend(self.forget_conn(slot, &conn));
         }
         if let Some(live) = slot.as_mut() {
