@@ -443,3 +443,23 @@ fn a_user_whose_sockets_vanished_unseen_goes_offline_after_the_grace_period_once
     assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
     assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
 }
+
+/// The shell's contract when anything fails after it accepted a socket: it closes the socket
+/// (1011) and hands the close to the core, which must then keep no presence for it.
+#[test]
+fn a_socket_dropped_right_after_connect_leaves_no_presence() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    let tab = net.connect("alice");
+    net.disconnect(&tab);
+    assert_eq!(net.user(&alice).connection_count(), 0);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "online"), pair("alice", "offline")]
+    );
+    assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
+    assert_eq!(net.user(&alice).poll_timeout(), None, "no timer of the dropped socket is left");
+}

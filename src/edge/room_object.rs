@@ -61,7 +61,10 @@ impl Live {
     fn flush(&mut self) -> Result<(), Error> {
         self.flush_scheduled = false;
         if !self.pending.is_empty() {
-            write_messages(&self.sql, &self.pending)?;
+            if let Err(e) = write_messages(&self.sql, &self.pending) {
+                self.abandon();
+                return Err(e);
+            }
             for message in std::mem::take(&mut self.pending) {
                 let event = self.room.message_event(&message).into_bytes();
                 self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
@@ -90,6 +93,22 @@ impl Live {
             }
             for conn in failed {
                 self.drop_socket(&conn);
+            }
+        }
+    }
+
+    /// Before the room is dropped after a failed write: nothing queued may go out (it may
+    /// announce what was not written), so every socket owed a frame is closed with 1011; its
+    /// client reconnects, resumes and resends what was not acknowledged, instead of waiting for
+    /// a frame (a reply, `room:state`) that never comes. Closed, it is not restored on the next
+    /// wake, and its close event announces its departure then.
+    fn abandon(&mut self) {
+        self.pending.clear();
+        for (_, recipients) in self.outbox.drain(self.sockets.keys()) {
+            for conn in recipients {
+                if let Some(ws) = self.sockets.remove(&conn) {
+                    socket::close(&ws, close::INTERNAL, "room unavailable");
+                }
             }
         }
     }
@@ -235,28 +254,50 @@ impl RoomObject {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, Some(&room))?;
         live.room.check_capacity(&info.user)?;
-        let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tags = [format!("u:{}", info.user), format!("c:{}", info.conn)];
-        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-        socket::accept(&self.state, &pair.server, &tag_refs)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        pair.server.serialize_attachment(&info).map_err(http::internal)?;
-        // Frames queued before this socket existed are not for it.
+        // Frames queued before this socket existed are not for it; sending them now also
+        // means a failed write fails the connect before any socket exists.
         if let Err(e) = live.flush() {
             *slot = None;
             return Err(e);
         }
-        live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let sql = self.state.storage().sql();
-        let log = SqlLog { sql: &sql, room: &room };
-        let effects = live.room.handle_connect(info, resume_of(req).as_ref(), now(), &log);
-        self.apply(&mut slot, None, effects);
-
+        let pair = WebSocketPair::new().map_err(http::internal)?;
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
+        let tags = [format!("u:{}", info.user), format!("c:{}", info.conn)];
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        socket::accept(&self.state, &pair.server, &tag_refs)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or the next
+        // wake would restore it as a member nobody was told of, whose client got no greeting.
+        if let Err(e) = self.open(&mut slot, &pair.server, info, resume_of(req).as_ref()) {
+            socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+            return Err(e);
+        }
         Ok(response.with_websocket(pair.client).empty())
+    }
+
+    /// Makes an accepted socket a member: its attachment, then the core's greeting and join.
+    /// On an error the room has not kept it (a failed write drops the whole room).
+    fn open(
+        &self,
+        slot: &mut Option<Live>,
+        ws: &WebSocket,
+        info: ConnInfo,
+        resume: Option<&Resume>,
+    ) -> Result<(), Error> {
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))?;
+        live.sockets.insert(info.conn.clone(), ws.clone());
+        let sql = self.state.storage().sql();
+        let room_id = live.room.id().clone();
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let effects = live.room.handle_connect(info, resume, now(), &log);
+        if !self.apply(slot, None, effects) {
+            return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
+        }
+        Ok(())
     }
 
     /// Operational counters; `wakes` counts how often the room was rebuilt from storage.
@@ -501,6 +542,9 @@ impl RoomObject {
     fn fail(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, error: &Error) -> bool {
         if let Some(ws) = origin.and_then(|c| slot.as_ref()?.sockets.get(c)) {
             socket::send(ws, &protocol::error_frame(error));
+        }
+        if let Some(live) = slot.as_mut() {
+            live.abandon();
         }
         *slot = None;
         false

@@ -196,19 +196,44 @@ impl Inner {
         let live = self.load(&mut slot, Some(&user))?;
         live.user.check_capacity()?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tag = format!("c:{}", info.conn);
-        socket::accept(&self.state, &pair.server, &[tag.as_str()])
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        pair.server.serialize_attachment(&info).map_err(http::internal)?;
-        live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let effects = live.user.handle_connect(info, policy, now());
-        let calls = self.apply(&mut slot, None, effects);
-
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
-        Ok((response.with_websocket(pair.client).empty(), calls))
+        let tag = format!("c:{}", info.conn);
+        socket::accept(&self.state, &pair.server, &[tag.as_str()])
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or the next
+        // wake would restore it as a connection that keeps the user online, whose client got no
+        // greeting.
+        match self.open(&mut slot, &pair.server, info, policy) {
+            Ok(calls) => Ok((response.with_websocket(pair.client).empty(), calls)),
+            Err(e) => {
+                socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes an accepted socket one of the user's: its attachment, then the core's greeting
+    /// and status change. On an error the user has not kept it (a failed write drops the
+    /// live state; a stored `online` then ends through the grace period of the next wake).
+    fn open(
+        &self,
+        slot: &mut Option<Live>,
+        ws: &WebSocket,
+        info: UserConnInfo,
+        policy: WatchPolicy,
+    ) -> Result<Vec<UserEffect>, Error> {
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
+        live.sockets.insert(info.conn.clone(), ws.clone());
+        let effects = live.user.handle_connect(info, policy, now());
+        let calls = self.apply(slot, None, effects);
+        if slot.is_none() {
+            return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
+        }
+        Ok(calls)
     }
 
     fn notify(&self, req: &Request, body: &str) -> Answer {
