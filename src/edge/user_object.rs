@@ -470,6 +470,10 @@ impl Inner {
                 if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
                     socket::send(ws, &protocol::error_frame(&e));
                 }
+                // Still closed, or the rebuild would restore them with their gap.
+                for ws in failed.iter().filter_map(|c| live.sockets.get(c)) {
+                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
+                }
                 *slot = None;
                 return Vec::new();
             }
