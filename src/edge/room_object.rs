@@ -444,8 +444,9 @@ impl RoomObject {
             sockets.insert(info.conn.clone(), ws);
             room.restore_conn(info, now);
         }
-        // Whether the closing socket is still listed as open here varies; count it once, with
-        // no socket to send to, until its close is handled.
+        // The closing socket is listed but no longer open (CLOSING, then CLOSED), so it was
+        // skipped above; count it once, with no socket to send to, until its close is handled.
+        // The check keeps it single should a runtime still report it open.
         if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
             room.restore_conn(info, now);
         }
