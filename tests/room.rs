@@ -173,3 +173,23 @@ fn frames_from_unknown_connections_are_ignored() {
     sim.send(&a, json!({"t":"message:send","d":{"text":"boo"}}));
     assert!(sim.log.messages.is_empty());
 }
+
+/// The shell's contract when anything fails after it accepted a socket (attachment, the
+/// greeting's flush): it closes the socket (1011) and hands the close to the core, which must
+/// then hold no trace of it.
+#[test]
+fn a_socket_dropped_right_after_connect_leaves_no_member() {
+    let mut sim = Sim::with_limits("r", Limits { max_sockets_per_user: 1, ..Limits::default() });
+    let alice = sim.connect("alice");
+    sim.take(&alice);
+    let bob = sim.connect("bob");
+    sim.close(&bob);
+    let told: Vec<_> =
+        sim.take(&alice).into_iter().map(|f| (f["t"].clone(), f["d"]["user"].clone())).collect();
+    assert_eq!(told, vec![(json!("member:join"), json!("bob")), (json!("member:leave"), json!("bob"))]);
+    assert_eq!(sim.room.members().map(|u| u.as_str()).collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(sim.room.connection_count(), 1);
+    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(3_600_000)), "only alice's expiry is left");
+    let again = sim.connect("bob");
+    assert_eq!(sim.take_one(&again)["d"]["members"], json!([{"user":"alice"},{"user":"bob"}]), "no ghost");
+}

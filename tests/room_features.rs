@@ -433,3 +433,45 @@ fn the_author_of_a_published_message() {
     );
     assert_eq!(author(&body(None), &user(Some(r#"{"room:general":["join"]}"#))), Err(ErrorCode::Forbidden));
 }
+
+#[test]
+fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
+    let mut config = support::config(Limits::default());
+    config.auth.leeway_secs = 30;
+    let mut sim = Sim::with_config("leeway", config);
+    let a = sim.connect_with("alice", 10_000, true, None);
+    let b = sim.connect_with("bob", 10_000, true, None);
+    let c = sim.connect_with("carol", 10_000, true, None);
+    for conn in [&a, &b, &c] {
+        sim.take(conn);
+    }
+    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(40_000)), "the alarm waits for the leeway");
+
+    // The alarm has not run (late, or the object just woke): frames within the leeway count.
+    sim.now = sim.now.plus_millis(39_999);
+    sim.send(&a, json!({"t":"message:send","ref":1,"d":{"text":"still in time"}}));
+    assert_eq!(sim.take_one(&a)["ok"], true);
+    sim.take(&b);
+    sim.take(&c);
+
+    sim.now = sim.now.plus_millis(1);
+    sim.send(&a, json!({"t":"typing:start"}));
+    assert_eq!(sim.closed.get(&a), Some(&close::TOKEN_EXPIRED));
+    sim.send_raw(&b, "{not json");
+    assert_eq!(sim.closed.get(&b), Some(&close::TOKEN_EXPIRED), "a bad frame closes too");
+    let left = sim.take(&c);
+    assert!(of_type(&left, "typing:update").is_empty(), "the expired frame was not handled");
+    assert_eq!(of_type(&left, "member:leave").len(), 2);
+
+    let exp_s = sim.now.as_secs() + 3600;
+    let fresh = hs256(&json!({"sub":"carol","exp":exp_s}));
+    sim.send(&c, json!({"t":"auth:refresh","ref":"r","d":{"token":fresh}}));
+    assert_eq!(sim.take_one(&c)["d"]["expires"], exp_s * 1000);
+    sim.send(&c, json!({"t":"message:send","ref":2,"d":{"text":"refreshed"}}));
+    assert_eq!(sim.take_one(&c)["ok"], true);
+    assert!(!sim.closed.contains_key(&c));
+    assert_eq!(
+        sim.room.poll_timeout(),
+        Some(switchboard::core::time::Timestamp(exp_s as u64 * 1000 + 30_000))
+    );
+}

@@ -707,3 +707,93 @@ fn a_coalesced_push_survives_eviction() {
     );
     assert!(!net.stores[&uid("alice")].presence.as_ref().unwrap().unpushed);
 }
+
+#[test]
+fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
+    let mut net = Users::new();
+    net.config.auth.leeway_secs = 30;
+    let phone = net.connect_with("alice", open_policy(), 10_000);
+    let laptop = net.connect_with("alice", open_policy(), 10_000);
+    let start = net.now;
+    assert_eq!(net.alarms[&uid("alice")], start.plus_millis(40_000), "the alarm waits for the leeway");
+
+    // The alarm has not run (late, or the object just woke): frames within the leeway count.
+    net.now = start.plus_millis(39_999);
+    net.send(&phone, json!({ "t": "presence:active", "ref": "a" }));
+    assert_eq!(net.reply(&phone, "a")["ok"], true);
+
+    net.now = start.plus_millis(40_000);
+    net.send(&phone, json!({ "t": "presence:active", "ref": "b" }));
+    assert_eq!(net.closed.get(&phone), Some(&4001));
+    assert!(net.take(&phone, "reply").is_empty(), "the expired frame was not handled");
+
+    let exp_s = net.now.as_secs() + 3600;
+    let fresh = support::hs256(&json!({ "sub": "alice", "exp": exp_s }));
+    net.send(&laptop, json!({ "t": "auth:refresh", "ref": "r", "d": { "token": fresh } }));
+    assert_eq!(net.reply(&laptop, "r")["d"]["expires"], exp_s * 1000);
+    net.send(&laptop, json!({ "t": "presence:active", "ref": "c" }));
+    assert_eq!(net.reply(&laptop, "c")["ok"], true);
+    assert!(!net.closed.contains_key(&laptop));
+}
+
+#[test]
+fn closing_the_last_socket_while_evicted_tells_watchers_offline_after_the_grace_period() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+    net.reply(&bob, "s");
+    net.take(&bob, "presence:update");
+    net.advance(60_000);
+    net.evict(&alice);
+
+    net.disconnect(&phone);
+    net.advance(TIMES.grace_ms - 1);
+    assert!(net.take(&bob, "presence:update").is_empty(), "not before the grace period");
+    net.advance(1);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
+    assert_eq!(net.user(&alice).connection_count(), 0);
+}
+
+#[test]
+fn a_user_whose_sockets_vanished_unseen_goes_offline_after_the_grace_period_once_woken() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let phone = net.connect("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["alice"] } }));
+    net.reply(&bob, "s");
+    net.take(&bob, "presence:update");
+    net.evict(&alice);
+    net.vanish(&phone);
+
+    // The next wake (here the away alarm, which the platform kept) finds no socket: the grace
+    // period starts then, and is stored, so another eviction does not lose it.
+    net.advance(TIMES.away_ms);
+    assert!(statuses(&net.take(&bob, "presence:update")).is_empty(), "not before the grace period");
+    net.evict(&alice);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(statuses(&net.take(&bob, "presence:update")), vec![pair("alice", "offline")]);
+    assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
+}
+
+/// The shell's contract when anything fails after it accepted a socket: it closes the socket
+/// (1011) and hands the close to the core, which must then keep no presence for it.
+#[test]
+fn a_socket_dropped_right_after_connect_leaves_no_presence() {
+    let mut net = Users::new();
+    let alice = uid("alice");
+    let bob = net.connect("bob");
+    net.send(&bob, json!({ "t": "presence:subscribe", "d": { "users": ["alice"] } }));
+    let tab = net.connect("alice");
+    net.disconnect(&tab);
+    assert_eq!(net.user(&alice).connection_count(), 0);
+    net.advance(TIMES.grace_ms);
+    assert_eq!(
+        statuses(&net.take(&bob, "presence:update")),
+        vec![pair("alice", "online"), pair("alice", "offline")]
+    );
+    assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
+    assert_eq!(net.user(&alice).poll_timeout(), None, "no timer of the dropped socket is left");
+}

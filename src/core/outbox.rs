@@ -3,7 +3,8 @@
 //! The shell queues every frame here instead of sending it, and drains the queue as soon as the
 //! runtime is idle. With no backlog a drain holds one frame and each socket gets it unchanged.
 //! When several events were handled before the drain could run (a backlog), each socket gets one
-//! JSON array of its frames in order: `[{"t":...},{"t":...}]`. Fewer, larger frames are the main
+//! JSON array of its frames in order: `[{"t":...},{"t":...}]`, split into several arrays when
+//! it would exceed [`MAX_BATCH_BYTES`]. Fewer, larger frames are the main
 //! lever against the per-send cost of the runtime, and they appear only under load.
 //!
 //! Per-socket order is kept exactly: a socket's frames leave in the order they were queued.
@@ -42,6 +43,11 @@ pub struct Outbox {
 /// One distinct frame and every socket it goes to: the shell builds it once for all of them.
 pub type Delivery = (String, Vec<ConnId>);
 
+/// Largest batch frame, in bytes: past it the next envelopes start a new frame, so a backlog
+/// never becomes one frame of unbounded size. Equal to the default `MAX_FRAME_BYTES`; one
+/// envelope larger than this is sent alone, as a plain object.
+pub const MAX_BATCH_BYTES: usize = 65_536;
+
 /// Events closer together than this mean a backlog is forming (milliseconds).
 pub const BUSY_GAP_MS: u64 = 25;
 
@@ -64,8 +70,18 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Empties the queue into deliveries for the sockets `conns` (the ones open now).
+    /// Empties the queue into deliveries for the sockets `conns` (the ones open now); batches
+    /// hold at most [`MAX_BATCH_BYTES`]. A socket's deliveries are in the order to send them.
     pub fn drain<'a>(&mut self, conns: impl IntoIterator<Item = &'a ConnId>) -> Vec<Delivery> {
+        self.drain_within(conns, MAX_BATCH_BYTES)
+    }
+
+    /// [`Outbox::drain`] with batches of at most `cap` bytes.
+    pub fn drain_within<'a>(
+        &mut self,
+        conns: impl IntoIterator<Item = &'a ConnId>,
+        cap: usize,
+    ) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);
         // Sockets that receive the same subsequence of frames share one combined frame.
         let mut groups: HashMap<Vec<usize>, Vec<ConnId>> = HashMap::new();
@@ -82,20 +98,41 @@ impl Outbox {
         }
         let mut deliveries: Vec<(Vec<usize>, Vec<ConnId>)> = groups.into_iter().collect();
         deliveries.sort_by(|a, b| a.0.cmp(&b.0));
-        deliveries
-            .into_iter()
-            .map(|(picked, recipients)| {
-                let frame = match picked.as_slice() {
-                    [one] => items[*one].1.clone(),
-                    many => {
-                        let parts: Vec<&str> = many.iter().map(|&i| items[i].1.as_str()).collect();
-                        format!("[{}]", parts.join(","))
-                    }
-                };
-                (frame, recipients)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (picked, recipients) in deliveries {
+            let parts: Vec<&str> =
+                picked.iter().filter_map(|&i| items.get(i)).map(|(_, f)| f.as_str()).collect();
+            for frame in batches(&parts, cap) {
+                out.push((frame, recipients.clone()));
+            }
+        }
+        out
     }
+}
+
+/// `parts` as frames in order: runs of envelopes as JSON arrays of at most `cap` bytes, a run
+/// of one as the envelope itself.
+fn batches(parts: &[&str], cap: usize) -> Vec<String> {
+    let join = |run: &[&str]| match run {
+        [one] => (*one).to_owned(),
+        many => format!("[{}]", many.join(",")),
+    };
+    let mut frames = Vec::new();
+    let mut start = 0;
+    // `[` plus each part with its `,` or closing `]`.
+    let mut bytes = 1;
+    for (i, part) in parts.iter().enumerate() {
+        if i > start && bytes + part.len() + 1 > cap {
+            frames.push(join(&parts[start..i]));
+            start = i;
+            bytes = 1;
+        }
+        bytes += part.len() + 1;
+    }
+    if start < parts.len() {
+        frames.push(join(&parts[start..]));
+    }
+    frames
 }
 
 #[cfg(test)]
@@ -142,6 +179,39 @@ mod tests {
         assert!(!should_defer(t, Some(Timestamp(9_000)), false), "idle room: send now");
         assert!(should_defer(t, Some(Timestamp(9_990)), false), "events 10 ms apart: batch");
         assert!(should_defer(t, Some(Timestamp(1)), true), "a drain is pending: join it, keep order");
+    }
+
+    #[test]
+    fn a_batch_never_exceeds_the_byte_cap_and_keeps_order() {
+        let mut out = Outbox::default();
+        let frames: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"t":"message:receive","d":{{"seq":{i},"text":"{}"}}}}"#, "x".repeat(5000)))
+            .collect();
+        for f in &frames {
+            out.push(Target::All { except: None }, f.clone());
+        }
+        let got = out.drain(&[c("a"), c("b")]);
+        assert!(got.len() >= 4, "40 × 5 KB is split into several frames: {}", got.len());
+        let mut received = Vec::new();
+        for (frame, recipients) in &got {
+            assert!(frame.len() <= MAX_BATCH_BYTES, "a frame of {} bytes", frame.len());
+            assert_eq!(recipients, &vec![c("a"), c("b")]);
+            match serde_json::from_str::<serde_json::Value>(frame).unwrap() {
+                serde_json::Value::Array(batch) => received.extend(batch),
+                one => received.push(one),
+            }
+        }
+        let sent: Vec<serde_json::Value> = frames.iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+        assert_eq!(received, sent, "every envelope once, in order");
+    }
+
+    #[test]
+    fn the_cap_is_exact_and_an_oversize_envelope_goes_alone() {
+        assert_eq!(batches(&["1", "2", "3"], 5), vec!["[1,2]", "3"], "[1,2] is 5 bytes");
+        assert_eq!(batches(&["1", "2", "3"], 4), vec!["1", "2", "3"]);
+        assert_eq!(batches(&["1", "big-one", "2"], 5), vec!["1", "big-one", "2"], "alone and unwrapped");
+        assert_eq!(batches(&["1", "2", "3"], 7), vec!["[1,2,3]"]);
+        assert!(batches(&[], 7).is_empty());
     }
 
     #[test]

@@ -92,9 +92,15 @@ impl Presence {
         self.left_at
     }
 
-    /// Re-counts sockets that survived hibernation (no transition).
-    pub fn restore_sockets(&mut self, sockets: usize) {
+    /// Re-counts sockets that survived hibernation (no transition). None left while the user
+    /// still shows as present means they went away unseen (a close that found the object
+    /// evicted, a restart): the grace period starts now, as if the last one just closed, or
+    /// nothing would ever take the user offline.
+    pub fn restore_sockets(&mut self, sockets: usize, now: Timestamp) {
         self.sockets = sockets;
+        if sockets == 0 && self.left_at.is_none() && self.status != Status::Offline {
+            self.left_at = Some(now);
+        }
     }
 
     /// A socket opened.
@@ -245,6 +251,24 @@ mod tests {
         p.disconnect(at(10_000));
         assert_eq!(run(&mut p, at(100_000)), vec![(Status::Offline, at(40_000))]);
         assert_eq!(p.deadline(&T), None);
+    }
+
+    #[test]
+    fn sockets_gone_unseen_start_the_grace_period_on_restore() {
+        let mut p = Presence::new();
+        p.connect(at(0));
+        // Evicted with a socket open; rebuilt at 100 s with none left and no close seen.
+        let mut restored = p.clone();
+        restored.restore_sockets(0, at(100_000));
+        assert_eq!(restored.deadline(&T), Some(at(130_000)));
+        assert_eq!(run(&mut restored, at(200_000)), vec![(Status::Offline, at(130_000))]);
+        // With a survivor nothing changes; an offline user stays as it is.
+        let mut kept = p.clone();
+        kept.restore_sockets(1, at(100_000));
+        assert_eq!(kept, p);
+        let mut gone = Presence::new();
+        gone.restore_sockets(0, at(100_000));
+        assert_eq!(gone, Presence::new());
     }
 
     #[test]

@@ -90,6 +90,24 @@ impl Strikes {
     }
 }
 
+/// The close reason that goes with 4001.
+pub const EXPIRED_REASON: &str = "token expired";
+
+/// The one event a socket may still send once its token expired.
+pub const REFRESH_EVENT: &str = "auth:refresh";
+
+/// When a socket whose token carries `exp` (`expires`) must close: `JWT_LEEWAY_SECS` later, the
+/// same skew (and clamp) token verification tolerates, so the alarm and frames agree with it.
+pub fn token_deadline(expires: Timestamp, leeway_secs: i64) -> Timestamp {
+    expires.plus_millis(leeway_secs.clamp(0, 86_400).unsigned_abs() * 1000)
+}
+
+/// Whether a frame on a socket past its token deadline must close the socket (4001) instead of
+/// being handled: every frame but a readable `auth:refresh`.
+pub fn expired_frame(decoded: &Result<Envelope, DecodeError>, now: Timestamp, deadline: Timestamp) -> bool {
+    now >= deadline && !matches!(decoded, Ok(envelope) if envelope.event == REFRESH_EVENT)
+}
+
 /// What arrived on a socket, before decoding.
 #[derive(Debug, Clone, Copy)]
 pub enum Incoming<'a> {

@@ -61,21 +61,72 @@ impl Live {
     fn flush(&mut self) -> Result<(), Error> {
         self.flush_scheduled = false;
         if !self.pending.is_empty() {
-            write_messages(&self.sql, &self.pending)?;
+            if let Err(e) = write_messages(&self.sql, &self.pending) {
+                self.abandon();
+                return Err(e);
+            }
             for message in std::mem::take(&mut self.pending) {
                 let event = self.room.message_event(&message).into_bytes();
                 self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
             }
         }
-        for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
-            let frame = JsString::from(frame);
+        // Each round drops the sockets that refused a frame, which queues their departures
+        // for the rest; it ends because every round with a failure removes a socket.
+        loop {
+            let mut failed: Vec<ConnId> = Vec::new();
+            for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
+                let frame = JsString::from(frame);
+                for conn in recipients {
+                    // Nothing more after a refused frame: the socket must not see a gap.
+                    if failed.contains(&conn) {
+                        continue;
+                    }
+                    if let Some(ws) = self.sockets.get(&conn) {
+                        if !socket::send_js(ws, &frame) {
+                            failed.push(conn);
+                        }
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            for conn in failed {
+                self.drop_socket(&conn);
+            }
+        }
+    }
+
+    /// Before the room is dropped after a failed write: nothing queued may go out (it may
+    /// announce what was not written), so every socket owed a frame is closed with 1011; its
+    /// client reconnects, resumes and resends what was not acknowledged, instead of waiting for
+    /// a frame (a reply, `room:state`) that never comes. Closed, it is not restored on the next
+    /// wake, and its close event announces its departure then.
+    fn abandon(&mut self) {
+        self.pending.clear();
+        for (_, recipients) in self.outbox.drain(self.sockets.keys()) {
             for conn in recipients {
-                if let Some(ws) = self.sockets.get(&conn) {
-                    socket::send_js(ws, &frame);
+                if let Some(ws) = self.sockets.remove(&conn) {
+                    socket::close(&ws, close::INTERNAL, "room unavailable");
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Closes a socket that refused a frame (1011: its client reconnects and resumes instead of
+    /// missing frames silently) and handles its close now; its departure is queued for the rest.
+    fn drop_socket(&mut self, conn: &ConnId) {
+        if let Some(ws) = self.sockets.remove(conn) {
+            socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
+        }
+        for effect in self.room.handle_close(conn) {
+            match effect {
+                Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
+                Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
+                // A close only produces frames.
+                _ => {}
+            }
+        }
     }
 
     /// The log as reads must see it: SQLite plus the messages not yet written.
@@ -203,28 +254,50 @@ impl RoomObject {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, Some(&room))?;
         live.room.check_capacity(&info.user)?;
-        let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tags = [format!("u:{}", info.user), format!("c:{}", info.conn)];
-        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-        socket::accept(&self.state, &pair.server, &tag_refs)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        pair.server.serialize_attachment(&info).map_err(http::internal)?;
-        // Frames queued before this socket existed are not for it.
+        // Frames queued before this socket existed are not for it; sending them now also
+        // means a failed write fails the connect before any socket exists.
         if let Err(e) = live.flush() {
             *slot = None;
             return Err(e);
         }
-        live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let sql = self.state.storage().sql();
-        let log = SqlLog { sql: &sql, room: &room };
-        let effects = live.room.handle_connect(info, resume_of(req).as_ref(), now(), &log);
-        self.apply(&mut slot, None, effects);
-
+        let pair = WebSocketPair::new().map_err(http::internal)?;
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
+        let tags = [format!("u:{}", info.user), format!("c:{}", info.conn)];
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        socket::accept(&self.state, &pair.server, &tag_refs)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or the next
+        // wake would restore it as a member nobody was told of, whose client got no greeting.
+        if let Err(e) = self.open(&mut slot, &pair.server, info, resume_of(req).as_ref()) {
+            socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+            return Err(e);
+        }
         Ok(response.with_websocket(pair.client).empty())
+    }
+
+    /// Makes an accepted socket a member: its attachment, then the core's greeting and join.
+    /// On an error the room has not kept it (a failed write drops the whole room).
+    fn open(
+        &self,
+        slot: &mut Option<Live>,
+        ws: &WebSocket,
+        info: ConnInfo,
+        resume: Option<&Resume>,
+    ) -> Result<(), Error> {
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))?;
+        live.sockets.insert(info.conn.clone(), ws.clone());
+        let sql = self.state.storage().sql();
+        let room_id = live.room.id().clone();
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let effects = live.room.handle_connect(info, resume, now(), &log);
+        if !self.apply(slot, None, effects) {
+            return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
+        }
+        Ok(())
     }
 
     /// Operational counters; `wakes` counts how often the room was rebuilt from storage.
@@ -315,15 +388,25 @@ impl RoomObject {
         slot: &'a mut Option<Live>,
         room_hint: Option<&RoomId>,
     ) -> Result<&'a mut Live, Error> {
+        self.load_with(slot, room_hint, None)
+    }
+
+    /// `load`, counting `closing` (the socket whose close woke the object) as a member.
+    fn load_with<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        room_hint: Option<&RoomId>,
+        closing: Option<ConnInfo>,
+    ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
-            let mut live = self.rebuild(room_hint)?;
+            let mut live = self.rebuild(room_hint, closing)?;
             self.sync_alarm(&mut live);
             *slot = Some(live);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
     }
 
-    fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
+    fn rebuild(&self, room_hint: Option<&RoomId>, closing: Option<ConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
         sql.exec(META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
@@ -359,6 +442,12 @@ impl RoomObject {
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {
             sockets.insert(info.conn.clone(), ws);
+            room.restore_conn(info, now);
+        }
+        // The closing socket is listed but no longer open (CLOSING, then CLOSED), so it was
+        // skipped above; count it once, with no socket to send to, until its close is handled.
+        // The check keeps it single should a runtime still report it open.
+        if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
             room.restore_conn(info, now);
         }
         Ok(Live {
@@ -455,17 +544,24 @@ impl RoomObject {
         if let Some(ws) = origin.and_then(|c| slot.as_ref()?.sockets.get(c)) {
             socket::send(ws, &protocol::error_frame(error));
         }
+        if let Some(live) = slot.as_mut() {
+            live.abandon();
+        }
         *slot = None;
         false
     }
 
+    /// A socket closed or failed. The event may be what woke the object: then the room is
+    /// rebuilt with the closing socket still counted as a member, so its departure is
+    /// announced like any other (the rebuild alone would skip it, and nobody would be told).
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = socket::conn_of::<ConnInfo>(ws) else { return };
+        let Some(info) = socket::attachment::<ConnInfo>(ws) else { return };
+        let conn = info.conn.clone();
         let mut slot = self.live.borrow_mut();
-        // Only a live room has members to tell; after a wake the rebuild skips closed sockets.
-        if slot.is_some() {
-            self.forget_conn(&mut slot, &conn);
+        if slot.is_none() && self.load_with(&mut slot, None, Some(info)).is_err() {
+            return;
         }
+        self.forget_conn(&mut slot, &conn);
     }
 
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {

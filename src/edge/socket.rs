@@ -42,9 +42,14 @@ impl Attachment for crate::core::doc::DocConnInfo {
     }
 }
 
+/// `ws`'s attachment of type `T`, when it has a readable one.
+pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
+    ws.deserialize_attachment::<T>().ok().flatten()
+}
+
 /// The connection id in `ws`'s attachment of type `T`.
 pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
-    ws.deserialize_attachment::<T>().ok().flatten().map(T::conn)
+    attachment::<T>(ws).map(T::conn)
 }
 
 /// An incoming message as the core reads it.
@@ -56,8 +61,9 @@ pub(crate) fn incoming(message: &WebSocketIncomingMessage) -> Incoming<'_> {
 }
 
 /// Finishes a close the client started. In hibernation mode the close handshake is ours to
-/// finish, or the client waits for our close frame (`readyState` already reads CLOSED in the
-/// handler, so it cannot tell us).
+/// finish, or the client waits for our close frame. In the handler the socket reads CLOSING (2)
+/// and is still listed by `getWebSockets`; after this it reads CLOSED (3), so a rebuild in the
+/// same handler does not restore it (measured in local workerd).
 pub(crate) fn finish_close(ws: &WebSocket, code: usize, reason: &str) {
     close(ws, u16::try_from(code).unwrap_or(close::NORMAL), reason);
 }
@@ -98,26 +104,38 @@ pub(crate) fn restored<T: Attachment>(state: &State) -> Result<Vec<(WebSocket, T
         .collect())
 }
 
+/// Close reason for a socket a frame could not be sent to (with 1011): it may have missed
+/// frames, so its client reconnects and resumes rather than go on with a gap.
+pub(crate) const SEND_FAILED: &str = "could not send; reconnect";
+
 /// Sends one pre-built JS string: a broadcast crosses into JS once, not once per recipient.
-pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) {
+/// `false` when the runtime refused it (the socket closed meanwhile, or failed): the caller
+/// closes the socket with 1011 ([`SEND_FAILED`]) and forgets it.
+pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) -> bool {
     let raw: &RawSocket = ws.as_ref().unchecked_ref();
-    // A socket that closed meanwhile is cleaned up by its close event; nothing to do here.
-    let _ = raw.send_js(frame);
+    raw.send_js(frame).is_ok()
 }
 
-/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once.
-pub(crate) fn broadcast(sockets: &HashMap<ConnId, WebSocket>, except: Option<&ConnId>, frame: String) {
+/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once; returns the
+/// sockets it could not be sent to (see [`send_js`]).
+pub(crate) fn broadcast(
+    sockets: &HashMap<ConnId, WebSocket>,
+    except: Option<&ConnId>,
+    frame: String,
+) -> Vec<ConnId> {
     let frame = JsString::from(frame);
+    let mut failed = Vec::new();
     for (conn, ws) in sockets {
-        if Some(conn) != except {
-            send_js(ws, &frame);
+        if Some(conn) != except && !send_js(ws, &frame) {
+            failed.push(conn.clone());
         }
     }
+    failed
 }
 
-/// Sends a frame, ignoring sockets that closed meanwhile.
-pub(crate) fn send(ws: &WebSocket, frame: &str) {
-    let _ = ws.send_with_str(frame);
+/// Sends a frame; `false` when the runtime refused it (see [`send_js`]).
+pub(crate) fn send(ws: &WebSocket, frame: &str) -> bool {
+    ws.send_with_str(frame).is_ok()
 }
 
 /// Closes with `code`; 1005 and 1006 cannot be sent on the wire, so they become 1000.

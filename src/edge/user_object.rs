@@ -19,6 +19,7 @@ use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{StoredUser, User, UserConnInfo, UserEffect};
+use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -195,19 +196,44 @@ impl Inner {
         let live = self.load(&mut slot, Some(&user))?;
         live.user.check_capacity()?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tag = format!("c:{}", info.conn);
-        socket::accept(&self.state, &pair.server, &[tag.as_str()])
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        pair.server.serialize_attachment(&info).map_err(http::internal)?;
-        live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let effects = live.user.handle_connect(info, policy, now());
-        let calls = self.apply(&mut slot, None, effects);
-
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
-        Ok((response.with_websocket(pair.client).empty(), calls))
+        let tag = format!("c:{}", info.conn);
+        socket::accept(&self.state, &pair.server, &[tag.as_str()])
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or the next
+        // wake would restore it as a connection that keeps the user online, whose client got no
+        // greeting.
+        match self.open(&mut slot, &pair.server, info, policy) {
+            Ok(calls) => Ok((response.with_websocket(pair.client).empty(), calls)),
+            Err(e) => {
+                socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes an accepted socket one of the user's: its attachment, then the core's greeting
+    /// and status change. On an error the user has not kept it (a failed write drops the
+    /// live state; a stored `online` then ends through the grace period of the next wake).
+    fn open(
+        &self,
+        slot: &mut Option<Live>,
+        ws: &WebSocket,
+        info: UserConnInfo,
+        policy: WatchPolicy,
+    ) -> Result<Vec<UserEffect>, Error> {
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
+        live.sockets.insert(info.conn.clone(), ws.clone());
+        let effects = live.user.handle_connect(info, policy, now());
+        let calls = self.apply(slot, None, effects);
+        if slot.is_none() {
+            return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
+        }
+        Ok(calls)
     }
 
     fn notify(&self, req: &Request, body: &str) -> Answer {
@@ -299,15 +325,29 @@ impl Inner {
     }
 
     fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&UserId>) -> Result<&'a mut Live, Error> {
+        self.load_with(slot, hint, None)
+    }
+
+    /// `load`, counting `closing` (the socket whose close woke the object) as connected.
+    fn load_with<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        hint: Option<&UserId>,
+        closing: Option<UserConnInfo>,
+    ) -> Result<&'a mut Live, Error> {
         if slot.is_none() {
-            let mut live = self.rebuild(hint)?;
+            let mut live = self.rebuild(hint, closing)?;
+            let effects = live.user.restored(now());
             live.alarm = sql::sync_alarm(&self.state, None, live.user.poll_timeout());
             *slot = Some(live);
+            // Stores a grace period the rebuild started (no socket survived); makes no calls.
+            let _ = self.apply(slot, None, effects);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))
     }
 
-    fn rebuild(&self, hint: Option<&UserId>) -> Result<Live, Error> {
+    /// The user as stored, with the surviving sockets restored (then call `User::restored`).
+    fn rebuild(&self, hint: Option<&UserId>, closing: Option<UserConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
         sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
@@ -341,7 +381,12 @@ impl Inner {
             sockets.insert(info.conn.clone(), ws);
             user.restore_conn(info, now);
         }
-        user.restored(now);
+        // The closing socket is listed but no longer open (CLOSING, then CLOSED), so it was
+        // skipped above; count it once, with no socket to send to, until its close is handled.
+        // The check keeps it single should a runtime still report it open.
+        if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
+            user.restore_conn(info, now);
+        }
         Ok(Live { user, sockets, alarm: None, sql })
     }
 
@@ -356,6 +401,8 @@ impl Inner {
     ) -> Vec<UserEffect> {
         let mut calls = Vec::new();
         let mut closed = Vec::new();
+        // Sockets that refused a frame get nothing more (no gap), then are closed with 1011.
+        let mut failed: Vec<ConnId> = Vec::new();
         for effect in effects {
             let Some(live) = slot.as_mut() else { return calls };
             let written = match effect {
@@ -391,13 +438,20 @@ impl Inner {
                     Ok(())
                 }
                 UserEffect::Send { to, frame } => {
-                    if let Some(ws) = live.sockets.get(&to) {
-                        socket::send(ws, &frame);
+                    if let Some(ws) = live.sockets.get(&to).filter(|_| !failed.contains(&to)) {
+                        if !socket::send(ws, &frame) {
+                            failed.push(to);
+                        }
                     }
                     Ok(())
                 }
                 UserEffect::Broadcast { frame } => {
-                    socket::broadcast(&live.sockets, None, frame);
+                    let frame = JsString::from(frame);
+                    for (conn, ws) in &live.sockets {
+                        if !failed.contains(conn) && !socket::send_js(ws, &frame) {
+                            failed.push(conn.clone());
+                        }
+                    }
                     Ok(())
                 }
                 UserEffect::Close { conn, code, reason } => {
@@ -417,11 +471,22 @@ impl Inner {
                 if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
                     socket::send(ws, &protocol::error_frame(&e));
                 }
+                // Still closed, or the rebuild would restore them with their gap.
+                for ws in failed.iter().filter_map(|c| live.sockets.get(c)) {
+                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
+                }
                 *slot = None;
                 return Vec::new();
             }
         }
-        for conn in closed {
+        if let Some(live) = slot.as_mut() {
+            for conn in &failed {
+                if let Some(ws) = live.sockets.get(conn) {
+                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
+                }
+            }
+        }
+        for conn in closed.into_iter().chain(failed) {
             calls.extend(self.forget_conn(slot, &conn));
         }
         if let Some(live) = slot.as_mut() {
@@ -430,14 +495,18 @@ impl Inner {
         calls
     }
 
+    /// A socket closed or failed. The event may be what woke the object: then the user is
+    /// rebuilt with the closing socket still counted, so the close starts the grace period
+    /// (and the offline alarm) like any other.
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = socket::conn_of::<UserConnInfo>(ws) else { return };
+        let Some(info) = socket::attachment::<UserConnInfo>(ws) else { return };
+        let conn = info.conn.clone();
         let mut slot = self.live.borrow_mut();
-        // After a wake the rebuild skips closed sockets; only a live user has one to forget.
-        if slot.is_some() {
-            // Closing makes no calls (pausing waits for the grace period's alarm).
-            let _ = self.forget_conn(&mut slot, &conn);
+        if slot.is_none() && self.load_with(&mut slot, None, Some(info)).is_err() {
+            return;
         }
+        // Closing makes no calls (pausing waits for the grace period's alarm).
+        let _ = self.forget_conn(&mut slot, &conn);
     }
 
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserEffect> {

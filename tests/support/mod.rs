@@ -67,9 +67,13 @@ impl Sim {
     }
 
     pub fn with_limits(room: &str, limits: Limits) -> Sim {
+        Sim::with_config(room, config(limits))
+    }
+
+    pub fn with_config(room: &str, config: Config) -> Sim {
         let head = LogHead { seq: 0, epoch: "ep1".into() };
         Sim {
-            room: Room::new(RoomId::parse(room).unwrap(), head, BTreeMap::new(), config(limits)),
+            room: Room::new(RoomId::parse(room).unwrap(), head, BTreeMap::new(), config),
             log: MemoryLog::default(),
             now: Timestamp(1_700_000_000_000),
             inboxes: BTreeMap::new(),

@@ -109,10 +109,17 @@ impl Users {
                 let expires = self.expires.get(&conn).copied().unwrap_or(now);
                 user.restore_conn(UserConnInfo { conn, expires }, now);
             }
-            user.restored(now);
+            let effects = user.restored(now);
             self.users.insert(id.clone(), user);
+            // As the shell does on a wake: persist what the rebuild decided, re-aim the alarm.
+            self.apply(id, effects);
         }
         self.users.get_mut(id).unwrap()
+    }
+
+    /// The socket is gone without its object hearing of it (a restart drops every socket).
+    pub fn vanish(&mut self, conn: &ConnId) {
+        self.closed.insert(conn.clone(), 1006);
     }
 
     /// Drops the object from memory (eviction); its sockets stay open, as with hibernation.
@@ -140,8 +147,11 @@ impl Users {
         conn
     }
 
+    /// The socket closes. As in the shell, a close that finds the object evicted rebuilds it
+    /// with the closing socket still counted, then handles the close.
     pub fn disconnect(&mut self, conn: &ConnId) {
         let id = self.owner[conn].clone();
+        self.user(&id);
         self.closed.insert(conn.clone(), 1000);
         let now = self.now;
         let effects = self.user(&id).handle_close(conn, now);

@@ -199,7 +199,7 @@ impl Room {
 
     fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
         let user = info.user.clone();
-        self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
+        self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
         let buckets = EventClass::ALL.map(|class| Bucket::full(class.rate(), now));
         if self
             .conns
@@ -291,9 +291,7 @@ impl Room {
         let mut effects = Vec::new();
         for timer in self.timers.pop_due(now) {
             match timer {
-                Timer::TokenExpiry(conn) => {
-                    effects.push(Effect::Close { conn, code: close::TOKEN_EXPIRED, reason: "token expired" })
-                }
+                Timer::TokenExpiry(conn) => effects.push(expired(conn)),
                 Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
             }
         }
@@ -309,7 +307,12 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Vec<Effect> {
         let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
-        let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
+        let decoded = protocol::decode(frame, self.config.limits.max_frame_bytes);
+        // The alarm may run late (or not yet after a wake): the deadline holds for frames too.
+        if protocol::expired_frame(&decoded, now, self.token_deadline(sender.expires)) {
+            return vec![expired(conn.clone())];
+        }
+        let (reply_to, outcome) = match decoded {
             Err(e) => (e.reply_to, Err(e.error)),
             Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now, log)),
         };
@@ -374,6 +377,11 @@ impl Room {
         }
     }
 
+    /// When a socket whose token expires at `expires` is closed (4001).
+    fn token_deadline(&self, expires: Timestamp) -> Timestamp {
+        protocol::token_deadline(expires, self.config.auth.leeway_secs)
+    }
+
     fn throttle(&mut self, conn: &ConnId, class: EventClass, now: Timestamp) -> Result<(), Error> {
         let Some(bucket) = self.conns.get_mut(conn).and_then(|c| c.buckets.get_mut(class.index())) else {
             return Ok(());
@@ -400,7 +408,7 @@ impl Room {
         if let Some(c) = self.conns.get_mut(&sender.conn) {
             c.info = info.clone();
         }
-        self.timers.set(Timer::TokenExpiry(sender.conn.clone()), info.expires);
+        self.timers.set(Timer::TokenExpiry(sender.conn.clone()), self.token_deadline(info.expires));
         let mut effects = vec![Effect::UpdateConn(info.clone())];
         effects.extend(reply(sender, reply_to, json!({ "expires": info.expires, "canSend": info.can_send })));
         Ok(effects)
@@ -410,6 +418,11 @@ impl Room {
 #[derive(Deserialize)]
 struct RefreshPayload {
     token: String,
+}
+
+/// Closes a socket whose token expired (past the leeway) without a refresh.
+fn expired(conn: ConnId) -> Effect {
+    Effect::Close { conn, code: close::TOKEN_EXPIRED, reason: protocol::EXPIRED_REASON }
 }
 
 /// A `reply ok` to `sender` when it asked for one.

@@ -292,13 +292,17 @@ impl User {
     /// Re-adds a socket that survived hibernation; announces nothing. (`_now` is kept for the
     /// shell: the frame budget is the user's, not the socket's.)
     pub fn restore_conn(&mut self, info: UserConnInfo, _now: Timestamp) {
-        self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
+        self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
         self.conns.insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() });
     }
 
-    /// After the survivors are restored: re-arms the timers that live only in memory.
-    pub fn restored(&mut self, now: Timestamp) {
-        self.saved.presence.restore_sockets(self.conns.len());
+    /// After the survivors are restored: re-arms the timers that live only in memory. When no
+    /// socket survived but the user still shows as present, the grace period starts now; the
+    /// effects persist that (apply them before anything else).
+    #[must_use]
+    pub fn restored(&mut self, now: Timestamp) -> Vec<UserEffect> {
+        let before = self.saved.clone();
+        self.saved.presence.restore_sockets(self.conns.len(), now);
         if self.conns.is_empty() && !self.saved.paused {
             let left = self.saved.presence.left_at().unwrap_or(now);
             self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
@@ -307,7 +311,13 @@ impl User {
             // A push was owed when the object went away: make it on the next alarm.
             self.timers.set(Timer::Push, now);
         }
-        self.sync_presence_timer();
+        // Stored and announced through the one path every change takes; no calls from here.
+        self.finish(&before, Vec::new(), now, false)
+    }
+
+    /// When a socket whose token expires at `expires` is closed (4001).
+    fn token_deadline(&self, expires: Timestamp) -> Timestamp {
+        protocol::token_deadline(expires, self.config.auth.leeway_secs)
     }
 
     /// Refuses a new socket over `MAX_SOCKETS_PER_USER`; checked before accepting.
@@ -390,7 +400,7 @@ impl User {
                 Timer::TokenExpiry(conn) => effects.push(UserEffect::Close {
                     conn,
                     code: close::TOKEN_EXPIRED,
-                    reason: "token expired",
+                    reason: protocol::EXPIRED_REASON,
                 }),
             }
         }
@@ -406,11 +416,16 @@ impl User {
         now: Timestamp,
         inbox: &dyn Inbox,
     ) -> Vec<UserEffect> {
-        if !self.conns.contains_key(conn) {
-            return Vec::new();
+        let Some(expires) = self.conns.get(conn).map(|c| c.info.expires) else { return Vec::new() };
+        let decoded = protocol::decode(frame, self.config.limits.max_frame_bytes);
+        // The alarm may run late (or not yet after a wake): the deadline holds for frames too,
+        // and an expired socket's frame is not activity.
+        if protocol::expired_frame(&decoded, now, self.token_deadline(expires)) {
+            let (code, reason) = (close::TOKEN_EXPIRED, protocol::EXPIRED_REASON);
+            return vec![UserEffect::Close { conn: conn.clone(), code, reason }];
         }
         let before = self.saved.clone();
-        let (reply_to, outcome) = match protocol::decode(frame, self.config.limits.max_frame_bytes) {
+        let (reply_to, outcome) = match decoded {
             Err(e) => (e.reply_to, Err(e.error)),
             Ok(envelope) => {
                 // `presence:set` decides the status itself; counting it as activity too could
@@ -844,7 +859,8 @@ impl User {
         let mut effects = self.set_policy(policy);
         if let Some(c) = self.conns.get_mut(conn) {
             c.info.expires = identity.expires;
-            self.timers.set(Timer::TokenExpiry(conn.clone()), identity.expires);
+            let deadline = protocol::token_deadline(identity.expires, self.config.auth.leeway_secs);
+            self.timers.set(Timer::TokenExpiry(conn.clone()), deadline);
             effects.push(UserEffect::UpdateConn(c.info.clone()));
         }
         Ok(effects)
