@@ -149,20 +149,32 @@ fn bad_frames_answer_with_codes_and_change_nothing() {
 }
 
 #[test]
-fn consecutive_bad_frames_close_the_socket_but_a_good_one_resets_the_count() {
+fn strikes_within_a_minute_close_the_socket_whatever_good_frames_came_between() {
     let mut sim = Sim::with_limits("abuse", Limits { max_strikes: 3, ..Limits::default() });
     let m = sim.connect("mallory");
     let o = sim.connect("other");
     sim.send_raw(&m, "x");
-    sim.send_raw(&m, "x");
     sim.send(&m, json!({"t":"message:send","d":{"text":"fine"}}));
     sim.send_raw(&m, "x");
-    sim.send_raw(&m, "x");
+    sim.send(&m, json!({"t":"message:send","d":{"text":"fine"}}));
+    // On 5a06e97 each good frame reset the count, so this never closed.
     assert!(sim.closed.is_empty());
     sim.send_raw(&m, "x");
     assert_eq!(sim.closed.get(&m), Some(&close::PROTOCOL_ABUSE));
     assert!(sim.take(&o).contains(&json!({"t":"member:leave","d":{"user":"mallory"}})));
     assert_eq!(sim.room.connection_count(), 1);
+}
+
+#[test]
+fn strikes_older_than_a_minute_no_longer_count() {
+    let mut sim = Sim::with_limits("patient", Limits { max_strikes: 3, ..Limits::default() });
+    let m = sim.connect("mallory");
+    for _ in 0..6 {
+        sim.send_raw(&m, "x");
+        sim.send_raw(&m, "x");
+        sim.advance(61_000);
+    }
+    assert!(sim.closed.is_empty());
 }
 
 #[test]

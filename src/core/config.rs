@@ -15,7 +15,7 @@ pub struct Limits {
     pub max_text_chars: usize,
     /// Most messages in one history page (`HISTORY_PAGE_MAX`, default 100).
     pub history_page_max: u32,
-    /// Consecutive rejected frames after which the socket is closed with 4002 (`MAX_STRIKES`, default 20).
+    /// Rejected frames within a rolling minute after which the socket is closed with 4002 (`MAX_STRIKES`, default 20, at most 1,000).
     pub max_strikes: u32,
     /// How long a `typing:start` lasts without a refresh (`TYPING_TTL_MS`, default 6,000).
     pub typing_ttl_ms: u64,
@@ -127,7 +127,7 @@ impl Config {
                 max_text_chars: number("MAX_TEXT_CHARS", defaults.max_text_chars as u64)? as usize,
                 history_page_max: number("HISTORY_PAGE_MAX", defaults.history_page_max.into())?.clamp(1, 1000)
                     as u32,
-                max_strikes: number("MAX_STRIKES", defaults.max_strikes.into())?.clamp(1, 10_000) as u32,
+                max_strikes: number("MAX_STRIKES", defaults.max_strikes.into())?.clamp(1, 1_000) as u32,
                 typing_ttl_ms: number("TYPING_TTL_MS", defaults.typing_ttl_ms)?.clamp(100, 600_000),
                 recovery_window: number("RECOVERY_WINDOW", defaults.recovery_window.into())?.clamp(0, 100_000)
                     as u32,

@@ -49,8 +49,6 @@ pub struct DecodeError {
 pub struct Strikes {
     /// When the recent strikes happened, oldest first; at most `max` are kept.
     recent: std::collections::VecDeque<Timestamp>,
-    /// The consecutive count of the old rule, until every core uses [`Strikes::record`].
-    consecutive: u32,
 }
 
 /// How long a strike counts.
@@ -76,17 +74,6 @@ impl Strikes {
             self.recent.pop_front();
         }
         self.recent.len() >= max
-    }
-
-    /// An accepted frame (the old rule; kept until every core uses [`Strikes::record`]).
-    pub fn clear(&mut self) {
-        self.consecutive = 0;
-    }
-
-    /// A rejected frame under the old rule.
-    pub fn add(&mut self, max: u32) -> bool {
-        self.consecutive = self.consecutive.saturating_add(1);
-        self.consecutive >= max
     }
 }
 

@@ -144,19 +144,40 @@ impl DocumentObject {
         let live = self.load(&mut slot, Some(&doc))?;
         live.doc.check_capacity(&info.user)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
-        let tag = format!("c:{}", info.conn);
-        socket::accept(&self.state, &pair.server, &[tag.as_str()])
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        pair.server.serialize_attachment(&info).map_err(http::internal)?;
-        live.sockets.insert(info.conn.clone(), pair.server.clone());
-        let effects = live.doc.handle_connect(info, resume, now());
-        self.apply(&mut slot, None, effects);
-
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = header(req, internal::PROTOCOL) {
             response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
         }
+        let tag = format!("c:{}", info.conn);
+        socket::accept(&self.state, &pair.server, &[tag.as_str()])
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or it would
+        // stay open without a snapshot (and come back as an editor after the next wake).
+        if let Err(e) = self.open(&mut slot, &pair.server, info, resume) {
+            socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+            return Err(e);
+        }
         Ok(response.with_websocket(pair.client).empty())
+    }
+
+    /// Makes an accepted socket an editor: its attachment, then the replay and snapshot.
+    fn open(
+        &self,
+        slot: &mut Option<Live>,
+        ws: &WebSocket,
+        info: DocConnInfo,
+        resume: Option<ResumeFrom>,
+    ) -> Result<(), Error> {
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "document not loaded"))?;
+        let conn = info.conn.clone();
+        live.sockets.insert(conn.clone(), ws.clone());
+        let effects = live.doc.handle_connect(info, resume, now());
+        self.apply(slot, None, effects);
+        match slot.as_ref() {
+            Some(live) if live.sockets.contains_key(&conn) => Ok(()),
+            _ => Err(Error::new(ErrorCode::Internal, "could not open the connection")),
+        }
     }
 
     fn snapshot(&self, req: &Request) -> Result<Response, Error> {
@@ -240,6 +261,9 @@ impl DocumentObject {
     /// event), tells `origin`, and skips the rest, so nothing unwritten is acknowledged.
     fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<DocEffect>) {
         let mut closed = Vec::new();
+        // Sockets a frame could not be sent to: they are closed (1011) so their clients recover
+        // with a resume instead of editing on with a gap.
+        let mut refused: Vec<ConnId> = Vec::new();
         for effect in effects {
             let Some(live) = slot.as_mut() else { return };
             let written = match effect {
@@ -251,8 +275,9 @@ impl DocumentObject {
                 DocEffect::Repair { repair, epoch, text } => save_repair(&live.sql, &repair, &epoch, &text),
                 DocEffect::ReadOps { to, reply_to, from, until, max_bytes } => {
                     read_ops(&live.sql, from, Some(until), Some(max_bytes)).map(|rows| {
-                        if let Some(ws) = live.sockets.get(&to) {
-                            socket::send(ws, &ops_page(&reply_to, from, until, max_bytes, &rows));
+                        let page = ops_page(&reply_to, from, until, max_bytes, &rows);
+                        if live.sockets.get(&to).is_some_and(|ws| !socket::send(ws, &page)) {
+                            refused.push(to);
                         }
                     })
                 }
@@ -270,13 +295,13 @@ impl DocumentObject {
                     Ok(())
                 }
                 DocEffect::Send { to, frame } => {
-                    if let Some(ws) = live.sockets.get(&to) {
-                        socket::send(ws, &frame);
+                    if live.sockets.get(&to).is_some_and(|ws| !socket::send(ws, &frame)) {
+                        refused.push(to);
                     }
                     Ok(())
                 }
                 DocEffect::Broadcast { except, frame } => {
-                    socket::broadcast(&live.sockets, except.as_ref(), frame);
+                    refused.extend(socket::broadcast(&live.sockets, except.as_ref(), frame));
                     Ok(())
                 }
                 DocEffect::Close { conn, code, reason } => {
@@ -295,6 +320,13 @@ impl DocumentObject {
                 return;
             }
         }
+        for conn in refused {
+            if let Some(ws) = slot.as_ref().and_then(|live| live.sockets.get(&conn)) {
+                socket::close(ws, close::INTERNAL, "a frame could not be sent");
+            }
+            closed.push(conn);
+        }
+        closed.dedup();
         for conn in closed {
             self.forget_conn(slot, &conn);
         }

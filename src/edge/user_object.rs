@@ -5,7 +5,7 @@
 //! borrow, and their answers go back into the core.
 
 use super::sql::{
-    self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, storage, write_meta,
+    self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta,
 };
 use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{config, http, internal, now, socket};
@@ -29,12 +29,15 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notifications (
-  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, read INTEGER NOT NULL, key TEXT UNIQUE, content TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS watchers (user TEXT PRIMARY KEY, active INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS watching (user TEXT PRIMARY KEY, rev INTEGER NOT NULL);";
+/// The schema's versions, in order (see [`sql::migrate`]).
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release (5a06e97).
+    "CREATE TABLE IF NOT EXISTS notifications (
+       id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, read INTEGER NOT NULL, key TEXT UNIQUE, content TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS watchers (user TEXT PRIMARY KEY, active INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS watching (user TEXT PRIMARY KEY, rev INTEGER NOT NULL);",
+];
 
 /// Ids per `IN (...)`: SQLite in a Durable Object binds at most 100 values per statement.
 const IDS_PER_STATEMENT: usize = 100;
@@ -350,7 +353,7 @@ impl Inner {
     fn rebuild(&self, hint: Option<&UserId>, closing: Option<UserConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql.exec(sql::META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        sql::migrate(&sql, MIGRATIONS)?;
         let id = match (read_meta(&sql, "user")?, hint) {
             (Some(stored), _) => UserId::parse(&stored).map_err(|_| corrupt("user id"))?,
             (None, Some(hint)) => {

@@ -317,20 +317,21 @@ impl Room {
             Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now, log)),
         };
         match outcome {
-            Ok(effects) => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes.clear();
-                }
-                effects
-            }
-            Err(error) => self.reject(conn, reply_to.as_ref(), &error),
+            Ok(effects) => effects,
+            Err(error) => self.reject(conn, reply_to.as_ref(), &error, now),
         }
     }
 
-    fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<Effect> {
+    fn reject(
+        &mut self,
+        conn: &ConnId,
+        reply_to: Option<&Ref>,
+        error: &Error,
+        now: Timestamp,
+    ) -> Vec<Effect> {
         let mut effects = vec![Effect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
         let max = self.config.limits.max_strikes;
-        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
+        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(error, max, now)) {
             effects.push(Effect::Close {
                 conn: conn.clone(),
                 code: close::PROTOCOL_ABUSE,

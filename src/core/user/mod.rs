@@ -440,13 +440,8 @@ impl User {
             }
         };
         let effects = match outcome {
-            Ok(effects) => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    c.strikes.clear();
-                }
-                effects
-            }
-            Err(error) => self.reject(conn, reply_to.as_ref(), &error),
+            Ok(effects) => effects,
+            Err(error) => self.reject(conn, reply_to.as_ref(), &error, now),
         };
         self.finish(&before, effects, now, true)
     }
@@ -505,11 +500,17 @@ impl User {
         Some(UserEffect::Push { to, update: self.update() })
     }
 
-    fn reject(&mut self, conn: &ConnId, reply_to: Option<&Ref>, error: &Error) -> Vec<UserEffect> {
+    fn reject(
+        &mut self,
+        conn: &ConnId,
+        reply_to: Option<&Ref>,
+        error: &Error,
+        now: Timestamp,
+    ) -> Vec<UserEffect> {
         let mut effects =
             vec![UserEffect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
         let max = self.config.limits.max_strikes;
-        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.add(max)) {
+        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(error, max, now)) {
             effects.push(UserEffect::Close {
                 conn: conn.clone(),
                 code: close::PROTOCOL_ABUSE,
