@@ -156,7 +156,10 @@ test("three sockets editing one document concurrently end with the same text", a
       assert.deepEqual(e.errors, []);
       assert.equal(e.text, server.text, `${e.src} converged`);
     }
-    assert.ok(server.v >= 50, `ops were batched behind in-flight ones, but not all: v ${server.v}`);
+    // A precondition of the test, not a property of the server: the edits really interleaved.
+    // How many get composed behind an op in flight depends on the machine's load (46 seen on a
+    // busy 2-core machine, ~60 on an idle one), so the floor leaves room.
+    assert.ok(server.v >= 30 && server.v < 150, `ops were batched behind in-flight ones, but not all: v ${server.v}`);
     for (const e of editors) await e.client.close();
   } finally {
     await worker.close();

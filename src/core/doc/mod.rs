@@ -718,7 +718,8 @@ impl Doc {
             return Err(Error::new(ErrorCode::TooLarge, format!("the document would be over {max} bytes")));
         }
         let logged = LoggedOp { v: self.version, op, src: p.src, seq: p.seq };
-        self.chars = ot::chars(&text);
+        // `apply` succeeded, so the op read at most `chars` code points.
+        self.chars = self.chars.saturating_sub(logged.op.base_len()).saturating_add(logged.op.target_len());
         self.text = text;
         self.version += 1;
         for c in self.conns.values_mut() {
@@ -730,7 +731,8 @@ impl Doc {
             DocEffect::AppendOp(logged.clone()),
             DocEffect::SaveSource { user: sender.user.clone(), src: logged.src.clone(), applied, forget },
         ];
-        let entry = Logged::new(logged.clone());
+        let frame = logged.frame();
+        let entry = Logged { op: logged.clone(), bytes: frame.len() };
         self.bytes_since_snapshot = self.bytes_since_snapshot.saturating_add(entry.bytes);
         if self.version - self.snapshot_v >= SNAPSHOT_EVERY
             || self.bytes_since_snapshot >= self.config.limits.recovery_max_bytes
@@ -748,7 +750,7 @@ impl Doc {
             reply_to,
             json!({ "v": logged.v, "src": logged.src, "seq": logged.seq }),
         ));
-        effects.push(DocEffect::Broadcast { except: Some(sender.conn.clone()), frame: logged.frame() });
+        effects.push(DocEffect::Broadcast { except: Some(sender.conn.clone()), frame });
         self.push_log(entry);
         Ok(effects)
     }
