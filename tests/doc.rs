@@ -314,9 +314,9 @@ fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch
     let Some(DocEffect::Repair { repair, epoch: new_epoch, text }) = effects.first() else {
         panic!("{effects:?}")
     };
-    assert_eq!((repair.dropped_from, repair.continued_at), (3, 5), "no version is reused");
+    assert_eq!((repair.dropped_from, repair.continued_at), (3, 6), "no version a client holds is current");
     assert_eq!((text.as_str(), new_epoch.as_str()), ("xxx", "e2"));
-    assert_eq!((doc.text(), doc.version(), doc.epoch()), ("xxx", 5, "e2"));
+    assert_eq!((doc.text(), doc.version(), doc.epoch()), ("xxx", 6, "e2"));
     assert!(doc.repair().is_some(), "reported");
     // Readable and writable; a resume from the old epoch is refused, whatever its version.
     let info = |c: &str| DocConnInfo {
@@ -335,12 +335,18 @@ fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch
     };
     let old = doc.handle_connect(info("w"), Some(ResumeFrom { v: 5, epoch: Some(epoch) }), Timestamp(0));
     assert_eq!(resumed(old), Some(json!(false)));
-    let legacy = doc.handle_connect(info("w2"), Some(ResumeFrom { v: 4, epoch: None }), Timestamp(0));
-    assert_eq!(resumed(legacy), Some(json!(false)), "an old version lies before the new floor");
-    let frame = json!({ "t": "op:submit", "ref": 1, "d": { "v": 5, "op": [3, "!"], "src": "a", "seq": 9 } })
+    for v in [4, 5] {
+        let legacy = doc.handle_connect(info("w2"), Some(ResumeFrom { v, epoch: None }), Timestamp(0));
+        assert_eq!(
+            resumed(legacy),
+            Some(json!(false)),
+            "v {v}: a version from before lies before the new floor"
+        );
+    }
+    let frame = json!({ "t": "op:submit", "ref": 1, "d": { "v": 6, "op": [3, "!"], "src": "a", "seq": 9 } })
         .to_string();
     let ok = doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(1));
-    assert!(ok.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 5)), "{ok:?}");
+    assert!(ok.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 6)), "{ok:?}");
     assert_eq!(doc.text(), "xxx!");
 }
 
@@ -355,7 +361,7 @@ fn a_log_that_jumps_is_cut_at_the_gap_instead_of_refusing_every_connect() {
     let (doc, effects) =
         Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
     assert!(matches!(effects.first(), Some(DocEffect::Repair { .. })));
-    assert_eq!((doc.text(), doc.version()), ("y", 4));
+    assert_eq!((doc.text(), doc.version()), ("y", 5));
 }
 
 #[test]
@@ -574,4 +580,97 @@ fn a_race_a_good_client_can_lose_is_answered_but_is_not_a_strike() {
         let bad = d.doc.handle_frame(&conn("r"), Incoming::Text("{"), Timestamp(10_000 + t));
         assert!(!bad.iter().any(|e| matches!(e, DocEffect::Close { .. })));
     }
+}
+
+// From the adversarial review of the hardening (2026-11-28).
+
+#[test]
+fn an_op_that_grows_past_the_component_cap_when_transformed_is_refused_not_stored() {
+    let mut d = One::new(Limits::default(), &"a".repeat(600));
+    let mut many = Vec::new();
+    for _ in 0..500 {
+        many.extend([json!(1), json!("x")]);
+    }
+    assert_eq!(d.submit("w", 0, Value::Array(many), "a", 1)["ok"], true);
+    // Based on v0, this delete becomes 1,001 components over the 500 inserts.
+    let grown = d.submit("w", 0, json!([{"d": 501}]), "a", 2);
+    assert_eq!(grown["error"]["code"], "snapshot_required", "{grown}");
+    assert_eq!(d.doc.version(), 1);
+    assert_eq!(d.submit("w", 1, json!([{"d": 1}]), "a", 2)["ok"], true, "rebased, it fits");
+    let (_, effects) =
+        Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default()), "e2".into());
+    assert!(!effects.iter().any(|e| matches!(e, DocEffect::Repair { .. })), "nothing stored is cut on load");
+}
+
+#[test]
+fn a_stored_op_over_the_submit_cap_still_loads() {
+    let mut d = One::new(Limits::default(), "");
+    d.submit("w", 0, json!(["a".repeat(800)]), "a", 1);
+    let mut stored = d.store.stored();
+    // What an older release (no cap) or a transform could have stored: 1,600 components.
+    let op: Vec<Value> = (0..1600).map(|i| if i % 2 == 0 { json!(1) } else { json!("z") }).collect();
+    stored.ops.push(switchboard::core::doc::StoredOp {
+        v: 1,
+        op: Value::Array(op).to_string(),
+        src: "a".into(),
+        seq: 2,
+    });
+    let (doc, effects) =
+        Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
+    assert!(effects.iter().all(|e| !matches!(e, DocEffect::Repair { .. })), "{effects:?}");
+    assert_eq!((doc.version(), doc.text().len()), (2, 1600));
+}
+
+#[test]
+fn after_a_wake_the_live_log_reaches_back_before_the_snapshot() {
+    let mut d = One::new(Limits::default(), "");
+    for seq in 1..=(SNAPSHOT_EVERY + 1) {
+        d.submit("w", seq - 1, json!(["y"]), "a", seq);
+    }
+    assert_eq!(d.store.snapshot.0, SNAPSHOT_EVERY);
+    let mut stored = d.store.stored();
+    // The shell reads the ops before the snapshot too (bounded by bytes and DOC_LOG_RETAIN).
+    stored.ops = d.store.ops.values().map(|o| o.stored()).collect();
+    let (mut doc, _) =
+        Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e".into());
+    assert_eq!(doc.log_floor(), 0, "on 5a06e97's successor before this fix: 100");
+    let info = DocConnInfo {
+        conn: conn("w"),
+        user: UserId::parse("user-w").unwrap(),
+        expires: Timestamp(u64::MAX / 4),
+        can_write: true,
+    };
+    doc.handle_connect(info, None, Timestamp(0));
+    let late = json!({ "t": "op:submit", "ref": 1, "d": { "v": 99, "op": ["late"], "src": "b", "seq": 1 } })
+        .to_string();
+    let effects = doc.handle_frame(&conn("w"), Incoming::Text(&late), Timestamp(1));
+    assert!(effects.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 101)), "{effects:?}");
+}
+
+#[test]
+fn a_tab_refused_for_the_users_shared_budget_is_not_struck_when_it_waits() {
+    let mut d = One::new(Limits { max_strikes: 3, ..Limits::default() }, "");
+    let frame = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
+    let mut closed = false;
+    for _ in 0..60 {
+        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(10_000));
+        closed |= effects.iter().any(|e| matches!(e, DocEffect::Close { .. }));
+    }
+    assert!(closed, "a socket that ignores retryAfterMs is still closed");
+    let mut polite = One::new(Limits { max_strikes: 3, ..Limits::default() }, "");
+    let mut t = 10_000u64;
+    let mut closed = false;
+    for _ in 0..300 {
+        t += 40; // 25/s against 20/s: refused now and then, and it waits as asked
+        let effects = polite.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(t));
+        if let Some(DocEffect::Send { frame: f, .. }) = effects.first() {
+            if let Ok(v) = serde_json::from_str::<Value>(f) {
+                if let Some(ms) = v["error"]["retryAfterMs"].as_u64() {
+                    t += ms;
+                }
+            }
+        }
+        closed |= effects.iter().any(|e| matches!(e, DocEffect::Close { .. }));
+    }
+    assert!(!closed, "a client that honours retryAfterMs is never closed");
 }

@@ -64,9 +64,13 @@ fn random_frames_never_hurt_the_room() {
                 conns.push(sim.connect(user));
             }
             sim.advance(rng.below(400) as u64);
-            let conn = rng.pick(&conns).clone();
+            let mut conn = rng.pick(&conns).clone();
             if sim.closed.contains_key(&conn) {
-                continue;
+                // Closed for abuse (4002): the client reconnects, as the other fuzzers' do.
+                conns.retain(|c| *c != conn);
+                let user = *rng.pick(&["alice", "bob", "carol"]);
+                conn = sim.connect(user);
+                conns.push(conn.clone());
             }
             let (text, owed) = frame(&mut rng, n);
             sim.send_raw(&conn, &text);

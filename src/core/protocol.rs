@@ -49,6 +49,8 @@ pub struct DecodeError {
 pub struct Strikes {
     /// When the recent strikes happened, oldest first; at most `max` are kept.
     recent: std::collections::VecDeque<Timestamp>,
+    /// Until when the last `rate_limited` answer asked this socket to wait.
+    retry_at: Option<Timestamp>,
 }
 
 /// How long a strike counts.
@@ -63,6 +65,15 @@ impl Strikes {
     pub fn record(&mut self, error: &Error, max: u32, now: Timestamp) -> bool {
         if !error.code.is_strike() {
             return false;
+        }
+        if error.code == ErrorCode::RateLimited {
+            // Budgets are per user, so one tab can spend another's: a refusal is a strike only
+            // when this socket did not wait as its last refusal asked.
+            let ignored = self.retry_at.is_some_and(|at| now < at);
+            self.retry_at = Some(now.plus_millis(error.retry_after_ms.unwrap_or(0)));
+            if !ignored {
+                return false;
+            }
         }
         let since = now.as_millis().saturating_sub(STRIKE_WINDOW_MS);
         while self.recent.front().is_some_and(|t| t.as_millis() <= since) {

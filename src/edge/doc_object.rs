@@ -31,6 +31,9 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO sources_by_user (user, src, seq, v) SELECT '', src, seq, v FROM sources;
      DROP TABLE sources;
      ALTER TABLE sources_by_user RENAME TO sources;",
+    // 3: each op's size in bytes, so byte-bounded reads sum a column instead of measuring text.
+    "ALTER TABLE ops ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+     UPDATE ops SET bytes = length(CAST(op AS BLOB));",
 ];
 
 struct Live {
@@ -226,7 +229,7 @@ impl DocumentObject {
     fn rebuild(&self, hint: Option<&DocId>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql::migrate(&sql, MIGRATIONS)?;
+        sql::migrate(&self.state, MIGRATIONS)?;
         let id = match (read_meta(&sql, "doc")?, hint) {
             (Some(stored), _) => DocId::parse(&stored).map_err(|_| corrupt("document id"))?,
             (None, Some(hint)) => {
@@ -237,17 +240,25 @@ impl DocumentObject {
         };
         count_wake(&sql)?;
         let snapshot_v = read_meta(&sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let limits = &config.limits;
+        let mut ops = read_history(&sql, snapshot_v, limits.doc_log_retain, limits.recovery_max_bytes)?;
+        ops.extend(read_ops(&sql, snapshot_v, None, None)?);
         let stored = StoredDoc {
             epoch: read_meta(&sql, "epoch")?,
             snapshot_v,
             snapshot_text: read_meta(&sql, "snapshot_text")?.unwrap_or_default(),
-            ops: read_ops(&sql, snapshot_v, None, None)?,
+            ops,
             sources: read_sources(&sql)?,
         };
         let (mut doc, effects) = Doc::restore(id, stored, config, random_id()?.to_string());
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<DocConnInfo>(&self.state)? {
+            if doc.repair().is_some() {
+                // Their text is the one before the repair: they must reload, not edit on.
+                socket::close(&ws, close::INTERNAL, "document repaired; reconnect");
+                continue;
+            }
             sockets.insert(info.conn.clone(), ws);
             doc.restore_conn(info, now);
         }
@@ -354,7 +365,7 @@ impl DocumentObject {
 fn append_op(sql: &SqlStorage, op: &LoggedOp) -> Result<(), Error> {
     run(
         sql,
-        "INSERT INTO ops (v, op, src, seq) VALUES (?, ?, ?, ?)",
+        "INSERT INTO ops (v, op, src, seq, bytes) VALUES (?, ?, ?, ?, length(CAST(?2 AS BLOB)))",
         vec![
             safe_integer(op.v)?,
             op.op.to_json().to_string().into(),
@@ -422,10 +433,32 @@ fn read_ops(
     rows(
         sql,
         "SELECT v, op, src, seq FROM (
-           SELECT v, op, src, seq, SUM(length(op)) OVER (ORDER BY v) - length(op) AS before
+           SELECT v, op, src, seq, SUM(bytes) OVER (ORDER BY v) - bytes AS before
            FROM ops WHERE v >= ? AND v < ?
          ) WHERE before < ? ORDER BY v",
         vec![sql::bound(from), until, max_bytes],
+    )
+}
+
+/// The newest logged ops below the snapshot at `snapshot_v`: at most `retain` of them and about
+/// `max_bytes`, in version order. A rebuild keeps them as history for late submits and resumes.
+fn read_history(
+    sql: &SqlStorage,
+    snapshot_v: u64,
+    retain: u64,
+    max_bytes: usize,
+) -> Result<Vec<StoredOp>, Error> {
+    rows(
+        sql,
+        "SELECT v, op, src, seq FROM (
+           SELECT v, op, src, seq, SUM(bytes) OVER (ORDER BY v DESC) AS newer
+           FROM ops WHERE v >= ? AND v < ?
+         ) WHERE newer <= ? ORDER BY v",
+        vec![
+            sql::bound(snapshot_v.saturating_sub(retain)),
+            sql::bound(snapshot_v),
+            sql::bound(max_bytes as u64),
+        ],
     )
 }
 
@@ -438,15 +471,16 @@ fn read_sources(sql: &SqlStorage) -> Result<BTreeMap<(Owner, String), Applied>, 
         v: i64,
     }
     let found: Vec<Row> = rows(sql, "SELECT user, src, seq, v FROM sources", Vec::new())?;
-    found
+    // A row that does not read is skipped (and so forgotten), never a reason to refuse a load.
+    Ok(found
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
             let owner = match r.user.as_str() {
                 "" => None,
-                user => Some(UserId::parse(user).map_err(|_| corrupt("source"))?),
+                user => Some(UserId::parse(user).ok()?),
             };
-            let applied = Applied { seq: r.seq.max(0) as u64, v: r.v.max(0) as u64 };
-            Ok(((owner, r.src), applied))
+            let applied = Applied { seq: u64::try_from(r.seq).ok()?, v: u64::try_from(r.v).ok()? };
+            Some(((owner, r.src), applied))
         })
-        .collect()
+        .collect())
 }

@@ -5,7 +5,8 @@ use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::ConnId;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use worker::{SqlStorage, SqlStorageValue, State};
 
 /// The key/value table every object keeps its small state in.
@@ -15,24 +16,63 @@ pub(crate) const META_SCHEMA: &str =
 /// Brings an object's schema up to date. `steps[i]` takes the schema from version `i` to
 /// `i + 1`; the version reached is kept in `meta` (`schema`). Storage written before versions
 /// existed reads as version 0, so every object's first step is its original schema with
-/// `IF NOT EXISTS`. Runs once per wake; an event's writes commit together, so a step and its
-/// version land together or not at all.
-pub(crate) fn migrate(sql: &SqlStorage, steps: &[&str]) -> Result<(), Error> {
-    run(sql, META_SCHEMA, Vec::new())?;
-    let at = match read_meta(sql, "schema")? {
+/// `IF NOT EXISTS`. Each step and its version are written in one transaction: a step that fails
+/// halfway leaves nothing behind, and is tried again whole on the next wake.
+pub(crate) fn migrate(state: &State, steps: &'static [&'static str]) -> Result<(), Error> {
+    let sql = state.storage().sql();
+    run(&sql, META_SCHEMA, Vec::new())?;
+    let at = match read_meta(&sql, "schema")? {
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| corrupt("schema version"))?,
     };
     if at > steps.len() {
         return Err(Error::new(ErrorCode::Internal, "storage was written by a newer release"));
     }
-    for step in steps.iter().skip(at) {
-        run(sql, step, Vec::new())?;
-    }
-    if at < steps.len() {
-        write_meta(sql, "schema", &steps.len().to_string())?;
+    for (version, step) in steps.iter().enumerate().skip(at) {
+        let sql = sql.clone();
+        transaction(state, move || {
+            run(&sql, step, Vec::new())?;
+            write_meta(&sql, "schema", &(version + 1).to_string())
+        })?;
     }
     Ok(())
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The storage object, for the method workers-rs 0.8.7 does not bind.
+    type TransactionalStorage;
+
+    #[wasm_bindgen(method, catch, js_name = transactionSync)]
+    fn transaction_sync(this: &TransactionalStorage, body: &js_sys::Function) -> Result<JsValue, JsValue>;
+}
+
+/// Runs `body` in one SQLite transaction (`storage.transactionSync`): an error from it rolls
+/// back every write it made.
+pub(crate) fn transaction(
+    state: &State,
+    body: impl FnOnce() -> Result<(), Error> + 'static,
+) -> Result<(), Error> {
+    let failure = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let seen = failure.clone();
+    let mut body = Some(body);
+    let closure = Closure::<dyn FnMut() -> Result<JsValue, JsValue>>::new(move || {
+        match body.take().map_or(Ok(()), |f| f()) {
+            Ok(()) => Ok(JsValue::UNDEFINED),
+            Err(e) => {
+                *seen.borrow_mut() = Some(e);
+                // Thrown so the runtime rolls the transaction back.
+                Err(JsValue::from_str("rolled back"))
+            }
+        }
+    });
+    let storage = state.storage();
+    let raw: &TransactionalStorage = storage.as_raw().unchecked_ref();
+    let outcome = raw.transaction_sync(closure.as_ref().unchecked_ref());
+    if let Some(e) = failure.borrow_mut().take() {
+        return Err(e);
+    }
+    outcome.map(|_| ()).map_err(|_| Error::new(ErrorCode::Internal, "storage transaction failed"))
 }
 
 /// Largest integer JS numbers (and so SQLite bindings here) carry exactly.

@@ -353,7 +353,7 @@ impl Inner {
     fn rebuild(&self, hint: Option<&UserId>, closing: Option<UserConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql::migrate(&sql, MIGRATIONS)?;
+        sql::migrate(&self.state, MIGRATIONS)?;
         let id = match (read_meta(&sql, "user")?, hint) {
             (Some(stored), _) => UserId::parse(&stored).map_err(|_| corrupt("user id"))?,
             (None, Some(hint)) => {

@@ -125,7 +125,9 @@ impl StoredOp {
         };
         let value: Value =
             serde_json::from_str(&self.op).map_err(|e| format!("op {} is not JSON: {e}", self.v))?;
-        let op = parse_op(&value).map_err(|e| format!("op {}: {}", self.v, e.message))?;
+        // No component cap here: a transformed op may have more than a submitted one, and what
+        // was stored is loaded as long as it parses, applies and follows its predecessor.
+        let op = Op::from_json(&value).map_err(|e| format!("op {}: {e}", self.v))?;
         Ok(LoggedOp {
             v: number(self.v, "version")?,
             op,
@@ -135,7 +137,23 @@ impl StoredOp {
     }
 }
 
-/// Reads a submitted or stored op within the limits.
+/// The stored ops just before the snapshot at `snapshot_v` that still parse and run contiguously
+/// up to it: not needed to rebuild the text, but kept in the live log so late submits and
+/// resumes reach back as far as before the wake.
+fn history(rows: &[StoredOp], snapshot_v: u64) -> Vec<LoggedOp> {
+    let mut kept: Vec<LoggedOp> = Vec::new();
+    for row in rows.iter().filter(|r| r.v >= 0 && (r.v as u64) < snapshot_v).rev() {
+        let expected = kept.last().map_or(snapshot_v, |o| o.v).checked_sub(1);
+        match row.parse() {
+            Ok(logged) if Some(logged.v) == expected => kept.push(logged),
+            _ => break,
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// Reads a submitted op within the limits.
 fn parse_op(value: &Value) -> Result<Op, Error> {
     if value.as_array().is_some_and(|c| c.len() > MAX_OP_COMPONENTS) {
         return Err(Error::new(
@@ -244,17 +262,21 @@ enum EventClass {
     Op,
     Cursor,
     Read,
+    /// `auth:refresh` alone: reads in one tab must not starve another tab's token refresh.
+    Refresh,
 }
 
 impl EventClass {
-    const COUNT: usize = 3;
-    const ALL: [EventClass; EventClass::COUNT] = [EventClass::Op, EventClass::Cursor, EventClass::Read];
+    const COUNT: usize = 4;
+    const ALL: [EventClass; EventClass::COUNT] =
+        [EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
 
     fn rate(self) -> Rate {
         match self {
             EventClass::Op => Rate { per_sec: 20, burst: 40 },
             EventClass::Cursor => Rate { per_sec: 20, burst: 40 },
             EventClass::Read => Rate { per_sec: 5, burst: 20 },
+            EventClass::Refresh => Rate { per_sec: 1, burst: 5 },
         }
     }
 
@@ -263,6 +285,7 @@ impl EventClass {
             EventClass::Op => "ops",
             EventClass::Cursor => "cursor updates",
             EventClass::Read => "reads",
+            EventClass::Refresh => "token refreshes",
         }
     }
 }
@@ -363,7 +386,7 @@ impl Doc {
     ) -> (Doc, Vec<DocEffect>) {
         let mut text = stored.snapshot_text;
         let mut version = stored.snapshot_v;
-        let mut log = Vec::new();
+        let mut log = history(&stored.ops, version);
         let mut problem = None;
         let mut last_stored = version;
         for row in &stored.ops {
@@ -395,7 +418,9 @@ impl Doc {
         let mut snapshot_v = stored.snapshot_v;
         let epoch = match (problem, stored.epoch) {
             (Some(reason), _) => {
-                let repair = Repair { dropped_from: version, continued_at: last_stored.max(version), reason };
+                // One past anything stored, so no client's version is current after the repair.
+                let continued_at = last_stored.max(version).saturating_add(1);
+                let repair = Repair { dropped_from: version, continued_at, reason };
                 sources.forget_from(repair.dropped_from);
                 version = repair.continued_at;
                 snapshot_v = version;
@@ -502,8 +527,7 @@ impl Doc {
 
     /// When a token that expires at `expires` stops being honoured: its `exp` plus the leeway.
     fn deadline(&self, expires: Timestamp) -> Timestamp {
-        let leeway_ms = u64::try_from(self.config.auth.leeway_secs).unwrap_or(0).saturating_mul(1000);
-        Timestamp(expires.as_millis().saturating_add(leeway_ms))
+        protocol::token_deadline(expires, self.config.auth.leeway_secs)
     }
 
     /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
@@ -603,8 +627,7 @@ impl Doc {
         let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
         let envelope = protocol::decode(frame, self.config.limits.max_frame_bytes);
         // Past its token's expiry only a fresh token is heard; the alarm may not have run yet.
-        let refreshing = envelope.as_ref().is_ok_and(|e| e.event == "auth:refresh");
-        if now >= self.deadline(sender.expires) && !refreshing {
+        if protocol::expired_frame(&envelope, now, self.deadline(sender.expires)) {
             return vec![DocEffect::Close {
                 conn: conn.clone(),
                 code: close::TOKEN_EXPIRED,
@@ -645,7 +668,8 @@ impl Doc {
         let class = match event.as_str() {
             "op:submit" => EventClass::Op,
             "cursor:update" => EventClass::Cursor,
-            "auth:refresh" | "ops:get" => EventClass::Read,
+            "ops:get" => EventClass::Read,
+            "auth:refresh" => EventClass::Refresh,
             _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
         };
         if matches!(class, EventClass::Op) && !sender.can_write {
@@ -680,7 +704,7 @@ impl Doc {
         }
         let ack = |v: u64| reply(sender, reply_to.clone(), json!({ "v": v, "src": p.src, "seq": p.seq }));
         // A resubmission is answered before any version check: it was applied already.
-        match self.sources.check(&sender.user, &p.src, p.seq) {
+        match self.sources.check(&sender.user, &p.src, p.seq, self.log_floor()) {
             Seen::Duplicate(v) => return Ok(ack(v).into_iter().collect()),
             Seen::Stale(last_seq) => {
                 return Err(Error::new(
@@ -707,8 +731,19 @@ impl Doc {
                 ),
             ));
         }
+        // Each step is bounded by both ops' sizes; the result is checked after each one, so a
+        // small op transformed over many cannot grow (or cost) without bound.
         for applied in self.log.iter().filter(|o| o.op.v >= p.v) {
             op = transform(&op, &applied.op.op, Side::Left);
+            if op.components().len() > MAX_OP_COMPONENTS {
+                return Err(Error::new(
+                    ErrorCode::SnapshotRequired,
+                    format!(
+                        "the op grows past {MAX_OP_COMPONENTS} components when moved over the ops since v {}: rebase it on a newer version",
+                        p.v
+                    ),
+                ));
+            }
         }
         let text = ot::apply(&self.text, &op).map_err(|e| {
             Error::new(ErrorCode::BadRequest, format!("the op does not fit the document: {e}"))

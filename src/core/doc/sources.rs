@@ -68,15 +68,17 @@ impl Sources {
         self.entries.is_empty()
     }
 
-    /// Judges `(src, seq)` from `user`.
-    pub fn check(&self, user: &UserId, src: &str, seq: u64) -> Seen {
+    /// Judges `(src, seq)` from `user`. A legacy entry answers only while its op is at or after
+    /// `floor` (the live log's start): it exists for resubmissions across the upgrade, and a
+    /// `src` someone squatted before it must not swallow another user's op forever.
+    pub fn check(&self, user: &UserId, src: &str, seq: u64, floor: u64) -> Seen {
         let own = self.entries.get(&(Some(user.clone()), src.to_owned()));
         match own {
             Some(a) if seq == a.seq => Seen::Duplicate(a.v),
             Some(a) if seq < a.seq => Seen::Stale(a.seq),
             Some(_) => Seen::New,
             None => match self.entries.get(&(None, src.to_owned())) {
-                Some(a) if seq == a.seq => Seen::Duplicate(a.v),
+                Some(a) if seq == a.seq && a.v >= floor => Seen::Duplicate(a.v),
                 _ => Seen::New,
             },
         }
@@ -127,8 +129,8 @@ mod tests {
         let mut s = Sources::default();
         s.record(&user("alice"), "tab", Applied { seq: 1, v: 0 });
         s.record(&user("mallory"), "tab", Applied { seq: 100, v: 1 });
-        assert_eq!(s.check(&user("alice"), "tab", 2), Seen::New);
-        assert_eq!(s.check(&user("alice"), "tab", 1), Seen::Duplicate(0));
+        assert_eq!(s.check(&user("alice"), "tab", 2, 0), Seen::New);
+        assert_eq!(s.check(&user("alice"), "tab", 1, 0), Seen::Duplicate(0));
     }
 
     #[test]
@@ -139,7 +141,7 @@ mod tests {
             let gone = s.record(&user("mallory"), &format!("s{i}"), Applied { seq: 1, v: i + 1 });
             assert!(gone.is_none_or(|(o, _)| o == Some(user("mallory"))));
         }
-        assert_eq!(s.check(&user("alice"), "tab", 1), Seen::Duplicate(0));
+        assert_eq!(s.check(&user("alice"), "tab", 1, 0), Seen::Duplicate(0));
         assert_eq!(s.len(), MAX_SOURCES_PER_USER + 1);
     }
 
@@ -148,8 +150,9 @@ mod tests {
         let mut entries = BTreeMap::new();
         entries.insert((None, "tab".to_owned()), Applied { seq: 5, v: 9 });
         let s = Sources::new(entries);
-        assert_eq!(s.check(&user("alice"), "tab", 5), Seen::Duplicate(9));
-        assert_eq!(s.check(&user("alice"), "tab", 4), Seen::New);
-        assert_eq!(s.check(&user("alice"), "tab", 6), Seen::New);
+        assert_eq!(s.check(&user("alice"), "tab", 5, 9), Seen::Duplicate(9));
+        assert_eq!(s.check(&user("alice"), "tab", 4, 9), Seen::New);
+        assert_eq!(s.check(&user("alice"), "tab", 6, 9), Seen::New);
+        assert_eq!(s.check(&user("alice"), "tab", 5, 10), Seen::New, "older than the live log: expired");
     }
 }
