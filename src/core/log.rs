@@ -28,6 +28,16 @@ pub struct Message {
     pub ts: Timestamp,
 }
 
+impl Message {
+    /// The bytes of its variable fields (text, data as JSON, id, author): what reads are bounded
+    /// by. Never more than its `message:receive` frame, so a bound on it never cuts a replay
+    /// whose frames fit.
+    pub fn size(&self) -> usize {
+        let data = self.data.as_ref().map_or(0, |d| d.to_string().len());
+        self.text.len() + data + self.id.len() + self.user.as_str().len()
+    }
+}
+
 /// Where the log stands: its last sequence number and the epoch naming this log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogHead {
@@ -42,13 +52,18 @@ pub struct LogHead {
 pub struct LogError(pub String);
 
 /// Read access to a room's stored messages.
+///
+/// Reads are bounded by bytes as well as by count, so a log of large messages is never loaded
+/// whole: walking from the starting point, a message is read while the [`Message::size`] of the
+/// ones read before it is under `max_bytes` (so the first always comes).
 pub trait RoomLog {
     /// Up to `limit` messages with `seq < before` (all when `before` is `None`), the newest ones,
-    /// in ascending `seq`.
-    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError>;
+    /// within `max_bytes` counted from the newest, in ascending `seq`.
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError>;
 
-    /// Up to `limit` messages with `seq > since`, the oldest ones, in ascending `seq`.
-    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError>;
+    /// Up to `limit` messages with `seq > since`, the oldest ones, within `max_bytes`, in
+    /// ascending `seq`.
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError>;
 
     /// The message `user` sent with the client id `id`, if any.
     fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError>;
@@ -61,16 +76,37 @@ pub struct MemoryLog {
     pub messages: Vec<Message>,
 }
 
+/// The messages of `walk` (in walking order) up to `limit` and within `max_bytes`, after
+/// `used` bytes were already taken: one is taken while the bytes before it are under the bound.
+fn within<'a>(
+    walk: impl Iterator<Item = &'a Message>,
+    limit: usize,
+    max_bytes: usize,
+    mut used: usize,
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    for m in walk.take(limit) {
+        if used >= max_bytes {
+            break;
+        }
+        used = used.saturating_add(m.size());
+        out.push(m.clone());
+    }
+    out
+}
+
 impl RoomLog for MemoryLog {
-    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
         let end = before.map_or(self.messages.len(), |b| self.messages.partition_point(|m| m.seq < b));
-        let start = end.saturating_sub(limit as usize);
-        Ok(self.messages.get(start..end).unwrap_or_default().to_vec())
+        let newest = self.messages.get(..end).unwrap_or_default();
+        let mut page = within(newest.iter().rev(), limit as usize, max_bytes, 0);
+        page.reverse();
+        Ok(page)
     }
 
-    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
         let start = self.messages.partition_point(|m| m.seq <= since);
-        Ok(self.messages.iter().skip(start).take(limit as usize).cloned().collect())
+        Ok(within(self.messages.iter().skip(start), limit as usize, max_bytes, 0))
     }
 
     fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
@@ -89,25 +125,32 @@ pub struct Overlay<'a, L: RoomLog + ?Sized> {
 }
 
 impl<L: RoomLog + ?Sized> RoomLog for Overlay<'_, L> {
-    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
-        let newer: Vec<&Message> = self.pending.iter().filter(|m| before.is_none_or(|b| m.seq < b)).collect();
-        let from_pending = newer.len().min(limit as usize);
-        let rest = limit - from_pending as u32;
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        let newer = self.pending.iter().rev().filter(|m| before.is_none_or(|b| m.seq < b));
+        let mut from_pending = within(newer, limit as usize, max_bytes, 0);
+        from_pending.reverse();
+        let used = from_pending.iter().fold(0usize, |sum, m| sum.saturating_add(m.size()));
+        let rest = limit.saturating_sub(from_pending.len() as u32);
         let oldest_pending = self.pending.first().map(|m| m.seq);
         let base_before = match (before, oldest_pending) {
             (Some(b), Some(p)) => Some(b.min(p)),
             (b, p) => b.or(p),
         };
-        let mut page = if rest > 0 { self.base.page(base_before, rest)? } else { Vec::new() };
-        page.extend(newer[newer.len() - from_pending..].iter().map(|m| (*m).clone()));
+        let mut page = if rest > 0 && used < max_bytes {
+            self.base.page(base_before, rest, max_bytes - used)?
+        } else {
+            Vec::new()
+        };
+        page.extend(from_pending);
         Ok(page)
     }
 
-    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
-        let mut out = self.base.after(since, limit)?;
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        let mut out = self.base.after(since, limit, max_bytes)?;
         let last = out.last().map_or(since, |m| m.seq);
+        let used = out.iter().fold(0usize, |sum, m| sum.saturating_add(m.size()));
         let room = (limit as usize).saturating_sub(out.len());
-        out.extend(self.pending.iter().filter(|m| m.seq > last).take(room).cloned());
+        out.extend(within(self.pending.iter().filter(|m| m.seq > last), room, max_bytes, used));
         Ok(out)
     }
 
@@ -129,7 +172,7 @@ mod tests {
             seq,
             id: id.into(),
             user: UserId::parse(user).unwrap(),
-            text: String::new(),
+            text: "x".repeat(seq as usize % 4 * 5),
             data: None,
             ts: Timestamp(seq),
         }
@@ -142,22 +185,24 @@ mod tests {
         for split in 0..=10 {
             let base = MemoryLog { messages: all[..split].to_vec() };
             let overlay = Overlay { base: &base, pending: &all[split..] };
-            for before in [None, Some(1), Some(3), Some(8), Some(11), Some(50)] {
-                for limit in [1, 2, 5, 20] {
-                    assert_eq!(
-                        overlay.page(before, limit),
-                        whole.page(before, limit),
-                        "split {split} {before:?} {limit}"
-                    );
+            for bytes in [1, 9, 30, usize::MAX] {
+                for before in [None, Some(1), Some(3), Some(8), Some(11), Some(50)] {
+                    for limit in [1, 2, 5, 20] {
+                        assert_eq!(
+                            overlay.page(before, limit, bytes),
+                            whole.page(before, limit, bytes),
+                            "split {split} {before:?} {limit} {bytes}"
+                        );
+                    }
                 }
-            }
-            for since in [0, 2, 7, 10] {
-                for limit in [1, 3, 20] {
-                    assert_eq!(
-                        overlay.after(since, limit),
-                        whole.after(since, limit),
-                        "split {split} since {since}"
-                    );
+                for since in [0, 2, 7, 10] {
+                    for limit in [1, 3, 20] {
+                        assert_eq!(
+                            overlay.after(since, limit, bytes),
+                            whole.after(since, limit, bytes),
+                            "split {split} since {since} {bytes}"
+                        );
+                    }
                 }
             }
             let u = UserId::parse("u").unwrap();
@@ -165,5 +210,19 @@ mod tests {
             assert_eq!(overlay.find(&u, "m2"), whole.find(&u, "m2"));
             assert_eq!(overlay.find(&u, "nope"), Ok(None));
         }
+    }
+
+    #[test]
+    fn reads_stop_once_the_bytes_before_reach_the_bound_but_always_return_one() {
+        let log = MemoryLog { messages: (1..=10).map(|s| msg(s, "u", "ab")).collect() };
+        // Sizes: id 2 + user 1 + text (seq % 4 * 5).
+        let sizes: Vec<usize> = log.messages.iter().map(Message::size).collect();
+        assert_eq!(sizes[..4], [8, 13, 18, 3]);
+        let seqs = |v: Vec<Message>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(log.after(0, 100, 1).unwrap()), vec![1], "the first always comes");
+        assert_eq!(seqs(log.after(0, 100, 21).unwrap()), vec![1, 2], "8 + 13 = 21 reaches it");
+        assert_eq!(seqs(log.after(0, 100, 22).unwrap()), vec![1, 2, 3]);
+        assert_eq!(seqs(log.page(None, 100, 1).unwrap()), vec![10]);
+        assert_eq!(seqs(log.page(Some(5), 100, 19).unwrap()), vec![3, 4], "3 + 18 from the newest");
     }
 }

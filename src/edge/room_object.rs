@@ -585,18 +585,44 @@ impl SqlLog<'_> {
     }
 }
 
+/// A message row's [`Message::size`] in SQL: the UTF-8 bytes of text, data, id and author.
+const ROW_SIZE: &str = "length(CAST(text AS BLOB)) + COALESCE(length(CAST(data AS BLOB)), 0)
+  + length(CAST(id AS BLOB)) + length(CAST(user AS BLOB))";
+
+impl SqlLog<'_> {
+    /// The rows of `window` (a query of message columns, in walking order) while the bytes of
+    /// the rows before each are under `max_bytes`, in ascending `seq`: SQLite sums the sizes,
+    /// so rows past the bound never reach the Worker.
+    fn within(
+        &self,
+        window: &str,
+        bindings: Vec<SqlStorageValue>,
+        max_bytes: usize,
+        walk: &str,
+    ) -> Result<Vec<Message>, LogError> {
+        let q = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
+               SELECT {MESSAGE_COLUMNS}, SUM({ROW_SIZE}) OVER (ORDER BY seq {walk}) - ({ROW_SIZE}) AS before
+               FROM ({window})
+             ) WHERE before < ? ORDER BY seq ASC"
+        );
+        let mut bindings = bindings;
+        bindings.push(bound(max_bytes as u64));
+        self.query(&q, bindings)
+    }
+}
+
 impl RoomLog for SqlLog<'_> {
-    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
         let before = bound(before.unwrap_or(u64::MAX));
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?");
-        let mut page = self.query(&q, vec![before, SqlStorageValue::from(i64::from(limit))])?;
-        page.reverse();
-        Ok(page)
+        let window =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        self.within(&window, vec![before, SqlStorageValue::from(i64::from(limit))], max_bytes, "DESC")
     }
 
-    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?");
-        self.query(&q, vec![bound(since), SqlStorageValue::from(i64::from(limit))])
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        let window = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?");
+        self.within(&window, vec![bound(since), SqlStorageValue::from(i64::from(limit))], max_bytes, "ASC")
     }
 
     fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {

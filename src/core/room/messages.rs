@@ -190,7 +190,8 @@ impl Room {
     }
 
     /// A history page: up to `limit` (default 50, at most `HISTORY_PAGE_MAX`) messages before
-    /// `before`, ascending.
+    /// `before`, ascending, and about `RECOVERY_MAX_BYTES` at most (at least one message), so a
+    /// page of large messages never loads them all.
     pub fn history(
         &self,
         before: Option<u64>,
@@ -198,12 +199,13 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<Vec<Message>, Error> {
         let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).clamp(1, self.config.limits.history_page_max);
-        log.page(before, limit).map_err(internal)
+        log.page(before, limit, self.config.limits.recovery_max_bytes).map_err(internal)
     }
 
     /// Exactly the messages after `resume.since`, or `None` when they cannot all be given:
-    /// another epoch, a position ahead of the log, more than the recovery window, or a log read
-    /// that comes back short. Never a silent gap.
+    /// another epoch, a position ahead of the log, more than the recovery window, more than
+    /// `RECOVERY_MAX_BYTES` of frames, or a log read that comes back short. Never a silent gap.
+    /// The read itself stops at the byte bound, so an oversized replay is never loaded whole.
     pub fn missed(&self, resume: &Resume, log: &dyn RoomLog) -> Option<Vec<Message>> {
         if resume.epoch != self.head.epoch || resume.since > self.head.seq {
             return None;
@@ -212,10 +214,15 @@ impl Room {
         if count > u64::from(self.config.limits.recovery_window) {
             return None;
         }
-        let messages = log.after(resume.since, count as u32).ok()?;
+        let max_bytes = self.config.limits.recovery_max_bytes;
+        let messages = log.after(resume.since, count as u32, max_bytes).ok()?;
         let contiguous = messages.len() as u64 == count
             && messages.iter().zip(resume.since + 1..).all(|(m, expected)| m.seq == expected);
-        contiguous.then_some(messages)
+        // `size` undercounts a frame (keys, seq, escapes): the frames themselves decide.
+        let bytes = messages
+            .iter()
+            .fold(0usize, |sum, m| sum.saturating_add(protocol::event("message:receive", m).len()));
+        (contiguous && bytes <= max_bytes).then_some(messages)
     }
 
     /// The start of a Server-Sent Events stream: the missed messages when `resume` can be

@@ -1,0 +1,49 @@
+// Issue-10 room limits in workerd: replays and history bounded by bytes, reads that never see
+// unwritten messages, trimmed history, per-user publish budgets, server-marked messages, and
+// event streams that end with their token, send keepalives and count against the socket limit.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker, join, open, token, openEvents, call, sleep, SERVER_KEY } from "./harness.mjs";
+
+let worker;
+before(
+  async () =>
+    (worker = await startWorker({
+      preventEviction: true,
+      vars: { RECOVERY_MAX_BYTES: "16384", MAX_SOCKETS_PER_USER: "2", SSE_KEEPALIVE_MS: "500", ROOM_HISTORY_MAX: "20" },
+    })),
+);
+after(() => worker?.close());
+
+const publish = (room, body, headers = {}, auth = SERVER_KEY) =>
+  fetch(`${worker.http}/v1/rooms/${room}/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${auth}`, "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+
+test("a replay or event-stream opening over RECOVERY_MAX_BYTES answers recovered:false; history pages are bounded by bytes", async () => {
+  const first = await join(worker, "bytes-1", "alice");
+  const epoch = first.state.epoch;
+  for (let i = 1; i <= 10; i++) assert.equal((await publish("bytes-1", { text: "x".repeat(4000) })).status, 200);
+
+  const all = await open(`${worker.ws}/v1/rooms/bytes-1/ws?token=${token("bob")}&since=0&epoch=${epoch}`);
+  const state = await all.next();
+  assert.equal(state.t, "room:state", "nothing is replayed before room:state");
+  assert.equal(state.d.recovered, false);
+
+  const few = await open(`${worker.ws}/v1/rooms/bytes-1/ws?token=${token("carol")}&since=8&epoch=${epoch}`);
+  const frames = [await few.next(), await few.next(), await few.next()];
+  assert.deepEqual(frames.map((f) => (f.t === "room:state" ? f.d.recovered : f.d.seq)), [9, 10, true]);
+
+  const stream = await openEvents(`${worker.http}/v1/rooms/bytes-1/events?token=${token("dave")}&since=0&epoch=${epoch}`);
+  assert.equal((await stream.next("room:state")).data.recovered, false);
+  assert.equal(stream.events.filter((e) => e.event === "message:receive").length, 0);
+  stream.close();
+
+  const page = await call(worker, "GET", `/v1/rooms/bytes-1/messages?limit=100`, { auth: token("erin") });
+  assert.deepEqual(page.body.messages.map((m) => m.seq), [6, 7, 8, 9, 10], "about 16 KB, the newest");
+  const older = await call(worker, "GET", `/v1/rooms/bytes-1/messages?limit=100&before=6`, { auth: token("erin") });
+  assert.deepEqual(older.body.messages.map((m) => m.seq), [1, 2, 3, 4, 5]);
+  for (const c of [first, all, few]) await c.close();
+});

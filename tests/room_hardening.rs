@@ -1,0 +1,114 @@
+//! Issue-10 hardening of rooms on the virtual clock: replays and history bounded by bytes,
+//! history trimmed with ids remembered, per-user budgets, server-marked messages, and event
+//! streams with expiry, keepalives and the socket limit.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::cell::Cell;
+use support::Sim;
+use switchboard::core::config::Limits;
+use switchboard::core::ids::UserId;
+use switchboard::core::log::{LogError, MemoryLog, Message, RoomLog};
+use switchboard::core::room::Resume;
+
+/// A log that counts the bytes (`Message::size`) its reads hand out.
+struct Counting<'a> {
+    log: &'a MemoryLog,
+    read: Cell<usize>,
+}
+
+impl Counting<'_> {
+    fn count(&self, messages: Vec<Message>) -> Vec<Message> {
+        self.read.set(self.read.get() + messages.iter().map(Message::size).sum::<usize>());
+        messages
+    }
+}
+
+impl RoomLog for Counting<'_> {
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        self.log.page(before, limit, max_bytes).map(|m| self.count(m))
+    }
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        self.log.after(since, limit, max_bytes).map(|m| self.count(m))
+    }
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+        self.log.find(user, id)
+    }
+}
+
+fn limits() -> Limits {
+    Limits { recovery_max_bytes: 16 * 1024, ..Limits::default() }
+}
+
+/// A room holding `n` messages of about 4 KB each from `alice`.
+fn room_of_big_messages(n: usize) -> Sim {
+    let mut sim = Sim::with_limits("big", limits());
+    let a = sim.connect("alice");
+    for i in 0..n {
+        sim.send(&a, json!({"t":"message:send","d":{"text":"x".repeat(4000),"id":format!("m{i}")}}));
+        sim.advance(1000);
+    }
+    sim.close(&a);
+    sim
+}
+
+fn seqs(frames: &[Value]) -> Vec<u64> {
+    frames.iter().filter(|f| f["t"] == "message:receive").filter_map(|f| f["d"]["seq"].as_u64()).collect()
+}
+
+#[test]
+fn a_replay_over_recovery_max_bytes_answers_recovered_false_and_replays_nothing() {
+    let mut sim = room_of_big_messages(10);
+    let all = sim.connect_with("bob", 60_000, true, Some((0, "ep1")));
+    let frames = sim.take(&all);
+    assert_eq!(seqs(&frames), Vec::<u64>::new(), "40 KB of missed messages are over the 16 KB bound");
+    assert_eq!(frames.last().unwrap()["d"]["recovered"], false);
+
+    let few = sim.connect_with("carol", 60_000, true, Some((7, "ep1")));
+    let frames = sim.take(&few);
+    assert_eq!(seqs(&frames), vec![8, 9, 10], "12 KB fit");
+    assert_eq!(frames.last().unwrap()["d"]["recovered"], true);
+}
+
+#[test]
+fn a_refused_replay_reads_no_more_than_the_byte_bound_from_the_log() {
+    let sim = room_of_big_messages(50);
+    let counting = Counting { log: &sim.log, read: Cell::new(0) };
+    let resume = Resume { since: 0, epoch: "ep1".into() };
+    assert!(sim.room.missed(&resume, &counting).is_none());
+    let read = counting.read.get();
+    assert!(read <= 16 * 1024 + 4100, "read {read} bytes of 200 KB");
+}
+
+#[test]
+fn an_event_stream_opening_over_recovery_max_bytes_says_recovered_false() {
+    let sim = room_of_big_messages(10);
+    let opening = sim.room.open_event_stream(Some(&Resume { since: 0, epoch: "ep1".into() }), &sim.log);
+    assert!(!opening.contains("message:receive"), "nothing replayed");
+    assert!(opening.contains(r#""recovered":false"#), "{opening}");
+    let resumed = sim.room.open_event_stream(Some(&Resume { since: 8, epoch: "ep1".into() }), &sim.log);
+    assert_eq!(resumed.matches("event: message:receive").count(), 2);
+    assert!(resumed.contains(r#""recovered":true"#));
+}
+
+#[test]
+fn history_pages_are_bounded_by_bytes_and_hold_at_least_one_message() {
+    let mut sim = room_of_big_messages(10);
+    let b = sim.connect("bob");
+    sim.take(&b);
+    sim.send(&b, json!({"t":"history:get","ref":"h","d":{"limit":100}}));
+    let page = sim.take_one(&b);
+    let got: Vec<u64> =
+        page["d"]["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(got, vec![6, 7, 8, 9, 10], "the newest 16 KB (and the one that crosses it), ascending");
+
+    let mut tiny = Sim::with_limits("tiny", Limits { recovery_max_bytes: 1, ..limits() });
+    let a = tiny.connect("alice");
+    for i in 0..3 {
+        tiny.send(&a, json!({"t":"message:send","d":{"text":format!("m{i}")}}));
+    }
+    tiny.take(&a);
+    tiny.send(&a, json!({"t":"history:get","ref":"h","d":{"before":3}}));
+    assert_eq!(tiny.take_one(&a)["d"]["messages"][0]["seq"], 2, "at least one message per page");
+}
