@@ -47,3 +47,22 @@ test("a replay or event-stream opening over RECOVERY_MAX_BYTES answers recovered
   assert.deepEqual(older.body.messages.map((m) => m.seq), [1, 2, 3, 4, 5]);
   for (const c of [first, all, few]) await c.close();
 });
+
+test("an event stream opened while messages wait for the group commit gets each message once", async () => {
+  const alice = await join(worker, "commit-1", "alice");
+  for (let round = 0; round < 3; round++) {
+    if (round > 0) await sleep(1000); // the message budget refills (10/s, burst 20)
+    // A burst of sends is committed as a group; the stream opens in the middle of it.
+    const acks = Array.from({ length: 9 }, (_, i) => alice.request("message:send", { text: `r${round}-${i}` }));
+    const stream = await openEvents(`${worker.http}/v1/rooms/commit-1/events?token=${token("bob")}`);
+    await Promise.all(acks);
+    const state = await stream.next("room:state");
+    const last = (await alice.request("message:send", { text: `end-${round}` })).d.seq;
+    await stream.next((e) => e.event === "message:receive" && e.data.seq === last);
+    const seqs = stream.events.filter((e) => e.event === "message:receive").map((e) => e.data.seq);
+    assert.equal(new Set(seqs).size, seqs.length, `round ${round}: a message arrived twice: ${seqs}`);
+    assert.ok(seqs.every((s) => s > state.data.seq), `round ${round}: a message at or before room:state's seq ${state.data.seq}`);
+    stream.close();
+  }
+  await alice.close();
+});

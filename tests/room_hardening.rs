@@ -112,3 +112,34 @@ fn history_pages_are_bounded_by_bytes_and_hold_at_least_one_message() {
     tiny.send(&a, json!({"t":"history:get","ref":"h","d":{"before":3}}));
     assert_eq!(tiny.take_one(&a)["d"]["messages"][0]["seq"], 2, "at least one message per page");
 }
+
+#[test]
+fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
+    use std::collections::BTreeMap;
+    use switchboard::core::effect::Effect;
+    use switchboard::core::ids::{ConnId, RoomId};
+    use switchboard::core::log::LogHead;
+    use switchboard::core::protocol::Incoming;
+    use switchboard::core::room::{ConnInfo, Room};
+    use switchboard::core::time::Timestamp;
+
+    // Seqs 4 and 5 were handed out, then their write failed: storage holds up to 3.
+    let head = LogHead::restore(3, 5, "ep1".into());
+    let mut room =
+        Room::new(RoomId::parse("floor").unwrap(), head, BTreeMap::new(), support::config(Limits::default()));
+    let conn = ConnId::parse("c1").unwrap();
+    let now = Timestamp(1_000);
+    let info = ConnInfo {
+        conn: conn.clone(),
+        user: UserId::parse("alice").unwrap(),
+        expires: Timestamp(u64::MAX / 2),
+        can_send: true,
+    };
+    room.restore_conn(info, now);
+    let frame = r#"{"t":"message:send","d":{"text":"after the failure"}}"#;
+    let effects = room.handle_frame(&conn, Incoming::Text(frame), now, &MemoryLog::default());
+    let appended: Vec<u64> =
+        effects.iter().filter_map(|e| if let Effect::Append(m) = e { Some(m.seq) } else { None }).collect();
+    assert_eq!(appended, vec![6]);
+    assert_eq!(LogHead::restore(7, 5, "e".into()).seq, 7, "storage ahead of the floor wins");
+}

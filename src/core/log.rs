@@ -47,6 +47,15 @@ pub struct LogHead {
     pub epoch: String,
 }
 
+impl LogHead {
+    /// Where a rebuilt log stands: after the last stored message, and never below `floor`, the
+    /// last `seq` handed out before a failed write dropped the live room (its messages may have
+    /// been read or acknowledged as a duplicate; their seqs are skipped, never reused).
+    pub fn restore(stored: u64, floor: u64, epoch: String) -> LogHead {
+        LogHead { seq: stored.max(floor), epoch }
+    }
+}
+
 /// A storage read failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogError(pub String);

@@ -18,7 +18,7 @@ use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use js_sys::JsString;
 use serde::Deserialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use worker::{
@@ -53,6 +53,17 @@ struct Live {
     /// (group commit), before anything that announces them is sent.
     pending: Vec<Message>,
     sql: SqlStorage,
+    /// Shared with the object: the highest `seq` a dropped live room had handed out.
+    floor: Rc<Cell<u64>>,
+}
+
+impl Drop for Live {
+    /// A live room is dropped when a write failed: its head may be ahead of storage (messages
+    /// still pending, or sequenced but never appended), and the rebuild must not hand those
+    /// seqs out again.
+    fn drop(&mut self) {
+        self.floor.set(self.floor.get().max(self.room.seq()));
+    }
 }
 
 impl Live {
@@ -91,6 +102,8 @@ pub struct RoomObject {
     env: Env,
     /// Shared with the deferred flush task, which runs between events.
     live: Rc<RefCell<Option<Live>>>,
+    /// The highest `seq` a dropped live room handed out (see `Drop for Live`).
+    floor: Rc<Cell<u64>>,
 }
 
 impl worker::DurableObject for RoomObject {
@@ -99,7 +112,7 @@ impl worker::DurableObject for RoomObject {
         if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
             let _ = state.as_raw().set_websocket_auto_response(&pair);
         }
-        RoomObject { state, env, live: Rc::new(RefCell::new(None)) }
+        RoomObject { state, env, live: Rc::new(RefCell::new(None)), floor: Rc::new(Cell::new(0)) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -230,7 +243,7 @@ impl RoomObject {
     /// Operational counters; `wakes` counts how often the room was rebuilt from storage.
     fn stats(&self, req: &Request) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let wakes = sql::wakes(&self.state.storage().sql())?;
         http::json(
             200,
@@ -252,11 +265,10 @@ impl RoomObject {
         let limit =
             number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let base = SqlLog { sql: &sql, room: &room_id };
-        let messages = live.room.history(before, limit, &Live::log(&base, &live.pending))?;
+        let messages = live.room.history(before, limit, &SqlLog { sql: &sql, room: &room_id })?;
         http::json(200, &serde_json::json!({ "messages": messages }))
     }
 
@@ -292,13 +304,11 @@ impl RoomObject {
     /// message as it is stored (see `apply`).
     fn events(&self, req: &Request) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let opening = live.room.open_event_stream(
-            resume_of(req).as_ref(),
-            &Live::log(&SqlLog { sql: &sql, room: &room_id }, &live.pending),
-        );
+        let opening =
+            live.room.open_event_stream(resume_of(req).as_ref(), &SqlLog { sql: &sql, room: &room_id });
         let (tx, rx) = unbounded::<Vec<u8>>();
         let _ = tx.unbounded_send(opening.into_bytes());
         live.streams.push(tx);
@@ -352,9 +362,10 @@ impl RoomObject {
             .exec("SELECT MAX(seq) AS seq FROM messages", None)
             .and_then(|c| c.to_array())
             .map_err(storage)?;
-        let seq = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
+        let stored = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
+        let floor = self.seq_floor(&sql, stored)?;
 
-        let mut room = Room::new(room, LogHead { seq, epoch }, read_state(&sql)?, config);
+        let mut room = Room::new(room, LogHead::restore(stored, floor, epoch), read_state(&sql)?, config);
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {
@@ -371,7 +382,35 @@ impl RoomObject {
             last_apply: None,
             pending: Vec::new(),
             sql,
+            floor: Rc::clone(&self.floor),
         })
+    }
+
+    /// The last seq handed out before a failed write, kept in `meta` once it is ahead of
+    /// storage so that an eviction does not forget it either.
+    fn seq_floor(&self, sql: &SqlStorage, stored: u64) -> Result<u64, Error> {
+        let kept = read_meta(sql, "seq_floor")?.and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let floor = self.floor.get();
+        if floor > stored && floor > kept {
+            write_meta(sql, "seq_floor", &floor.to_string())?;
+        }
+        Ok(floor.max(kept))
+    }
+
+    /// The live room with every accepted message written, for reads that leave the object at
+    /// once (HTTP history, an event stream's opening, stats): they never show a message that
+    /// could still fail to be stored, and a new stream does not get a pending message twice
+    /// (in its opening and again when it is written).
+    fn flushed<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        room_hint: Option<&RoomId>,
+    ) -> Result<&'a mut Live, Error> {
+        if let Err(e) = self.load(slot, room_hint)?.flush() {
+            *slot = None;
+            return Err(e);
+        }
+        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
     }
 
     fn sync_alarm(&self, live: &mut Live) {
