@@ -66,3 +66,31 @@ test("an event stream opened while messages wait for the group commit gets each 
   }
   await alice.close();
 });
+
+test("history is trimmed to ROOM_HISTORY_MAX and a late resend of a trimmed message is not stored twice", async () => {
+  const first = await (await publish("trim-1", { text: "first" }, { "idempotency-key": "k-1" })).json();
+  for (let i = 2; i <= 25; i++) assert.equal((await publish("trim-1", { text: `m${i}` })).status, 200);
+  const page = await call(worker, "GET", `/v1/rooms/trim-1/messages?limit=100`, { auth: token("erin") });
+  assert.deepEqual(page.body.messages.map((m) => m.seq), Array.from({ length: 20 }, (_, i) => i + 6));
+  const again = await (await publish("trim-1", { text: "first" }, { "idempotency-key": "k-1" })).json();
+  assert.deepEqual(again, { ...first, duplicate: true });
+  const stats = await call(worker, "GET", "/v1/rooms/trim-1/stats");
+  assert.equal(stats.body.seq, 25, "nothing was stored again");
+});
+
+test("a user's HTTP publishes share their sockets' budget: 429 with Retry-After and retryAfterMs; the server key is unthrottled", async () => {
+  const pat = await join(worker, "budget-1", "pat");
+  const sends = await Promise.all(Array.from({ length: 20 }, (_, i) => pat.request("message:send", { text: `s${i}` })));
+  assert.ok(sends.every((r) => r.ok));
+  const res = await publish("budget-1", { text: "over http" }, {}, token("pat"));
+  assert.equal(res.status, 429);
+  assert.equal(res.headers.get("retry-after"), "1");
+  const body = await res.json();
+  assert.equal(body.error.code, "rate_limited");
+  assert.ok(body.error.retryAfterMs > 0 && body.error.retryAfterMs <= 1000, JSON.stringify(body));
+  await pat.close();
+  const back = await join(worker, "budget-1", "pat");
+  assert.equal((await back.request("message:send", { text: "reconnected" })).error?.code, "rate_limited", "a reconnect is no fresh burst");
+  for (let i = 0; i < 30; i++) assert.equal((await publish("budget-1", { text: `server ${i}` })).status, 200);
+  await back.close();
+});

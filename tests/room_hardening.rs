@@ -9,7 +9,7 @@ use std::cell::Cell;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::ids::UserId;
-use switchboard::core::log::{LogError, MemoryLog, Message, RoomLog};
+use switchboard::core::log::{LogError, MemoryLog, Message, Receipt, RoomLog};
 use switchboard::core::room::Resume;
 
 /// A log that counts the bytes (`Message::size`) its reads hand out.
@@ -32,7 +32,7 @@ impl RoomLog for Counting<'_> {
     fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
         self.log.after(since, limit, max_bytes).map(|m| self.count(m))
     }
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError> {
         self.log.find(user, id)
     }
 }
@@ -142,4 +142,106 @@ fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
         effects.iter().filter_map(|e| if let Effect::Append(m) = e { Some(m.seq) } else { None }).collect();
     assert_eq!(appended, vec![6]);
     assert_eq!(LogHead::restore(7, 5, "e".into()).seq, 7, "storage ahead of the floor wins");
+}
+
+fn send_text(sim: &mut Sim, conn: &switchboard::core::ids::ConnId, text: &str, id: Option<&str>) -> Value {
+    let mut d = json!({ "text": text });
+    if let Some(id) = id {
+        d["id"] = json!(id);
+    }
+    sim.send(conn, json!({"t":"message:send","ref":"s","d":d}));
+    let frames = sim.take(conn);
+    frames.into_iter().find(|f| f["t"] == "reply").expect("a reply")
+}
+
+#[test]
+fn room_history_is_trimmed_to_room_history_max_oldest_first() {
+    let mut sim = Sim::with_limits("trim", Limits { room_history_max: 5, ..Limits::default() });
+    let a = sim.connect("alice");
+    for i in 1..=8 {
+        send_text(&mut sim, &a, &format!("m{i}"), None);
+        sim.advance(200);
+    }
+    assert_eq!(sim.log.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
+    sim.send(&a, json!({"t":"history:get","ref":"h","d":{"limit":100}}));
+    let page = sim.take_one(&a);
+    assert_eq!(page["d"]["messages"].as_array().unwrap().len(), 5);
+    assert_eq!(sim.room.seq(), 8, "trimming never moves the head");
+}
+
+#[test]
+fn a_late_resend_of_a_trimmed_message_is_not_stored_twice_within_the_id_window() {
+    let mut sim = Sim::with_limits("ids", Limits { room_history_max: 3, ..Limits::default() });
+    let a = sim.connect("alice");
+    sim.take(&a);
+    let first = send_text(&mut sim, &a, "hello", Some("m-1"));
+    for i in 2..=6 {
+        send_text(&mut sim, &a, &format!("m{i}"), None);
+    }
+    assert!(sim.log.messages.iter().all(|m| m.seq > 3), "m-1 was trimmed");
+    let again = send_text(&mut sim, &a, "hello", Some("m-1"));
+    assert_eq!((again["d"]["seq"].clone(), again["d"]["duplicate"].clone()), (json!(1), json!(true)));
+    assert_eq!(again["d"]["ts"], first["d"]["ts"]);
+    assert_eq!(sim.room.seq(), 6, "nothing stored");
+    // Three more messages later (2 x ROOM_HISTORY_MAX in all) the id is forgotten.
+    send_text(&mut sim, &a, "m7", None);
+    let late = send_text(&mut sim, &a, "hello", Some("m-1"));
+    assert_eq!(late["d"]["seq"], 8);
+    assert!(late["d"].get("duplicate").is_none());
+}
+
+#[test]
+fn rate_budgets_belong_to_the_user_across_sockets_and_reconnects() {
+    use switchboard::core::room::EventClass;
+    let mut sim = Sim::new("budget");
+    let burst = EventClass::Message.rate().burst;
+    let one = sim.connect("alice");
+    for i in 0..burst {
+        assert_eq!(send_text(&mut sim, &one, &format!("m{i}"), None)["ok"], true);
+    }
+    let two = sim.connect("alice");
+    sim.take(&two);
+    let limited = send_text(&mut sim, &two, "from another tab", None);
+    assert_eq!(limited["error"]["code"], "rate_limited", "a second socket shares the budget");
+    sim.close(&one);
+    sim.close(&two);
+    let back = sim.connect("alice");
+    sim.take(&back);
+    assert_eq!(send_text(&mut sim, &back, "reconnected", None)["error"]["code"], "rate_limited");
+    let other = sim.connect("bob");
+    sim.take(&other);
+    assert_eq!(send_text(&mut sim, &other, "bob's own budget", None)["ok"], true);
+    sim.advance(1000);
+    assert_eq!(send_text(&mut sim, &back, "refilled", None)["ok"], true);
+}
+
+#[test]
+fn http_publish_with_a_user_token_draws_on_the_users_budget_but_the_server_key_is_unthrottled() {
+    use switchboard::core::error::ErrorCode;
+    use switchboard::core::room::{EventClass, Publish};
+    let mut sim = Sim::new("publish");
+    let alice = UserId::parse("alice").unwrap();
+    let publish = |text: &str| Publish { text: text.into(), data: None, user: None };
+    let burst = EventClass::Message.rate().burst;
+    for _ in 0..burst {
+        let (_, effects) =
+            sim.room.handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.log).unwrap();
+        sim.apply(effects);
+    }
+    let err =
+        sim.room.handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.log).unwrap_err();
+    assert_eq!((err.code, err.retry_after_ms), (ErrorCode::RateLimited, Some(100)));
+    let a = sim.connect("alice");
+    sim.take(&a);
+    assert_eq!(
+        send_text(&mut sim, &a, "socket", None)["error"]["code"],
+        "rate_limited",
+        "HTTP and sockets share it"
+    );
+    let system = UserId::parse("system").unwrap();
+    for _ in 0..(burst * 3) {
+        let (_, effects) =
+            sim.room.handle_publish(system.clone(), publish("x"), None, true, sim.now, &sim.log).unwrap();
+        sim.apply(effects);
+    }
 }

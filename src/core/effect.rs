@@ -11,6 +11,15 @@ use crate::core::room::{ConnInfo, StateEntry};
 pub enum Effect {
     /// Persist a new message in the room's log (and hand it to HTTP event streams).
     Append(Message),
+    /// Delete the room's messages up to `through` (they are past `ROOM_HISTORY_MAX`), keeping
+    /// their `(user, id)` for the duplicate check, and forget the kept ids up to
+    /// `forget_through`. Comes after the `Append` that made it due.
+    Trim {
+        /// The newest message to delete.
+        through: u64,
+        /// The newest remembered id to forget.
+        forget_through: u64,
+    },
     /// Persist one key of the room's live state.
     PutState {
         /// The key.

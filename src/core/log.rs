@@ -38,6 +38,25 @@ impl Message {
     }
 }
 
+/// What the ack of a stored message says: enough to answer a resend after the message itself
+/// was trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// Its position in the log.
+    pub seq: u64,
+    /// The client's (or the server's) message id.
+    pub id: String,
+    /// When it was accepted.
+    pub ts: Timestamp,
+}
+
+impl Message {
+    /// Its receipt.
+    pub fn receipt(&self) -> Receipt {
+        Receipt { seq: self.seq, id: self.id.clone(), ts: self.ts }
+    }
+}
+
 /// Where the log stands: its last sequence number and the epoch naming this log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogHead {
@@ -74,8 +93,9 @@ pub trait RoomLog {
     /// ascending `seq`.
     fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError>;
 
-    /// The message `user` sent with the client id `id`, if any.
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError>;
+    /// The receipt of the message `user` sent with the client id `id`, if it is stored or its
+    /// id is still remembered after a trim.
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError>;
 }
 
 /// An in-memory log for tests and simulations.
@@ -83,6 +103,18 @@ pub trait RoomLog {
 pub struct MemoryLog {
     /// Messages in ascending `seq`.
     pub messages: Vec<Message>,
+    /// Ids of trimmed messages still remembered, in ascending `seq`.
+    pub trimmed: Vec<(UserId, Receipt)>,
+}
+
+impl MemoryLog {
+    /// Applies [`Effect::Trim`](crate::core::effect::Effect::Trim) as storage does.
+    pub fn trim(&mut self, through: u64, forget_through: u64) {
+        let cut = self.messages.partition_point(|m| m.seq <= through);
+        let gone: Vec<Message> = self.messages.drain(..cut).collect();
+        self.trimmed.extend(gone.iter().map(|m| (m.user.clone(), m.receipt())));
+        self.trimmed.retain(|(_, r)| r.seq > forget_through);
+    }
 }
 
 /// The messages of `walk` (in walking order) up to `limit` and within `max_bytes`, after
@@ -118,8 +150,10 @@ impl RoomLog for MemoryLog {
         Ok(within(self.messages.iter().skip(start), limit as usize, max_bytes, 0))
     }
 
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
-        Ok(self.messages.iter().find(|m| &m.user == user && m.id == id).cloned())
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError> {
+        let stored = self.messages.iter().find(|m| &m.user == user && m.id == id).map(Message::receipt);
+        Ok(stored
+            .or_else(|| self.trimmed.iter().find(|(u, r)| u == user && r.id == id).map(|(_, r)| r.clone())))
     }
 }
 
@@ -163,9 +197,9 @@ impl<L: RoomLog + ?Sized> RoomLog for Overlay<'_, L> {
         Ok(out)
     }
 
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError> {
         match self.pending.iter().find(|m| &m.user == user && m.id == id) {
-            Some(m) => Ok(Some(m.clone())),
+            Some(m) => Ok(Some(m.receipt())),
             None => self.base.find(user, id),
         }
     }
@@ -190,9 +224,9 @@ mod tests {
     #[test]
     fn an_overlay_reads_like_one_log() {
         let all: Vec<Message> = (1..=10).map(|s| msg(s, "u", &format!("m{s}"))).collect();
-        let whole = MemoryLog { messages: all.clone() };
+        let whole = MemoryLog { messages: all.clone(), ..MemoryLog::default() };
         for split in 0..=10 {
-            let base = MemoryLog { messages: all[..split].to_vec() };
+            let base = MemoryLog { messages: all[..split].to_vec(), ..MemoryLog::default() };
             let overlay = Overlay { base: &base, pending: &all[split..] };
             for bytes in [1, 9, 30, usize::MAX] {
                 for before in [None, Some(1), Some(3), Some(8), Some(11), Some(50)] {
@@ -223,7 +257,8 @@ mod tests {
 
     #[test]
     fn reads_stop_once_the_bytes_before_reach_the_bound_but_always_return_one() {
-        let log = MemoryLog { messages: (1..=10).map(|s| msg(s, "u", "ab")).collect() };
+        let log =
+            MemoryLog { messages: (1..=10).map(|s| msg(s, "u", "ab")).collect(), ..MemoryLog::default() };
         // Sizes: id 2 + user 1 + text (seq % 4 * 5).
         let sizes: Vec<usize> = log.messages.iter().map(Message::size).collect();
         assert_eq!(sizes[..4], [8, 13, 18, 3]);

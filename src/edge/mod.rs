@@ -42,6 +42,8 @@ pub(crate) mod internal {
     pub const SINCE: &str = "x-switchboard-since";
     pub const EPOCH: &str = "x-switchboard-epoch";
     pub const IDEMPOTENCY_KEY: &str = "x-switchboard-idempotency-key";
+    /// Rooms: `1` when the server key published the message (unthrottled, marked `server`).
+    pub const SERVER: &str = "x-switchboard-server";
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -230,6 +232,9 @@ async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, 
     let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::USER, author.as_str()).map_err(http::internal)?;
+    if matches!(caller, Caller::Server) {
+        h.set(internal::SERVER, "1").map_err(http::internal)?;
+    }
     if let Some(key) = call.header("idempotency-key") {
         h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
     }

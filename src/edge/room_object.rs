@@ -2,13 +2,13 @@
 //! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake.
 
 use super::sql::{
-    self, bound, corrupt, count_wake, random_id, read_meta, safe_integer, storage, write_meta, META_SCHEMA,
+    self, bound, corrupt, count_wake, random_id, read_meta, run, safe_integer, storage, write_meta,
 };
 use super::{config, http, internal, now, socket};
 use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogError, LogHead, Message, Overlay, RoomLog};
+use crate::core::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol;
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
@@ -26,15 +26,21 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS messages (
-  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
-  text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
-CREATE TABLE IF NOT EXISTS state (
-  key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
-);";
+/// The schema's versions, in order (see [`sql::migrate`]).
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release (5a06e97).
+    "CREATE TABLE IF NOT EXISTS messages (
+       seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
+       text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
+     CREATE TABLE IF NOT EXISTS state (
+       key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
+     );",
+    // 2: messages past ROOM_HISTORY_MAX are deleted; their ids stay here for the duplicate check.
+    "CREATE TABLE trimmed (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL, ts INTEGER NOT NULL);
+     CREATE INDEX trimmed_by_sender ON trimmed (user, id);",
+];
 
 /// The room as it lives between events: rebuilt after a wake, dropped when storage fails.
 struct Live {
@@ -55,6 +61,8 @@ struct Live {
     sql: SqlStorage,
     /// Shared with the object: the highest `seq` a dropped live room had handed out.
     floor: Rc<Cell<u64>>,
+    /// The latest `Trim` asked for, done after the next write of messages.
+    trim: Option<(u64, u64)>,
 }
 
 impl Drop for Live {
@@ -73,6 +81,7 @@ impl Live {
         self.flush_scheduled = false;
         if !self.pending.is_empty() {
             write_messages(&self.sql, &self.pending)?;
+            self.trim_history();
             for message in std::mem::take(&mut self.pending) {
                 let event = self.room.message_event(&message).into_bytes();
                 self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
@@ -87,6 +96,29 @@ impl Live {
             }
         }
         Ok(())
+    }
+
+    /// Deletes what `Effect::Trim` asked for, after the messages that made it due are written.
+    /// Trimming is upkeep: a failure is logged and retried with the next write, and never holds
+    /// back the acks of messages already stored.
+    fn trim_history(&mut self) {
+        let Some((through, forget_through)) = self.trim else { return };
+        let done = safe_integer(through).and_then(|through| {
+            let forget = safe_integer(forget_through)?;
+            // Only ids still inside the window are copied (a long log trimmed at once after an
+            // upgrade copies at most ROOM_HISTORY_MAX of them).
+            run(
+                &self.sql,
+                "INSERT OR IGNORE INTO trimmed (seq, id, user, ts)
+                 SELECT seq, id, user, ts FROM messages WHERE seq <= ? AND seq > ?",
+                vec![through.clone(), forget.clone()],
+            )?;
+            run(&self.sql, "DELETE FROM messages WHERE seq <= ?", vec![through])?;
+            run(&self.sql, "DELETE FROM trimmed WHERE seq <= ?", vec![forget])
+        });
+        if done.is_ok() {
+            self.trim = None;
+        }
     }
 
     /// The log as reads must see it: SQLite plus the messages not yet written.
@@ -284,8 +316,15 @@ impl RoomObject {
         let room_id = live.room.id().clone();
         let base = SqlLog { sql: &sql, room: &room_id };
         let log = Live::log(&base, &live.pending);
-        let (ack, effects) =
-            live.room.handle_publish(user, publish, header(req, internal::IDEMPOTENCY_KEY), now(), &log)?;
+        let by_server = header(req, internal::SERVER).as_deref() == Some("1");
+        let (ack, effects) = live.room.handle_publish(
+            user,
+            publish,
+            header(req, internal::IDEMPOTENCY_KEY),
+            by_server,
+            now(),
+            &log,
+        )?;
         let stored = Error::new(ErrorCode::Internal, "could not store the message");
         if !self.apply(&mut slot, None, effects) {
             return Err(stored);
@@ -336,7 +375,7 @@ impl RoomObject {
     fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql.exec(META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        sql::migrate(&sql, MIGRATIONS)?;
         let room = match (read_meta(&sql, "room")?, room_hint) {
             (Some(stored), _) => RoomId::parse(&stored).map_err(|_| corrupt("room id"))?,
             (None, Some(hint)) => {
@@ -383,6 +422,7 @@ impl RoomObject {
             pending: Vec::new(),
             sql,
             floor: Rc::clone(&self.floor),
+            trim: None,
         })
     }
 
@@ -426,6 +466,7 @@ impl RoomObject {
             let Some(live) = slot.as_mut() else { return false };
             match effect {
                 Effect::Append(message) => live.pending.push(message),
+                Effect::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
                 Effect::PutState { key, entry } => {
                     if let Err(e) = put_state(&live.sql, &key, &entry) {
                         return self.fail(slot, origin, &e);
@@ -664,8 +705,32 @@ impl RoomLog for SqlLog<'_> {
         self.within(&window, vec![bound(since), SqlStorageValue::from(i64::from(limit))], max_bytes, "ASC")
     }
 
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user = ? AND id = ? LIMIT 1");
-        Ok(self.query(&q, vec![user.to_string().into(), id.to_owned().into()])?.into_iter().next())
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError> {
+        #[derive(Deserialize)]
+        struct Row {
+            seq: i64,
+            id: String,
+            ts: i64,
+        }
+        // A trimmed message's id is remembered in `trimmed`; a stored one is in `messages`.
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
+                 UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
+                vec![
+                    user.to_string().into(),
+                    id.to_owned().into(),
+                    user.to_string().into(),
+                    id.to_owned().into(),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(|e| LogError(e.to_string()))?;
+        Ok(rows.into_iter().next().map(|r| Receipt {
+            seq: r.seq.max(0) as u64,
+            id: r.id,
+            ts: Timestamp(r.ts.max(0) as u64),
+        }))
     }
 }

@@ -151,6 +151,7 @@ impl Sim {
                     assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
                     self.log.messages.push(m);
                 }
+                Effect::Trim { through, forget_through } => self.log.trim(through, forget_through),
                 Effect::PutState { key, entry } => {
                     self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
                 }

@@ -7,7 +7,7 @@ use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{Message, RoomLog};
+use crate::core::log::{Message, Receipt, RoomLog};
 use crate::core::protocol::{self, Ref};
 use crate::core::time::Timestamp;
 use serde::Deserialize;
@@ -90,7 +90,7 @@ fn internal(e: crate::core::log::LogError) -> Error {
 }
 
 /// The ack for a stored message; `duplicate` when a resend found the original.
-fn ack(m: &Message, duplicate: bool) -> Value {
+fn ack(m: &Receipt, duplicate: bool) -> Value {
     let mut ack = json!({ "seq": m.seq, "id": m.id, "ts": m.ts });
     if duplicate {
         ack["duplicate"] = Value::Bool(true);
@@ -113,16 +113,24 @@ impl Room {
         Ok(effects)
     }
 
-    /// A message from an app server or an HTTP client; the reply body is the ack.
+    /// A message from an app server (`by_server`: the server key, unthrottled) or a user's
+    /// HTTP client (drawing on that user's message budget, shared with their sockets); the reply
+    /// body is the ack.
     pub fn handle_publish(
         &mut self,
         user: UserId,
         p: Publish,
         idempotency_key: Option<String>,
+        by_server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
     ) -> Result<(Value, Vec<Effect>), Error> {
-        self.accept_message(&user, None, p.text, idempotency_key, p.data, now, log)
+        if !by_server {
+            self.throttle(&user, super::EventClass::Message, now)?;
+        }
+        let result = self.accept_message(&user, None, p.text, idempotency_key, p.data, now, log);
+        self.forget_full_budgets(now);
+        result
     }
 
     /// Validates, deduplicates and sequences a message: `Append`, then a `Broadcast` to all but
@@ -168,12 +176,15 @@ impl Room {
             ts: now,
         };
         self.head.seq = seq;
-        let mut effects = vec![
-            Effect::Append(message.clone()),
-            Effect::Broadcast { except, frame: protocol::event("message:receive", &message) },
-        ];
+        let mut effects = vec![Effect::Append(message.clone())];
+        // Past ROOM_HISTORY_MAX the oldest goes, its id kept for as many messages again.
+        let max = self.config.limits.room_history_max;
+        if let Some(through) = seq.checked_sub(max).filter(|t| *t > 0) {
+            effects.push(Effect::Trim { through, forget_through: through.saturating_sub(max) });
+        }
+        effects.push(Effect::Broadcast { except, frame: protocol::event("message:receive", &message) });
         effects.extend(self.stop_typing(user, None));
-        Ok((ack(&message, false), effects))
+        Ok((ack(&message.receipt(), false), effects))
     }
 
     pub(super) fn history_get(

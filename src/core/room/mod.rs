@@ -118,7 +118,21 @@ struct Connection {
     info: ConnInfo,
     /// Consecutive rejected frames; reset by any accepted one.
     strikes: protocol::Strikes,
-    buckets: [Bucket; EventClass::ALL.len()],
+}
+
+/// A user's rate budget in this room, shared by all their sockets and their HTTP publishes; it
+/// outlives a reconnect until it has refilled, so reconnecting buys no fresh burst.
+#[derive(Debug)]
+struct Budget([Bucket; EventClass::ALL.len()]);
+
+impl Budget {
+    fn full(now: Timestamp) -> Budget {
+        Budget(EventClass::ALL.map(|class| Bucket::full(class.rate(), now)))
+    }
+
+    fn is_full(&self, now: Timestamp) -> bool {
+        EventClass::ALL.iter().zip(&self.0).all(|(class, b)| b.is_full(class.rate(), now))
+    }
 }
 
 /// One room's live state.
@@ -132,6 +146,7 @@ pub struct Room {
     members: BTreeMap<UserId, usize>,
     typing: BTreeSet<UserId>,
     state: BTreeMap<String, StateEntry>,
+    budgets: BTreeMap<UserId, Budget>,
     timers: Timers<Timer>,
 }
 
@@ -146,6 +161,7 @@ impl Room {
             members: BTreeMap::new(),
             typing: BTreeSet::new(),
             state,
+            budgets: BTreeMap::new(),
             timers: Timers::default(),
         }
     }
@@ -198,12 +214,13 @@ impl Room {
     }
 
     fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
+        // Budgets are pruned as sockets arrive (and on publishes): handle_close has no clock.
+        self.forget_full_budgets(now);
         let user = info.user.clone();
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), info.expires);
-        let buckets = EventClass::ALL.map(|class| Bucket::full(class.rate(), now));
         if self
             .conns
-            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), buckets })
+            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() })
             .is_some()
         {
             return false;
@@ -360,7 +377,7 @@ impl Room {
                 "this token may read this room but not write to it",
             ));
         }
-        self.throttle(&sender.conn, class, now)?;
+        self.throttle(&sender.user, class, now)?;
         let r = reply_to;
         match event.as_str() {
             "message:send" => self.send_message(sender, r, protocol::payload(&event, data)?, now, log),
@@ -374,11 +391,16 @@ impl Room {
         }
     }
 
-    fn throttle(&mut self, conn: &ConnId, class: EventClass, now: Timestamp) -> Result<(), Error> {
-        let Some(bucket) = self.conns.get_mut(conn).and_then(|c| c.buckets.get_mut(class.index())) else {
-            return Ok(());
-        };
+    fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
+        let budget = self.budgets.entry(user.clone()).or_insert_with(|| Budget::full(now));
+        let Some(bucket) = budget.0.get_mut(class.index()) else { return Ok(()) };
         bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))
+    }
+
+    /// Budgets of users without a socket here that have refilled are the same as new ones.
+    fn forget_full_budgets(&mut self, now: Timestamp) {
+        let members = &self.members;
+        self.budgets.retain(|user, budget| members.contains_key(user) || !budget.is_full(now));
     }
 
     fn refresh_token(
