@@ -94,3 +94,22 @@ test("a user's HTTP publishes share their sockets' budget: 429 with Retry-After 
   for (let i = 0; i < 30; i++) assert.equal((await publish("budget-1", { text: `server ${i}` })).status, 200);
   await back.close();
 });
+
+test("messages published with the server key carry server:true; a user whose sub is system never does", async () => {
+  const watcher = await join(worker, "mark-1", "watcher");
+  assert.equal((await publish("mark-1", { text: "deploy" })).status, 200);
+  const systemToken = token("system");
+  assert.equal((await publish("mark-1", { text: "fake" }, {}, systemToken)).status, 200);
+  const impostor = await join(worker, "mark-1", "system");
+  await impostor.request("message:send", { text: "also fake" });
+  const got = [await watcher.next("message:receive"), await watcher.next("message:receive"), await watcher.next("message:receive")];
+  assert.deepEqual(got.map((f) => [f.d.text, f.d.user, f.d.server]), [
+    ["deploy", "system", true],
+    ["fake", "system", undefined],
+    ["also fake", "system", undefined],
+  ]);
+  const history = await call(worker, "GET", "/v1/rooms/mark-1/messages", { auth: token("watcher") });
+  assert.deepEqual(history.body.messages.map((m) => m.server ?? false), [true, false, false]);
+  await watcher.close();
+  await impostor.close();
+});

@@ -245,3 +245,33 @@ fn http_publish_with_a_user_token_draws_on_the_users_budget_but_the_server_key_i
         sim.apply(effects);
     }
 }
+
+#[test]
+fn messages_published_with_the_server_key_are_marked_server_and_a_user_named_system_is_not() {
+    use switchboard::core::room::Publish;
+    let mut sim = Sim::new("mark");
+    let watcher = sim.connect("watcher");
+    sim.take(&watcher);
+    let system = UserId::parse("system").unwrap();
+    let publish = |text: &str| Publish { text: text.into(), data: None, user: None };
+    let (_, effects) =
+        sim.room.handle_publish(system.clone(), publish("deploy"), None, true, sim.now, &sim.log).unwrap();
+    sim.apply(effects);
+    let (_, effects) =
+        sim.room.handle_publish(system, publish("fake"), None, false, sim.now, &sim.log).unwrap();
+    sim.apply(effects);
+    let impostor = sim.connect("system");
+    sim.take(&impostor);
+    sim.send(&impostor, json!({"t":"message:send","d":{"text":"also fake"}}));
+    let got = sim.take(&watcher);
+    let marks: Vec<(Value, Value)> = got
+        .iter()
+        .filter(|f| f["t"] == "message:receive")
+        .map(|f| (f["d"]["text"].clone(), f["d"].get("server").cloned().unwrap_or(Value::Null)))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![(json!("deploy"), json!(true)), (json!("fake"), Value::Null), (json!("also fake"), Value::Null)]
+    );
+    assert_eq!(sim.log.messages.iter().map(|m| m.server).collect::<Vec<_>>(), vec![true, false, false]);
+}

@@ -26,6 +26,10 @@ pub struct Message {
     pub data: Option<Value>,
     /// Server time of acceptance.
     pub ts: Timestamp,
+    /// Published with the server key (`"server": true`; absent otherwise): lets clients tell
+    /// the app server's messages from a user's, whatever `user` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub server: bool,
 }
 
 impl Message {
@@ -218,6 +222,7 @@ mod tests {
             text: "x".repeat(seq as usize % 4 * 5),
             data: None,
             ts: Timestamp(seq),
+            server: false,
         }
     }
 

@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: messages past ROOM_HISTORY_MAX are deleted; their ids stay here for the duplicate check.
     "CREATE TABLE trimmed (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL, ts INTEGER NOT NULL);
      CREATE INDEX trimmed_by_sender ON trimmed (user, id);",
+    // 3: messages the server key published are marked; older ones read as a user's.
+    "ALTER TABLE messages ADD COLUMN server INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The room as it lives between events: rebuilt after a wake, dropped when storage fails.
@@ -595,13 +597,13 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
     .map_err(storage)
 }
 
-/// Rows per INSERT: six bound values each, under the per-statement limit on bound values.
+/// Rows per INSERT: seven bound values each, under the per-statement limit of 100.
 const ROWS_PER_INSERT: usize = 10;
 
 /// Writes `messages` with one multi-row INSERT per ten; the event's writes commit together.
 fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
     for chunk in messages.chunks(ROWS_PER_INSERT) {
-        let mut bindings = Vec::with_capacity(chunk.len() * 6);
+        let mut bindings = Vec::with_capacity(chunk.len() * 7);
         for m in chunk {
             let data = match &m.data {
                 Some(d) => SqlStorageValue::from(d.to_string()),
@@ -614,11 +616,15 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
                 m.text.clone().into(),
                 data,
                 safe_integer(m.ts.as_millis())?,
+                SqlStorageValue::from(i64::from(m.server)),
             ]);
         }
-        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        sql.exec(&format!("INSERT INTO messages (seq, id, user, text, data, ts) VALUES {rows}"), bindings)
-            .map_err(storage)?;
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        sql.exec(
+            &format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}"),
+            bindings,
+        )
+        .map_err(storage)?;
     }
     Ok(())
 }
@@ -637,9 +643,10 @@ struct MessageRow {
     text: String,
     data: Option<String>,
     ts: i64,
+    server: i64,
 }
 
-const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts";
+const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts, server";
 
 impl SqlLog<'_> {
     fn query(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Message>, LogError> {
@@ -661,6 +668,7 @@ impl SqlLog<'_> {
                 .transpose()
                 .map_err(|e| LogError(e.to_string()))?,
             ts: Timestamp(r.ts.max(0) as u64),
+            server: r.server != 0,
         })
     }
 }

@@ -108,7 +108,8 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<Vec<Effect>, Error> {
         let except = Some(sender.conn.clone());
-        let (ack, mut effects) = self.accept_message(&sender.user, except, p.text, p.id, p.data, now, log)?;
+        let (ack, mut effects) =
+            self.accept_message(&sender.user, except, p.text, p.id, p.data, false, now, log)?;
         effects.extend(reply(sender, reply_to, ack));
         Ok(effects)
     }
@@ -128,13 +129,14 @@ impl Room {
         if !by_server {
             self.throttle(&user, super::EventClass::Message, now)?;
         }
-        let result = self.accept_message(&user, None, p.text, idempotency_key, p.data, now, log);
+        let result = self.accept_message(&user, None, p.text, idempotency_key, p.data, by_server, now, log);
         self.forget_full_budgets(now);
         result
     }
 
     /// Validates, deduplicates and sequences a message: `Append`, then a `Broadcast` to all but
     /// `except`, then the sender's typing entry cleared. Returns the ack with the effects.
+    /// `server` marks a message the server key published.
     #[allow(clippy::too_many_arguments)]
     fn accept_message(
         &mut self,
@@ -143,6 +145,7 @@ impl Room {
         text: String,
         id: Option<String>,
         data: Option<Value>,
+        server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
     ) -> Result<(Value, Vec<Effect>), Error> {
@@ -174,6 +177,7 @@ impl Room {
             text,
             data,
             ts: now,
+            server,
         };
         self.head.seq = seq;
         let mut effects = vec![Effect::Append(message.clone())];
