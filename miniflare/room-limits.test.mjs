@@ -113,3 +113,82 @@ test("messages published with the server key carry server:true; a user whose sub
   await watcher.close();
   await impostor.close();
 });
+
+/** The raw text of an event stream, as it arrives. */
+async function rawStream(url) {
+  const abort = new AbortController();
+  const res = await fetch(url, { signal: abort.signal });
+  const raw = { status: res.status, text: "", ended: false, close: () => abort.abort() };
+  raw.done = (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body) raw.text += decoder.decode(chunk, { stream: true });
+    } catch {
+      // aborted
+    }
+    raw.ended = true;
+  })();
+  return raw;
+}
+
+const stats = async (room) => (await call(worker, "GET", `/v1/rooms/${room}/stats`)).body;
+
+test("an event stream ends with a close event at its token's exp", async () => {
+  const stream = await rawStream(`${worker.http}/v1/rooms/sse-exp/events?token=${token("tess", { ttl: 2 })}`);
+  assert.equal(stream.status, 200);
+  const started = Date.now();
+  await Promise.race([stream.done, sleep(6000)]);
+  assert.ok(stream.ended, "the stream ended");
+  assert.ok(Date.now() - started >= 900, "not before its token expired");
+  assert.match(stream.text, /event: close\ndata: \{"code":4001,"reason":"token expired"\}\n\n$/);
+  assert.equal((await stats("sse-exp")).streams, 0);
+});
+
+test("event streams count with sockets against MAX_SOCKETS_PER_USER", async () => {
+  const socket = await join(worker, "sse-cap", "sam");
+  const first = await openEvents(`${worker.http}/v1/rooms/sse-cap/events?token=${token("sam")}`);
+  assert.equal(first.status, 200);
+  const second = await openEvents(`${worker.http}/v1/rooms/sse-cap/events?token=${token("sam")}`);
+  assert.equal(second.status, 429);
+  assert.equal(second.body.error.code, "too_many_connections");
+  const refused = await open(`${worker.ws}/v1/rooms/sse-cap/ws?token=${token("sam")}`).catch((e) => e);
+  assert.equal(refused.status, 429, "a socket over the limit too");
+  first.close();
+  // A stream whose client left is noticed when a write to it fails: at the next keepalive.
+  await sleep(1500);
+  const again = await openEvents(`${worker.http}/v1/rooms/sse-cap/events?token=${token("sam")}`);
+  assert.equal(again.status, 200, "a closed stream frees its place");
+  again.close();
+  await socket.close();
+});
+
+test("open event streams get a keepalive comment every SSE_KEEPALIVE_MS", async () => {
+  const stream = await rawStream(`${worker.http}/v1/rooms/sse-ka/events?token=${token("kim")}`);
+  await sleep(1800);
+  const count = stream.text.split(": keepalive\n\n").length - 1;
+  assert.ok(count >= 2 && count <= 4, `${count} keepalives in 1.8 s at 500 ms`);
+  stream.close();
+});
+
+test("an event stream whose client does not keep up is ended instead of buffered without bound", async () => {
+  const { connect } = await import("node:net");
+  const url = new URL(`${worker.http}/v1/rooms/sse-slow/events?token=${token("sloth")}`);
+  const sock = connect(Number(url.port), url.hostname);
+  await new Promise((resolve) => sock.once("connect", resolve));
+  sock.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\n\r\n`);
+  sock.pause(); // never read: the kernel's buffers fill, then the room's
+  await sleep(200);
+  assert.equal((await stats("sse-slow")).streams, 1);
+  const data = "y".repeat(60_000);
+  let published = 0;
+  while (published < 400 && (await stats("sse-slow")).streams === 1) {
+    for (let i = 0; i < 10; i++) assert.equal((await publish("sse-slow", { text: "big", data })).status, 200);
+    published += 10;
+  }
+  assert.equal((await stats("sse-slow")).streams, 0, `still open after ${published} messages of 60 KB`);
+  console.log(`# slow stream ended after ${published} messages of 60 KB`);
+  sock.destroy();
+  const reader = await openEvents(`${worker.http}/v1/rooms/sse-slow/events?token=${token("fast")}`);
+  assert.equal((await reader.next("room:state")).data.seq, published, "the room goes on");
+  reader.close();
+});

@@ -275,3 +275,61 @@ fn messages_published_with_the_server_key_are_marked_server_and_a_user_named_sys
     );
     assert_eq!(sim.log.messages.iter().map(|m| m.server).collect::<Vec<_>>(), vec![true, false, false]);
 }
+
+#[test]
+fn an_event_stream_ends_with_a_close_event_at_its_tokens_expiry() {
+    let mut sim = Sim::new("sse-exp");
+    let (short, opening) = sim.open_stream("alice", 5_000).unwrap();
+    assert!(opening.contains("event: room:state"));
+    let (long, _) = sim.open_stream("bob", 60_000).unwrap();
+    sim.advance(4_999);
+    assert!(sim.ended_streams.is_empty());
+    sim.advance(1);
+    assert_eq!(
+        sim.ended_streams.get(&short).map(String::as_str),
+        Some("event: close\ndata: {\"code\":4001,\"reason\":\"token expired\"}\n\n")
+    );
+    assert!(sim.streams.contains_key(&long));
+    assert_eq!(sim.room.stream_count(), 1);
+}
+
+#[test]
+fn event_streams_count_with_sockets_against_max_sockets_per_user() {
+    use switchboard::core::error::ErrorCode;
+    let mut sim = Sim::with_limits("sse-cap", Limits { max_sockets_per_user: 2, ..Limits::default() });
+    sim.connect("alice");
+    let (stream, _) = sim.open_stream("alice", 60_000).unwrap();
+    assert_eq!(sim.open_stream("alice", 60_000).unwrap_err().code, ErrorCode::TooManyConnections);
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(
+        sim.room.check_capacity(&alice).unwrap_err().code,
+        ErrorCode::TooManyConnections,
+        "nor a socket"
+    );
+    assert!(sim.open_stream("bob", 60_000).is_ok(), "per user");
+    sim.drop_stream(&stream);
+    assert!(sim.open_stream("alice", 60_000).is_ok(), "a closed stream frees its place");
+}
+
+#[test]
+fn open_event_streams_get_a_keepalive_every_sse_keepalive_ms_and_the_timer_stops_with_the_last() {
+    let mut sim = Sim::with_limits("sse-ka", Limits { sse_keepalive_ms: 1_000, ..Limits::default() });
+    assert_eq!(sim.room.poll_timeout(), None);
+    let (a, _) = sim.open_stream("alice", 3_600_000).unwrap();
+    sim.advance(500);
+    let (b, _) = sim.open_stream("bob", 3_600_000).unwrap();
+    sim.advance(2_600);
+    assert_eq!(sim.streams[&a].len(), 3, "at 1, 2 and 3 s");
+    assert_eq!(sim.streams[&b].len(), 3, "one timer for all streams");
+    assert!(sim.streams[&a].iter().all(|c| c == ": keepalive\n\n"));
+    sim.drop_stream(&a);
+    sim.drop_stream(&b);
+    assert_eq!(sim.room.poll_timeout(), None, "no keepalive without streams");
+}
+
+#[test]
+fn a_stream_more_than_recovery_max_bytes_behind_does_not_keep_up() {
+    let sim = Sim::with_limits("sse-slow", limits());
+    assert!(sim.room.stream_keeps_up(16 * 1024));
+    assert!(!sim.room.stream_keeps_up(16 * 1024 + 1));
+}

@@ -43,6 +43,16 @@ pub enum Effect {
         /// A complete JSON text frame, serialized once for all recipients.
         frame: String,
     },
+    /// Send the last bytes `last` to an event stream, then end it (its token expired). The room
+    /// has already forgotten it.
+    EndStream {
+        /// The stream.
+        stream: ConnId,
+        /// A final Server-Sent Event saying why.
+        last: String,
+    },
+    /// Send [`SSE_KEEPALIVE`](crate::core::room::SSE_KEEPALIVE) to every open event stream.
+    Keepalive,
     /// Close one connection with a code from [`crate::core::error::close`]; the shell then
     /// reports the closure back through `handle_close`.
     Close {

@@ -166,16 +166,26 @@ async fn serve(req: Request, env: Env) -> Result<Response, Error> {
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
-            join_rights(&call.user(&config)?, &config, &room)?;
+            let identity = call.user(&config)?;
+            join_rights(&identity, &config, &room)?;
             let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
                 Some(resume) => Some(resume),
                 None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
             };
             let mut req = room_request(&room, "events", Method::Get)?;
             set_resume(&mut req, resume.as_ref())?;
+            set_stream_owner(&mut req, &identity)?;
             forward(&env, &room, req).await
         }
     }
+}
+
+/// Who holds an event stream and when its token expires: the room counts the stream against
+/// the user's socket limit and ends it at the expiry.
+fn set_stream_owner(req: &mut Request, identity: &auth::Identity) -> Result<(), Error> {
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::USER, identity.user.as_str()).map_err(http::internal)?;
+    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)
 }
 
 /// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable

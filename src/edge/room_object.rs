@@ -11,7 +11,7 @@ use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol;
-use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
+use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry, StreamInfo, SSE_KEEPALIVE};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use futures::channel::mpsc::{unbounded, UnboundedSender};
@@ -48,8 +48,8 @@ const MIGRATIONS: &[&str] = &[
 struct Live {
     room: Room,
     sockets: HashMap<ConnId, WebSocket>,
-    /// Open Server-Sent Events responses; a closed one is dropped on the next push.
-    streams: Vec<UnboundedSender<Vec<u8>>>,
+    /// Open Server-Sent Events responses, by the id the room knows them by.
+    streams: HashMap<ConnId, Stream>,
     /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
     alarm: Option<Timestamp>,
     /// Frames waiting for the next drain (see `core::outbox`).
@@ -65,6 +65,33 @@ struct Live {
     floor: Rc<Cell<u64>>,
     /// The latest `Trim` asked for, done after the next write of messages.
     trim: Option<(u64, u64)>,
+}
+
+/// One open event stream: the sending half of its response body, and the bytes queued that the
+/// runtime has not taken yet (how far its client is behind).
+struct Stream {
+    tx: UnboundedSender<Vec<u8>>,
+    unread: Rc<Cell<usize>>,
+}
+
+impl Stream {
+    /// A stream and the response body it feeds, which counts down what the runtime takes.
+    fn new() -> (Stream, impl futures::Stream<Item = worker::Result<Vec<u8>>>) {
+        let (tx, rx) = unbounded::<Vec<u8>>();
+        let unread = Rc::new(Cell::new(0usize));
+        let taken = Rc::clone(&unread);
+        let body = rx.map(move |chunk: Vec<u8>| {
+            taken.set(taken.get().saturating_sub(chunk.len()));
+            Ok(chunk)
+        });
+        (Stream { tx, unread }, body)
+    }
+
+    /// Queues `bytes`; false when the client went away.
+    fn push(&self, bytes: &[u8]) -> bool {
+        self.unread.set(self.unread.get().saturating_add(bytes.len()));
+        self.tx.unbounded_send(bytes.to_vec()).is_ok()
+    }
 }
 
 impl Drop for Live {
@@ -84,10 +111,9 @@ impl Live {
         if !self.pending.is_empty() {
             write_messages(&self.sql, &self.pending)?;
             self.trim_history();
-            for message in std::mem::take(&mut self.pending) {
-                let event = self.room.message_event(&message).into_bytes();
-                self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
-            }
+            let events: String =
+                std::mem::take(&mut self.pending).iter().map(|m| self.room.message_event(m)).collect();
+            self.push_streams(events.as_bytes());
         }
         for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
             let frame = JsString::from(frame);
@@ -98,6 +124,32 @@ impl Live {
             }
         }
         Ok(())
+    }
+
+    /// Sends `bytes` to every event stream. A stream whose client went away, or fell more than
+    /// `RECOVERY_MAX_BYTES` behind, is ended instead (the room forgets it), so a slow reader
+    /// never makes the room buffer without bound; its client resumes with `Last-Event-ID`.
+    fn push_streams(&mut self, bytes: &[u8]) {
+        let room = &mut self.room;
+        self.streams.retain(|id, stream| {
+            let keep = room.stream_keeps_up(stream.unread.get()) && stream.push(bytes);
+            if !keep {
+                room.close_stream(id);
+            }
+            keep
+        });
+    }
+
+    /// Forgets streams whose client went away, before anything counts them.
+    fn prune_streams(&mut self) {
+        let room = &mut self.room;
+        self.streams.retain(|id, stream| {
+            let open = !stream.tx.is_closed();
+            if !open {
+                room.close_stream(id);
+            }
+            open
+        });
     }
 
     /// Deletes what `Effect::Trim` asked for, after the messages that made it due are written.
@@ -287,7 +339,7 @@ impl RoomObject {
                 "epoch": live.room.epoch(),
                 "connections": live.room.connection_count(),
                 "members": live.room.members().count(),
-                "streams": live.streams.len(),
+                "streams": live.room.stream_count(),
                 "alarm": live.alarm,
                 "wakes": wakes,
             }),
@@ -344,19 +396,27 @@ impl RoomObject {
     /// Server-Sent Events: the core's opening (missed messages, `room:state`), then every new
     /// message as it is stored (see `apply`).
     fn events(&self, req: &Request) -> Result<Response, Error> {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal events request");
+        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
+        let expires =
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let info = StreamInfo { id: random_id()?, user, expires };
         let mut slot = self.live.borrow_mut();
         let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let opening =
-            live.room.open_event_stream(resume_of(req).as_ref(), &SqlLog { sql: &sql, room: &room_id });
-        let (tx, rx) = unbounded::<Vec<u8>>();
-        let _ = tx.unbounded_send(opening.into_bytes());
-        live.streams.push(tx);
+        let id = info.id.clone();
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let opening = live.room.open_stream(info, resume_of(req).as_ref(), now(), &log)?;
+        let (stream, body) = Stream::new();
+        stream.push(opening.as_bytes());
+        live.streams.insert(id, stream);
+        // The stream's expiry and the keepalive are deadlines of the one alarm.
+        self.sync_alarm(live);
         ResponseBuilder::new()
             .with_header("content-type", "text/event-stream; charset=utf-8")
             .and_then(|r| r.with_header("cache-control", "no-cache"))
-            .and_then(|r| r.from_stream(rx.map(Ok::<Vec<u8>, worker::Error>)))
+            .and_then(|r| r.from_stream(body))
             .map_err(http::internal)
     }
 
@@ -371,7 +431,10 @@ impl RoomObject {
             self.sync_alarm(&mut live);
             *slot = Some(live);
         }
-        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))?;
+        // Every event first forgets streams whose client left, so none counts a dead stream.
+        live.prune_streams();
+        Ok(live)
     }
 
     fn rebuild(&self, room_hint: Option<&RoomId>) -> Result<Live, Error> {
@@ -416,7 +479,7 @@ impl RoomObject {
         Ok(Live {
             room,
             sockets,
-            streams: Vec::new(),
+            streams: HashMap::new(),
             alarm: None,
             outbox: Outbox::default(),
             flush_scheduled: false,
@@ -469,6 +532,13 @@ impl RoomObject {
             match effect {
                 Effect::Append(message) => live.pending.push(message),
                 Effect::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
+                Effect::Keepalive => live.push_streams(SSE_KEEPALIVE.as_bytes()),
+                Effect::EndStream { stream, last } => {
+                    // Dropping the sender ends the response after its last event.
+                    if let Some(gone) = live.streams.remove(&stream) {
+                        gone.push(last.as_bytes());
+                    }
+                }
                 Effect::PutState { key, entry } => {
                     if let Err(e) = put_state(&live.sql, &key, &entry) {
                         return self.fail(slot, origin, &e);

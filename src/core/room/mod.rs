@@ -12,10 +12,12 @@
 mod messages;
 mod relay;
 mod state;
+mod streams;
 mod typing;
 
 pub use messages::{Publish, Resume};
 pub use state::StateEntry;
+pub use streams::{StreamInfo, SSE_KEEPALIVE};
 
 use crate::core::auth;
 use crate::core::caps::RoomRights;
@@ -111,6 +113,10 @@ enum Timer {
     TokenExpiry(ConnId),
     /// The user's typing entry lapses.
     Typing(UserId),
+    /// An event stream's token expires.
+    StreamExpiry(ConnId),
+    /// Open event streams are due a keepalive comment.
+    Keepalive,
 }
 
 #[derive(Debug)]
@@ -147,6 +153,8 @@ pub struct Room {
     typing: BTreeSet<UserId>,
     state: BTreeMap<String, StateEntry>,
     budgets: BTreeMap<UserId, Budget>,
+    /// Open event streams (the shell holds the streams themselves).
+    streams: BTreeMap<ConnId, StreamInfo>,
     timers: Timers<Timer>,
 }
 
@@ -162,6 +170,7 @@ impl Room {
             typing: BTreeSet::new(),
             state,
             budgets: BTreeMap::new(),
+            streams: BTreeMap::new(),
             timers: Timers::default(),
         }
     }
@@ -196,13 +205,15 @@ impl Room {
         self.timers.next()
     }
 
-    /// Refuses a new socket for `user` over `MAX_SOCKETS_PER_USER`; checked before accepting.
+    /// Refuses a new socket or event stream for `user` over `MAX_SOCKETS_PER_USER` (sockets and
+    /// streams count together); checked before accepting.
     pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
         let max = self.config.limits.max_sockets_per_user;
-        if self.members.get(user).copied().unwrap_or(0) >= max {
+        let held = self.members.get(user).copied().unwrap_or(0) + self.streams_of(user);
+        if held >= max {
             return Err(Error::new(
                 ErrorCode::TooManyConnections,
-                format!("at most {max} sockets per user in a room"),
+                format!("at most {max} sockets and event streams per user in a room"),
             ));
         }
         Ok(())
@@ -312,6 +323,8 @@ impl Room {
                     effects.push(Effect::Close { conn, code: close::TOKEN_EXPIRED, reason: "token expired" })
                 }
                 Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
+                Timer::StreamExpiry(id) => effects.extend(self.expire_stream(id)),
+                Timer::Keepalive => effects.extend(self.keepalive(now)),
             }
         }
         effects
