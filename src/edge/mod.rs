@@ -29,7 +29,7 @@ use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 /// object is reachable only through its Worker, so it trusts them.
 pub(crate) mod internal {
     pub const ROOM: &str = "x-switchboard-room";
-    /// In a room: the connecting or publishing user. In a user object: that object's user.
+    /// In a room: the connecting, streaming or publishing user. In a user object: that object's user.
     pub const USER: &str = "x-switchboard-user";
     pub const DOC: &str = "x-switchboard-doc";
     /// Who the connecting user may watch (JSON `WatchPolicy`).
