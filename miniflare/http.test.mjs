@@ -21,7 +21,7 @@ test("server publish persists, broadcasts, and a retried Idempotency-Key deliver
   const ack = await res.json();
   assert.deepEqual([ack.seq, ack.id], [1, "deploy-7"]);
   const got = await alice.next("message:receive");
-  assert.deepEqual(got.d, { room: "pub-1", seq: 1, id: "deploy-7", user: "system", text: "deploy finished", data: { build: 7 }, ts: ack.ts });
+  assert.deepEqual(got.d, { room: "pub-1", seq: 1, id: "deploy-7", user: "system", text: "deploy finished", data: { build: 7 }, ts: ack.ts, server: true });
 
   const retry = await (await publish("pub-1", { text: "deploy finished" }, { "idempotency-key": "deploy-7" })).json();
   assert.deepEqual([retry.seq, retry.duplicate], [1, true]);

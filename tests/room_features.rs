@@ -351,7 +351,7 @@ fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
     let system = UserId::parse("system").unwrap();
     let (ack, effects) = sim
         .room
-        .handle_publish(system.clone(), publish("v2 is out"), Some("k-1".into()), sim.now, &sim.log)
+        .handle_publish(system.clone(), publish("v2 is out"), Some("k-1".into()), true, sim.now, &sim.log)
         .unwrap();
     sim.apply(effects);
     assert_eq!(ack["seq"], 1);
@@ -363,13 +363,17 @@ fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
             (Some("system"), Some("v2 is out"))
         );
     }
-    let (again, effects) =
-        sim.room.handle_publish(system, publish("v2 is out"), Some("k-1".into()), sim.now, &sim.log).unwrap();
+    let (again, effects) = sim
+        .room
+        .handle_publish(system, publish("v2 is out"), Some("k-1".into()), true, sim.now, &sim.log)
+        .unwrap();
     assert!(effects.is_empty());
     assert_eq!((again["seq"].clone(), again["duplicate"].clone()), (json!(1), json!(true)));
     let empty = Publish { text: String::new(), data: None, user: None };
-    let err =
-        sim.room.handle_publish(UserId::parse("x").unwrap(), empty, None, sim.now, &sim.log).unwrap_err();
+    let err = sim
+        .room
+        .handle_publish(UserId::parse("x").unwrap(), empty, None, true, sim.now, &sim.log)
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
 }
 

@@ -41,6 +41,13 @@ pub struct Limits {
     /// Largest document, in UTF-8 bytes (`DOC_MAX_BYTES`, default 1,048,576; a snapshot is one
     /// SQLite row, which holds at most 2 MB).
     pub doc_max_bytes: usize,
+    /// Messages a room keeps (`ROOM_HISTORY_MAX`, default 10,000): older ones are deleted as new
+    /// ones are written; their `(user, id)` is remembered for as many messages again, so a late
+    /// resend is still recognized.
+    pub room_history_max: u64,
+    /// How often an open event stream gets a keepalive comment (`SSE_KEEPALIVE_MS`, default
+    /// 25,000), so proxies do not close an idle stream.
+    pub sse_keepalive_ms: u64,
     /// Operations a document keeps for late submitters and reconnects (`DOC_LOG_RETAIN`,
     /// default 1,000): a submit based on an older version gets `snapshot_required`.
     pub doc_log_retain: u64,
@@ -63,6 +70,8 @@ impl Default for Limits {
             presence_max_watch: 256,
             doc_max_bytes: 1 << 20,
             doc_log_retain: 1000,
+            room_history_max: 10_000,
+            sse_keepalive_ms: 25_000,
         }
     }
 }
@@ -145,6 +154,9 @@ impl Config {
                 doc_max_bytes: number("DOC_MAX_BYTES", defaults.doc_max_bytes as u64)?.clamp(1024, 1_800_000)
                     as usize,
                 doc_log_retain: number("DOC_LOG_RETAIN", defaults.doc_log_retain)?.clamp(10, 100_000),
+                room_history_max: number("ROOM_HISTORY_MAX", defaults.room_history_max)?.clamp(1, 10_000_000),
+                sse_keepalive_ms: number("SSE_KEEPALIVE_MS", defaults.sse_keepalive_ms)?
+                    .clamp(100, 3_600_000),
             },
             presence: PresenceTimes {
                 away_ms: number("PRESENCE_AWAY_MS", presence.away_ms)?.clamp(100, 86_400_000),

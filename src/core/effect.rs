@@ -11,6 +11,15 @@ use crate::core::room::{ConnInfo, StateEntry};
 pub enum Effect {
     /// Persist a new message in the room's log (and hand it to HTTP event streams).
     Append(Message),
+    /// Delete the room's messages up to `through` (they are past `ROOM_HISTORY_MAX`), keeping
+    /// their `(user, id)` for the duplicate check, and forget the kept ids up to
+    /// `forget_through`. Comes after the `Append` that made it due.
+    Trim {
+        /// The newest message to delete.
+        through: u64,
+        /// The newest remembered id to forget.
+        forget_through: u64,
+    },
     /// Persist one key of the room's live state.
     PutState {
         /// The key.
@@ -34,6 +43,16 @@ pub enum Effect {
         /// A complete JSON text frame, serialized once for all recipients.
         frame: String,
     },
+    /// Send the last bytes `last` to an event stream, then end it (its token expired). The room
+    /// has already forgotten it.
+    EndStream {
+        /// The stream.
+        stream: ConnId,
+        /// A final Server-Sent Event saying why.
+        last: String,
+    },
+    /// Send [`SSE_KEEPALIVE`](crate::core::room::SSE_KEEPALIVE) to every open event stream.
+    Keepalive,
     /// Close one connection with a code from [`crate::core::error::close`]; the shell then
     /// reports the closure back through `handle_close`.
     Close {

@@ -12,11 +12,15 @@ pub(crate) fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Erro
 
 /// The error as `{"error":{"code","message"}}` with its status.
 pub(crate) fn error(error: &Error) -> worker::Result<Response> {
-    // `fixed`, not `ok`: `ok` replaces the content type with text/plain.
-    Ok(ResponseBuilder::new()
+    let mut response = ResponseBuilder::new()
         .with_status(error.http_status())
-        .with_header("content-type", "application/json")?
-        .fixed(error.to_http_body().into_bytes()))
+        .with_header("content-type", "application/json")?;
+    if let Some(ms) = error.retry_after_ms {
+        // HTTP counts whole seconds; rounding up never invites an early retry.
+        response = response.with_header("retry-after", &ms.div_ceil(1000).max(1).to_string())?;
+    }
+    // `fixed`, not `ok`: `ok` replaces the content type with text/plain.
+    Ok(response.fixed(error.to_http_body().into_bytes()))
 }
 
 /// A platform failure, logged and reported as `internal` (its text never reaches the client).

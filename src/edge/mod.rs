@@ -31,7 +31,7 @@ use worker::{event, Context, Date, Env, Method, Request, Response, Url};
 /// object is reachable only through its Worker, so it trusts them.
 pub(crate) mod internal {
     pub const ROOM: &str = "x-switchboard-room";
-    /// In a room: the connecting or publishing user. In a user object: that object's user.
+    /// In a room: the connecting, streaming or publishing user. In a user object: that object's user.
     pub const USER: &str = "x-switchboard-user";
     pub const DOC: &str = "x-switchboard-doc";
     /// Who the connecting user may watch (JSON `WatchPolicy`).
@@ -44,6 +44,8 @@ pub(crate) mod internal {
     pub const SINCE: &str = "x-switchboard-since";
     pub const EPOCH: &str = "x-switchboard-epoch";
     pub const IDEMPOTENCY_KEY: &str = "x-switchboard-idempotency-key";
+    /// Rooms: `1` when the server key published the message (unthrottled, marked `server`).
+    pub const SERVER: &str = "x-switchboard-server";
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -202,16 +204,26 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
         Route::RoomEvents(room) => {
             let config = config(&env)?;
-            join_rights(&call.user(&config)?, &config, &room)?;
+            let identity = call.user(&config)?;
+            join_rights(&identity, &config, &room)?;
             let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
                 Some(resume) => Some(resume),
                 None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
             };
             let mut req = room_request(&room, "events", Method::Get)?;
             set_resume(&mut req, resume.as_ref())?;
+            set_stream_owner(&mut req, &identity)?;
             forward(&env, &room, req).await
         }
     }
+}
+
+/// Who holds an event stream and when its token expires: the room counts the stream against
+/// the user's socket limit and ends it at the expiry.
+fn set_stream_owner(req: &mut Request, identity: &auth::Identity) -> Result<(), Error> {
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::USER, identity.user.as_str()).map_err(http::internal)?;
+    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)
 }
 
 /// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable
@@ -268,6 +280,9 @@ async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, 
     let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::USER, author.as_str()).map_err(http::internal)?;
+    if matches!(caller, Caller::Server) {
+        h.set(internal::SERVER, "1").map_err(http::internal)?;
+    }
     if let Some(key) = call.header("idempotency-key") {
         h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
     }

@@ -2,23 +2,23 @@
 //! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake.
 
 use super::sql::{
-    self, bound, corrupt, count_wake, random_id, read_meta, safe_integer, storage, write_meta, META_SCHEMA,
+    self, bound, corrupt, count_wake, random_id, read_meta, run, safe_integer, storage, write_meta,
 };
 use super::{config, http, internal, now, socket};
 use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogError, LogHead, Message, Overlay, RoomLog};
+use crate::core::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol;
-use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry};
+use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry, StreamInfo, SSE_KEEPALIVE};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::StreamExt;
 use js_sys::JsString;
 use serde::Deserialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use worker::{
@@ -26,22 +26,30 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS messages (
-  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
-  text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
-CREATE TABLE IF NOT EXISTS state (
-  key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
-);";
+/// The schema's versions, in order (see [`sql::migrate`]).
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release (5a06e97).
+    "CREATE TABLE IF NOT EXISTS messages (
+       seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL,
+       text TEXT NOT NULL, data TEXT, ts INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS messages_by_sender ON messages (user, id);
+     CREATE TABLE IF NOT EXISTS state (
+       key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, user TEXT NOT NULL
+     );",
+    // 2: messages past ROOM_HISTORY_MAX are deleted; their ids stay here for the duplicate check.
+    "CREATE TABLE trimmed (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, user TEXT NOT NULL, ts INTEGER NOT NULL);
+     CREATE INDEX trimmed_by_sender ON trimmed (user, id);",
+    // 3: messages the server key published are marked; older ones read as a user's.
+    "ALTER TABLE messages ADD COLUMN server INTEGER NOT NULL DEFAULT 0;",
+];
 
 /// The room as it lives between events: rebuilt after a wake, dropped when storage fails.
 struct Live {
     room: Room,
     sockets: HashMap<ConnId, WebSocket>,
-    /// Open Server-Sent Events responses; a closed one is dropped on the next push.
-    streams: Vec<UnboundedSender<Vec<u8>>>,
+    /// Open Server-Sent Events responses, by the id the room knows them by.
+    streams: HashMap<ConnId, Stream>,
     /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
     alarm: Option<Timestamp>,
     /// Frames waiting for the next drain (see `core::outbox`).
@@ -53,6 +61,46 @@ struct Live {
     /// (group commit), before anything that announces them is sent.
     pending: Vec<Message>,
     sql: SqlStorage,
+    /// Shared with the object: the highest `seq` a dropped live room had handed out.
+    floor: Rc<Cell<u64>>,
+    /// The latest `Trim` asked for, done after the next write of messages.
+    trim: Option<(u64, u64)>,
+}
+
+/// One open event stream: the sending half of its response body, and the bytes queued that the
+/// runtime has not taken yet (how far its client is behind).
+struct Stream {
+    tx: UnboundedSender<Vec<u8>>,
+    unread: Rc<Cell<usize>>,
+}
+
+impl Stream {
+    /// A stream and the response body it feeds, which counts down what the runtime takes.
+    fn new() -> (Stream, impl futures::Stream<Item = worker::Result<Vec<u8>>>) {
+        let (tx, rx) = unbounded::<Vec<u8>>();
+        let unread = Rc::new(Cell::new(0usize));
+        let taken = Rc::clone(&unread);
+        let body = rx.map(move |chunk: Vec<u8>| {
+            taken.set(taken.get().saturating_sub(chunk.len()));
+            Ok(chunk)
+        });
+        (Stream { tx, unread }, body)
+    }
+
+    /// Queues `bytes`; false when the client went away.
+    fn push(&self, bytes: &[u8]) -> bool {
+        self.unread.set(self.unread.get().saturating_add(bytes.len()));
+        self.tx.unbounded_send(bytes.to_vec()).is_ok()
+    }
+}
+
+impl Drop for Live {
+    /// A live room is dropped when a write failed: its head may be ahead of storage (messages
+    /// still pending, or sequenced but never appended), and the rebuild must not hand those
+    /// seqs out again.
+    fn drop(&mut self) {
+        self.floor.set(self.floor.get().max(self.room.seq()));
+    }
 }
 
 impl Live {
@@ -65,10 +113,10 @@ impl Live {
                 self.abandon();
                 return Err(e);
             }
-            for message in std::mem::take(&mut self.pending) {
-                let event = self.room.message_event(&message).into_bytes();
-                self.streams.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
-            }
+            self.trim_history();
+            let events: String =
+                std::mem::take(&mut self.pending).iter().map(|m| self.room.message_event(m)).collect();
+            self.push_streams(events.as_bytes());
         }
         // Each round drops the sockets that refused a frame, which queues their departures
         // for the rest; it ends because every round with a failure removes a socket.
@@ -129,6 +177,55 @@ impl Live {
         }
     }
 
+    /// Sends `bytes` to every event stream. A stream whose client went away, or fell more than
+    /// `RECOVERY_MAX_BYTES` behind, is ended instead (the room forgets it), so a slow reader
+    /// never makes the room buffer without bound; its client resumes with `Last-Event-ID`.
+    fn push_streams(&mut self, bytes: &[u8]) {
+        let room = &mut self.room;
+        self.streams.retain(|id, stream| {
+            let keep = room.stream_keeps_up(stream.unread.get()) && stream.push(bytes);
+            if !keep {
+                room.close_stream(id);
+            }
+            keep
+        });
+    }
+
+    /// Forgets streams whose client went away, before anything counts them.
+    fn prune_streams(&mut self) {
+        let room = &mut self.room;
+        self.streams.retain(|id, stream| {
+            let open = !stream.tx.is_closed();
+            if !open {
+                room.close_stream(id);
+            }
+            open
+        });
+    }
+
+    /// Deletes what `Effect::Trim` asked for, after the messages that made it due are written.
+    /// Trimming is upkeep: a failure is logged and retried with the next write, and never holds
+    /// back the acks of messages already stored.
+    fn trim_history(&mut self) {
+        let Some((through, forget_through)) = self.trim else { return };
+        let done = safe_integer(through).and_then(|through| {
+            let forget = safe_integer(forget_through)?;
+            // Only ids still inside the window are copied (a long log trimmed at once after an
+            // upgrade copies at most ROOM_HISTORY_MAX of them).
+            run(
+                &self.sql,
+                "INSERT OR IGNORE INTO trimmed (seq, id, user, ts)
+                 SELECT seq, id, user, ts FROM messages WHERE seq <= ? AND seq > ?",
+                vec![through.clone(), forget.clone()],
+            )?;
+            run(&self.sql, "DELETE FROM messages WHERE seq <= ?", vec![through])?;
+            run(&self.sql, "DELETE FROM trimmed WHERE seq <= ?", vec![forget])
+        });
+        if done.is_ok() {
+            self.trim = None;
+        }
+    }
+
     /// The log as reads must see it: SQLite plus the messages not yet written.
     fn log<'a>(sql: &'a SqlLog<'a>, pending: &'a [Message]) -> Overlay<'a, SqlLog<'a>> {
         Overlay { base: sql, pending }
@@ -142,6 +239,8 @@ pub struct RoomObject {
     env: Env,
     /// Shared with the deferred flush task, which runs between events.
     live: Rc<RefCell<Option<Live>>>,
+    /// The highest `seq` a dropped live room handed out (see `Drop for Live`).
+    floor: Rc<Cell<u64>>,
 }
 
 impl worker::DurableObject for RoomObject {
@@ -150,7 +249,7 @@ impl worker::DurableObject for RoomObject {
         if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
             let _ = state.as_raw().set_websocket_auto_response(&pair);
         }
-        RoomObject { state, env, live: Rc::new(RefCell::new(None)) }
+        RoomObject { state, env, live: Rc::new(RefCell::new(None)), floor: Rc::new(Cell::new(0)) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -303,7 +402,7 @@ impl RoomObject {
     /// Operational counters; `wakes` counts how often the room was rebuilt from storage.
     fn stats(&self, req: &Request) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let wakes = sql::wakes(&self.state.storage().sql())?;
         http::json(
             200,
@@ -313,7 +412,7 @@ impl RoomObject {
                 "epoch": live.room.epoch(),
                 "connections": live.room.connection_count(),
                 "members": live.room.members().count(),
-                "streams": live.streams.len(),
+                "streams": live.room.stream_count(),
                 "alarm": live.alarm,
                 "wakes": wakes,
             }),
@@ -325,11 +424,10 @@ impl RoomObject {
         let limit =
             number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let base = SqlLog { sql: &sql, room: &room_id };
-        let messages = live.room.history(before, limit, &Live::log(&base, &live.pending))?;
+        let messages = live.room.history(before, limit, &SqlLog { sql: &sql, room: &room_id })?;
         http::json(200, &serde_json::json!({ "messages": messages }))
     }
 
@@ -345,8 +443,15 @@ impl RoomObject {
         let room_id = live.room.id().clone();
         let base = SqlLog { sql: &sql, room: &room_id };
         let log = Live::log(&base, &live.pending);
-        let (ack, effects) =
-            live.room.handle_publish(user, publish, header(req, internal::IDEMPOTENCY_KEY), now(), &log)?;
+        let by_server = header(req, internal::SERVER).as_deref() == Some("1");
+        let (ack, effects) = live.room.handle_publish(
+            user,
+            publish,
+            header(req, internal::IDEMPOTENCY_KEY),
+            by_server,
+            now(),
+            &log,
+        )?;
         let stored = Error::new(ErrorCode::Internal, "could not store the message");
         if !self.apply(&mut slot, None, effects) {
             return Err(stored);
@@ -364,21 +469,27 @@ impl RoomObject {
     /// Server-Sent Events: the core's opening (missed messages, `room:state`), then every new
     /// message as it is stored (see `apply`).
     fn events(&self, req: &Request) -> Result<Response, Error> {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal events request");
+        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
+        let expires =
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let info = StreamInfo { id: random_id()?, user, expires };
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, room_hint(req).as_ref())?;
+        let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let opening = live.room.open_event_stream(
-            resume_of(req).as_ref(),
-            &Live::log(&SqlLog { sql: &sql, room: &room_id }, &live.pending),
-        );
-        let (tx, rx) = unbounded::<Vec<u8>>();
-        let _ = tx.unbounded_send(opening.into_bytes());
-        live.streams.push(tx);
+        let id = info.id.clone();
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let opening = live.room.open_stream(info, resume_of(req).as_ref(), now(), &log)?;
+        let (stream, body) = Stream::new();
+        stream.push(opening.as_bytes());
+        live.streams.insert(id, stream);
+        // The stream's expiry and the keepalive are deadlines of the one alarm.
+        self.sync_alarm(live);
         ResponseBuilder::new()
             .with_header("content-type", "text/event-stream; charset=utf-8")
             .and_then(|r| r.with_header("cache-control", "no-cache"))
-            .and_then(|r| r.from_stream(rx.map(Ok::<Vec<u8>, worker::Error>)))
+            .and_then(|r| r.from_stream(body))
             .map_err(http::internal)
     }
 
@@ -403,13 +514,16 @@ impl RoomObject {
             self.sync_alarm(&mut live);
             *slot = Some(live);
         }
-        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))?;
+        // Every event first forgets streams whose client left, so none counts a dead stream.
+        live.prune_streams();
+        Ok(live)
     }
 
     fn rebuild(&self, room_hint: Option<&RoomId>, closing: Option<ConnInfo>) -> Result<Live, Error> {
         let config = config(&self.env)?;
         let sql = self.state.storage().sql();
-        sql.exec(META_SCHEMA, None).and_then(|_| sql.exec(SCHEMA, None)).map_err(storage)?;
+        sql::migrate(&self.state, MIGRATIONS)?;
         let room = match (read_meta(&sql, "room")?, room_hint) {
             (Some(stored), _) => RoomId::parse(&stored).map_err(|_| corrupt("room id"))?,
             (None, Some(hint)) => {
@@ -435,9 +549,10 @@ impl RoomObject {
             .exec("SELECT MAX(seq) AS seq FROM messages", None)
             .and_then(|c| c.to_array())
             .map_err(storage)?;
-        let seq = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
+        let stored = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
+        let floor = self.seq_floor(&sql, stored)?;
 
-        let mut room = Room::new(room, LogHead { seq, epoch }, read_state(&sql)?, config);
+        let mut room = Room::new(room, LogHead::restore(stored, floor, epoch), read_state(&sql)?, config);
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {
@@ -453,14 +568,43 @@ impl RoomObject {
         Ok(Live {
             room,
             sockets,
-            streams: Vec::new(),
+            streams: HashMap::new(),
             alarm: None,
             outbox: Outbox::default(),
             flush_scheduled: false,
             last_apply: None,
             pending: Vec::new(),
             sql,
+            floor: Rc::clone(&self.floor),
+            trim: None,
         })
+    }
+
+    /// The last seq handed out before a failed write, kept in `meta` once it is ahead of
+    /// storage so that an eviction does not forget it either.
+    fn seq_floor(&self, sql: &SqlStorage, stored: u64) -> Result<u64, Error> {
+        let kept = read_meta(sql, "seq_floor")?.and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let floor = self.floor.get();
+        if floor > stored && floor > kept {
+            write_meta(sql, "seq_floor", &floor.to_string())?;
+        }
+        Ok(floor.max(kept))
+    }
+
+    /// The live room with every accepted message written, for reads that leave the object at
+    /// once (HTTP history, an event stream's opening, stats): they never show a message that
+    /// could still fail to be stored, and a new stream does not get a pending message twice
+    /// (in its opening and again when it is written).
+    fn flushed<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        room_hint: Option<&RoomId>,
+    ) -> Result<&'a mut Live, Error> {
+        if let Err(e) = self.load(slot, room_hint)?.flush() {
+            *slot = None;
+            return Err(e);
+        }
+        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "room not loaded"))
     }
 
     fn sync_alarm(&self, live: &mut Live) {
@@ -476,6 +620,14 @@ impl RoomObject {
             let Some(live) = slot.as_mut() else { return false };
             match effect {
                 Effect::Append(message) => live.pending.push(message),
+                Effect::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
+                Effect::Keepalive => live.push_streams(SSE_KEEPALIVE.as_bytes()),
+                Effect::EndStream { stream, last } => {
+                    // Dropping the sender ends the response after its last event.
+                    if let Some(gone) = live.streams.remove(&stream) {
+                        gone.push(last.as_bytes());
+                    }
+                }
                 Effect::PutState { key, entry } => {
                     if let Err(e) = put_state(&live.sql, &key, &entry) {
                         return self.fail(slot, origin, &e);
@@ -611,13 +763,13 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
     .map_err(storage)
 }
 
-/// Rows per INSERT: six bound values each, under the per-statement limit on bound values.
+/// Rows per INSERT: seven bound values each, under the per-statement limit of 100.
 const ROWS_PER_INSERT: usize = 10;
 
 /// Writes `messages` with one multi-row INSERT per ten; the event's writes commit together.
 fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
     for chunk in messages.chunks(ROWS_PER_INSERT) {
-        let mut bindings = Vec::with_capacity(chunk.len() * 6);
+        let mut bindings = Vec::with_capacity(chunk.len() * 7);
         for m in chunk {
             let data = match &m.data {
                 Some(d) => SqlStorageValue::from(d.to_string()),
@@ -630,11 +782,15 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
                 m.text.clone().into(),
                 data,
                 safe_integer(m.ts.as_millis())?,
+                SqlStorageValue::from(i64::from(m.server)),
             ]);
         }
-        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        sql.exec(&format!("INSERT INTO messages (seq, id, user, text, data, ts) VALUES {rows}"), bindings)
-            .map_err(storage)?;
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        sql.exec(
+            &format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}"),
+            bindings,
+        )
+        .map_err(storage)?;
     }
     Ok(())
 }
@@ -653,9 +809,10 @@ struct MessageRow {
     text: String,
     data: Option<String>,
     ts: i64,
+    server: i64,
 }
 
-const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts";
+const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts, server";
 
 impl SqlLog<'_> {
     fn query(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Message>, LogError> {
@@ -677,26 +834,77 @@ impl SqlLog<'_> {
                 .transpose()
                 .map_err(|e| LogError(e.to_string()))?,
             ts: Timestamp(r.ts.max(0) as u64),
+            server: r.server != 0,
         })
     }
 }
 
+/// A message row's [`Message::size`] in SQL: the UTF-8 bytes of text, data, id and author.
+const ROW_SIZE: &str = "length(CAST(text AS BLOB)) + COALESCE(length(CAST(data AS BLOB)), 0)
+  + length(CAST(id AS BLOB)) + length(CAST(user AS BLOB))";
+
+impl SqlLog<'_> {
+    /// The rows of `window` (a query of message columns, in walking order) while the bytes of
+    /// the rows before each are under `max_bytes`, in ascending `seq`: SQLite sums the sizes,
+    /// so rows past the bound never reach the Worker.
+    fn within(
+        &self,
+        window: &str,
+        bindings: Vec<SqlStorageValue>,
+        max_bytes: usize,
+        walk: &str,
+    ) -> Result<Vec<Message>, LogError> {
+        let q = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
+               SELECT {MESSAGE_COLUMNS}, SUM({ROW_SIZE}) OVER (ORDER BY seq {walk}) - ({ROW_SIZE}) AS before
+               FROM ({window})
+             ) WHERE before < ? ORDER BY seq ASC"
+        );
+        let mut bindings = bindings;
+        bindings.push(bound(max_bytes as u64));
+        self.query(&q, bindings)
+    }
+}
+
 impl RoomLog for SqlLog<'_> {
-    fn page(&self, before: Option<u64>, limit: u32) -> Result<Vec<Message>, LogError> {
+    fn page(&self, before: Option<u64>, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
         let before = bound(before.unwrap_or(u64::MAX));
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?");
-        let mut page = self.query(&q, vec![before, SqlStorageValue::from(i64::from(limit))])?;
-        page.reverse();
-        Ok(page)
+        let window =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        self.within(&window, vec![before, SqlStorageValue::from(i64::from(limit))], max_bytes, "DESC")
     }
 
-    fn after(&self, since: u64, limit: u32) -> Result<Vec<Message>, LogError> {
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?");
-        self.query(&q, vec![bound(since), SqlStorageValue::from(i64::from(limit))])
+    fn after(&self, since: u64, limit: u32, max_bytes: usize) -> Result<Vec<Message>, LogError> {
+        let window = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq ASC LIMIT ?");
+        self.within(&window, vec![bound(since), SqlStorageValue::from(i64::from(limit))], max_bytes, "ASC")
     }
 
-    fn find(&self, user: &UserId, id: &str) -> Result<Option<Message>, LogError> {
-        let q = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user = ? AND id = ? LIMIT 1");
-        Ok(self.query(&q, vec![user.to_string().into(), id.to_owned().into()])?.into_iter().next())
+    fn find(&self, user: &UserId, id: &str) -> Result<Option<Receipt>, LogError> {
+        #[derive(Deserialize)]
+        struct Row {
+            seq: i64,
+            id: String,
+            ts: i64,
+        }
+        // A trimmed message's id is remembered in `trimmed`; a stored one is in `messages`.
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
+                 UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
+                vec![
+                    user.to_string().into(),
+                    id.to_owned().into(),
+                    user.to_string().into(),
+                    id.to_owned().into(),
+                ],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(|e| LogError(e.to_string()))?;
+        Ok(rows.into_iter().next().map(|r| Receipt {
+            seq: r.seq.max(0) as u64,
+            id: r.id,
+            ts: Timestamp(r.ts.max(0) as u64),
+        }))
     }
 }

@@ -14,10 +14,11 @@ use switchboard::core::auth::AuthConfig;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::effect::Effect;
+use switchboard::core::error::Error;
 use switchboard::core::ids::{ConnId, RoomId, UserId};
 use switchboard::core::log::{LogHead, MemoryLog};
 use switchboard::core::protocol::Incoming;
-use switchboard::core::room::{ConnInfo, Resume, Room};
+use switchboard::core::room::{ConnInfo, Resume, Room, StreamInfo, SSE_KEEPALIVE};
 use switchboard::core::time::Timestamp;
 
 pub const SECRET: &[u8] = b"test-secret";
@@ -58,6 +59,10 @@ pub struct Sim {
     pub closed: BTreeMap<ConnId, u16>,
     pub stored_state: BTreeMap<String, Value>,
     pub attachments: BTreeMap<ConnId, ConnInfo>,
+    /// What each open event stream received after its opening.
+    pub streams: BTreeMap<ConnId, Vec<String>>,
+    /// Streams the room ended, with their last event.
+    pub ended_streams: BTreeMap<ConnId, String>,
     next_conn: u32,
 }
 
@@ -80,6 +85,8 @@ impl Sim {
             closed: BTreeMap::new(),
             stored_state: BTreeMap::new(),
             attachments: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            ended_streams: BTreeMap::new(),
             next_conn: 0,
         }
     }
@@ -120,6 +127,26 @@ impl Sim {
         conn
     }
 
+    /// Opens an event stream for `user` whose token lives `ttl_ms`; returns its id and opening.
+    pub fn open_stream(&mut self, user: &str, ttl_ms: u64) -> Result<(ConnId, String), Error> {
+        self.next_conn += 1;
+        let id = ConnId::parse(&format!("s{}", self.next_conn)).unwrap();
+        let info = StreamInfo {
+            id: id.clone(),
+            user: UserId::parse(user).unwrap(),
+            expires: self.now.plus_millis(ttl_ms),
+        };
+        let opening = self.room.open_stream(info, None, self.now, &self.log)?;
+        self.streams.insert(id.clone(), Vec::new());
+        Ok((id, opening))
+    }
+
+    /// The client of an event stream went away.
+    pub fn drop_stream(&mut self, id: &ConnId) {
+        self.streams.remove(id);
+        self.room.close_stream(id);
+    }
+
     pub fn send(&mut self, conn: &ConnId, frame: Value) {
         self.send_raw(conn, &frame.to_string());
     }
@@ -154,6 +181,16 @@ impl Sim {
                 Effect::Append(m) => {
                     assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
                     self.log.messages.push(m);
+                }
+                Effect::Trim { through, forget_through } => self.log.trim(through, forget_through),
+                Effect::Keepalive => {
+                    for chunks in self.streams.values_mut() {
+                        chunks.push(SSE_KEEPALIVE.to_string());
+                    }
+                }
+                Effect::EndStream { stream, last } => {
+                    assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
+                    self.ended_streams.insert(stream, last);
                 }
                 Effect::PutState { key, entry } => {
                     self.stored_state.insert(key, serde_json::to_value(entry).unwrap());

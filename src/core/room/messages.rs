@@ -7,7 +7,7 @@ use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{Message, RoomLog};
+use crate::core::log::{Message, Receipt, RoomLog};
 use crate::core::protocol::{self, Ref};
 use crate::core::time::Timestamp;
 use serde::Deserialize;
@@ -90,7 +90,7 @@ fn internal(e: crate::core::log::LogError) -> Error {
 }
 
 /// The ack for a stored message; `duplicate` when a resend found the original.
-fn ack(m: &Message, duplicate: bool) -> Value {
+fn ack(m: &Receipt, duplicate: bool) -> Value {
     let mut ack = json!({ "seq": m.seq, "id": m.id, "ts": m.ts });
     if duplicate {
         ack["duplicate"] = Value::Bool(true);
@@ -108,25 +108,35 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<Vec<Effect>, Error> {
         let except = Some(sender.conn.clone());
-        let (ack, mut effects) = self.accept_message(&sender.user, except, p.text, p.id, p.data, now, log)?;
+        let (ack, mut effects) =
+            self.accept_message(&sender.user, except, p.text, p.id, p.data, false, now, log)?;
         effects.extend(reply(sender, reply_to, ack));
         Ok(effects)
     }
 
-    /// A message from an app server or an HTTP client; the reply body is the ack.
+    /// A message from an app server (`by_server`: the server key, unthrottled) or a user's
+    /// HTTP client (drawing on that user's message budget, shared with their sockets); the reply
+    /// body is the ack.
     pub fn handle_publish(
         &mut self,
         user: UserId,
         p: Publish,
         idempotency_key: Option<String>,
+        by_server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
     ) -> Result<(Value, Vec<Effect>), Error> {
-        self.accept_message(&user, None, p.text, idempotency_key, p.data, now, log)
+        if !by_server {
+            self.throttle(&user, super::EventClass::Message, now)?;
+        }
+        let result = self.accept_message(&user, None, p.text, idempotency_key, p.data, by_server, now, log);
+        self.forget_full_budgets(now);
+        result
     }
 
     /// Validates, deduplicates and sequences a message: `Append`, then a `Broadcast` to all but
     /// `except`, then the sender's typing entry cleared. Returns the ack with the effects.
+    /// `server` marks a message the server key published.
     #[allow(clippy::too_many_arguments)]
     fn accept_message(
         &mut self,
@@ -135,6 +145,7 @@ impl Room {
         text: String,
         id: Option<String>,
         data: Option<Value>,
+        server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
     ) -> Result<(Value, Vec<Effect>), Error> {
@@ -166,14 +177,18 @@ impl Room {
             text,
             data,
             ts: now,
+            server,
         };
         self.head.seq = seq;
-        let mut effects = vec![
-            Effect::Append(message.clone()),
-            Effect::Broadcast { except, frame: protocol::event("message:receive", &message) },
-        ];
+        let mut effects = vec![Effect::Append(message.clone())];
+        // Past ROOM_HISTORY_MAX the oldest goes, its id kept for as many messages again.
+        let max = self.config.limits.room_history_max;
+        if let Some(through) = seq.checked_sub(max).filter(|t| *t > 0) {
+            effects.push(Effect::Trim { through, forget_through: through.saturating_sub(max) });
+        }
+        effects.push(Effect::Broadcast { except, frame: protocol::event("message:receive", &message) });
         effects.extend(self.stop_typing(user, None));
-        Ok((ack(&message, false), effects))
+        Ok((ack(&message.receipt(), false), effects))
     }
 
     pub(super) fn history_get(
@@ -190,7 +205,8 @@ impl Room {
     }
 
     /// A history page: up to `limit` (default 50, at most `HISTORY_PAGE_MAX`) messages before
-    /// `before`, ascending.
+    /// `before`, ascending, and about `RECOVERY_MAX_BYTES` at most (at least one message), so a
+    /// page of large messages never loads them all.
     pub fn history(
         &self,
         before: Option<u64>,
@@ -198,12 +214,13 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<Vec<Message>, Error> {
         let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).clamp(1, self.config.limits.history_page_max);
-        log.page(before, limit).map_err(internal)
+        log.page(before, limit, self.config.limits.recovery_max_bytes).map_err(internal)
     }
 
     /// Exactly the messages after `resume.since`, or `None` when they cannot all be given:
-    /// another epoch, a position ahead of the log, more than the recovery window, or a log read
-    /// that comes back short. Never a silent gap.
+    /// another epoch, a position ahead of the log, more than the recovery window, more than
+    /// `RECOVERY_MAX_BYTES` of frames, or a log read that comes back short. Never a silent gap.
+    /// The read itself stops at the byte bound, so an oversized replay is never loaded whole.
     pub fn missed(&self, resume: &Resume, log: &dyn RoomLog) -> Option<Vec<Message>> {
         if resume.epoch != self.head.epoch || resume.since > self.head.seq {
             return None;
@@ -212,10 +229,15 @@ impl Room {
         if count > u64::from(self.config.limits.recovery_window) {
             return None;
         }
-        let messages = log.after(resume.since, count as u32).ok()?;
+        let max_bytes = self.config.limits.recovery_max_bytes;
+        let messages = log.after(resume.since, count as u32, max_bytes).ok()?;
         let contiguous = messages.len() as u64 == count
             && messages.iter().zip(resume.since + 1..).all(|(m, expected)| m.seq == expected);
-        contiguous.then_some(messages)
+        // `size` undercounts a frame (keys, seq, escapes): the frames themselves decide.
+        let bytes = messages
+            .iter()
+            .fold(0usize, |sum, m| sum.saturating_add(protocol::event("message:receive", m).len()));
+        (contiguous && bytes <= max_bytes).then_some(messages)
     }
 
     /// The start of a Server-Sent Events stream: the missed messages when `resume` can be

@@ -12,10 +12,12 @@
 mod messages;
 mod relay;
 mod state;
+mod streams;
 mod typing;
 
 pub use messages::{Publish, Resume};
 pub use state::StateEntry;
+pub use streams::{StreamInfo, SSE_KEEPALIVE};
 
 use crate::core::auth;
 use crate::core::caps::RoomRights;
@@ -111,6 +113,10 @@ enum Timer {
     TokenExpiry(ConnId),
     /// The user's typing entry lapses.
     Typing(UserId),
+    /// An event stream's token expires.
+    StreamExpiry(ConnId),
+    /// Open event streams are due a keepalive comment.
+    Keepalive,
 }
 
 #[derive(Debug)]
@@ -118,7 +124,21 @@ struct Connection {
     info: ConnInfo,
     /// Consecutive rejected frames; reset by any accepted one.
     strikes: protocol::Strikes,
-    buckets: [Bucket; EventClass::ALL.len()],
+}
+
+/// A user's rate budget in this room, shared by all their sockets and their HTTP publishes; it
+/// outlives a reconnect until it has refilled, so reconnecting buys no fresh burst.
+#[derive(Debug)]
+struct Budget([Bucket; EventClass::ALL.len()]);
+
+impl Budget {
+    fn full(now: Timestamp) -> Budget {
+        Budget(EventClass::ALL.map(|class| Bucket::full(class.rate(), now)))
+    }
+
+    fn is_full(&self, now: Timestamp) -> bool {
+        EventClass::ALL.iter().zip(&self.0).all(|(class, b)| b.is_full(class.rate(), now))
+    }
 }
 
 /// One room's live state.
@@ -132,6 +152,9 @@ pub struct Room {
     members: BTreeMap<UserId, usize>,
     typing: BTreeSet<UserId>,
     state: BTreeMap<String, StateEntry>,
+    budgets: BTreeMap<UserId, Budget>,
+    /// Open event streams (the shell holds the streams themselves).
+    streams: BTreeMap<ConnId, StreamInfo>,
     timers: Timers<Timer>,
 }
 
@@ -146,6 +169,8 @@ impl Room {
             members: BTreeMap::new(),
             typing: BTreeSet::new(),
             state,
+            budgets: BTreeMap::new(),
+            streams: BTreeMap::new(),
             timers: Timers::default(),
         }
     }
@@ -180,13 +205,15 @@ impl Room {
         self.timers.next()
     }
 
-    /// Refuses a new socket for `user` over `MAX_SOCKETS_PER_USER`; checked before accepting.
+    /// Refuses a new socket or event stream for `user` over `MAX_SOCKETS_PER_USER` (sockets and
+    /// streams count together); checked before accepting.
     pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
         let max = self.config.limits.max_sockets_per_user;
-        if self.members.get(user).copied().unwrap_or(0) >= max {
+        let held = self.members.get(user).copied().unwrap_or(0) + self.streams_of(user);
+        if held >= max {
             return Err(Error::new(
                 ErrorCode::TooManyConnections,
-                format!("at most {max} sockets per user in a room"),
+                format!("at most {max} sockets and event streams per user in a room"),
             ));
         }
         Ok(())
@@ -198,12 +225,13 @@ impl Room {
     }
 
     fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
+        // Budgets are pruned as sockets arrive (and on publishes): handle_close has no clock.
+        self.forget_full_budgets(now);
         let user = info.user.clone();
         self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
-        let buckets = EventClass::ALL.map(|class| Bucket::full(class.rate(), now));
         if self
             .conns
-            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default(), buckets })
+            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() })
             .is_some()
         {
             return false;
@@ -293,6 +321,8 @@ impl Room {
             match timer {
                 Timer::TokenExpiry(conn) => effects.push(expired(conn)),
                 Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
+                Timer::StreamExpiry(id) => effects.extend(self.expire_stream(id)),
+                Timer::Keepalive => effects.extend(self.keepalive(now)),
             }
         }
         effects
@@ -364,7 +394,7 @@ impl Room {
                 "this token may read this room but not write to it",
             ));
         }
-        self.throttle(&sender.conn, class, now)?;
+        self.throttle(&sender.user, class, now)?;
         let r = reply_to;
         match event.as_str() {
             "message:send" => self.send_message(sender, r, protocol::payload(&event, data)?, now, log),
@@ -383,11 +413,16 @@ impl Room {
         protocol::token_deadline(expires, self.config.auth.leeway_secs)
     }
 
-    fn throttle(&mut self, conn: &ConnId, class: EventClass, now: Timestamp) -> Result<(), Error> {
-        let Some(bucket) = self.conns.get_mut(conn).and_then(|c| c.buckets.get_mut(class.index())) else {
-            return Ok(());
-        };
+    fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
+        let budget = self.budgets.entry(user.clone()).or_insert_with(|| Budget::full(now));
+        let Some(bucket) = budget.0.get_mut(class.index()) else { return Ok(()) };
         bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))
+    }
+
+    /// Budgets of users without a socket here that have refilled are the same as new ones.
+    fn forget_full_budgets(&mut self, now: Timestamp) {
+        let members = &self.members;
+        self.budgets.retain(|user, budget| members.contains_key(user) || !budget.is_full(now));
     }
 
     fn refresh_token(
