@@ -350,6 +350,14 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     }
   }
 
+  /** Drops the current socket and connects again at once (a document starting over). */
+  protected replaceSocket(): void {
+    if (this.closedByUser || this.stopped) return;
+    this.teardown(1000, "resync");
+    this.attempt = 0;
+    void this.connect();
+  }
+
   /** Sends raw text on the open socket; false when there is none. */
   protected rawSend(text: string): boolean {
     const ws = this.ws;

@@ -222,7 +222,14 @@ export class Doc extends Channel<DocEvents> {
       case "operation": {
         const o = frame.d as Operation;
         if (this.catchingUp) this.held.push(o);
-        else this.applyRemote(o);
+        else {
+          try {
+            this.applyRemote(o);
+          } catch (err) {
+            // An op that does not fit our text means we diverged: start over from the server.
+            this.resync(new SwitchboardError("internal", `a remote op did not apply: ${String(err)}`));
+          }
+        }
         return;
       }
       case "cursor:update": {
@@ -355,20 +362,22 @@ export class Doc extends Channel<DocEvents> {
       void this.catchUp();
       return;
     }
-    // forbidden, bad_request, too_large, bad_version: this edit cannot be applied. Start over
-    // from the server's text (reconnecting without a version), reporting what was dropped.
-    this.report(err);
-    this.loaded = false;
-    const lost = this.text;
-    this.once("open", (snap) => this.emit("reset", { text: snap.text, v: snap.v, lost }));
-    this.inflight = null;
-    this.buffer = null;
-    this.reconnectFresh();
+    // forbidden, bad_request, too_large, bad_version: this edit cannot be applied.
+    this.resync(err);
   }
 
-  private reconnectFresh(): void {
-    // The next connect has no `?v=` (loaded is false) and takes the server's text.
-    this.ws?.close(1000, "resync");
+  /**
+   * Starts over from the server's text: reconnects without a version (so the snapshot replaces
+   * everything), reporting `err` and emitting `reset` with the local text that was dropped.
+   */
+  private resync(err: SwitchboardError): void {
+    this.report(err);
+    const lost = this.text;
+    this.inflight = null;
+    this.buffer = null;
+    this.loaded = false;
+    this.once("open", (snap) => this.emit("reset", { text: snap.text, v: snap.v, lost }));
+    this.replaceSocket();
   }
 
   /**
