@@ -10,6 +10,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const entries = [
   ["@switchboard/client (everything: rooms, user, documents, with ot-text-unicode)", `export * from ${JSON.stringify(join(here, "../dist/index.js"))};`],
   ["@switchboard/client without ot-text-unicode (its only dependency, left external)", `export * from ${JSON.stringify(join(here, "../dist/index.js"))};`, ["ot-text-unicode"]],
+  ["@switchboard/client/socket.io (the facade, with the whole SDK)", `export { io } from ${JSON.stringify(join(here, "../dist/socket.io.js"))};`],
   ["socket.io-client 4.8.1 (`io`)", `export { io } from "socket.io-client";`],
   ["partysocket 1.3.0 (`PartySocket`)", `export { default } from "partysocket";`],
 ];

@@ -46,6 +46,10 @@ interface Queued {
 export interface ChannelEvents {
   status: ChannelStatus;
   error: SwitchboardError;
+  /** A reconnect attempt starts (1, 2, ... since the socket was last open). */
+  attempt: number;
+  /** A connect attempt failed before the socket opened. */
+  connectError: SwitchboardError;
 }
 
 export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
@@ -144,7 +148,9 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
 
   private async connect(): Promise<void> {
     if (this.closedByUser || this.stopped) return;
-    this.setChannelStatus(this.everOpen || this.attempt > 0 ? "reconnecting" : "connecting");
+    const again = this.everOpen || this.attempt > 0;
+    this.setChannelStatus(again ? "reconnecting" : "connecting");
+    if (again) this.fire("attempt", Math.max(1, this.attempt));
     let token: string;
     try {
       token = await this.client.getToken();
@@ -227,10 +233,15 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
 
   /** The socket closed (or was found dead): decide from the code whether and when to return. */
   private lost(code: number, reason: string): void {
+    const wasOpen = this.live;
     this.teardown();
     if (this.closedByUser) return;
     const status = /Unexpected server response: (\d+)/.exec(this.lastError)?.[1];
     const http = status ? Number(status) : 0;
+    if (!wasOpen) {
+      const why = http ? `HTTP ${http}` : reason || this.lastError || `closed with ${code}`;
+      this.fire("connectError", new SwitchboardError("connect_failed", `could not connect: ${why}`, { closeCode: http || code }));
+    }
     if (code === 4001) {
       // The token expired: a fresh one from the callback, and back at once.
       if (!this.client.tokenIsCallback) return this.stop(code, "the token expired and no callback can renew it");
@@ -243,15 +254,17 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     this.retry();
   }
 
-  private stop(code: number, message: string): void {
+  private stop(code: number, message: string, errorCode = "refused"): void {
     this.stopped = true;
     for (const q of this.queues.values()) q.items.length = 0;
     this.setChannelStatus("closed");
-    this.report(new SwitchboardError("refused", message, { closeCode: code }));
+    this.report(new SwitchboardError(errorCode, message, { closeCode: code }));
   }
 
   private retry(): void {
     if (this.closedByUser || this.stopped) return;
+    const max = this.client.options.maxReconnectAttempts;
+    if (this.attempt >= max) return this.stop(0, `gave up after ${max} reconnect attempts`, "gave_up");
     const delay = backoffDelay(this.attempt++, this.client.options.reconnectDelayMs, this.client.options.reconnectDelayMaxMs, this.client.random);
     if (this.client.offline) {
       this.setChannelStatus("offline");

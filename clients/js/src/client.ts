@@ -36,6 +36,8 @@ export interface ClientOptions {
   maxFrameBytes?: number;
   /** The server's `MAX_TEXT_CHARS`. Default 4,000. */
   maxTextChars?: number;
+  /** Stop (status `closed`, error `gave_up`) after this many failed reconnects in a row. Default: never. */
+  maxReconnectAttempts?: number;
 }
 
 export interface ResolvedOptions {
@@ -47,6 +49,7 @@ export interface ResolvedOptions {
   refreshLeadMs: number;
   maxFrameBytes: number;
   maxTextChars: number;
+  maxReconnectAttempts: number;
 }
 
 /** What channels need from their client. Not part of the public API. */
@@ -105,6 +108,7 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
       refreshLeadMs: options.refreshLeadMs ?? 60_000,
       maxFrameBytes: options.maxFrameBytes ?? 65_536,
       maxTextChars: options.maxTextChars ?? 4_000,
+      maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
     };
     // Browsers say when the network goes and comes back: wait for it instead of burning retries.
     const g = globalThis as { addEventListener?: (e: string, f: () => void) => void; removeEventListener?: (e: string, f: () => void) => void; navigator?: { onLine?: boolean } };

@@ -4,7 +4,8 @@
  * message stays queued), `disconnected` (the socket closed before a reply came; only for
  * requests that are not replayed), `closed` (the room, document or client was closed),
  * `refused` (the server refused the socket: a bad token, a missing right, too many sockets, too
- * many strikes; the SDK stops reconnecting).
+ * many strikes; the SDK stops reconnecting), `gave_up` (`maxReconnectAttempts` failed in a row),
+ * `connect_failed` (one connect attempt failed; the SDK retries), `not_ready`.
  */
 export class SwitchboardError extends Error {
   /** The stable error code. */

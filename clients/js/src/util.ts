@@ -71,19 +71,24 @@ export function pacerFor(ratePerSec: number, burst: number): Pacer {
   return new Pacer(ratePerSec * 0.9, Math.max(1, burst - 2));
 }
 
-/** The `exp` claim of a JWT in milliseconds, or undefined when it cannot be read. */
-export function tokenExpiry(jwt: string): number | undefined {
+/** The claims of a JWT, read without verifying it (the server verifies), or undefined. */
+export function tokenClaims(jwt: string): Record<string, unknown> | undefined {
   const part = jwt.split(".")[1];
   if (!part) return undefined;
   try {
     const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
     const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
-    const json = decodeBase64(padded);
-    const exp = JSON.parse(json).exp;
-    return typeof exp === "number" ? exp * 1000 : undefined;
+    const claims = JSON.parse(decodeBase64(padded));
+    return claims && typeof claims === "object" ? claims : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The `exp` claim of a JWT in milliseconds, or undefined when it cannot be read. */
+export function tokenExpiry(jwt: string): number | undefined {
+  const exp = tokenClaims(jwt)?.exp;
+  return typeof exp === "number" ? exp * 1000 : undefined;
 }
 
 function decodeBase64(b64: string): string {
