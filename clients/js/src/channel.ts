@@ -248,8 +248,10 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
       this.attempt = 0;
       return void this.connect();
     }
+    // A refused token (HTTP 401, or 4401 where the server reports it on the socket, as browsers
+    // need): one more try with a fresh token from the callback, then stop.
+    if ((http === 401 || code === 4401) && this.client.tokenIsCallback && this.refused401++ < 1) return this.retry();
     if (FATAL_CLOSE.has(code)) return this.stop(code, reason || `closed with ${code}`);
-    if (http === 401 && this.client.tokenIsCallback && this.refused401++ < 1) return this.retry();
     if (http >= 400 && http < 500) return this.stop(http, `the server refused the socket with HTTP ${http}`);
     this.retry();
   }

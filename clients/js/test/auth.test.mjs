@@ -79,7 +79,9 @@ test("a refused token stops the client and reports it instead of retrying foreve
     await waitFor(room, "status", (s) => s === "closed", 5000);
     assert.equal(mallory.status, "closed");
     assert.equal(errors.at(-1).code, "refused");
-    assert.equal(errors.at(-1).closeCode, 401);
+    // The SDK offers switchboard.v1, so the server reports the refusal on the socket (4401), as
+    // a browser needs; a client without it sees HTTP 401, which the SDK treats the same way.
+    assert.equal(errors.at(-1).closeCode, 4401);
     await sleep(500);
     assert.equal(calls, 2, "one retry with a fresh token, then it stopped");
     await assert.rejects(room.history(), (e) => e.code === "closed");
@@ -89,6 +91,32 @@ test("a refused token stops the client and reports it instead of retrying foreve
     await assert.rejects(sending, (e) => e.code === "closed");
   } finally {
     mallory.close();
+  }
+});
+
+test("a token without the right to join stops at once with 4403", async () => {
+  let calls = 0;
+  const errors = [];
+  const client = createClient({
+    url: worker.http,
+    WebSocket,
+    ...FAST,
+    token: () => {
+      calls++;
+      return token("erin", { extra: { cap: { "room:other": ["join"] } } });
+    },
+  });
+  client.on("error", (e) => errors.push(e));
+  try {
+    const room = client.room("private-1");
+    await waitFor(room, "status", (s) => s === "closed", 5000);
+    assert.equal(errors.at(-1).code, "refused");
+    assert.equal(errors.at(-1).closeCode, 4403);
+    assert.match(errors.at(-1).message, /join/);
+    await sleep(300);
+    assert.equal(calls, 1, "no retry: another token would not help");
+  } finally {
+    client.close();
   }
 });
 
