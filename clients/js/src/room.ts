@@ -85,8 +85,8 @@ export class Room extends Channel<RoomEvents> {
   private readonly outbox: OutboxEntry[] = [];
   /** Seqs of our own messages acked beyond `seq` (a gap before them is still to come). */
   private readonly ownAhead = new Set<number>();
-  /** The token's user, from `room:state`. */
-  private user: string | undefined;
+  /** The token's user (`sub`), from `room:state`. */
+  user: string | undefined;
   private readonly pacers = new Map<string, Pacer>();
   private pumping = false;
   private holdUntil = 0;
