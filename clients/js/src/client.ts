@@ -179,12 +179,15 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
 
   statusChanged(): void {
     if (this.closed) return this.setStatus("closed");
-    const statuses = this.channels()
-      .map((c) => c.status)
-      .filter((s: ChannelStatus) => s !== "idle" && s !== "closed");
+    const all = this.channels().map((c) => c.status);
+    const statuses = all.filter((s: ChannelStatus) => s !== "idle" && s !== "closed");
     let next: ClientStatus;
-    if (statuses.length === 0) next = this.status === "connecting" ? "connecting" : "closed";
-    else if (this.offline || statuses.includes("offline")) next = "offline";
+    // Channels still listed but closed were stopped by the server (a refusal, 4002, gave up);
+    // with none active the status says so. Without any channel (all left), it stays as it was.
+    if (statuses.length === 0) {
+      if (!all.includes("closed")) return;
+      next = "closed";
+    } else if (this.offline || statuses.includes("offline")) next = "offline";
     else if (statuses.includes("reconnecting")) next = "reconnecting";
     else if (statuses.includes("connecting")) next = "connecting";
     else next = "open";

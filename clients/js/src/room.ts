@@ -142,6 +142,7 @@ export class Room extends Channel<RoomEvents> {
         reject(new SwitchboardError("timeout", `no ack for message ${id} in time; it stays queued`));
       }, options.timeoutMs ?? this.client.options.requestTimeoutMs);
       this.outbox.push(entry);
+      this.lastTyping = 0; // the server ends typing with a message; the next keystroke says so again
       this.pumpOutbox();
     });
   }

@@ -1,6 +1,7 @@
 /**
- * The wire types of docs/protocol.md, one interface per frame payload. Checked by hand against
- * the protocol document; the SDK's tests exercise each against the built worker.
+ * The wire types of docs/protocol.md, one interface per frame payload. test/contract.test.mjs
+ * checks them against every frame the built worker sends: an undeclared field, or a required one
+ * missing, fails it, so these cannot drift from the server.
  */
 import type { TextOp } from "ot-text-unicode";
 
@@ -118,10 +119,11 @@ export interface Notification {
 
 // ---- documents ---------------------------------------------------------------------------
 
+/** `cursor:update` as received; `{user, conn, pos: null}` (no `v`) when that socket closed. */
 export interface WireCursor {
   user: string;
   conn: string;
-  v: number;
+  v?: number;
   pos?: number | null;
   anchor?: number;
   head?: number;
