@@ -90,6 +90,13 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   protected abstract handleFrame(frame: ServerFrame): void;
   /** The socket went away (outboxes mark what must be resent). */
   protected handleDown(): void {}
+  /** A connect attempt failed before the socket opened (rooms count these to fall back). */
+  protected connectFailed(): void {}
+
+  /** Makes the socket for one connect (rooms may use the event-stream fallback instead). */
+  protected createSocket(url: string, protocols: string[]): WebSocketLike {
+    return new this.client.WebSocket(url, protocols);
+  }
 
   /** Opens the socket if it is not open or opening yet. */
   start(): void {
@@ -163,7 +170,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     const gen = ++this.gen;
     let ws: WebSocketLike;
     try {
-      ws = new this.client.WebSocket(this.client.wsBase + this.path(), ["switchboard.v1", `bearer.${token}`]);
+      ws = this.createSocket(this.client.wsBase + this.path(), ["switchboard.v1", `bearer.${token}`]);
     } catch (err) {
       this.report(new SwitchboardError("internal", `cannot open a WebSocket: ${String(err)}`));
       return this.retry();
@@ -239,6 +246,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     const status = /Unexpected server response: (\d+)/.exec(this.lastError)?.[1];
     const http = status ? Number(status) : 0;
     if (!wasOpen) {
+      this.connectFailed();
       const why = http ? `HTTP ${http}` : reason || this.lastError || `closed with ${code}`;
       this.fire("connectError", new SwitchboardError("connect_failed", `could not connect: ${why}`, { closeCode: http || code }));
     }

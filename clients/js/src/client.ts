@@ -38,6 +38,11 @@ export interface ClientOptions {
   maxTextChars?: number;
   /** Stop (status `closed`, error `gave_up`) after this many failed reconnects in a row. Default: never. */
   maxReconnectAttempts?: number;
+  /**
+   * Rooms switch to the event-stream fallback (SSE + HTTP) after this many WebSocket attempts in
+   * a row failed before opening (WebSockets blocked). Default 3; 0 never falls back.
+   */
+  fallbackAfter?: number;
 }
 
 export interface ResolvedOptions {
@@ -50,6 +55,7 @@ export interface ResolvedOptions {
   maxFrameBytes: number;
   maxTextChars: number;
   maxReconnectAttempts: number;
+  fallbackAfter: number;
 }
 
 /** What channels need from their client. Not part of the public API. */
@@ -109,6 +115,7 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
       maxFrameBytes: options.maxFrameBytes ?? 65_536,
       maxTextChars: options.maxTextChars ?? 4_000,
       maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
+      fallbackAfter: options.fallbackAfter ?? 3,
     };
     // Browsers say when the network goes and comes back: wait for it instead of burning retries.
     const g = globalThis as { addEventListener?: (e: string, f: () => void) => void; removeEventListener?: (e: string, f: () => void) => void; navigator?: { onLine?: boolean } };

@@ -10,7 +10,8 @@
  * promises; a timeout rejects but keeps the message queued (its later ack emits `ack`). The outbox
  * lives in memory: a page reload loses what was not sent.
  */
-import { Channel, type ChannelEvents } from "./channel.js";
+import { Channel, type ChannelEvents, type WebSocketLike } from "./channel.js";
+import { StreamSocket } from "./stream.js";
 import type { Client } from "./client.js";
 import { SwitchboardError, fromWire } from "./errors.js";
 import type { Broadcast, Message, RoomState, SendAck, ServerFrame, Signal, StateEntry, StateUpdate } from "./types.js";
@@ -82,6 +83,14 @@ export class Room extends Channel<RoomEvents> {
   typingUsers: string[] = [];
   state: Record<string, StateEntry> = {};
 
+  /**
+   * `websocket`, or `stream` once WebSockets failed `fallbackAfter` times in a row: then the
+   * room reads the event stream and sends over HTTP (typing, state, signals and broadcasts are
+   * unavailable) until the page reloads.
+   */
+  transport: "websocket" | "stream" = "websocket";
+  private failedInARow = 0;
+
   private readonly outbox: OutboxEntry[] = [];
   /** Seqs of our own messages acked beyond `seq` (a gap before them is still to come). */
   private readonly ownAhead = new Set<number>();
@@ -149,7 +158,7 @@ export class Room extends Channel<RoomEvents> {
 
   /** Says the user is typing; call it on every keystroke: frames are throttled. */
   typing(active = true): void {
-    if (!this.live) return;
+    if (!this.live || this.transport === "stream") return;
     const now = Date.now();
     if (active) {
       if (now - this.lastTyping < TYPING_RESEND_MS) return;
@@ -194,6 +203,18 @@ export class Room extends Channel<RoomEvents> {
     this.onClose();
   }
 
+  protected override connectFailed(): void {
+    const after = this.client.options.fallbackAfter;
+    if (this.transport === "websocket" && after > 0 && ++this.failedInARow >= after) {
+      this.transport = "stream";
+      this.attempt = 0; // the fallback starts without waiting out the WebSocket backoff
+    }
+  }
+
+  protected override createSocket(url: string, protocols: string[]): WebSocketLike {
+    return this.transport === "stream" ? new StreamSocket(url, protocols) : super.createSocket(url, protocols);
+  }
+
   protected path(): string {
     let q = "";
     if (this.epoch !== undefined) q = `?since=${this.seq}&epoch=${encodeURIComponent(this.epoch)}`;
@@ -213,6 +234,7 @@ export class Room extends Channel<RoomEvents> {
 
   protected handleOpen(d: unknown): void {
     const state = d as RoomState;
+    if (this.transport === "websocket") this.failedInARow = 0;
     const recovering = this.epoch !== undefined;
     this.connId = state.connId;
     this.user = state.user;

@@ -32,7 +32,7 @@ export interface FacadeOptions {
   auth?: { token?: string } | ((cb: (auth: { token?: string }) => void) => void);
   /** A token, or a function returning one (the SDK's own form). */
   token?: string | (() => string | Promise<string>);
-  /** Accepted for compatibility: the facade always uses WebSockets. */
+  /** With `"polling"` (or omitted), rooms fall back to the event stream where WebSockets fail. */
   transports?: string[];
   /** `false`: never reconnect. Default true. */
   reconnection?: boolean;
@@ -159,6 +159,8 @@ export class Socket extends Events {
       reconnectDelayMs: o.reconnectionDelay ?? 1000,
       reconnectDelayMaxMs: o.reconnectionDelayMax ?? 5000,
       maxReconnectAttempts: o.reconnection === false ? 0 : (o.reconnectionAttempts ?? Infinity),
+      // Rooms fall back to the event stream only where the app allowed polling, as socket.io does.
+      ...(o.transports && !o.transports.includes("polling") ? { fallbackAfter: 0 } : {}),
     });
     this.client = client;
     const me = (this.me = client.me());

@@ -12,7 +12,8 @@ import { createClient } from "../dist/index.js";
  * dropped network or a restarted server looks like to a client); `refuse` turns new connections
  * away; `stall` keeps connections open but silently drops everything both ways (a dead network
  * path: only a heartbeat notices); `dropDown` forwards requests but drops what comes back (a lost
- * ack); `retarget(port)` points new connections at another server.
+ * ack); `blockUpgrades` cuts WebSocket handshakes but lets plain HTTP through (a proxy without
+ * WebSocket support); `retarget(port)` points new connections at another server.
  */
 export async function startProxy(target) {
   const pairs = new Set();
@@ -20,6 +21,7 @@ export async function startProxy(target) {
     target,
     refuse: false,
     stall: false,
+    blockUpgrades: false,
     dropDown: false,
     accepted: 0,
     sever() {
@@ -39,7 +41,11 @@ export async function startProxy(target) {
     const up = net.connect(proxy.target, "127.0.0.1");
     const pair = [down, up];
     pairs.add(pair);
+    let first = true;
     down.on("data", (chunk) => {
+      // A proxy that strips WebSockets: an upgrade request is cut off, plain HTTP passes.
+      if (first && proxy.blockUpgrades && /^upgrade:\s*websocket/im.test(chunk.toString("latin1"))) return end();
+      first = false;
       if (!proxy.stall) up.write(chunk);
     });
     up.on("data", (chunk) => {
