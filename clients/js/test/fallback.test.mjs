@@ -24,11 +24,11 @@ test("after WebSocket attempts fail, the room uses the event stream and HTTP pub
     const b = bob.room("fallback-1");
     const atBob = [];
     const atAlice = [];
-    b.on("message", (m) => atBob.push(m.text));
-    a.on("message", (m) => atAlice.push(m.text));
-    await waitFor(a, "open");
     await a.send("before bob");
-    const opened = await waitFor(b, "open", () => true, 8000);
+    const opening = waitFor(b, "open", () => true, 8000);
+    b.on("message", (m) => atBob.push(m.text)); // opens bob's room: two WebSocket attempts, then the stream
+    a.on("message", (m) => atAlice.push(m.text));
+    const opened = await opening;
     assert.equal(b.transport, "stream");
     assert.equal(opened.seq, 1);
     assert.equal(bob.status, "open");

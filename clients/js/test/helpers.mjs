@@ -125,6 +125,12 @@ export function waitFor(emitter, event, predicate = () => true, ms = 5000) {
   });
 }
 
+/** Resolves once `emitter.status` is `status`: at once if it already is, else on its `status` event. */
+export function reachStatus(emitter, status, ms = 5000) {
+  if (emitter.status === status) return Promise.resolve(status);
+  return waitFor(emitter, "status", (s) => s === status, ms);
+}
+
 /** Polls `check` until it returns truthy; rejects after `ms` with `what`. */
 export async function until(check, what, ms = 5000) {
   const deadline = Date.now() + ms;

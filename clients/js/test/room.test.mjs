@@ -2,7 +2,7 @@
 // network or the server drops, recovery with and without gaps, the outbox, acks and timeouts.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, withStorage, startProxy, portOf, sdk, waitFor, until, call, sleep, join, recordingWebSocket } from "./helpers.mjs";
+import { startWorker, withStorage, startProxy, portOf, sdk, waitFor, reachStatus, until, call, sleep, join, recordingWebSocket } from "./helpers.mjs";
 
 let worker;
 let proxy;
@@ -125,7 +125,7 @@ test("a restarted workerd on the same storage: the room reconnects and recovers 
 
       relay.refuse = true;
       await server.close(); // every socket drops with the runtime
-      await waitFor(bob, "status", (s) => s === "reconnecting");
+      await reachStatus(bob, "reconnecting");
       server = await start();
       relay.retarget(portOf(server));
       assert.equal((await call(server, "POST", "/v1/rooms/restart-1/messages", { body: { text: "two" } })).status, 200);
@@ -220,7 +220,7 @@ test("a lost ack rejects with timeout, keeps the message queued, the heartbeat r
     assert.equal(b.pending.length, 1, "still queued after the timeout");
     const reopened = waitFor(b, "open", () => true, 8000);
     // No pong comes back either: the heartbeat finds the socket dead and replaces it.
-    await waitFor(bob, "status", (s) => s === "reconnecting", 3000);
+    await reachStatus(bob, "reconnecting", 3000);
     proxy.dropDown = false;
     await reopened;
     const ack = await acked;
