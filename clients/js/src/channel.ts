@@ -41,6 +41,8 @@ interface Pending {
 interface Queued {
   send: () => void;
   cancelled: () => boolean;
+  /** The channel closed or stopped before it was sent. */
+  fail?: (err: SwitchboardError) => void;
 }
 
 export interface ChannelEvents {
@@ -109,7 +111,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     if (this.closedByUser) return;
     this.closedByUser = true;
     this.teardown(1000, "closed by the client");
-    for (const q of this.queues.values()) q.items.length = 0;
+    this.failQueued(new SwitchboardError("closed", "the socket was closed"));
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     clearTimeout(this.reconnectTimer);
@@ -266,9 +268,15 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
 
   private stop(code: number, message: string, errorCode = "refused"): void {
     this.stopped = true;
-    for (const q of this.queues.values()) q.items.length = 0;
+    const error = new SwitchboardError(errorCode, message, { closeCode: code });
+    this.failQueued(error);
     this.setChannelStatus("closed");
-    this.report(new SwitchboardError(errorCode, message, { closeCode: code }));
+    this.report(error);
+  }
+
+  /** Rejects every request still waiting for the socket. */
+  private failQueued(error: SwitchboardError): void {
+    for (const q of this.queues.values()) for (const item of q.items.splice(0)) if (!item.cancelled()) item.fail?.(error);
   }
 
   private retry(): void {
@@ -440,6 +448,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
       const klass = opts.klass ?? "default";
       const item: Queued = {
         cancelled: () => settled,
+        fail: (err) => finish(err),
         send: () => {
           try {
             const sent = this.sendWithReply(

@@ -76,6 +76,7 @@ test("a refused token stops the client and reports it instead of retrying foreve
   try {
     const room = mallory.room("refused-1");
     const sending = room.send("never");
+    const asking = room.history().catch((e) => e); // waits for the socket, which never opens
     await waitFor(room, "status", (s) => s === "closed", 5000);
     assert.equal(mallory.status, "closed");
     assert.equal(errors.at(-1).code, "refused");
@@ -84,6 +85,9 @@ test("a refused token stops the client and reports it instead of retrying foreve
     assert.equal(errors.at(-1).closeCode, 4401);
     await sleep(500);
     assert.equal(calls, 2, "one retry with a fresh token, then it stopped");
+    const failed = await asking;
+    assert.equal(failed.code, "refused", "a waiting request fails with the refusal");
+    assert.equal(failed.closeCode, 4401);
     await assert.rejects(room.history(), (e) => e.code === "closed");
     // The queued message is still waiting in the outbox: a refused socket loses nothing silently.
     assert.equal(room.pending.length, 1);
