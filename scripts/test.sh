@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm test`: set-up, the core's host tests, a release build, the OT type's differential tests,
-# then the workerd suites.
+# then the workerd suites, then the client SDK (built with tsc) against the same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -12,3 +12,6 @@ bash scripts/build-ot.sh
 # The OT type against ot-text-unicode and ot-fuzzer, then the workerd suites. A hung socket
 # fails its test after 60 s instead of stalling CI.
 node --test --test-concurrency=1 --test-timeout=60000 ot-js/test/*.test.mjs miniflare/*.test.mjs
+# The client SDK: its types must compile, then its suites run against the built worker.
+npm run build --workspace clients/js
+node --test --test-concurrency=1 --test-timeout=60000 clients/js/test/*.test.mjs

@@ -154,4 +154,44 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4001;
     /// Too many rejected frames in a row (malformed or over a rate); fix the client first.
     pub const PROTOCOL_ABUSE: u16 = 4002;
+    /// A refused upgrade reported on the socket: no valid token (HTTP 401).
+    pub const REFUSED_UNAUTHORIZED: u16 = 4401;
+    /// A refused upgrade reported on the socket: the token lacks the right (HTTP 403).
+    pub const REFUSED_FORBIDDEN: u16 = 4403;
+    /// A refused upgrade reported on the socket: the user holds too many sockets (HTTP 429).
+    pub const REFUSED_TOO_MANY: u16 = 4429;
+
+    /// The close code that reports a refused upgrade on an accepted socket. A browser never
+    /// learns the HTTP status of a refused handshake, so a client that offered `switchboard.v1`
+    /// gets its socket accepted and closed at once with 4401, 4403 or 4429 instead of a 401, 403
+    /// or 429. Every other status stays HTTP, and so does an `Origin` refusal (a page the service
+    /// does not allow gets no socket at all). `None`: answer with the HTTP status.
+    pub fn for_refused_upgrade(status: u16, offered_subprotocol: bool, origin_refused: bool) -> Option<u16> {
+        if !offered_subprotocol || origin_refused {
+            return None;
+        }
+        match status {
+            401 => Some(REFUSED_UNAUTHORIZED),
+            403 => Some(REFUSED_FORBIDDEN),
+            429 => Some(REFUSED_TOO_MANY),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close::*;
+
+    #[test]
+    fn refusals_mirror_their_status_only_for_clients_offering_the_subprotocol() {
+        assert_eq!(for_refused_upgrade(401, true, false), Some(4401));
+        assert_eq!(for_refused_upgrade(403, true, false), Some(4403));
+        assert_eq!(for_refused_upgrade(429, true, false), Some(4429));
+        assert_eq!(for_refused_upgrade(401, false, false), None, "no subprotocol: the HTTP status");
+        assert_eq!(for_refused_upgrade(403, true, true), None, "an origin refusal stays HTTP 403");
+        for status in [400, 404, 405, 426, 500] {
+            assert_eq!(for_refused_upgrade(status, true, false), None, "{status} stays HTTP");
+        }
+    }
 }

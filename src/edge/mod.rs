@@ -18,7 +18,7 @@ use crate::core::auth::{self, Caller};
 use crate::core::body::CappedBody;
 use crate::core::caps::RoomRights;
 use crate::core::config::{self as settings, Config};
-use crate::core::error::{Error, ErrorCode};
+use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
 use crate::core::route::{number_param, resume_from_event_id, resume_query, Route, Target};
@@ -64,13 +64,28 @@ pub(crate) fn config(env: &Env) -> Result<Config, Error> {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let refusable = socket::refusable_upgrade(&req);
+    let origin_sent = req.headers().get("origin").ok().flatten().is_some();
     // The allowed origin to answer with CORS headers, once `serve` has checked it; errors get
     // them too, or a page could not read why it was refused.
     let mut cors = None;
+    // An `Origin` was sent and not allowed (an allowed one sets `cors`): that stays HTTP 403.
+    let origin_refused = |cors: &Option<String>| origin_sent && cors.is_none();
     let response = match serve(req, env, &mut cors).await {
         Ok(response) => response,
-        Err(error) => http::error(&error)?,
+        Err(error) => {
+            match close::for_refused_upgrade(error.http_status(), refusable, origin_refused(&cors)) {
+                Some(code) => return socket::refuse(code, &error),
+                None => http::error(&error)?,
+            }
+        }
     };
+    // The socket limit is the object's refusal: it arrives as the object's HTTP answer.
+    if let Some(code) = close::for_refused_upgrade(response.status_code(), refusable, origin_refused(&cors)) {
+        let mut response = response;
+        let error = socket::error_of(&mut response).await;
+        return socket::refuse(code, &error);
+    }
     http::with_cors(response, cors.as_deref())
 }
 

@@ -7,7 +7,7 @@ use js_sys::JsString;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{State, WebSocket, WebSocketIncomingMessage};
+use worker::{Request, Response, ResponseBuilder, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
 #[wasm_bindgen]
 extern "C" {
@@ -142,4 +142,48 @@ pub(crate) fn send(ws: &WebSocket, frame: &str) -> bool {
 pub(crate) fn close(ws: &WebSocket, code: u16, reason: &str) {
     let code = if code == 1005 || code == 1006 { 1000 } else { code };
     let _ = ws.close(Some(code), Some(reason));
+}
+
+/// Whether a refused upgrade of `req` is reported on an accepted socket (4401/4403/4429) rather
+/// than with its HTTP status: a WebSocket upgrade to a socket route offering `switchboard.v1`.
+pub(crate) fn refusable_upgrade(req: &Request) -> bool {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let offers = header("sec-websocket-protocol")
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == crate::core::auth::SUBPROTOCOL));
+    let socket_route = req.path().ends_with("/ws");
+    is_upgrade && offers && socket_route
+}
+
+/// The error an object's HTTP refusal carries (`{"error": {...}}`), or a generic one.
+pub(crate) async fn error_of(response: &mut Response) -> Error {
+    let fallback = || Error::new(ErrorCode::TooManyConnections, "refused");
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Error,
+    }
+    match response.text().await {
+        Ok(text) => serde_json::from_str::<Body>(&text).map(|b| b.error).unwrap_or_else(|_| fallback()),
+        Err(_) => fallback(),
+    }
+}
+
+/// Accepts the upgrade and closes the socket at once with `code`, after an `error` frame saying
+/// why, echoing `switchboard.v1` as every accepted handshake does. This is how a browser, which
+/// never sees the HTTP status of a refused handshake, learns that retrying cannot help.
+pub(crate) fn refuse(code: u16, error: &Error) -> worker::Result<Response> {
+    let pair = WebSocketPair::new()?;
+    pair.server.accept()?;
+    send(&pair.server, &crate::core::protocol::error_frame(error));
+    // Close reasons must stay under 123 bytes; cut at a character boundary.
+    let mut end = error.message.len().min(120);
+    while !error.message.is_char_boundary(end) {
+        end -= 1;
+    }
+    close(&pair.server, code, &error.message[..end]);
+    Ok(ResponseBuilder::new()
+        .with_status(101)
+        .with_header("sec-websocket-protocol", crate::core::auth::SUBPROTOCOL)?
+        .with_websocket(pair.client)
+        .empty())
 }

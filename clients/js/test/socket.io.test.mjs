@@ -1,0 +1,175 @@
+// The Socket.IO-style facade, driven the way socket.io-client apps drive it: a useSocket-shaped
+// connection with reconnection options, a chat that re-joins its room on every `connect`, sends
+// with an optimistic id, and listens to message:receive and typing:update.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { io } from "@switchboard/client/socket.io";
+import { startWorker, startProxy, portOf, token, until, call, sleep } from "./helpers.mjs";
+
+let worker;
+let proxy;
+before(async () => {
+  worker = await startWorker();
+  proxy = await startProxy(portOf(worker));
+});
+after(async () => {
+  await proxy.close();
+  await worker.close();
+});
+
+/** What a seed app's useSocket() does, minus React: the same options and listeners. */
+function useSocket(url, user, claims = {}) {
+  const log = [];
+  const socket = io(url, {
+    auth: { token: token(user, { extra: claims }) },
+    transports: ["websocket", "polling"],
+    reconnection: true,
+    reconnectionDelay: 50,
+    reconnectionDelayMax: 200,
+    reconnectionAttempts: 5,
+    WebSocket,
+  });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("disconnect", (reason) => log.push(`disconnect:${reason}`));
+  socket.io.on("reconnect_attempt", (n) => log.push(`reconnect_attempt:${n}`));
+  socket.on("error", (err) => log.push(`error:${err.code}`));
+  return { socket, log };
+}
+
+/** The seed's ChatRoom, minus React: joins on every connect, optimistic sends. */
+function chatRoom(socket, roomId, userId) {
+  const chat = { messages: [], typing: [], typingRoom: null };
+  socket.on("connect", () => socket.emit("room:join", roomId));
+  if (socket.connected) socket.emit("room:join", roomId);
+  socket.on("message:receive", (m) => chat.messages.push(m));
+  socket.on("typing:update", (users, room) => {
+    chat.typing = users;
+    chat.typingRoom = room;
+  });
+  chat.send = (text, ack) => {
+    const message = { id: `${userId}-${chat.messages.length}-${text}`, text, roomId, userId, timestamp: new Date().toISOString() };
+    chat.messages.push(message); // optimistic
+    socket.emit("message:send", message, ack);
+    return message;
+  };
+  return chat;
+}
+
+test("a seed-shaped chat works through the facade: join, send with ack, receive, typing, no echo", async () => {
+  const alice = useSocket(worker.http, "alice");
+  const bob = useSocket(worker.http, "bob");
+  try {
+    await until(() => alice.socket.connected && bob.socket.connected, "both connected");
+    assert.ok(alice.socket.id);
+    const a = chatRoom(alice.socket, "lobby", "alice");
+    const b = chatRoom(bob.socket, "lobby", "bob");
+    await sleep(100);
+    const reply = await new Promise((resolve) => a.send("hello bob", resolve));
+    assert.equal(reply.ok, true);
+    assert.equal(reply.seq, 1);
+    await until(() => b.messages.length === 1, "bob got the message");
+    const got = b.messages[0];
+    assert.equal(got.id, "alice-0-hello bob");
+    assert.equal(got.text, "hello bob");
+    assert.equal(got.roomId, "lobby");
+    assert.equal(got.userId, "alice");
+    assert.equal(got.seq, 1);
+    assert.ok(!Number.isNaN(Date.parse(got.timestamp)));
+    assert.equal(a.messages.length, 1, "not echoed to the sender (it added its own optimistically)");
+
+    alice.socket.emit("typing:start", { roomId: "lobby" });
+    await until(() => b.typing.includes("alice"), "typing:update at bob");
+    assert.equal(b.typingRoom, "lobby");
+    alice.socket.emit("typing:stop", { roomId: "lobby" });
+    await until(() => b.typing.length === 0, "typing stopped");
+
+    const unknown = await new Promise((resolve) => alice.socket.emit("room:explode", { roomId: "lobby" }, resolve));
+    assert.equal(unknown.ok, false);
+    assert.equal(unknown.error.code, "unknown_event");
+    assert.ok(alice.log.includes("error:unknown_event"), "the socket reports it too");
+  } finally {
+    alice.socket.disconnect();
+    bob.socket.disconnect();
+  }
+  assert.equal(alice.log.at(-1), "disconnect:io client disconnect");
+});
+
+test("presence of friends and notifications arrive as the seed's events", async () => {
+  const alice = useSocket(worker.http, "alice2", { friends: ["bob2"] });
+  const bob = useSocket(worker.http, "bob2");
+  const updates = [];
+  const counts = [];
+  const notes = [];
+  alice.socket.on("presence:update", (p) => updates.push(p));
+  alice.socket.on("notification:count", (n) => counts.push(n));
+  alice.socket.on("notification:new", (n) => notes.push(n));
+  try {
+    await until(() => alice.socket.connected && bob.socket.connected, "both connected");
+    await sleep(200); // the automatic subscribe to the token's friends
+    bob.socket.emit("presence:update", { status: "busy", currentActivity: "coding" });
+    await until(() => updates.some((p) => p.userId === "bob2" && p.status === "busy"), "bob's status at alice");
+    const p = updates.find((u) => u.userId === "bob2" && u.status === "busy");
+    assert.equal(p.currentActivity, "coding");
+    assert.ok(!Number.isNaN(Date.parse(p.lastSeen)));
+    await call(worker, "POST", "/v1/notify", { body: { users: ["alice2"], notification: { type: "like", title: "Bob liked your post" } } });
+    await until(() => notes.length === 1 && counts.includes(1), "notification:new and notification:count");
+    assert.equal(notes[0].title, "Bob liked your post");
+    const read = await new Promise((resolve) => alice.socket.emit("notification:read", { all: true }, resolve));
+    assert.equal(read.unread, 0);
+    await until(() => counts.at(-1) === 0, "count back to 0");
+  } finally {
+    alice.socket.disconnect();
+    bob.socket.disconnect();
+  }
+});
+
+test("after the connection drops: disconnect, reconnect_attempt, connect, the room re-joined, every message once", async () => {
+  const alice = useSocket(worker.http, "alice3");
+  const bob = useSocket(proxy.url, "bob3");
+  try {
+    await until(() => alice.socket.connected && bob.socket.connected, "both connected");
+    const a = chatRoom(alice.socket, "drops", "alice3");
+    const b = chatRoom(bob.socket, "drops", "bob3");
+    await sleep(100);
+    await new Promise((resolve) => a.send("one", resolve));
+    await until(() => b.messages.length === 1, "the first message");
+
+    proxy.refuse = true;
+    proxy.sever();
+    await until(() => bob.log.includes("disconnect:transport close"), "disconnect");
+    await until(() => bob.log.some((l) => l.startsWith("reconnect_attempt")), "reconnect_attempt");
+    await new Promise((resolve) => a.send("two", resolve)); // while bob is away
+    // Bob sends while disconnected: it waits in the room's outbox.
+    const sent = new Promise((resolve) => b.send("from bob offline", resolve));
+    proxy.refuse = false;
+    await until(() => bob.log.filter((l) => l === "connect").length === 2, "connected again");
+    assert.equal((await sent).ok, true);
+    await until(() => b.messages.filter((m) => m.userId === "alice3").length === 2, "what bob missed");
+    await until(() => a.messages.some((m) => m.text === "from bob offline"), "what bob sent while away");
+    await new Promise((resolve) => a.send("three", resolve));
+    await until(() => b.messages.filter((m) => m.userId === "alice3").length === 3, "live again");
+    assert.deepEqual(b.messages.filter((m) => m.userId === "alice3").map((m) => m.text), ["one", "two", "three"]);
+    assert.equal(a.messages.filter((m) => m.text === "from bob offline").length, 1, "once");
+  } finally {
+    alice.socket.disconnect();
+    bob.socket.disconnect();
+  }
+});
+
+test("reconnectionAttempts is honoured: connect_error per attempt, then reconnect_failed", async () => {
+  proxy.refuse = true;
+  const failed = [];
+  const errors = [];
+  const socket = io(proxy.url, { auth: { token: token("dave") }, reconnectionAttempts: 2, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket });
+  socket.on("connect_error", (e) => errors.push(e));
+  socket.io.on("reconnect_failed", () => failed.push(true));
+  try {
+    await until(() => failed.length === 1, "reconnect_failed");
+    assert.equal(errors.length, 3, "the first connect and two reconnects failed");
+    assert.equal(socket.connected, false);
+  } finally {
+    proxy.refuse = false;
+    socket.disconnect();
+  }
+});
