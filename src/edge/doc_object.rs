@@ -275,15 +275,25 @@ impl DocumentObject {
         // Sockets a frame could not be sent to: they are closed (1011) so their clients recover
         // with a resume instead of editing on with a gap.
         let mut refused: Vec<ConnId> = Vec::new();
-        for effect in effects {
-            let Some(live) = slot.as_mut() else { return };
-            let written = match effect {
-                DocEffect::AppendOp(op) => append_op(&live.sql, &op),
-                DocEffect::SaveSource { user, src, applied, forget } => {
-                    save_source(&live.sql, &Some(user), &src, applied, forget)
+        // The core puts writes before the frames that announce them; they commit together, so a
+        // failure halfway (an op stored without its source) cannot be left behind.
+        let (writes, rest): (Vec<DocEffect>, Vec<DocEffect>) = effects.into_iter().partition(is_write);
+        if !writes.is_empty() {
+            let Some(live) = slot.as_ref() else { return };
+            let sql = live.sql.clone();
+            let written =
+                sql::transaction(&self.state, move || writes.iter().try_for_each(|w| write(&sql, w)));
+            if let Err(e) = written {
+                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
+                    socket::send(ws, &protocol::error_frame(&e));
                 }
-                DocEffect::SaveEpoch(epoch) => write_meta(&live.sql, "epoch", &epoch),
-                DocEffect::Repair { repair, epoch, text } => save_repair(&live.sql, &repair, &epoch, &text),
+                *slot = None;
+                return;
+            }
+        }
+        for effect in rest {
+            let Some(live) = slot.as_mut() else { return };
+            let read = match effect {
                 DocEffect::ReadOps { to, reply_to, from, until, max_bytes } => {
                     read_ops(&live.sql, from, Some(until), Some(max_bytes)).map(|rows| {
                         let page = ops_page(&reply_to, from, until, max_bytes, &rows);
@@ -291,13 +301,6 @@ impl DocumentObject {
                             refused.push(to);
                         }
                     })
-                }
-                DocEffect::SaveSnapshot { v, text, compact_before } => {
-                    write_meta(&live.sql, "snapshot_text", &text)
-                        .and_then(|()| write_meta(&live.sql, "snapshot_v", &v.to_string()))
-                        .and_then(|()| {
-                            run(&live.sql, "DELETE FROM ops WHERE v < ?", vec![safe_integer(compact_before)?])
-                        })
                 }
                 DocEffect::UpdateConn(info) => {
                     if let Some(ws) = live.sockets.get(&info.conn) {
@@ -322,13 +325,17 @@ impl DocumentObject {
                     closed.push(conn);
                     Ok(())
                 }
+                // Partitioned out above.
+                DocEffect::AppendOp(_)
+                | DocEffect::SaveSource { .. }
+                | DocEffect::SaveSnapshot { .. }
+                | DocEffect::SaveEpoch(_)
+                | DocEffect::Repair { .. } => Ok(()),
             };
-            if let Err(e) = written {
+            if let Err(e) = read {
                 if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
                     socket::send(ws, &protocol::error_frame(&e));
                 }
-                *slot = None;
-                return;
             }
         }
         for conn in refused {
@@ -359,6 +366,36 @@ impl DocumentObject {
         live.sockets.remove(conn);
         let effects = live.doc.handle_close(conn, now());
         self.apply(slot, None, effects);
+    }
+}
+
+/// Whether an effect writes storage (and so belongs to the transaction of its batch).
+fn is_write(effect: &DocEffect) -> bool {
+    matches!(
+        effect,
+        DocEffect::AppendOp(_)
+            | DocEffect::SaveSource { .. }
+            | DocEffect::SaveSnapshot { .. }
+            | DocEffect::SaveEpoch(_)
+            | DocEffect::Repair { .. }
+    )
+}
+
+/// Applies one storage effect.
+fn write(sql: &SqlStorage, effect: &DocEffect) -> Result<(), Error> {
+    match effect {
+        DocEffect::AppendOp(op) => append_op(sql, op),
+        DocEffect::SaveSource { user, src, applied, forget } => {
+            save_source(sql, &Some(user.clone()), src, *applied, forget.clone())
+        }
+        DocEffect::SaveEpoch(epoch) => write_meta(sql, "epoch", epoch),
+        DocEffect::Repair { repair, epoch, text } => save_repair(sql, repair, epoch, text),
+        DocEffect::SaveSnapshot { v, text, compact_before } => {
+            write_meta(sql, "snapshot_text", text)?;
+            write_meta(sql, "snapshot_v", &v.to_string())?;
+            run(sql, "DELETE FROM ops WHERE v < ?", vec![safe_integer(*compact_before)?])
+        }
+        _ => Ok(()),
     }
 }
 
