@@ -210,13 +210,14 @@ pub enum Caller {
 pub fn http_caller(
     authorization: Option<&str>,
     query_token: Option<&str>,
-    config: &crate::core::config::Config,
+    server_api_key: Option<&str>,
+    config: &AuthConfig,
     now: Timestamp,
 ) -> Result<Caller, Error> {
-    if check_server_key(authorization, config.server_api_key.as_deref()).is_ok() {
+    if check_server_key(authorization, server_api_key).is_ok() {
         return Ok(Caller::Server);
     }
-    http_user(authorization, query_token, &config.auth, now).map(Caller::User)
+    http_user(authorization, query_token, config, now).map(Caller::User)
 }
 
 /// The user calling an HTTP route that only users call: a token from `Authorization` or

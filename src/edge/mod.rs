@@ -9,6 +9,7 @@ mod docs;
 mod http;
 mod objects;
 mod room_object;
+mod rooms;
 mod socket;
 mod sql;
 mod user_object;
@@ -16,16 +17,12 @@ mod users;
 
 use crate::core::auth::{self, Caller};
 use crate::core::body::CappedBody;
-use crate::core::caps::RoomRights;
 use crate::core::config::{self as settings, Config};
 use crate::core::error::{close, Error, ErrorCode};
-use crate::core::ids::RoomId;
-use crate::core::room::{Publish, Resume};
-use crate::core::route::{number_param, resume_from_event_id, resume_query, Route, Target};
+use crate::core::route::{Route, Target};
 use crate::core::time::Timestamp;
 use futures::StreamExt;
-use objects::Kind;
-use worker::{event, Context, Date, Env, Method, Request, Response, Url};
+use worker::{event, Context, Date, Env, Request, Response, Url};
 
 /// Headers on the Worker → object request carrying what the Worker already verified. An
 /// object is reachable only through its Worker, so it trusts them.
@@ -125,7 +122,13 @@ impl Call {
     /// The caller of a route app servers and users share (see [`auth::http_caller`]).
     fn caller(&self, config: &Config) -> Result<Caller, Error> {
         let (authorization, token) = (self.header("authorization"), self.query("token"));
-        auth::http_caller(authorization.as_deref(), token.as_deref(), config, now())
+        auth::http_caller(
+            authorization.as_deref(),
+            token.as_deref(),
+            config.server_api_key.as_deref(),
+            &config.auth,
+            now(),
+        )
     }
 
     /// The user calling a route only users call (see [`auth::http_user`]).
@@ -133,29 +136,6 @@ impl Call {
         let (authorization, token) = (self.header("authorization"), self.query("token"));
         auth::http_user(authorization.as_deref(), token.as_deref(), &config.auth, now())
     }
-}
-
-fn forbidden(what: &str, room: &RoomId) -> Error {
-    Error::new(ErrorCode::Forbidden, format!("this token may not {what} room {room}"))
-}
-
-/// A user's rights in `room`, refusing with 403 when they may not join it.
-fn join_rights(identity: &auth::Identity, config: &Config, room: &RoomId) -> Result<RoomRights, Error> {
-    let rights = RoomRights::of(identity.caps_or(&config.default_caps), room.as_str());
-    if rights.join {
-        Ok(rights)
-    } else {
-        Err(forbidden("join", room))
-    }
-}
-
-fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
-    if let Some(resume) = resume {
-        let h = req.headers_mut().map_err(http::internal)?;
-        h.set(internal::SINCE, &resume.since.to_string()).map_err(http::internal)?;
-        h.set(internal::EPOCH, &resume.epoch).map_err(http::internal)?;
-    }
-    Ok(())
 }
 
 /// Answers a request in the documented order: unknown route (404), origin (403, setting `cors`
@@ -185,30 +165,11 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
         }
-        Route::RoomSocket(room) => connect(&call, &env, &room).await,
-        Route::RoomStats(room) => {
-            let config = config(&env)?;
-            auth::check_server_key(
-                call.header("authorization").as_deref(),
-                config.server_api_key.as_deref(),
-            )?;
-            forward(&env, &room, room_request(&room, "stats", Method::Get)?).await
-        }
-        Route::RoomHistory(room) => {
-            let config = config(&env)?;
-            join_rights(&call.user(&config)?, &config, &room)?;
-            let before = number_param("before", call.query("before").as_deref())?;
-            let limit = number_param("limit", call.query("limit").as_deref())?;
-            let mut path = String::from("history?");
-            if let Some(before) = before {
-                path.push_str(&format!("before={before}&"));
-            }
-            if let Some(limit) = limit {
-                path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
-            }
-            forward(&env, &room, room_request(&room, &path, Method::Get)?).await
-        }
-        Route::RoomPublish(room) => publish(&mut call, &env, &room).await,
+        Route::RoomSocket(room) => rooms::connect(&call, &env, &room).await,
+        Route::RoomStats(room) => rooms::stats(&call, &env, &room).await,
+        Route::RoomHistory(room) => rooms::history(&call, &env, &room).await,
+        Route::RoomPublish(room) => rooms::publish(&mut call, &env, &room).await,
+        Route::RoomEvents(room) => rooms::events(&call, &env, &room).await,
         Route::UserSocket => users::connect(&call, &env).await,
         Route::UserNotifications => users::notifications(&call, &env).await,
         Route::UserRead => users::read(&mut call, &env).await,
@@ -217,28 +178,7 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::DocSocket(doc) => docs::connect(&call, &env, &doc).await,
         Route::DocGet(doc) => docs::get(&call, &env, &doc).await,
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
-        Route::RoomEvents(room) => {
-            let config = config(&env)?;
-            let identity = call.user(&config)?;
-            join_rights(&identity, &config, &room)?;
-            let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
-                Some(resume) => Some(resume),
-                None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
-            };
-            let mut req = room_request(&room, "events", Method::Get)?;
-            set_resume(&mut req, resume.as_ref())?;
-            set_stream_owner(&mut req, &identity)?;
-            forward(&env, &room, req).await
-        }
     }
-}
-
-/// Who holds an event stream and when its token expires: the room counts the stream against
-/// the user's socket limit and ends it at the expiry.
-fn set_stream_owner(req: &mut Request, identity: &auth::Identity) -> Result<(), Error> {
-    let h = req.headers_mut().map_err(http::internal)?;
-    h.set(internal::USER, identity.user.as_str()).map_err(http::internal)?;
-    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)
 }
 
 /// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable
@@ -259,56 +199,4 @@ fn upgrade_identity(
     let config = config(env)?;
     let identity = auth::authenticate(&creds, &config.auth, now())?;
     Ok((creds, identity, config))
-}
-
-/// `GET /v1/rooms/:room/ws`: the common checks, then the room's (403), then the upgrade goes to
-/// the room.
-async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
-    let (creds, identity, config) = upgrade_identity(call, env)?;
-    let rights = join_rights(&identity, &config, room)?;
-    let resume = resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?;
-
-    let mut req = room_request(room, "connect", Method::Get)?;
-    set_resume(&mut req, resume.as_ref())?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
-    set("upgrade", "websocket")?;
-    set(internal::USER, identity.user.as_str())?;
-    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
-    set(internal::CAN_SEND, if rights.send { "1" } else { "0" })?;
-    if let Some(protocol) = creds.protocol {
-        set(internal::PROTOCOL, protocol)?;
-    }
-    forward(env, room, req).await
-}
-
-/// `POST /v1/rooms/:room/messages`: an app server (any author, default `system`) or a user
-/// (the author is the token's `sub`; needs `send`).
-async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
-    let config = config(env)?;
-    let caller = call.caller(&config)?;
-    let body = call.body(config.limits.max_frame_bytes).await?;
-    let publish: Publish = serde_json::from_str(&body).map_err(|e| {
-        Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
-    })?;
-    let author = publish.author(&caller, &config.default_caps, room)?;
-    let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    h.set(internal::USER, author.as_str()).map_err(http::internal)?;
-    if matches!(caller, Caller::Server) {
-        h.set(internal::SERVER, "1").map_err(http::internal)?;
-    }
-    if let Some(key) = call.header("idempotency-key") {
-        h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
-    }
-    forward(env, room, req).await
-}
-
-/// A Worker → room object request for `endpoint`.
-fn room_request(room: &RoomId, endpoint: &str, method: Method) -> Result<Request, Error> {
-    objects::request(Kind::Room, room.as_str(), endpoint, method, None)
-}
-
-async fn forward(env: &Env, room: &RoomId, req: Request) -> Result<Response, Error> {
-    objects::send(env, Kind::Room, room.as_str(), req).await
 }

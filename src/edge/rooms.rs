@@ -1,0 +1,135 @@
+//! The Worker's room routes: the socket, server and user publishing, history, the event
+//! stream, and operators' stats.
+
+use super::objects::{self, Kind};
+use super::{config, http, internal, upgrade_identity, Call};
+use crate::core::auth::{self, Caller};
+use crate::core::caps::RoomRights;
+use crate::core::config::Config;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::RoomId;
+use crate::core::room::{Publish, Resume};
+use crate::core::route::{number_param, resume_from_event_id, resume_query};
+use worker::{Env, Method, Request, Response};
+
+fn forbidden(what: &str, room: &RoomId) -> Error {
+    Error::new(ErrorCode::Forbidden, format!("this token may not {what} room {room}"))
+}
+
+/// A user's rights in `room`, refusing with 403 when they may not join it.
+fn join_rights(identity: &auth::Identity, config: &Config, room: &RoomId) -> Result<RoomRights, Error> {
+    let rights = RoomRights::of(identity.caps_or(&config.default_caps), room.as_str());
+    if rights.join {
+        Ok(rights)
+    } else {
+        Err(forbidden("join", room))
+    }
+}
+
+fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
+    if let Some(resume) = resume {
+        let h = req.headers_mut().map_err(http::internal)?;
+        h.set(internal::SINCE, &resume.since.to_string()).map_err(http::internal)?;
+        h.set(internal::EPOCH, &resume.epoch).map_err(http::internal)?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/rooms/:room/stats` (server key).
+pub(crate) async fn stats(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let config = config(env)?;
+    auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
+    forward(env, room, room_request(room, "stats", Method::Get)?).await
+}
+
+/// `GET /v1/rooms/:room/messages?before=&limit=`: a history page for a user who may join.
+pub(crate) async fn history(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let config = config(env)?;
+    join_rights(&call.user(&config)?, &config, room)?;
+    let before = number_param("before", call.query("before").as_deref())?;
+    let limit = number_param("limit", call.query("limit").as_deref())?;
+    let mut path = String::from("history?");
+    if let Some(before) = before {
+        path.push_str(&format!("before={before}&"));
+    }
+    if let Some(limit) = limit {
+        path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
+    }
+    forward(env, room, room_request(room, &path, Method::Get)?).await
+}
+
+/// `GET /v1/rooms/:room/events`: the event stream, resumed from `Last-Event-ID` or
+/// `?since=&epoch=`.
+pub(crate) async fn events(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let config = config(env)?;
+    let identity = call.user(&config)?;
+    join_rights(&identity, &config, room)?;
+    let resume = match call.header("last-event-id").and_then(|id| resume_from_event_id(&id)) {
+        Some(resume) => Some(resume),
+        None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
+    };
+    let mut req = room_request(room, "events", Method::Get)?;
+    set_resume(&mut req, resume.as_ref())?;
+    set_stream_owner(&mut req, &identity)?;
+    forward(env, room, req).await
+}
+
+/// Who holds an event stream and when its token expires: the room counts the stream against
+/// the user's socket limit and ends it at the expiry.
+fn set_stream_owner(req: &mut Request, identity: &auth::Identity) -> Result<(), Error> {
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::USER, identity.user.as_str()).map_err(http::internal)?;
+    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)
+}
+
+/// `GET /v1/rooms/:room/ws`: the common checks, then the room's (403), then the upgrade goes to
+/// the room.
+pub(crate) async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let (creds, identity, config) = upgrade_identity(call, env)?;
+    let rights = join_rights(&identity, &config, room)?;
+    let resume = resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?;
+
+    let mut req = room_request(room, "connect", Method::Get)?;
+    set_resume(&mut req, resume.as_ref())?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
+    set("upgrade", "websocket")?;
+    set(internal::USER, identity.user.as_str())?;
+    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
+    set(internal::CAN_SEND, if rights.send { "1" } else { "0" })?;
+    if let Some(protocol) = creds.protocol {
+        set(internal::PROTOCOL, protocol)?;
+    }
+    forward(env, room, req).await
+}
+
+/// `POST /v1/rooms/:room/messages`: an app server (any author, default `system`) or a user
+/// (the author is the token's `sub`; needs `send`).
+pub(crate) async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
+    let config = config(env)?;
+    let caller = call.caller(&config)?;
+    let body = call.body(config.limits.max_frame_bytes).await?;
+    let publish: Publish = serde_json::from_str(&body).map_err(|e| {
+        Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
+    })?;
+    let author = publish.author(&caller, &config.default_caps, room)?;
+    let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::USER, author.as_str()).map_err(http::internal)?;
+    if matches!(caller, Caller::Server) {
+        h.set(internal::SERVER, "1").map_err(http::internal)?;
+    }
+    if let Some(key) = call.header("idempotency-key") {
+        h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
+    }
+    forward(env, room, req).await
+}
+
+/// A Worker → room object request for `endpoint`.
+fn room_request(room: &RoomId, endpoint: &str, method: Method) -> Result<Request, Error> {
+    objects::request(Kind::Room, room.as_str(), endpoint, method, None)
+}
+
+async fn forward(env: &Env, room: &RoomId, req: Request) -> Result<Response, Error> {
+    objects::send(env, Kind::Room, room.as_str(), req).await
+}
