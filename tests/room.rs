@@ -7,7 +7,7 @@ use serde_json::json;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::error::close;
-use switchboard::core::log::RoomLog;
+use switchboard::core::room::log::RoomLog;
 
 #[test]
 fn joining_greets_with_room_state_and_tells_the_others() {

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::ids::UserId;
-use switchboard::core::log::{LogError, MemoryLog, Message, Receipt, RoomLog};
+use switchboard::core::room::log::{LogError, MemoryLog, Message, Receipt, RoomLog};
 use switchboard::core::room::Resume;
 
 /// A log that counts the bytes (`Message::size`) its reads hand out.
@@ -116,10 +116,10 @@ fn history_pages_are_bounded_by_bytes_and_hold_at_least_one_message() {
 #[test]
 fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
     use std::collections::BTreeMap;
-    use switchboard::core::effect::Effect;
     use switchboard::core::ids::{ConnId, RoomId};
-    use switchboard::core::log::LogHead;
     use switchboard::core::protocol::Incoming;
+    use switchboard::core::room::effect::Effect;
+    use switchboard::core::room::log::LogHead;
     use switchboard::core::room::{ConnInfo, Room};
     use switchboard::core::time::Timestamp;
 

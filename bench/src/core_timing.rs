@@ -9,8 +9,8 @@ use switchboard::core::auth::AuthConfig;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::ids::{ConnId, RoomId, UserId};
-use switchboard::core::log::{LogHead, MemoryLog};
 use switchboard::core::protocol::Incoming;
+use switchboard::core::room::log::{LogHead, MemoryLog};
 use switchboard::core::room::{ConnInfo, Room};
 use switchboard::core::time::Timestamp;
 

@@ -195,3 +195,7 @@ mod tests {
         }
     }
 }
+
+/// A storage read the core asked for failed (rooms' message log, users' inbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogError(pub String);

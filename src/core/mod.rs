@@ -1,7 +1,7 @@
 //! The sans-IO core: every rule of the service as plain, deterministic Rust.
 //!
 //! Nothing here reads a clock, touches a socket or calls storage. Handlers take `now` and their
-//! inputs and return [`effect::Effect`]s; the wasm shell in `crate::edge` applies them. The core
+//! inputs and return effects (e.g. [`room::effect::Effect`]); the wasm shell in `crate::edge` applies them. The core
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
 pub mod auth;
@@ -9,10 +9,8 @@ pub mod body;
 pub mod caps;
 pub mod config;
 pub mod doc;
-pub mod effect;
 pub mod error;
 pub mod ids;
-pub mod log;
 pub mod notify;
 pub mod origin;
 pub mod ot;

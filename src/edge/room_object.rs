@@ -5,12 +5,12 @@ use super::sql::{
     self, bound, corrupt, count_wake, random_id, read_meta, run, safe_integer, storage, write_meta,
 };
 use super::{config, http, internal, now, socket};
-use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol;
+use crate::core::room::effect::Effect;
+use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry, StreamInfo, SSE_KEEPALIVE};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;

@@ -9,9 +9,9 @@ use super::sql::{
 };
 use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{config, http, internal, now, socket};
+use crate::core::error::LogError;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::log::LogError;
 use crate::core::notify::Delivery;
 use crate::core::protocol;
 use crate::core::route::number_param;

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use switchboard::core::auth::AuthConfig;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
-use switchboard::core::effect::Effect;
 use switchboard::core::error::Error;
 use switchboard::core::ids::{ConnId, RoomId, UserId};
-use switchboard::core::log::{LogHead, MemoryLog};
 use switchboard::core::protocol::Incoming;
+use switchboard::core::room::effect::Effect;
+use switchboard::core::room::log::{LogHead, MemoryLog};
 use switchboard::core::room::{ConnInfo, Resume, Room, StreamInfo, SSE_KEEPALIVE};
 use switchboard::core::time::Timestamp;
 

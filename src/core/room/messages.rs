@@ -4,11 +4,11 @@
 use super::{reply, ConnInfo, Room};
 use crate::core::auth::Caller;
 use crate::core::caps::{Capabilities, RoomRights};
-use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{Message, Receipt, RoomLog};
 use crate::core::protocol::{self, Ref};
+use crate::core::room::effect::Effect;
+use crate::core::room::log::{Message, Receipt, RoomLog};
 use crate::core::time::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -85,7 +85,7 @@ pub(super) struct HistoryPayload {
     limit: Option<u32>,
 }
 
-fn internal(e: crate::core::log::LogError) -> Error {
+fn internal(e: crate::core::room::log::LogError) -> Error {
     Error::new(ErrorCode::Internal, format!("could not read the log: {}", e.0))
 }
 

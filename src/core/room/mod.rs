@@ -9,6 +9,8 @@
 //! The events are split by concern: `messages.rs` (send, publish, history, recovery),
 //! `typing.rs`, `state.rs` (key/value live data) and `relay.rs` (signal, broadcast).
 
+pub mod effect;
+pub mod log;
 mod messages;
 mod relay;
 mod state;
@@ -22,11 +24,11 @@ pub use streams::{StreamInfo, SSE_KEEPALIVE};
 use crate::core::auth;
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
-use crate::core::effect::Effect;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::log::{LogHead, RoomLog};
 use crate::core::protocol::{self, Envelope, Incoming, Ref};
+use crate::core::room::effect::Effect;
+use crate::core::room::log::{LogHead, RoomLog};
 use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;

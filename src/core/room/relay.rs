@@ -2,10 +2,10 @@
 //! and `broadcast` to everyone else (cursors, reactions).
 
 use super::{empty, reply, ConnInfo, Room};
-use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol::{self, Ref};
+use crate::core::room::effect::Effect;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -2,10 +2,10 @@
 //! key by key in `state:update`.
 
 use super::{reply, ConnInfo, Room};
-use crate::core::effect::Effect;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::protocol::{self, Ref};
+use crate::core::room::effect::Effect;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

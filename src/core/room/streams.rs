@@ -4,11 +4,11 @@
 //! themselves and reports the ones that went away or fell behind.
 
 use super::{Resume, Room, Timer};
-use crate::core::effect::Effect;
 use crate::core::error::{close, Error};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::log::RoomLog;
 use crate::core::protocol;
+use crate::core::room::effect::Effect;
+use crate::core::room::log::RoomLog;
 use crate::core::time::Timestamp;
 use serde_json::json;
 

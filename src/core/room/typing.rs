@@ -2,9 +2,9 @@
 //! only when the set of typing users changes.
 
 use super::{empty, reply, ConnInfo, Room, Timer};
-use crate::core::effect::Effect;
 use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol::{self, Ref};
+use crate::core::room::effect::Effect;
 use crate::core::time::Timestamp;
 use serde_json::json;
 

@@ -6,8 +6,8 @@
 //! count the user object keeps always equals the stored unread rows: every write that changes it
 //! is decided here, from counts the store reported when the object woke.
 
+use crate::core::error::LogError;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::log::LogError;
 use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! A room's message log: the stored message and the reads the room needs.
 //!
-//! Writes leave the core as [`Effect::Append`](crate::core::effect::Effect::Append); reads come in
+//! Writes leave the core as [`Effect::Append`](crate::core::room::effect::Effect::Append); reads come in
 //! through [`RoomLog`], which the edge implements over SQLite and tests implement in memory.
 
 use crate::core::ids::{RoomId, UserId};
@@ -79,9 +79,7 @@ impl LogHead {
     }
 }
 
-/// A storage read failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogError(pub String);
+pub use crate::core::error::LogError;
 
 /// Read access to a room's stored messages.
 ///
@@ -112,7 +110,7 @@ pub struct MemoryLog {
 }
 
 impl MemoryLog {
-    /// Applies [`Effect::Trim`](crate::core::effect::Effect::Trim) as storage does.
+    /// Applies [`Effect::Trim`](crate::core::room::effect::Effect::Trim) as storage does.
     pub fn trim(&mut self, through: u64, forget_through: u64) {
         let cut = self.messages.partition_point(|m| m.seq <= through);
         let gone: Vec<Message> = self.messages.drain(..cut).collect();

@@ -3,7 +3,7 @@
 //! written.
 
 use crate::core::ids::ConnId;
-use crate::core::log::Message;
+use crate::core::room::log::Message;
 use crate::core::room::{ConnInfo, StateEntry};
 
 /// One instruction for the edge shell.
