@@ -528,7 +528,8 @@ impl Inner {
             Some(live) => live.user.id().clone(),
             None => return,
         };
-        // Answers make no further calls today; the bound guards against a loop if they ever do.
+        // An answer can make one more round of calls (a subscribe overtaken by an unsubscribe is
+        // undone at the watched object); the bound guards against a loop.
         for _ in 0..4 {
             if calls.is_empty() {
                 return;
