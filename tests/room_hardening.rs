@@ -333,3 +333,40 @@ fn a_stream_more_than_recovery_max_bytes_behind_does_not_keep_up() {
     assert!(sim.room.stream_keeps_up(16 * 1024));
     assert!(!sim.room.stream_keeps_up(16 * 1024 + 1));
 }
+
+// From the second adversarial review (2026-11-28).
+
+#[test]
+fn event_stream_openings_draw_from_the_users_read_budget() {
+    use switchboard::core::error::ErrorCode;
+    let mut sim = Sim::with_limits("sse-rate", Limits { max_sockets_per_user: 1_000, ..Limits::default() });
+    // Each opening may replay up to RECOVERY_MAX_BYTES: a loop of them is throttled like reads.
+    let refused = (0..40).filter_map(|_| sim.open_stream("alice", 60_000).err()).collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "40 openings at once all passed");
+    assert!(refused.iter().all(|e| e.code == ErrorCode::RateLimited && e.retry_after_ms.is_some()));
+    assert!(sim.open_stream("bob", 60_000).is_ok(), "another user's budget is untouched");
+}
+
+#[test]
+fn http_history_draws_from_the_users_read_budget() {
+    use switchboard::core::error::ErrorCode;
+    let mut sim = Sim::new("history-rate");
+    let alice = UserId::parse("alice").unwrap();
+    let log = MemoryLog::default();
+    let refused = (0..40)
+        .filter_map(|_| sim.room.http_history(&alice, None, None, sim.now, &log).err())
+        .collect::<Vec<_>>();
+    assert!(!refused.is_empty() && refused.iter().all(|e| e.code == ErrorCode::RateLimited));
+}
+
+#[test]
+fn an_event_stream_ends_at_exp_plus_the_leeway_like_a_socket() {
+    let mut config = support::config(Limits::default());
+    config.auth.leeway_secs = 30;
+    let mut sim = Sim::with_config("sse-leeway", config);
+    let (stream, _) = sim.open_stream("alice", 5_000).unwrap();
+    sim.advance(5_000 + 29_999);
+    assert!(sim.ended_streams.is_empty(), "the Worker still accepts this token");
+    sim.advance(1);
+    assert!(sim.ended_streams.contains_key(&stream));
+}

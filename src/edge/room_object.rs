@@ -14,13 +14,12 @@ use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomL
 use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry, StreamInfo, SSE_KEEPALIVE};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
-use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::StreamExt;
 use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use worker::{
     durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
@@ -67,30 +66,122 @@ struct Live {
     trim: Option<(u64, u64)>,
 }
 
-/// One open event stream: the sending half of its response body, and the bytes queued that the
-/// runtime has not taken yet (how far its client is behind).
+/// What an event stream's response body and the room share. The room owns the queued bytes:
+/// ending a stream frees them at once, whether or not its client ever reads again (a client
+/// that stops reading would otherwise pin them for as long as it keeps the connection).
+#[derive(Default)]
+struct Feed {
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes queued that the runtime has not taken yet (how far the client is behind).
+    unread: usize,
+    /// No more bytes will come: the body ends once the queue is empty.
+    ended: bool,
+    /// The body was dropped (the client went away).
+    gone: bool,
+    waker: Option<Waker>,
+}
+
+/// One open event stream, as the room holds it.
 struct Stream {
-    tx: UnboundedSender<Vec<u8>>,
-    unread: Rc<Cell<usize>>,
+    feed: Rc<RefCell<Feed>>,
+}
+
+/// The response body of an event stream.
+struct StreamBody {
+    feed: Rc<RefCell<Feed>>,
+}
+
+impl futures::Stream for StreamBody {
+    type Item = worker::Result<Vec<u8>>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Ok(mut feed) = self.feed.try_borrow_mut() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        if let Some(chunk) = feed.queue.pop_front() {
+            feed.unread = feed.unread.saturating_sub(chunk.len());
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if feed.ended {
+            return Poll::Ready(None);
+        }
+        feed.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        if let Ok(mut feed) = self.feed.try_borrow_mut() {
+            feed.gone = true;
+            feed.queue.clear();
+        }
+    }
 }
 
 impl Stream {
-    /// A stream and the response body it feeds, which counts down what the runtime takes.
-    fn new() -> (Stream, impl futures::Stream<Item = worker::Result<Vec<u8>>>) {
-        let (tx, rx) = unbounded::<Vec<u8>>();
-        let unread = Rc::new(Cell::new(0usize));
-        let taken = Rc::clone(&unread);
-        let body = rx.map(move |chunk: Vec<u8>| {
-            taken.set(taken.get().saturating_sub(chunk.len()));
-            Ok(chunk)
-        });
-        (Stream { tx, unread }, body)
+    /// A stream and the response body it feeds.
+    fn new() -> (Stream, StreamBody) {
+        let feed = Rc::new(RefCell::new(Feed::default()));
+        (Stream { feed: Rc::clone(&feed) }, StreamBody { feed })
     }
 
-    /// Queues `bytes`; false when the client went away.
+    /// Queues `bytes`; false when the client went away or the stream ended.
     fn push(&self, bytes: &[u8]) -> bool {
-        self.unread.set(self.unread.get().saturating_add(bytes.len()));
-        self.tx.unbounded_send(bytes.to_vec()).is_ok()
+        let waker = {
+            let Ok(mut feed) = self.feed.try_borrow_mut() else { return false };
+            if feed.gone || feed.ended {
+                return false;
+            }
+            feed.unread = feed.unread.saturating_add(bytes.len());
+            feed.queue.push_back(bytes.to_vec());
+            feed.waker.take()
+        };
+        // Woken after the borrow ends: the body borrows the feed when it is polled.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Bytes its client has not taken yet.
+    fn unread(&self) -> usize {
+        self.feed.try_borrow().map_or(0, |f| f.unread)
+    }
+
+    /// Whether its client went away.
+    fn is_gone(&self) -> bool {
+        self.feed.try_borrow().is_ok_and(|f| f.gone)
+    }
+
+    /// Ends the stream: what its client has not taken is dropped (it resumes from the last event
+    /// id it received), then `last`, if any, is the final event.
+    fn end(&self, last: Option<&[u8]>) {
+        let waker = {
+            let Ok(mut feed) = self.feed.try_borrow_mut() else { return };
+            if feed.ended {
+                return;
+            }
+            feed.queue.clear();
+            feed.unread = 0;
+            if let (Some(last), false) = (last, feed.gone) {
+                feed.unread = last.len();
+                feed.queue.push_back(last.to_vec());
+            }
+            feed.ended = true;
+            feed.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Stream {
+    /// A stream the room forgets ends, and frees what it queued.
+    fn drop(&mut self) {
+        self.end(None);
     }
 }
 
@@ -183,7 +274,7 @@ impl Live {
     fn push_streams(&mut self, bytes: &[u8]) {
         let room = &mut self.room;
         self.streams.retain(|id, stream| {
-            let keep = room.stream_keeps_up(stream.unread.get()) && stream.push(bytes);
+            let keep = room.stream_keeps_up(stream.unread()) && stream.push(bytes);
             if !keep {
                 room.close_stream(id);
             }
@@ -195,7 +286,7 @@ impl Live {
     fn prune_streams(&mut self) {
         let room = &mut self.room;
         self.streams.retain(|id, stream| {
-            let open = !stream.tx.is_closed();
+            let open = !stream.is_gone();
             if !open {
                 room.close_stream(id);
             }
@@ -423,11 +514,17 @@ impl RoomObject {
         let before = number_param("before", query(req, "before").as_deref())?;
         let limit =
             number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
+        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok());
         let mut slot = self.live.borrow_mut();
         let live = self.flushed(&mut slot, room_hint(req).as_ref())?;
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
-        let messages = live.room.history(before, limit, &SqlLog { sql: &sql, room: &room_id })?;
+        let log = SqlLog { sql: &sql, room: &room_id };
+        let messages = match user {
+            Some(user) => live.room.http_history(&user, before, limit, now(), &log)?,
+            // Only the Worker calls this endpoint, and it always names the user.
+            None => return Err(Error::new(ErrorCode::Internal, "malformed internal history request")),
+        };
         http::json(200, &serde_json::json!({ "messages": messages }))
     }
 
@@ -623,9 +720,8 @@ impl RoomObject {
                 Effect::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
                 Effect::Keepalive => live.push_streams(SSE_KEEPALIVE.as_bytes()),
                 Effect::EndStream { stream, last } => {
-                    // Dropping the sender ends the response after its last event.
-                    if let Some(gone) = live.streams.remove(&stream) {
-                        gone.push(last.as_bytes());
+                    if let Some(ended) = live.streams.remove(&stream) {
+                        ended.end(Some(last.as_bytes()));
                     }
                 }
                 Effect::PutState { key, entry } => {

@@ -45,7 +45,8 @@ pub(crate) async fn stats(call: &Call, env: &Env, room: &RoomId) -> Result<Respo
 /// `GET /v1/rooms/:room/messages?before=&limit=`: a history page for a user who may join.
 pub(crate) async fn history(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
     let config = config(env)?;
-    join_rights(&call.user(&config)?, &config, room)?;
+    let identity = call.user(&config)?;
+    join_rights(&identity, &config, room)?;
     let before = number_param("before", call.query("before").as_deref())?;
     let limit = number_param("limit", call.query("limit").as_deref())?;
     let mut path = String::from("history?");
@@ -55,7 +56,13 @@ pub(crate) async fn history(call: &Call, env: &Env, room: &RoomId) -> Result<Res
     if let Some(limit) = limit {
         path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
     }
-    forward(env, room, room_request(room, &path, Method::Get)?).await
+    let mut req = room_request(room, &path, Method::Get)?;
+    // The page is drawn from this user's read budget in the room.
+    req.headers_mut()
+        .map_err(http::internal)?
+        .set(internal::USER, identity.user.as_str())
+        .map_err(http::internal)?;
+    forward(env, room, req).await
 }
 
 /// `GET /v1/rooms/:room/events`: the event stream, resumed from `Last-Event-ID` or

@@ -217,6 +217,20 @@ impl Room {
         log.page(before, limit, self.config.limits.recovery_max_bytes).map_err(internal)
     }
 
+    /// A history page over HTTP for `user`, drawn from their read budget like `history:get`:
+    /// each page may cost up to `RECOVERY_MAX_BYTES` of reads.
+    pub fn http_history(
+        &mut self,
+        user: &UserId,
+        before: Option<u64>,
+        limit: Option<u32>,
+        now: Timestamp,
+        log: &dyn RoomLog,
+    ) -> Result<Vec<Message>, Error> {
+        self.throttle(user, super::EventClass::Read, now)?;
+        self.history(before, limit, log)
+    }
+
     /// Exactly the messages after `resume.since`, or `None` when they cannot all be given:
     /// another epoch, a position ahead of the log, more than the recovery window, more than
     /// `RECOVERY_MAX_BYTES` of frames, or a log read that comes back short. Never a silent gap.

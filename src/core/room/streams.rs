@@ -38,10 +38,14 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<String, Error> {
         self.check_capacity(&info.user)?;
+        // An opening replays up to RECOVERY_MAX_BYTES: it draws from the user's read budget.
+        self.throttle(&info.user, super::EventClass::Read, now)?;
         if self.streams.is_empty() {
             self.timers.set(Timer::Keepalive, now.plus_millis(self.config.limits.sse_keepalive_ms));
         }
-        self.timers.set(Timer::StreamExpiry(info.id.clone()), info.expires);
+        // The same moment a socket with this token is closed: exp plus the leeway.
+        let deadline = crate::core::protocol::token_deadline(info.expires, self.config.auth.leeway_secs);
+        self.timers.set(Timer::StreamExpiry(info.id.clone()), deadline);
         self.streams.insert(info.id.clone(), info);
         Ok(self.open_event_stream(resume, log))
     }
