@@ -3,7 +3,9 @@
 //! Counting is in milli-tokens so refills are exact integers: a bucket of rate `r`/s gains `r`
 //! milli-tokens per millisecond, and one event costs 1,000.
 
+use crate::core::ids::UserId;
 use crate::core::time::Timestamp;
+use std::collections::BTreeMap;
 
 const COST: u64 = 1000;
 
@@ -55,6 +57,65 @@ impl Bucket {
     }
 }
 
+/// An object's classes of rate-limited events.
+pub trait EventClasses: Copy + 'static {
+    /// Every class, each at the position its [`EventClasses::index`] names.
+    const CLASSES: &'static [Self];
+
+    /// The class's rate.
+    fn rate(self) -> Rate;
+
+    /// Its position in [`EventClasses::CLASSES`].
+    fn index(self) -> usize;
+}
+
+/// Each user's budget in one object: a bucket per class, shared by all the user's sockets (and
+/// whatever else they send through), so reconnecting or another tab buys no fresh burst. An entry
+/// outlives its user's sockets until it has refilled; then it is the same as a new one and can go.
+#[derive(Debug)]
+pub struct Budgets<C: EventClasses> {
+    by_user: BTreeMap<UserId, Vec<Bucket>>,
+    classes: std::marker::PhantomData<C>,
+}
+
+impl<C: EventClasses> Default for Budgets<C> {
+    fn default() -> Self {
+        Budgets { by_user: BTreeMap::new(), classes: std::marker::PhantomData }
+    }
+}
+
+impl<C: EventClasses> Budgets<C> {
+    /// Takes one token of `class` from `user`'s budget, or says how many milliseconds until one
+    /// is available.
+    pub fn take(&mut self, user: &UserId, class: C, now: Timestamp) -> Result<(), u64> {
+        let budget = self
+            .by_user
+            .entry(user.clone())
+            .or_insert_with(|| C::CLASSES.iter().map(|c| Bucket::full(c.rate(), now)).collect());
+        match budget.get_mut(class.index()) {
+            Some(bucket) => bucket.take(class.rate(), now),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the budgets that have refilled, but for users `keep` names (those with sockets).
+    pub fn forget_refilled(&mut self, now: Timestamp, keep: impl Fn(&UserId) -> bool) {
+        self.by_user.retain(|user, buckets| {
+            keep(user) || !C::CLASSES.iter().zip(buckets.iter()).all(|(c, b)| b.is_full(c.rate(), now))
+        });
+    }
+
+    /// Users with a budget remembered.
+    pub fn len(&self) -> usize {
+        self.by_user.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +149,36 @@ mod tests {
         assert!(b.take(rate, Timestamp(5_000)).is_err());
         assert!(b.take(rate, t0.plus_millis(999)).is_err());
         assert!(b.take(rate, t0.plus_millis(1000)).is_ok());
+    }
+
+    #[derive(Clone, Copy)]
+    enum Two {
+        A,
+        B,
+    }
+
+    impl EventClasses for Two {
+        const CLASSES: &'static [Two] = &[Two::A, Two::B];
+        fn rate(self) -> Rate {
+            Rate { per_sec: 1, burst: 1 }
+        }
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
+    #[test]
+    fn budgets_are_per_user_and_class_and_are_forgotten_once_refilled() {
+        let t0 = Timestamp(1_000_000);
+        let (alice, bob) = (UserId::parse("alice").unwrap(), UserId::parse("bob").unwrap());
+        let mut budgets = Budgets::<Two>::default();
+        assert!(budgets.take(&alice, Two::A, t0).is_ok());
+        assert!(budgets.take(&alice, Two::A, t0).is_err(), "spent");
+        assert!(budgets.take(&alice, Two::B, t0).is_ok(), "another class");
+        assert!(budgets.take(&bob, Two::A, t0).is_ok(), "another user");
+        budgets.forget_refilled(t0, |_| false);
+        assert_eq!(budgets.len(), 2, "not refilled yet: kept across a reconnect");
+        budgets.forget_refilled(t0.plus_millis(1_000), |u| *u == bob);
+        assert_eq!(budgets.len(), 1, "alice refilled and has no socket; bob is kept");
     }
 }

@@ -30,7 +30,7 @@ use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
 use crate::core::protocol::{self, Envelope, Incoming, Ref};
-use crate::core::throttle::{Bucket, Rate};
+use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
 use cursor::CursorPayload;
@@ -267,9 +267,7 @@ enum EventClass {
 }
 
 impl EventClass {
-    const COUNT: usize = 4;
-    const ALL: [EventClass; EventClass::COUNT] =
-        [EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
+    const ALL: [EventClass; 4] = [EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
 
     fn rate(self) -> Rate {
         match self {
@@ -290,18 +288,15 @@ impl EventClass {
     }
 }
 
-/// A user's rate budget in this document, shared by all their sockets; it outlives a
-/// reconnect until it has refilled, so reconnecting buys no fresh burst.
-#[derive(Debug)]
-struct Budget([Bucket; EventClass::COUNT]);
+impl EventClasses for EventClass {
+    const CLASSES: &'static [EventClass] = &EventClass::ALL;
 
-impl Budget {
-    fn full(now: Timestamp) -> Budget {
-        Budget(EventClass::ALL.map(|c| Bucket::full(c.rate(), now)))
+    fn rate(self) -> Rate {
+        EventClass::rate(self)
     }
 
-    fn is_full(&self, now: Timestamp) -> bool {
-        EventClass::ALL.iter().zip(&self.0).all(|(c, b)| b.is_full(c.rate(), now))
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -345,7 +340,8 @@ pub struct Doc {
     bytes_since_snapshot: usize,
     repair: Option<Repair>,
     conns: BTreeMap<ConnId, Connection>,
-    budgets: BTreeMap<UserId, Budget>,
+    /// Rate budgets per user, shared by their sockets.
+    budgets: Budgets<EventClass>,
     timers: Timers<ConnId>,
 }
 
@@ -452,7 +448,7 @@ impl Doc {
             bytes_since_snapshot: 0,
             repair,
             conns: BTreeMap::new(),
-            budgets: BTreeMap::new(),
+            budgets: Budgets::default(),
             timers: Timers::default(),
         };
         for logged in log {
@@ -599,8 +595,7 @@ impl Doc {
         let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
         self.timers.cancel(conn);
         let conns = &self.conns;
-        self.budgets
-            .retain(|user, budget| conns.values().any(|c| c.info.user == *user) || !budget.is_full(now));
+        self.budgets.forget_refilled(now, |user| conns.values().any(|c| c.info.user == *user));
         match gone.cursor {
             Some(_) => vec![DocEffect::Broadcast {
                 except: None,
@@ -678,10 +673,7 @@ impl Doc {
                 "this token may read this document but not edit it",
             ));
         }
-        let budget = self.budgets.entry(sender.user.clone()).or_insert_with(|| Budget::full(now));
-        if let Some(bucket) = budget.0.get_mut(class as usize) {
-            bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
-        }
+        self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
         match event.as_str() {
             "op:submit" => self.submit(sender, reply_to, protocol::payload(&event, data)?),
             "cursor:update" => self.cursor(sender, reply_to, protocol::payload(&event, data)?),

@@ -29,7 +29,7 @@ use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::protocol::{self, Envelope, Incoming, Ref};
 use crate::core::room::effect::Effect;
 use crate::core::room::log::{LogHead, RoomLog};
-use crate::core::throttle::{Bucket, Rate};
+use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
 use serde::{Deserialize, Serialize};
@@ -92,10 +92,6 @@ impl EventClass {
         }
     }
 
-    fn index(self) -> usize {
-        self as usize
-    }
-
     fn noun(self) -> &'static str {
         match self {
             EventClass::Message => "messages",
@@ -128,18 +124,15 @@ struct Connection {
     strikes: protocol::Strikes,
 }
 
-/// A user's rate budget in this room, shared by all their sockets and their HTTP publishes; it
-/// outlives a reconnect until it has refilled, so reconnecting buys no fresh burst.
-#[derive(Debug)]
-struct Budget([Bucket; EventClass::ALL.len()]);
+impl EventClasses for EventClass {
+    const CLASSES: &'static [EventClass] = &EventClass::ALL;
 
-impl Budget {
-    fn full(now: Timestamp) -> Budget {
-        Budget(EventClass::ALL.map(|class| Bucket::full(class.rate(), now)))
+    fn rate(self) -> Rate {
+        EventClass::rate(self)
     }
 
-    fn is_full(&self, now: Timestamp) -> bool {
-        EventClass::ALL.iter().zip(&self.0).all(|(class, b)| b.is_full(class.rate(), now))
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -154,7 +147,8 @@ pub struct Room {
     members: BTreeMap<UserId, usize>,
     typing: BTreeSet<UserId>,
     state: BTreeMap<String, StateEntry>,
-    budgets: BTreeMap<UserId, Budget>,
+    /// Rate budgets per user, shared by their sockets and their HTTP publishes.
+    budgets: Budgets<EventClass>,
     /// Open event streams (the shell holds the streams themselves).
     streams: BTreeMap<ConnId, StreamInfo>,
     timers: Timers<Timer>,
@@ -171,7 +165,7 @@ impl Room {
             members: BTreeMap::new(),
             typing: BTreeSet::new(),
             state,
-            budgets: BTreeMap::new(),
+            budgets: Budgets::default(),
             streams: BTreeMap::new(),
             timers: Timers::default(),
         }
@@ -416,15 +410,13 @@ impl Room {
     }
 
     fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
-        let budget = self.budgets.entry(user.clone()).or_insert_with(|| Budget::full(now));
-        let Some(bucket) = budget.0.get_mut(class.index()) else { return Ok(()) };
-        bucket.take(class.rate(), now).map_err(|ms| Error::rate_limited(class.noun(), ms))
+        self.budgets.take(user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))
     }
 
     /// Budgets of users without a socket here that have refilled are the same as new ones.
     fn forget_full_budgets(&mut self, now: Timestamp) {
         let members = &self.members;
-        self.budgets.retain(|user, budget| members.contains_key(user) || !budget.is_full(now));
+        self.budgets.forget_refilled(now, |user| members.contains_key(user));
     }
 
     fn refresh_token(
