@@ -1,19 +1,10 @@
 // Documents through the SDK against the built worker: local edits, remote ops, cursors, and the
 // rebase of the op in flight and the buffer over a reconnect, with three editors converging.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, startProxy, portOf, sdk, waitFor, until, call, recordingWebSocket } from "./helpers.mjs";
+import { workerBehindProxy, sdk, waitFor, until, call, recordingWebSocket, startWorker, startProxy, portOf } from "./helpers.mjs";
 
-let worker;
-let proxy;
-before(async () => {
-  worker = await startWorker();
-  proxy = await startProxy(portOf(worker));
-});
-after(async () => {
-  await proxy.close();
-  await worker.close();
-});
+const { worker, proxy } = await workerBehindProxy();
 
 /** A deterministic pseudo-random source, so a failure can be replayed. */
 function rng(seed) {

@@ -4,7 +4,8 @@
 import net from "node:net";
 import WebSocket from "ws";
 export { startWorker, withStorage, token, call, sleep, join, connectUser, SERVER_KEY, SECRET } from "../../../miniflare/harness.mjs";
-import { token as mint } from "../../../miniflare/harness.mjs";
+import { after } from "node:test";
+import { startWorker as start, token as mint } from "../../../miniflare/harness.mjs";
 import { createClient } from "../dist/index.js";
 
 /**
@@ -71,6 +72,17 @@ export async function startProxy(target) {
 }
 
 export const portOf = (worker) => Number(new URL(worker.http).port);
+
+/** The worker and a cutting proxy in front of it, for a whole test file; stopped after its tests. */
+export async function workerBehindProxy() {
+  const worker = await start();
+  const proxy = await startProxy(portOf(worker));
+  after(async () => {
+    await proxy.close();
+    await worker.close();
+  });
+  return { worker, proxy };
+}
 
 /** A `ws` subclass that records every frame the SDK sends, parsed, into `sent`. */
 export function recordingWebSocket(sent = []) {

@@ -1,19 +1,10 @@
 // The user's own socket through the SDK: status, watching others across a reconnect,
 // notifications with the unread count, and requests that honour retryAfterMs.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, startProxy, portOf, sdk, waitFor, until, call, connectUser, recordingWebSocket } from "./helpers.mjs";
+import { workerBehindProxy, sdk, waitFor, until, call, connectUser, recordingWebSocket } from "./helpers.mjs";
 
-let worker;
-let proxy;
-before(async () => {
-  worker = await startWorker();
-  proxy = await startProxy(portOf(worker));
-});
-after(async () => {
-  await proxy.close();
-  await worker.close();
-});
+const { worker, proxy } = await workerBehindProxy();
 
 test("status, notifications and the unread count on the user socket", async () => {
   const alice = sdk(worker.http, "alice");

@@ -1,19 +1,10 @@
 // Rooms through the SDK against the built worker in workerd: live traffic, reconnects after the
 // network or the server drops, recovery with and without gaps, the outbox, acks and timeouts.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, withStorage, startProxy, portOf, sdk, waitFor, reachStatus, until, call, sleep, join, recordingWebSocket } from "./helpers.mjs";
+import { workerBehindProxy, withStorage, sdk, waitFor, reachStatus, until, call, sleep, join, recordingWebSocket, startWorker, startProxy, portOf } from "./helpers.mjs";
 
-let worker;
-let proxy;
-before(async () => {
-  worker = await startWorker();
-  proxy = await startProxy(portOf(worker));
-});
-after(async () => {
-  await proxy.close();
-  await worker.close();
-});
+const { worker, proxy } = await workerBehindProxy();
 
 test("a room opens on first use; messages, acks, members and typing flow; batches are unpacked", async () => {
   const alice = sdk(worker.http, "alice");

@@ -1,22 +1,13 @@
 // The Socket.IO-style facade, driven the way socket.io-client apps drive it: a useSocket-shaped
 // connection with reconnection options, a chat that re-joins its room on every `connect`, sends
 // with an optimistic id, and listens to message:receive and typing:update.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { io } from "@switchboard/client/socket.io";
-import { startWorker, startProxy, portOf, token, until, call, sleep } from "./helpers.mjs";
+import { workerBehindProxy, token, until, call, sleep } from "./helpers.mjs";
 
-let worker;
-let proxy;
-before(async () => {
-  worker = await startWorker();
-  proxy = await startProxy(portOf(worker));
-});
-after(async () => {
-  await proxy.close();
-  await worker.close();
-});
+const { worker, proxy } = await workerBehindProxy();
 
 /** What a seed app's useSocket() does, minus React: the same options and listeners. */
 function useSocket(url, user, claims = {}) {
