@@ -15,3 +15,6 @@ node --test --test-concurrency=1 --test-timeout=60000 ot-js/test/*.test.mjs mini
 # The client SDK: its types must compile, then its suites run against the built worker.
 npm run build --workspace clients/js
 node --test --test-concurrency=1 --test-timeout=60000 clients/js/test/*.test.mjs
+# Real browser: Debian's Chromium (installed when missing) drives the demo page and the SDK.
+bash scripts/setup-browser.sh
+node --test --test-concurrency=1 --test-timeout=120000 browser/*.test.mjs
