@@ -1,5 +1,6 @@
-// The benchmark's smoke profile: every scenario at tiny sizes against Switchboard, the Socket.IO
-// peer and the native ceiling, asserting only that it ran and counted correctly (no timing).
+// The benchmark's smoke profile: every scenario at tiny sizes against Switchboard, the plain-JS
+// Durable Object peer, the Socket.IO peer and the native ceiling, with storage on disk, asserting
+// only that it ran and counted correctly (no timing).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -16,7 +17,8 @@ test("bench smoke: every scenario runs on every target and loses nothing", async
     ),
   );
   const run = JSON.parse(stdout);
-  assert.deepEqual(Object.keys(run.results).sort(), ["ceiling", "socket.io", "switchboard"]);
+  assert.deepEqual(Object.keys(run.results).sort(), ["ceiling", "js-do", "socket.io", "switchboard"]);
+  assert.equal(run.storage, "disk");
   for (const [target, r] of Object.entries(run.results)) {
     assert.equal(r.connect[0].failures, 0, target);
     assert.equal(r.connect[0].broadcast_received, r.connect[0].sockets, `${target}: every socket got the broadcast`);
@@ -24,8 +26,8 @@ test("bench smoke: every scenario runs on every target and loses nothing", async
       assert.equal(step.delivered, step.sent * r.fanout.receivers, `${target}: fan-out delivered every message`);
     }
     assert.equal(r.rooms.delivered, r.rooms.sent * (r.rooms.members - 1), `${target}: rooms delivered every message`);
-    if (target === "ceiling") {
-      assert.equal(r.notify, null, "the ceiling has no notify route");
+    if (target === "ceiling" || target === "js-do") {
+      assert.equal(r.notify, null, `${target} has no notify route`);
     } else {
       assert.equal(r.notify.failed_calls, 0, target);
       assert.equal(r.notify.delivered, r.notify.calls * r.notify.connected, `${target}: every connected device got every notification`);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `npm run bench` (quick profile, a few minutes) or `npm run bench -- --full`: builds the release
-# worker and the load generator, runs every scenario against Switchboard, the Socket.IO peer and
-# the native ceiling, and writes bench/results/<date>.json and the tables in BENCHMARKS.md.
+# `npm run bench` (quick profile) or `npm run bench -- --full`: builds the release worker and the
+# load generator, runs every scenario against Switchboard, the plain-JS Durable Object peer, the
+# Socket.IO peer and the native ceiling, once with Durable Object storage on disk (the default
+# table) and once in memory, and writes bench/results/<date>-<profile>-<storage>.json and the
+# tables in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,6 +19,9 @@ bash scripts/setup.sh
 bash scripts/build.sh
 cargo build --release -p switchboard-bench --bins
 mkdir -p bench/results
-out="bench/results/$(date -u +%Y-%m-%d)-$profile.json"
-SWITCHBOARD_ROOT="$PWD" ./target/release/switchboard-bench --profile "$profile" --out "$out" --report BENCHMARKS.md >/dev/null
-echo "bench: wrote $out and BENCHMARKS.md"
+for storage in disk memory; do
+  out="bench/results/$(date -u +%Y-%m-%d)-$profile-$storage.json"
+  SWITCHBOARD_ROOT="$PWD" ./target/release/switchboard-bench --profile "$profile" --storage "$storage" \
+    --out "$out" --report BENCHMARKS.md >/dev/null
+  echo "bench: wrote $out and BENCHMARKS.md ($storage)"
+done

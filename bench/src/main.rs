@@ -2,9 +2,12 @@
 //! native ceiling, in one run on one machine, and reports ratios.
 //!
 //! ```text
-//! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,socket.io,ceiling]
-//!                   [--scenarios connect,fanout,rooms,notify,ot] [--out results.json] [--report BENCHMARKS.md]
+//! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,js-do,socket.io,ceiling]
+//!                   [--storage disk|memory] [--scenarios connect,fanout,rooms,notify,ot]
+//!                   [--out results.json] [--report BENCHMARKS.md]
 //! ```
+//! `--storage` says where the two workerd targets keep Durable Object storage: `disk` (the
+//! default: SQLite files, as `wrangler dev` and a deployment keep them) or `memory`.
 //! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
 //! writes a report. A run of only some scenarios (for profiling a lever) never writes one either.
 
@@ -28,7 +31,8 @@ use std::time::{Duration, Instant};
 /// Sizes of one run.
 struct Profile {
     name: &'static str,
-    connect: &'static [usize],
+    /// (sockets, room size): every socket its own user.
+    connect: &'static [(usize, usize)],
     connect_rate: u32,
     fanout_receivers: usize,
     fanout_rates: &'static [u32],
@@ -50,7 +54,7 @@ const OT_EDITOR_RATE: f64 = 5.0;
 const PROFILES: [Profile; 3] = [
     Profile {
         name: "smoke",
-        connect: &[20],
+        connect: &[(20, 10)],
         connect_rate: 200,
         fanout_receivers: 10,
         fanout_rates: &[10],
@@ -67,7 +71,7 @@ const PROFILES: [Profile; 3] = [
     },
     Profile {
         name: "quick",
-        connect: &[1000],
+        connect: &[(1000, 100), (10000, 10000)],
         connect_rate: 1000,
         fanout_receivers: 500,
         fanout_rates: &[20, 50, 100, 200, 400],
@@ -84,7 +88,7 @@ const PROFILES: [Profile; 3] = [
     },
     Profile {
         name: "full",
-        connect: &[1000, 5000, 10000],
+        connect: &[(1000, 100), (5000, 5000), (10000, 10000)],
         connect_rate: 1000,
         fanout_receivers: 1000,
         fanout_rates: &[20, 50, 100, 200, 400],
@@ -114,12 +118,15 @@ async fn main() {
         std::process::exit(2);
     };
     let targets: Vec<Flavor> = arg(&args, "--targets")
-        .unwrap_or_else(|| "switchboard,socket.io,ceiling".into())
+        .unwrap_or_else(|| "switchboard,js-do,socket.io,ceiling".into())
         .split(',')
-        .filter_map(|t| {
-            [Flavor::Switchboard, Flavor::SocketIo, Flavor::Ceiling].into_iter().find(|f| f.name() == t)
-        })
+        .filter_map(|t| Flavor::ALL.into_iter().find(|f| f.name() == t))
         .collect();
+    let storage = arg(&args, "--storage").unwrap_or_else(|| "disk".into());
+    if storage != "disk" && storage != "memory" {
+        eprintln!("--storage must be disk or memory, not {storage}");
+        std::process::exit(2);
+    }
     let scenarios = arg(&args, "--scenarios").unwrap_or_else(|| "connect,fanout,rooms,notify,ot".into());
     let runs = |name: &str| scenarios.split(',').any(|s| s == name);
     let root = std::env::var("SWITCHBOARD_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
@@ -131,7 +138,7 @@ async fn main() {
     let mut results = serde_json::Map::new();
     for flavor in targets {
         eprintln!("== {}", flavor.name());
-        let server = match Server::start(flavor, &root).await {
+        let server = match Server::start(flavor, &root, &storage).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("cannot start {}: {e}", flavor.name());
@@ -139,10 +146,10 @@ async fn main() {
             }
         };
         let mut connect = Vec::new();
-        for &n in profile.connect.iter().filter(|_| runs("connect")) {
+        for &(n, room_size) in profile.connect.iter().filter(|_| runs("connect")) {
             server.settle().await;
-            let r = scenarios::connect(&server, n, profile.connect_rate, clock).await;
-            eprintln!("   connect {n}: {r:?}");
+            let r = scenarios::connect(&server, n, room_size, profile.connect_rate, clock).await;
+            eprintln!("   connect {n} into rooms of {room_size}: {r:?}");
             connect.push(r);
         }
         let mut fanout = None;
@@ -211,6 +218,7 @@ async fn main() {
         "profile": profile.name,
         "date": report::today(),
         "machine": report::machine(),
+        "storage": storage,
         "versions": report::versions(&root),
         "wasm_bytes": std::fs::metadata(root.join("build/index_bg.wasm")).map(|m| m.len()).unwrap_or(0),
         "core_us_per_message": core_timing::message_us(1000, 20_000),

@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 pub enum Flavor {
     /// Switchboard in workerd.
     Switchboard,
+    /// The plain-JavaScript Durable Object on the same runtime (bench/peers/js-do), speaking
+    /// Switchboard's frames for rooms.
+    JsDo,
     /// The Node `socket.io` peer.
     SocketIo,
     /// The native broadcast server: no auth, no JSON, no storage.
@@ -16,10 +19,14 @@ pub enum Flavor {
 }
 
 impl Flavor {
+    /// Every target, in report order.
+    pub const ALL: [Flavor; 4] = [Flavor::Switchboard, Flavor::JsDo, Flavor::SocketIo, Flavor::Ceiling];
+
     /// Name used in reports.
     pub fn name(self) -> &'static str {
         match self {
             Flavor::Switchboard => "switchboard",
+            Flavor::JsDo => "js-do",
             Flavor::SocketIo => "socket.io",
             Flavor::Ceiling => "ceiling",
         }
@@ -28,7 +35,7 @@ impl Flavor {
     /// The WebSocket URL for `room` on the server at `base` (`ws://127.0.0.1:port`).
     pub fn url(self, base: &str, room: &str, token: &str) -> String {
         match self {
-            Flavor::Switchboard => format!("{base}/v1/rooms/{room}/ws?token={token}"),
+            Flavor::Switchboard | Flavor::JsDo => format!("{base}/v1/rooms/{room}/ws?token={token}"),
             Flavor::SocketIo => format!("{base}/socket.io/?EIO=4&transport=websocket"),
             Flavor::Ceiling => format!("{base}/{room}"),
         }
@@ -40,7 +47,7 @@ impl Flavor {
             Flavor::Switchboard => Some(format!("{base}/v1/users/me/ws?token={token}")),
             // Socket.IO joins every socket to its user's room on connection.
             Flavor::SocketIo => Some(format!("{base}/socket.io/?EIO=4&transport=websocket")),
-            Flavor::Ceiling => None,
+            Flavor::JsDo | Flavor::Ceiling => None,
         }
     }
 
@@ -49,14 +56,14 @@ impl Flavor {
         match self {
             Flavor::Switchboard => Some("/v1/notify"),
             Flavor::SocketIo => Some("/notify"),
-            Flavor::Ceiling => None,
+            Flavor::JsDo | Flavor::Ceiling => None,
         }
     }
 
     /// A chat message carrying the send time `sent_us` (µs since the run started).
     pub fn message(self, room: &str, sent_us: u64) -> String {
         match self {
-            Flavor::Switchboard => {
+            Flavor::Switchboard | Flavor::JsDo => {
                 json!({ "t": "message:send", "d": { "text": "bench", "data": { "sent": sent_us } } })
                     .to_string()
             }
@@ -87,7 +94,7 @@ pub enum Incoming {
 /// A Switchboard frame may be a batch: a JSON array of envelopes, each interpreted in order.
 pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Vec<Incoming> {
     match flavor {
-        Flavor::Switchboard => match serde_json::from_str::<Value>(frame) {
+        Flavor::Switchboard | Flavor::JsDo => match serde_json::from_str::<Value>(frame) {
             Ok(Value::Array(batch)) => batch.iter().map(switchboard_envelope).collect(),
             Ok(v) => vec![switchboard_envelope(&v)],
             Err(_) => vec![Incoming::Other],

@@ -3,9 +3,12 @@
 use serde_json::{json, Value};
 use std::path::Path;
 
-/// Where generated tables go in BENCHMARKS.md; the text around them is kept.
-const START: &str = "<!-- results:start -->";
-const END: &str = "<!-- results:end -->";
+/// Where generated tables go in BENCHMARKS.md, one section per storage setting (disk is the
+/// default table); the text around them is kept.
+fn markers(storage: &str) -> (String, String) {
+    let section = if storage == "memory" { "results-memory" } else { "results" };
+    (format!("<!-- {section}:start -->"), format!("<!-- {section}:end -->"))
+}
 
 /// Today's date, UTC, from the system clock.
 pub fn today() -> String {
@@ -118,7 +121,7 @@ fn ratio(a: f64, b: f64) -> String {
 /// The generated section: one table per scenario, each target a row, ratios below.
 pub fn tables(run: &Value) -> String {
     let r = &run["results"];
-    let targets = ["switchboard", "socket.io", "ceiling"];
+    let targets = ["switchboard", "js-do", "socket.io", "ceiling"];
     let present: Vec<&str> = targets.iter().copied().filter(|t| !r[*t].is_null()).collect();
     let mut out = String::new();
     let m = &run["machine"];
@@ -136,17 +139,26 @@ pub fn tables(run: &Value) -> String {
         v["node"].as_str().unwrap_or("?"),
     );
     out += &format!(
+        "Storage of the workerd targets (switchboard, js-do): **{}** ({}). Every socket is its own user; \
+         rooms scenario senders and receivers alike. `js-do` is the plain-JavaScript Durable Object \
+         of `bench/peers/js-do` on the same runtime (no member events, typing, limits or recovery); \
+         Socket.IO and the ceiling store nothing.\n\n",
+        run["storage"].as_str().unwrap_or("?"),
+        if run["storage"] == "memory" { "Miniflare without persistence" } else { "SQLite files on the disk, as `wrangler dev` and a deployment keep them" },
+    );
+    out += &format!(
         "Release wasm: {} bytes. Core processing per `message:send` in a 1,000-socket room (host, our code only): {:.2} µs.\n\n",
         run["wasm_bytes"],
         num(&run["core_us_per_message"])
     );
 
-    out += "### 1. connect\n\n| target | sockets | connects/s | handshake p50 ms | p99 ms | failures | RSS KiB/socket | broadcast received | last delivery ms |\n|---|---|---|---|---|---|---|---|---|\n";
+    out += "### 1. connect\n\nEvery socket its own user, at 1,000/s, into rooms of the size shown; then one message into each room.\n\n| target | sockets | room size | connects/s | handshake p50 ms | p99 ms | failures | RSS KiB/socket | broadcast received | last delivery ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
     for t in &present {
         for c in r[*t]["connect"].as_array().into_iter().flatten() {
             out += &format!(
-                "| {t} | {} | {:.0} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} |\n",
+                "| {t} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} |\n",
                 c["sockets"],
+                c["room_size"],
                 num(&c["connects_per_sec"]),
                 num(&c["handshake_p50_ms"]),
                 num(&c["handshake_p99_ms"]),
@@ -201,18 +213,20 @@ pub fn tables(run: &Value) -> String {
     let sb = &r["switchboard"];
     let pair = |other: &str| {
         let o = &r[other];
-        let connect_p99 = |x: &Value| x["connect"].get(0).map_or(0.0, |c| num(&c["handshake_p99_ms"]));
+        let connect_p99 = |x: &Value, i: usize| x["connect"].get(i).map_or(0.0, |c| num(&c["handshake_p99_ms"]));
+        let connects = sb["connect"].as_array().map_or(0, Vec::len);
+        let connect_ratios: Vec<String> = (0..connects).map(|i| ratio(connect_p99(sb, i), connect_p99(o, i))).collect();
         format!(
             "| Switchboard / {other} | {} | {} | {} | {} |\n",
             ratio(num(&sb["fanout"]["best_delivered_per_sec"]), num(&o["fanout"]["best_delivered_per_sec"])),
-            ratio(connect_p99(sb), connect_p99(o)),
+            connect_ratios.join(" · "),
             ratio(num(&sb["rooms"]["p99_ms"]), num(&o["rooms"]["p99_ms"])),
             ratio(num(&sb["rooms"]["server_cpu_percent"]), num(&o["rooms"]["server_cpu_percent"])),
         )
     };
     if !sb.is_null() {
-        out += "\n### Ratios\n\n| | fan-out best rate (higher is better) | connect p99 (lower is better) | rooms p99 (lower is better) | rooms CPU (lower is better) |\n|---|---|---|---|---|\n";
-        for other in ["socket.io", "ceiling"] {
+        out += "\n### Ratios\n\n| | fan-out best rate (higher is better) | connect p99, each row of table 1 (lower is better) | rooms p99 (lower is better) | rooms CPU (lower is better) |\n|---|---|---|---|---|\n";
+        for other in ["js-do", "socket.io", "ceiling"] {
             if !r[other].is_null() {
                 out += &pair(other);
             }
@@ -267,11 +281,11 @@ pub fn tables(run: &Value) -> String {
 
 /// Replaces the generated section of `path` (creating the file if needed), keeping the rest.
 pub fn write_markdown(run: &Value, path: &Path) -> std::io::Result<()> {
-    let existing =
-        std::fs::read_to_string(path).unwrap_or_else(|_| format!("# Benchmarks\n\n{START}\n{END}\n"));
-    let generated = format!("{START}\n{}{END}", tables(run));
-    let updated = match (existing.find(START), existing.find(END)) {
-        (Some(s), Some(e)) if e > s => format!("{}{generated}{}", &existing[..s], &existing[e + END.len()..]),
+    let (start, end) = markers(run["storage"].as_str().unwrap_or("disk"));
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let generated = format!("{start}\n{}{end}", tables(run));
+    let updated = match (existing.find(&start), existing.find(&end)) {
+        (Some(s), Some(e)) if e > s => format!("{}{generated}{}", &existing[..s], &existing[e + end.len()..]),
         _ => format!("{existing}\n{generated}\n"),
     };
     std::fs::write(path, updated)
@@ -283,7 +297,7 @@ mod tests {
 
     fn run(losses: u64) -> Value {
         let target = json!({
-            "connect": [{"sockets": 2, "failures": 0, "broadcast_received": 2, "handshake_p99_ms": 4.0}],
+            "connect": [{"sockets": 2, "room_size": 2, "failures": 0, "broadcast_received": 2, "handshake_p99_ms": 4.0}],
             "fanout": {"receivers": 2, "steps": [{"rate": 10, "losses": losses, "delivered": 20}], "best_delivered_per_sec": 20.0},
             "rooms": {"rooms": 1, "members": 2, "delivered": 4, "expected": 4, "p99_ms": 2.0, "server_cpu_percent": 5.0},
         });
@@ -301,7 +315,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("B.md");
-        std::fs::write(&path, format!("# B\nintro\n{START}\nold\n{END}\nanalysis\n")).unwrap();
+        let (start, end) = markers("disk");
+        std::fs::write(&path, format!("# B\nintro\n{start}\nold\n{end}\nanalysis\n")).unwrap();
         write_markdown(&run(0), &path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# B\nintro\n"));

@@ -9,47 +9,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Users the generator spreads receiving and connecting sockets over (Switchboard counts
-/// presence per user).
-const USERS: usize = 10;
-
-/// How `open_many` maps sockets to users.
-#[derive(Clone, Copy)]
-enum Users {
-    /// Socket `i` is user `prefix{i % USERS}`.
-    Shared,
-    /// Every socket is its own user: senders, whose rate budgets are per user.
-    OnePerSocket,
-}
-
 /// Messages per second one sender sends (under Switchboard's per-user message rate; each sender
 /// is its own user).
 const PER_SENDER_RATE: u32 = 5;
 
-/// Opens `n` sockets into `room` at `rate` per second, as users named `prefix…` (see [`Users`]).
-#[allow(clippy::too_many_arguments)]
+/// Opens `n` sockets into `room` at `rate` per second. Every socket is its own user, named
+/// `prefix{i}`, as on a real service where each member is a person (and so the per-user socket
+/// limit stays at its deployed value).
 async fn open_many(
     server: &Server,
     room: &str,
     prefix: &str,
     n: usize,
-    users: Users,
     rate: u32,
     clock: Clock,
     received: &Arc<AtomicU64>,
+) -> (Vec<Conn>, Samples, usize) {
+    open_each(server, n, rate, clock, received, |i| (room.to_owned(), format!("{prefix}{i}"))).await
+}
+
+/// Opens `n` sockets at `rate` per second; socket `i` joins room `place(i).0` as user
+/// `place(i).1`. Returns the connections, their handshake times and how many failed.
+async fn open_each(
+    server: &Server,
+    n: usize,
+    rate: u32,
+    clock: Clock,
+    received: &Arc<AtomicU64>,
+    place: impl Fn(usize) -> (String, String),
 ) -> (Vec<Conn>, Samples, usize) {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate.max(1)));
         tokio::time::sleep_until(due.into()).await;
-        let user = match users {
-            Users::Shared => i % USERS,
-            Users::OnePerSocket => i,
-        };
-        let token = token::mint(&format!("{prefix}{user}"), 3600);
-        let url = server.flavor.url(&server.ws, room, &token);
-        let (flavor, room, received) = (server.flavor, room.to_owned(), received.clone());
+        let (room, user) = place(i);
+        let token = token::mint(&user, 3600);
+        let url = server.flavor.url(&server.ws, &room, &token);
+        let (flavor, received) = (server.flavor, received.clone());
         tasks.push(tokio::spawn(
             async move { client::open(flavor, &url, &room, &token, clock, received).await },
         ));
@@ -82,10 +79,13 @@ async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) {
     }
 }
 
-/// Scenario 1: open `n` sockets at `rate`/s into one room, then one broadcast to all.
+/// Scenario 1: `n` sockets, each its own user, connect at `rate`/s into rooms of `room_size`
+/// (room `k` takes sockets `k·room_size …`, so every join lands in a room that is filling up);
+/// then one message into each room, which every member must receive.
 #[derive(Debug, Serialize)]
 pub struct ConnectResult {
     pub sockets: usize,
+    pub room_size: usize,
     pub rate: u32,
     pub connects_per_sec: f64,
     pub handshake_p50_ms: f64,
@@ -96,31 +96,37 @@ pub struct ConnectResult {
     pub broadcast_last_ms: f64,
 }
 
-pub async fn connect(server: &Server, n: usize, rate: u32, clock: Clock) -> ConnectResult {
-    let room = format!("connect-{n}");
+pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clock: Clock) -> ConnectResult {
+    let room_size = room_size.clamp(1, n.max(1));
+    let rooms = n.div_ceil(room_size);
+    let room = |k: usize| format!("connect-{n}-{room_size}-{k}");
     let received = Arc::new(AtomicU64::new(0));
     let rss_before = server.rss_kib();
     let started = Instant::now();
     let (conns, mut handshakes, failures) =
-        open_many(server, &room, "c", n, Users::Shared, rate, clock, &received).await;
+        open_each(server, n, rate, clock, &received, |i| (room(i / room_size), format!("c{n}-{i}"))).await;
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = server.rss_kib();
 
     let sender_received = Arc::new(AtomicU64::new(0));
-    let (mut sender, _, _) =
-        open_many(server, &room, "sender", 1, Users::OnePerSocket, 1, clock, &sender_received).await;
+    let (senders, _, _) =
+        open_each(server, rooms, 1000, clock, &sender_received, |k| (room(k), format!("sender{n}-{k}"))).await;
     let sent_at = clock.now_us();
-    if let Some(s) = sender.first() {
-        s.send(server.flavor.message(&room, sent_at));
+    // A sender that failed to open leaves its room without the message (counted as missing).
+    if senders.len() == rooms {
+        for (k, s) in senders.iter().enumerate() {
+            s.send(server.flavor.message(&room(k), sent_at));
+        }
     }
     wait_for(&received, conns.len() as u64, Duration::from_secs(20)).await;
-    let receipts = finish_all(conns.into_iter().chain(sender.drain(..)).collect()).await;
+    let receipts = finish_all(conns.into_iter().chain(senders).collect()).await;
     let last = receipts.iter().filter(|(s, _)| *s == sent_at).map(|(_, l)| *l).max().unwrap_or(0);
     let connected = handshakes.len();
     let (p50, p99, _) = handshakes.summary_ms();
     ConnectResult {
         sockets: n,
+        room_size,
         rate,
         connects_per_sec: connected as f64 / elapsed.max(1e-9),
         handshake_p50_ms: p50,
@@ -165,12 +171,12 @@ pub async fn fanout(
 ) -> FanoutResult {
     let room = format!("fanout-{receivers}");
     let received = Arc::new(AtomicU64::new(0));
-    let (conns, _, _) = open_many(server, &room, "r", receivers, Users::Shared, 1000, clock, &received).await;
+    let (conns, _, _) = open_many(server, &room, "r", receivers, 1000, clock, &received).await;
     let max_rate = rates.iter().copied().max().unwrap_or(1);
     let sender_count = max_rate.div_ceil(PER_SENDER_RATE) as usize;
     let ignored = Arc::new(AtomicU64::new(0));
     let (senders, _, _) =
-        open_many(server, &room, "s", sender_count, Users::OnePerSocket, 1000, clock, &ignored).await;
+        open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
     // Every sender is in the room too; their receipts are not counted.
     let listeners = conns.len() as u64;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -263,7 +269,7 @@ pub async fn rooms(
     for r in 0..rooms {
         let room = format!("small-{r}");
         let (conns, _, _) =
-            open_many(server, &room, &format!("m{r}-"), members, Users::Shared, 2000, clock, &received).await;
+            open_many(server, &room, &format!("m{r}-"), members, 2000, clock, &received).await;
         by_room.push((room, conns));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

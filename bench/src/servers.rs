@@ -20,14 +20,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `flavor`'s server; `root` is the repository.
-    pub async fn start(flavor: Flavor, root: &Path) -> Result<Server, String> {
+    /// Starts `flavor`'s server; `root` is the repository, `storage` where workerd targets keep
+    /// Durable Object storage (`disk` or `memory`; the others store nothing).
+    pub async fn start(flavor: Flavor, root: &Path, storage: &str) -> Result<Server, String> {
         let mut cmd = match flavor {
             Flavor::Switchboard => node(root, "bench/peers/switchboard.mjs"),
+            Flavor::JsDo => node(root, "bench/peers/js-do.mjs"),
             Flavor::SocketIo => node(root, "bench/peers/socketio/server.mjs"),
             Flavor::Ceiling => Command::new(sibling_binary("ceiling")?),
         };
         let mut child = cmd
+            .env("BENCH_STORAGE", storage)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -46,7 +49,9 @@ impl Server {
         let port = ready["port"].as_u64().ok_or_else(|| format!("no port in {line}"))?;
         let parent = child.id().ok_or("server exited")?;
         let pid = match flavor {
-            Flavor::Switchboard => find_descendant(parent, "workerd").ok_or("no workerd process found")?,
+            Flavor::Switchboard | Flavor::JsDo => {
+                find_descendant(parent, "workerd").ok_or("no workerd process found")?
+            }
             _ => parent,
         };
         Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child })
