@@ -40,7 +40,7 @@ function wranglerVars() {
  * Starts the worker; `persist` is a directory for durable object storage (restart tests);
  * `build` another build of it (the previous release's, for the migration fixture).
  */
-export async function startWorker({ persist, vars = {}, preventEviction = false, build = joinPath(root, "build") } = {}) {
+export async function startWorker({ persist, vars = {}, preventEviction = false, build = joinPath(root, "build"), inspectorPort } = {}) {
   const object = (className) => ({ className, useSQLite: true, unsafePreventEviction: preventEviction });
   const mf = new Miniflare({
     modules: [
@@ -55,6 +55,7 @@ export async function startWorker({ persist, vars = {}, preventEviction = false,
     host: "127.0.0.1",
     port: 0,
     cf: false,
+    ...(inspectorPort ? { inspectorPort } : {}),
   });
   const url = await mf.ready;
   const base = url.href.replace(/\/$/, "");

@@ -17,6 +17,8 @@ pub struct Server {
     /// The process doing the serving (workerd for Switchboard), for /proc readings.
     pub pid: u32,
     child: Child,
+    /// Closing it asks a launcher to stop (after writing its profile, if any).
+    stdin: Option<tokio::process::ChildStdin>,
 }
 
 impl Server {
@@ -31,11 +33,13 @@ impl Server {
         };
         let mut child = cmd
             .env("BENCH_STORAGE", storage)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", flavor.name()))?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -54,7 +58,7 @@ impl Server {
             }
             _ => parent,
         };
-        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child })
+        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child, stdin })
     }
 
     /// Resident memory, KiB.
@@ -80,14 +84,20 @@ impl Server {
         }
     }
 
-    /// Stops the server and waits until it is gone, so the next one measures alone. The
-    /// Switchboard launcher is asked to stop (SIGTERM), which shuts workerd down with it; a
-    /// server still running after 20 s is killed, workerd included.
+    /// Stops the server and waits until it is gone, so the next one measures alone. A workerd
+    /// launcher is asked to stop by closing its stdin (it writes its profile, then shuts workerd
+    /// down); then SIGTERM; a server still running after 20 s more is killed, workerd included.
     pub async fn stop(mut self) {
-        if let Some(launcher) = self.child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(launcher.to_string()).status().await;
+        drop(self.stdin.take());
+        let launcher = matches!(self.flavor, Flavor::Switchboard | Flavor::JsDo);
+        let mut exited =
+            launcher && tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_ok();
+        if !exited {
+            if let Some(launcher) = self.child.id() {
+                let _ = Command::new("kill").arg("-TERM").arg(launcher.to_string()).status().await;
+            }
+            exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_ok();
         }
-        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_ok();
         if !exited {
             let _ = self.child.kill().await;
         }
