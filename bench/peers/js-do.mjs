@@ -4,7 +4,7 @@
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import { storageDir, removeStorage, devSecret } from "./storage.mjs";
-import { freePort, startProfiler } from "./profiler.mjs";
+import { freePort, profileWindows } from "./profiler.mjs";
 
 const persist = storageDir("js-do");
 const profileDir = process.env.BENCH_PROFILE;
@@ -22,17 +22,17 @@ const mf = new Miniflare({
   ...(inspectorPort ? { inspectorPort } : {}),
 });
 const url = await mf.ready;
-const stopProfiler = profileDir ? await startProfiler(inspectorPort, profileDir) : null;
-console.log(JSON.stringify({ port: Number(url.port), storage: persist ? "disk" : "memory" }));
+const storage = persist ? "disk" : "memory";
+const windows = profileWindows(profileDir && { port: inspectorPort, dir: profileDir, prefix: `js-do-${storage}` });
+console.log(JSON.stringify({ port: Number(url.port), storage }));
 const stop = async () => {
-  await stopProfiler?.(`js-do-${persist ? "disk" : "memory"}`);
+  await windows.close();
   await mf.dispose();
   removeStorage(persist);
   process.exit(0);
 };
-// The generator closes our stdin to stop us (a profile is written first); Miniflare's own
-// SIGTERM handler exits at once, so signals only serve a manual run.
+// The generator names its measured windows on stdin and closes it to stop us (profiles are
+// written first); Miniflare's own SIGTERM handler exits at once, so signals only serve a manual run.
 process.stdin.on("end", stop);
-process.stdin.resume();
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

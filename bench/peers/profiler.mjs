@@ -6,6 +6,7 @@
 import WebSocket from "ws";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { createInterface } from "node:readline";
 
 /** A free loopback port for the inspector. */
 export async function freePort() {
@@ -14,6 +15,36 @@ export async function freePort() {
   const { port } = server.address();
   await new Promise((r) => server.close(r));
   return port;
+}
+
+/**
+ * Reads `profile-start <name>` / `profile-stop <name>` lines from stdin (the generator's measured
+ * windows) and, when `profiling` is set, samples each window into `<dir>/<prefix>-<name>.*`.
+ * `close()` finishes a window still open.
+ */
+export function profileWindows(profiling) {
+  let open = null; // {name, stop: Promise<(name) => Promise<void>>}
+  let chain = Promise.resolve();
+  const lines = createInterface({ input: process.stdin });
+  lines.on("line", (line) => {
+    if (!profiling) return;
+    const [command, name] = line.trim().split(/\s+/);
+    chain = chain.then(async () => {
+      if (command === "profile-start" && !open) {
+        open = { name, stop: await startProfiler(profiling.port, profiling.dir) };
+      } else if (command === "profile-stop" && open?.name === name) {
+        const { stop } = open;
+        open = null;
+        await stop(`${profiling.prefix}-${name}`);
+      }
+    }).catch((e) => console.error(`profiler: ${e.message}`));
+  });
+  return {
+    async close() {
+      await chain;
+      if (open) await open.stop(`${profiling.prefix}-${open.name}`).catch(() => {});
+    },
+  };
 }
 
 /** Starts sampling the user worker's isolate; resolves to `stop(name)`, which writes the files. */

@@ -4,23 +4,23 @@
 // so the per-user socket limit stays at its deployed value. Prints {"port": N, "storage"}.
 import { startWorker } from "../../miniflare/harness.mjs";
 import { storageDir, removeStorage } from "./storage.mjs";
-import { freePort, startProfiler } from "./profiler.mjs";
+import { freePort, profileWindows } from "./profiler.mjs";
 
 const persist = storageDir("switchboard");
 const profileDir = process.env.BENCH_PROFILE;
 const inspectorPort = profileDir ? await freePort() : undefined;
 const worker = await startWorker({ persist: persist ?? undefined, inspectorPort });
-const stopProfiler = profileDir ? await startProfiler(inspectorPort, profileDir) : null;
-console.log(JSON.stringify({ port: Number(new URL(worker.http).port), storage: persist ? "disk" : "memory" }));
+const storage = persist ? "disk" : "memory";
+const windows = profileWindows(profileDir && { port: inspectorPort, dir: profileDir, prefix: `switchboard-${storage}` });
+console.log(JSON.stringify({ port: Number(new URL(worker.http).port), storage }));
 const stop = async () => {
-  await stopProfiler?.(`switchboard-${persist ? "disk" : "memory"}`);
+  await windows.close();
   await worker.close();
   removeStorage(persist);
   process.exit(0);
 };
-// The generator closes our stdin to stop us (a profile is written first); Miniflare's own
-// SIGTERM handler exits at once, so signals only serve a manual run.
+// The generator names its measured windows on stdin and closes it to stop us (profiles are
+// written first); Miniflare's own SIGTERM handler exits at once, so signals only serve a manual run.
 process.stdin.on("end", stop);
-process.stdin.resume();
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

@@ -102,10 +102,13 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
     let room = |k: usize| format!("connect-{n}-{room_size}-{k}");
     let received = Arc::new(AtomicU64::new(0));
     let rss_before = server.rss_kib();
+    let window = format!("connect-{n}-{room_size}");
+    server.window(&window, true).await;
     let started = Instant::now();
     let (conns, mut handshakes, failures) =
         open_each(server, n, rate, clock, &received, |i| (room(i / room_size), format!("c{n}-{i}"))).await;
     let elapsed = started.elapsed().as_secs_f64();
+    server.window(&window, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = server.rss_kib();
 
@@ -182,6 +185,7 @@ pub async fn fanout(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut windows = Vec::new();
+    server.window("fanout", true).await;
     for &rate in rates {
         let start_us = clock.now_us();
         let cpu_before = server.cpu_ms();
@@ -199,6 +203,7 @@ pub async fn fanout(
         tokio::time::sleep(Duration::from_millis(500)).await;
         windows.push((rate, start_us, end_us, count, server.cpu_ms() - cpu_before));
     }
+    server.window("fanout", false).await;
     // Whatever has not arrived 10 s after the last step is lost, not merely late.
     let expected_total: u64 = windows.iter().map(|w| w.3).sum::<u64>() * listeners;
     wait_for(&received, expected_total, Duration::from_secs(10)).await;
@@ -273,6 +278,7 @@ pub async fn rooms(
         by_room.push((room, conns));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    server.window("rooms", true).await;
     let cpu_before = server.cpu_ms();
     let began = Instant::now();
     let total = rooms * members;
@@ -290,6 +296,7 @@ pub async fn rooms(
     wait_for(&received, (count * members.saturating_sub(1)) as u64, Duration::from_secs(10)).await;
     let cpu_ms = server.cpu_ms() - cpu_before;
     let wall = began.elapsed().as_secs_f64();
+    server.window("rooms", false).await;
     let mut samples = Samples::default();
     for (_, conns) in by_room {
         for (sent, latency) in finish_all(conns).await {

@@ -17,8 +17,9 @@ pub struct Server {
     /// The process doing the serving (workerd for Switchboard), for /proc readings.
     pub pid: u32,
     child: Child,
-    /// Closing it asks a launcher to stop (after writing its profile, if any).
-    stdin: Option<tokio::process::ChildStdin>,
+    /// Lines to a workerd launcher (`profile-start <name>`, `profile-stop <name>`); closing it
+    /// asks the launcher to stop.
+    stdin: tokio::sync::Mutex<Option<tokio::process::ChildStdin>>,
 }
 
 impl Server {
@@ -58,7 +59,18 @@ impl Server {
             }
             _ => parent,
         };
-        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child, stdin })
+        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child, stdin: tokio::sync::Mutex::new(stdin) })
+    }
+
+    /// Marks the start (`true`) or end of a measured window named `name`: with BENCH_PROFILE
+    /// set, a workerd launcher samples its CPU profile over exactly that window.
+    pub async fn window(&self, name: &str, start: bool) {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("profile-{} {name}\n", if start { "start" } else { "stop" });
+        if let Some(stdin) = self.stdin.lock().await.as_mut() {
+            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
     }
 
     /// Resident memory, KiB.
@@ -88,7 +100,7 @@ impl Server {
     /// launcher is asked to stop by closing its stdin (it writes its profile, then shuts workerd
     /// down); then SIGTERM; a server still running after 20 s more is killed, workerd included.
     pub async fn stop(mut self) {
-        drop(self.stdin.take());
+        drop(self.stdin.lock().await.take());
         let launcher = matches!(self.flavor, Flavor::Switchboard | Flavor::JsDo);
         let mut exited =
             launcher && tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_ok();
