@@ -158,6 +158,20 @@ function ConnectionStatus() {
   );
 }
 
+/** The last error while the connection is closed (a refused or expired token, a socket limit). */
+function Problem() {
+  const client = useClient();
+  const status = useConnectionStatus();
+  const [error, setError] = useState("");
+  useEffect(() => client.on("error", (e) => setError(`${e.code}: ${e.message}`)), [client]);
+  if (status !== "closed" || !error) return null;
+  return (
+    <div className="problem" id="problem">
+      Disconnected for good — {error}. Sign out and sign in again.
+    </div>
+  );
+}
+
 function time(ts?: number): string {
   return ts ? new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "…";
 }
@@ -527,6 +541,7 @@ function App({ session, onSignOut }: { session: Session; onSignOut: () => void }
           Sign out
         </button>
       </header>
+      <Problem />
       <main className="layout">
         <aside className="side">
           <Rooms
