@@ -212,6 +212,16 @@ test("a cut connection reconnects; every message arrives once on both sides", as
   assert.ok(alice.proxy.connections > 3, "alice's page connected again through the proxy");
 });
 
+test("a reloaded page is still signed in and shows the room's history", async () => {
+  const { bob } = users;
+  const before = await texts(bob.page);
+  await bob.page.reload();
+  await bob.page.waitForSelector("#connection[data-status=open]", { timeout: WAIT });
+  await bob.page.waitForFunction((n) => document.querySelectorAll("#messages li").length === n, before.length, { timeout: WAIT });
+  assert.deepEqual(await texts(bob.page), before);
+  assert.equal(await bob.page.textContent("#me"), "bob");
+});
+
 test("no page threw", () => {
   for (const [name, { errors }] of Object.entries(users)) assert.deepEqual(errors, [], name);
 });
