@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# The demo page (the Worker's static assets, demo/dist/): rebuilt every time, it takes a moment.
+node scripts/build-demo.mjs
+
 stamp=build/.inputs
 inputs=$( { find src -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum Cargo.toml Cargo.lock package-lock.json; worker-build --version; } | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ] && [ -f build/index.js ] && [ -f build/index_bg.wasm ]; then

@@ -8,6 +8,7 @@ bash scripts/build.sh
 cat <<'MSG'
 
 Switchboard dev server: http://127.0.0.1:8787
+  demo:    open http://127.0.0.1:8787/ and sign in as any name
   token:   npm run token -- alice
   connect: ws://127.0.0.1:8787/v1/rooms/general/ws?token=<token>
            (or Authorization: Bearer <token>, or subprotocols ["switchboard.v1", "bearer.<token>"])

@@ -14,6 +14,8 @@ bash scripts/build-ot.sh
 node --test --test-concurrency=1 --test-timeout=60000 ot-js/test/*.test.mjs miniflare/*.test.mjs
 # The client SDK: its types must compile, then its suites run against the built worker.
 npm run build --workspace clients/js
+# The demo page's types (esbuild bundles it without checking them).
+npx tsc -p demo/tsconfig.json
 node --test --test-concurrency=1 --test-timeout=60000 clients/js/test/*.test.mjs
 # Real browser: Debian's Chromium (installed when missing) drives the demo page and the SDK.
 bash scripts/setup-browser.sh

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod caps;
 pub mod config;
+pub mod dev_token;
 pub mod doc;
 pub mod error;
 pub mod ids;

@@ -38,6 +38,8 @@ pub enum Route {
     DocGet(DocId),
     /// `GET /v1/docs/:doc/stats` (server key): the document object's counters.
     DocStats(DocId),
+    /// `POST /v1/dev/token` (dev only, see [`crate::core::dev_token`]): a token for any user.
+    DevToken,
 }
 
 /// A known path before its method is looked at, with its id segments still raw. The Worker
@@ -71,6 +73,8 @@ pub enum Target<'a> {
     DocSocket(&'a str),
     /// `/v1/docs/:doc/stats`
     DocStats(&'a str),
+    /// `/v1/dev/token` (known only where `DEV_TOKENS` is on: the Worker answers 404 otherwise)
+    DevToken,
 }
 
 impl<'a> Target<'a> {
@@ -91,6 +95,7 @@ impl<'a> Target<'a> {
             ["v1", "docs", doc] => Target::DocGet(doc),
             ["v1", "docs", doc, "ws"] => Target::DocSocket(doc),
             ["v1", "docs", doc, "stats"] => Target::DocStats(doc),
+            ["v1", "dev", "token"] => Target::DevToken,
             _ => return Err(Error::new(ErrorCode::NotFound, format!("no route for {path}"))),
         })
     }
@@ -99,7 +104,7 @@ impl<'a> Target<'a> {
     pub fn methods(self) -> &'static str {
         match self {
             Target::RoomMessages(_) => "GET, POST",
-            Target::UserRead | Target::Notify => "POST",
+            Target::UserRead | Target::Notify | Target::DevToken => "POST",
             _ => "GET",
         }
     }
@@ -125,6 +130,7 @@ impl<'a> Target<'a> {
             Target::DocGet(doc) => Route::DocGet(id("doc", doc, DocId::parse)?),
             Target::DocSocket(doc) => Route::DocSocket(id("doc", doc, DocId::parse)?),
             Target::DocStats(doc) => Route::DocStats(id("doc", doc, DocId::parse)?),
+            Target::DevToken => Route::DevToken,
         })
     }
 }
@@ -242,6 +248,13 @@ mod tests {
         assert_eq!(route("GET", "/v1/docs/spec/stats"), Ok(Route::DocStats(spec())));
         assert_eq!(code("POST", "/v1/docs/spec"), ErrorCode::MethodNotAllowed);
         assert_eq!(code("GET", "/v1/docs/bad%20id/ws"), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn dev_token_route() {
+        assert_eq!(route("POST", "/v1/dev/token"), Ok(Route::DevToken));
+        assert_eq!(code("GET", "/v1/dev/token"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("POST", "/v1/dev/token/x"), ErrorCode::NotFound);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The Worker authenticates and authorizes every request, then forwards it to the room's,
 //! user's or document's object with what it verified in [`internal`] headers.
 
+mod dev;
 mod doc_object;
 mod docs;
 mod http;
@@ -153,6 +154,10 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         *cors = Some(allowed.to_owned());
     }
     let target = target?;
+    // Where DEV_TOKENS is off the dev token route is an unknown path, like any other.
+    if target == Target::DevToken && !dev::enabled(&env) {
+        return Err(Error::new(ErrorCode::NotFound, format!("no route for {path}")));
+    }
     checked?;
     // The raw method: `Request::method()` turns a method it does not know into GET.
     let method = req.inner().method();
@@ -178,6 +183,7 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::DocSocket(doc) => docs::connect(&call, &env, &doc).await,
         Route::DocGet(doc) => docs::get(&call, &env, &doc).await,
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
+        Route::DevToken => dev::token(&mut call, &env).await,
     }
 }
 

@@ -76,9 +76,19 @@ export function useRoom(id: string): Room {
 export type ListedMessage = Message | (Omit<Message, "seq" | "ts"> & { seq?: undefined; ts?: undefined; pending: true });
 
 /**
- * The room's messages: the latest history page, then live ones; your own appear at once as
- * `pending` and settle with their ack. A `reset` (missed messages that could not be replayed)
- * replaces the list.
+ * Stored messages in `seq` order, then the pending ones in the order they were sent. Arrival
+ * order is not enough: after a reconnect the messages others sent meanwhile are replayed after
+ * yours were already listed as pending, yet they come first in the room.
+ */
+function ordered(list: ListedMessage[]): ListedMessage[] {
+  const stored = list.filter((m): m is Message => m.seq !== undefined).sort((a, b) => a.seq - b.seq);
+  return [...stored, ...list.filter((m) => m.seq === undefined)];
+}
+
+/**
+ * The room's messages, in the room's order: the latest history page, then live ones; your own
+ * appear at once as `pending` (after the stored ones) and settle with their ack into their
+ * `seq`'s place. A `reset` (missed messages that could not be replayed) replaces the list.
  */
 export function useMessages(id: string, options: { limit?: number } = {}) {
   const room = useRoom(id);
@@ -88,8 +98,8 @@ export function useMessages(id: string, options: { limit?: number } = {}) {
     let loaded = false;
     const merge = (list: ListedMessage[], m: Message) => {
       const i = list.findIndex((x) => x.id === m.id && (x.seq === undefined || x.seq === m.seq));
-      if (i >= 0) return list.map((x, j) => (j === i ? m : x));
-      return [...list, m];
+      if (i >= 0) return ordered(list.map((x, j) => (j === i ? m : x)));
+      return ordered([...list, m]);
     };
     // The latest page once, when the socket first opens (or now, if it is open already); live
     // messages that arrived meanwhile stay after it.
@@ -109,7 +119,7 @@ export function useMessages(id: string, options: { limit?: number } = {}) {
       room.on("message", (m) => setMessages((prev) => merge(prev, m))),
       room.on("ack", (a: SendAck) =>
         setMessages((prev) =>
-          prev.map((m) => (m.seq === undefined && m.id === a.id ? ({ ...m, seq: a.seq, ts: a.ts, pending: undefined } as unknown as Message) : m)),
+          ordered(prev.map((m) => (m.seq === undefined && m.id === a.id ? ({ ...m, seq: a.seq, ts: a.ts, pending: undefined } as unknown as Message) : m))),
         ),
       ),
       room.on("reset", ({ messages: page }) => setMessages((prev) => [...page, ...prev.filter((m) => m.seq === undefined)])),
