@@ -1,0 +1,252 @@
+// Same code, two stacks: one React chat app (browser/seed-app/, written the way apps built on
+// socket.io-client are: a useSocket() hook and a ChatRoom that re-joins on every connect) runs in
+// Chromium twice: bundled as it is, against a seed-shaped Socket.IO server (seed-server.mjs), and
+// bundled with only its import line changed to "@switchboard/client/socket.io", against the built
+// worker in workerd. One scenario drives both with two browser contexts (two users in one room):
+// messages, typing, a real connection cut and the reconnect. What the app shows must be the same.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdirSync, readFileSync, readdirSync, statSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+import { launch, ARTIFACTS } from "./harness.mjs";
+import { startWorker, token, SECRET } from "../miniflare/harness.mjs";
+import { startSeedServer } from "./seed-server.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const APP = join(here, "seed-app");
+const OUT = join(ARTIFACTS, "two-stacks");
+const ROOM = "two-stacks";
+const ORIGINAL_IMPORT = 'import { io } from "socket.io-client";';
+const SWITCHBOARD_IMPORT = 'import { io } from "@switchboard/client/socket.io";';
+// Short reconnection delays through the app's own options (the seed's are 1,000 / 5,000 ms).
+const ENV = { RECONNECTION_DELAY: 100, RECONNECTION_DELAY_MAX: 400 };
+
+/** The SDK's dist/ is what `@switchboard/client/socket.io` resolves to: build it when stale. */
+function ensureSdkBuilt() {
+  const dist = join(root, "clients/js/dist/socket.io.js");
+  const src = join(root, "clients/js/src");
+  const newest = Math.max(...readdirSync(src).map((f) => statSync(join(src, f)).mtimeMs));
+  if (!existsSync(dist) || statSync(dist).mtimeMs < newest) {
+    execFileSync("npm", ["run", "build", "--workspace", "clients/js"], { cwd: root, stdio: "inherit" });
+  }
+}
+
+/**
+ * Bundles the app for the browser; for Switchboard, useSocket.js is loaded with its one import
+ * line changed (and nothing else: the build fails if the line is not there exactly once).
+ */
+async function bundle(stack) {
+  const plugins = [];
+  if (stack === "switchboard") {
+    plugins.push({
+      name: "change-the-import",
+      setup(build) {
+        build.onLoad({ filter: /seed-app[\\/]useSocket\.js$/ }, (args) => {
+          const source = readFileSync(args.path, "utf8");
+          assert.equal(source.split(ORIGINAL_IMPORT).length, 2, "useSocket.js imports socket.io-client exactly once");
+          return { contents: source.replace(ORIGINAL_IMPORT, SWITCHBOARD_IMPORT), loader: "js" };
+        });
+      },
+    });
+  }
+  await esbuild.build({
+    entryPoints: [join(APP, "main.jsx")],
+    outfile: join(OUT, `${stack}.js`),
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "chrome120",
+    // React's development build: StrictMode mounts, unmounts and mounts effects again, as in `vite dev`.
+    define: { "process.env.NODE_ENV": '"development"' },
+    sourcemap: "inline",
+    logLevel: "warning",
+    plugins,
+  });
+}
+
+/** Serves the two bundles, each in a page whose host sets the app's env before it runs. */
+async function startPageServer() {
+  const server = createServer((req, res) => {
+    const m = new URL(req.url, "http://x").pathname.match(/^\/(socketio|switchboard)(\.html|\.js)$/);
+    if (!m) return res.writeHead(req.url === "/favicon.ico" ? 204 : 404).end();
+    if (m[2] === ".js") {
+      res.writeHead(200, { "content-type": "text/javascript" });
+      return res.end(readFileSync(join(OUT, `${m[1]}.js`)));
+    }
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(`<!doctype html><meta charset="utf-8"><title>chat (${m[1]})</title><div id="root"></div><script type="module" src="/${m[1]}.js"></script>`);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+}
+
+let browser, pages, seed, worker, startProxy;
+const runs = {};
+
+before(async () => {
+  ensureSdkBuilt();
+  ({ startProxy } = await import("../clients/js/test/helpers.mjs"));
+  mkdirSync(OUT, { recursive: true });
+  [, , pages, seed, worker, browser] = await Promise.all([
+    bundle("socketio"),
+    bundle("switchboard"),
+    startPageServer(),
+    startSeedServer({ secret: SECRET }),
+    startWorker(),
+    launch(),
+  ]);
+});
+
+after(async () => {
+  await browser?.close();
+  await Promise.all([pages?.close(), seed?.close(), worker?.close()]);
+});
+
+/** Polls `check` (may be async) until it returns truthy; fails with `what` after `ms`. */
+async function until(check, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** One user's tab: its own browser context, behind its own proxy to the server, so it can be cut alone. */
+async function openUser(stack, port, user) {
+  const proxy = await startProxy(port);
+  const context = await browser.newContext();
+  const env = { ...ENV, SOCKET_URL: proxy.url, ROOM_ID: ROOM, USER_ID: user };
+  // The app reads its token from localStorage, as the seed's hook does.
+  await context.addInitScript(
+    ({ env, token }) => {
+      globalThis.__ENV__ = env;
+      localStorage.setItem("accessToken", token);
+    },
+    { env, token: token(user) },
+  );
+  const page = await context.newPage();
+  const log = [];
+  const problems = [];
+  page.on("console", (msg) => {
+    const text = msg.text();
+    if (text.startsWith("socket: ")) log.push(text.slice(8));
+    // The browser's own lines about failed connections (the cut) are not the app's errors.
+    const network = /^WebSocket connection to .* failed|^Failed to load resource/.test(text);
+    if (msg.type() === "error" && !text.startsWith("socket: ") && !network) problems.push(text);
+  });
+  page.on("pageerror", (err) => problems.push(String(err)));
+  await page.goto(`${pages.url}/${stack}.html`);
+  const text = (id) => page.locator(`[data-testid=${id}]`).textContent();
+  return {
+    user,
+    page,
+    proxy,
+    log,
+    problems,
+    status: () => text("status"),
+    room: () => text("room"),
+    typing: () => text("typing"),
+    messages: () => page.$$eval("[data-testid=messages] li", (lis) => lis.map((li) => li.textContent)),
+    input: page.locator("[data-testid=input]"),
+    async send(message) {
+      await this.input.fill(message);
+      await this.input.press("Enter");
+      await until(async () => (await this.messages()).includes(`${user}: ${message}`), `${user}'s own "${message}" (optimistic)`);
+    },
+    async close() {
+      await context.close();
+      await proxy.close();
+    },
+  };
+}
+
+const ready = async (tab) => (await tab.status()) === "connected" && (await tab.room()) === `in ${ROOM}`;
+const has = (tab, line) => async () => (await tab.messages()).includes(line);
+
+/**
+ * The one scenario both stacks must pass, step by step, from what the app renders. Returns what
+ * can be compared across stacks: the rendered message lists and the connection events.
+ */
+async function scenario(stack, port) {
+  const alice = await openUser(stack, port, "alice");
+  const bob = await openUser(stack, port, "bob");
+  try {
+    await until(async () => (await ready(alice)) && (await ready(bob)), "both connected and in the room");
+
+    // Messages, each shown once at the other side (and optimistically at the sender's).
+    await alice.send("hi bob");
+    await until(has(bob, "alice: hi bob"), "bob gets alice's message");
+    await bob.send("hi alice");
+    await until(has(alice, "bob: hi alice"), "alice gets bob's message");
+
+    // Typing: bob types, alice sees it; bob clears the box, it clears. Nobody sees themselves.
+    await bob.input.pressSequentially("typ");
+    await until(async () => (await alice.typing()) === "bob typing…", "alice sees bob typing");
+    assert.equal(await bob.typing(), "", "bob does not see himself typing");
+    await bob.input.fill("");
+    await until(async () => (await alice.typing()) === "", "bob's typing clears at alice");
+    // Alice types and sends: bob sees her typing, then her message, and the typing ends.
+    await alice.input.pressSequentially("typing then sending");
+    await until(async () => (await bob.typing()) === "alice typing…", "bob sees alice typing");
+    await alice.input.press("Enter");
+    await until(has(bob, "alice: typing then sending"), "bob gets the typed message");
+    await until(async () => (await bob.typing()) === "", "alice's typing clears at bob when she sends");
+
+    // Reconnect: cut bob's connection for real (reset every TCP connection, turn new ones away
+    // until the app shows it is disconnected), then let it back in.
+    bob.proxy.refuse = true;
+    bob.proxy.sever();
+    await until(async () => (await bob.status()) === "disconnected", "bob's app shows disconnected");
+    assert.equal(await bob.room(), "not in a room");
+    bob.proxy.refuse = false;
+    await until(() => ready(bob), "bob's app connected and in the room again");
+    assert.equal(await alice.status(), "connected", "alice was not cut");
+
+    // After the reconnect, messages flow both ways again. Bob speaks first: on both stacks his
+    // re-join is then in place before alice answers.
+    await bob.send("back again");
+    await until(has(alice, "bob: back again"), "alice gets bob's message after his reconnect");
+    await alice.send("welcome back");
+    await until(has(bob, "alice: welcome back"), "bob gets alice's message after his reconnect");
+
+    const transcripts = { alice: await alice.messages(), bob: await bob.messages() };
+    const expected = ["alice: hi bob", "bob: hi alice", "alice: typing then sending", "bob: back again", "alice: welcome back"];
+    assert.deepEqual(transcripts.alice, expected, `${stack}: alice's messages, once each, in order`);
+    assert.deepEqual(transcripts.bob, expected, `${stack}: bob's messages, once each, in order`);
+    await bob.page.screenshot({ path: join(OUT, `${stack}-bob.png`) });
+
+    // Connection events as the app logged them; attempt counts depend on timing, so not those.
+    const events = (tab) => tab.log.filter((l) => /^(connect|disconnect)/.test(l) && !l.startsWith("connect_error"));
+    assert.deepEqual(events(alice), ["connect"], `${stack}: alice connected once`);
+    assert.ok(bob.log.some((l) => l.startsWith("reconnect attempt")), `${stack}: bob's app saw reconnect attempts: ${bob.log}`);
+    assert.deepEqual(alice.problems, [], `${stack}: no page errors at alice`);
+    assert.deepEqual(bob.problems, [], `${stack}: no page errors at bob`);
+    return { transcripts, connection: { alice: events(alice), bob: events(bob) }, log: { alice: alice.log, bob: bob.log } };
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+}
+
+test("socket.io-client against a seed-shaped Socket.IO server", async () => {
+  runs.socketio = await scenario("socketio", seed.port);
+  console.log(JSON.stringify(runs.socketio.log));
+});
+
+test("the same app with only its import changed, against Switchboard", async () => {
+  runs.switchboard = await scenario("switchboard", Number(new URL(worker.http).port));
+  console.log(JSON.stringify(runs.switchboard.log));
+});
+
+test("both runs showed the same thing", () => {
+  assert.ok(runs.socketio && runs.switchboard, "both runs finished");
+  assert.deepEqual(runs.switchboard.transcripts, runs.socketio.transcripts, "the rendered message lists");
+  assert.deepEqual(runs.switchboard.connection, runs.socketio.connection, "connect and disconnect as the app saw them");
+});
