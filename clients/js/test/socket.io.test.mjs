@@ -164,3 +164,64 @@ test("reconnectionAttempts is honoured: connect_error per attempt, then reconnec
     socket.disconnect();
   }
 });
+
+test("a refused token is one connect_error with the server's reason and no retry, as socket.io's middleware error; socket.auth then connect() starts over", async () => {
+  const log = [];
+  const socket = io(worker.http, { auth: { token: token("erin", { secret: "not-the-secret" }) }, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("connect_error", (e) => log.push(`connect_error:${e.code}`));
+  socket.on("error", (e) => log.push(`error:${e.code}`));
+  socket.on("reconnect_attempt", (n) => log.push(`reconnect_attempt:${n}`));
+  socket.io.on("reconnect_attempt", (n) => log.push(`io.reconnect_attempt:${n}`));
+  try {
+    await until(() => log.length > 0, "connect_error");
+    await sleep(300); // nothing else follows: no retry with the same refused token
+    assert.deepEqual(log, ["connect_error:unauthorized"]);
+    assert.equal(socket.active, false, "inactive: only connect() tries again");
+    assert.equal(socket.connected, false);
+    socket.auth = { token: token("erin") };
+    socket.connect();
+    await until(() => socket.connected, "connected with the new auth");
+    assert.deepEqual(log, ["connect_error:unauthorized", "connect"]);
+    assert.equal(socket.active, true);
+  } finally {
+    socket.disconnect();
+  }
+  assert.equal(socket.active, false);
+});
+
+test("after reconnect_failed nothing reconnects by itself (rooms neither) until connect(), which starts over", async () => {
+  const log = [];
+  const alice = useSocket(worker.http, "alice4");
+  const socket = io(proxy.url, { auth: { token: token("bob4") }, reconnectionAttempts: 2, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("disconnect", (r) => log.push(`disconnect:${r}`));
+  socket.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => socket.connected && alice.socket.connected, "connected");
+    const a = chatRoom(alice.socket, "gives-up", "alice4");
+    const b = chatRoom(socket, "gives-up", "bob4");
+    await sleep(100);
+    proxy.refuse = true;
+    proxy.sever();
+    await until(() => log.includes("reconnect_failed"), "reconnect_failed");
+    assert.equal(socket.active, false);
+    proxy.refuse = false;
+    const accepted = proxy.accepted;
+    await new Promise((resolve) => a.send("while bob gave up", resolve));
+    await sleep(400);
+    assert.equal(proxy.accepted, accepted, "no socket (user or room) tried again on its own");
+    assert.equal(socket.connected, false);
+    assert.equal(b.messages.length, 0, "nothing is delivered to a socket that gave up");
+    socket.connect();
+    await until(() => log.filter((l) => l === "connect").length === 2, "connected again by connect()");
+    assert.equal(socket.active, true);
+    await new Promise((resolve) => a.send("after connect()", resolve));
+    await until(() => b.messages.some((m) => m.text === "after connect()"), "the room re-joined on connect");
+    assert.deepEqual(log, ["connect", "disconnect:transport close", "reconnect_failed", "connect"]);
+  } finally {
+    proxy.refuse = false;
+    socket.disconnect();
+    alice.socket.disconnect();
+  }
+});
