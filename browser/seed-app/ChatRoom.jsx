@@ -68,6 +68,11 @@ export function ChatRoom({ roomId, currentUser }) {
         <span data-testid="status">{connected ? "connected" : "disconnected"}</span>
         {" · "}
         <span data-testid="room">{joined ? `in ${roomId}` : "not in a room"}</span>
+        {!connected && socket && (
+          <button data-testid="reconnect" onClick={() => socket.connect()}>
+            Reconnect
+          </button>
+        )}
       </header>
       <ul data-testid="messages">
         {messages.map((m) => (
