@@ -3,7 +3,10 @@
 // Chromium twice: bundled as it is, against a seed-shaped Socket.IO server (seed-server.mjs), and
 // bundled with only its import line changed to "@switchboard/client/socket.io", against the built
 // worker in workerd. One scenario drives both with two browser contexts (two users in one room):
-// messages, typing, a real connection cut and the reconnect. What the app shows must be the same.
+// messages, typing, a real connection cut and the reconnect, a cut long enough to exhaust the
+// app's reconnection attempts and its Reconnect button, and a third tab whose token is refused.
+// What the app shows (and logs about its connection) must be the same. Bundles and screenshots
+// go to artifacts/two-stacks/ (gitignored).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -280,16 +283,16 @@ async function scenario(stack, port) {
 
 test("socket.io-client against a seed-shaped Socket.IO server", async () => {
   runs.socketio = await scenario("socketio", seed.port);
-  console.log(JSON.stringify(runs.socketio.log));
+  console.log(`socket.io-client app's connection log: ${JSON.stringify(runs.socketio.log)}`);
 });
 
 test("the same app with only its import changed, against Switchboard", async () => {
   runs.switchboard = await scenario("switchboard", Number(new URL(worker.http).port));
-  console.log(JSON.stringify(runs.switchboard.log));
+  console.log(`Switchboard app's connection log: ${JSON.stringify(runs.switchboard.log)}`);
 });
 
 test("both runs showed the same thing", () => {
   assert.ok(runs.socketio && runs.switchboard, "both runs finished");
   assert.deepEqual(runs.switchboard.transcripts, runs.socketio.transcripts, "the rendered message lists");
-  assert.deepEqual(runs.switchboard.connection, runs.socketio.connection, "connect and disconnect as the app saw them");
+  assert.deepEqual(runs.switchboard.connection, runs.socketio.connection, "connect, disconnect (with reasons), reconnect failed and connect_error, as the app saw them");
 });
