@@ -11,6 +11,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
+import net from "node:net";
 import { mkdirSync, readFileSync, readdirSync, statSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,6 +77,8 @@ async function bundle(stack) {
 async function startPageServer() {
   const server = createServer((req, res) => {
     const m = new URL(req.url, "http://x").pathname.match(/^\/(socketio|switchboard)(\.html|\.js)$/);
+    // One request per connection: a proxy in front of it routes each connection by its first request.
+    res.setHeader("connection", "close");
     if (!m) return res.writeHead(req.url === "/favicon.ico" ? 204 : 404).end();
     if (m[2] === ".js") {
       res.writeHead(200, { "content-type": "text/javascript" });
@@ -85,15 +88,58 @@ async function startPageServer() {
     res.end(`<!doctype html><meta charset="utf-8"><title>chat (${m[1]})</title><div id="root"></div><script type="module" src="/${m[1]}.js"></script>`);
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+  return { url: `http://127.0.0.1:${server.address().port}`, port: server.address().port, close: () => new Promise((r) => server.close(r)) };
 }
 
-let browser, pages, seed, worker, startProxy;
+/**
+ * A TCP proxy on 127.0.0.1 in front of the server at `port`, for one user: `sever()` resets every
+ * connection (a dropped network), `refuse` turns new ones away. With `pagesPort`, a connection
+ * whose first request asks for the app's page or bundle goes to the page server instead, so the
+ * app is served from the same origin as its socket server (and the browser treats it as local).
+ */
+async function startProxy(port, { pagesPort } = {}) {
+  const pairs = new Set();
+  const server = net.createServer((down) => {
+    if (proxy.refuse) return down.resetAndDestroy();
+    let up = null;
+    const end = () => {
+      pairs.delete(pair);
+      down.destroy();
+      up?.destroy();
+    };
+    const pair = { reset: () => (down.resetAndDestroy(), up?.destroy()) };
+    pairs.add(pair);
+    down.on("error", end).on("close", end);
+    down.once("data", (first) => {
+      const page = pagesPort && /^GET \/(socketio|switchboard)\.(html|js) /.test(first.toString("latin1", 0, 64));
+      up = net.connect(page ? pagesPort : port, "127.0.0.1");
+      up.on("error", end).on("close", end);
+      up.write(first);
+      down.pipe(up);
+      up.pipe(down);
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const proxy = {
+    url: `http://127.0.0.1:${server.address().port}`,
+    refuse: false,
+    sever() {
+      for (const pair of pairs) pair.reset();
+      pairs.clear();
+    },
+    close() {
+      proxy.sever();
+      return new Promise((r) => server.close(r));
+    },
+  };
+  return proxy;
+}
+
+let browser, pages, seed, worker;
 const runs = {};
 
 before(async () => {
   ensureSdkBuilt();
-  ({ startProxy } = await import("../clients/js/test/helpers.mjs"));
   mkdirSync(OUT, { recursive: true });
   [, , pages, seed, worker, browser] = await Promise.all([
     bundle("socketio"),
@@ -121,11 +167,17 @@ async function until(check, what, ms = 10_000) {
   }
 }
 
-/** One user's tab: its own browser context, behind its own proxy to the server, so it can be cut alone. */
-async function openUser(stack, port, user, { tokenOptions = {} } = {}) {
-  const proxy = await startProxy(port);
+/**
+ * One user's tab: its own browser context, behind its own proxy to the server, so it can be cut
+ * alone. `sameOrigin`: the page is served through the proxy, from the socket server's origin, and
+ * the app calls `io("")`, as the seed's hook does without VITE_SOCKET_URL; otherwise it comes
+ * from the page server and the app is given the server's URL.
+ */
+async function openUser(stack, port, user, { tokenOptions = {}, sameOrigin = false } = {}) {
+  const proxy = await startProxy(port, { pagesPort: sameOrigin ? pages.port : undefined });
   const context = await browser.newContext();
-  const env = { ...ENV, SOCKET_URL: proxy.url, ROOM_ID: ROOM, USER_ID: user };
+  const env = { ...ENV, SOCKET_URL: sameOrigin ? "" : proxy.url, ROOM_ID: ROOM, USER_ID: user };
+  const site = sameOrigin ? proxy.url : pages.url;
   // The app reads its token from localStorage, as the seed's hook does.
   await context.addInitScript(
     ({ env, token }) => {
@@ -145,7 +197,7 @@ async function openUser(stack, port, user, { tokenOptions = {} } = {}) {
     if (msg.type() === "error" && !text.startsWith("socket: ") && !network) problems.push(text);
   });
   page.on("pageerror", (err) => problems.push(String(err)));
-  await page.goto(`${pages.url}/${stack}.html`);
+  await page.goto(`${site}/${stack}.html`);
   const text = (id) => page.locator(`[data-testid=${id}]`).textContent();
   return {
     user,
@@ -183,7 +235,7 @@ const normalized = (log) => log.map((l) => l.replace(/^connect_error \(.*\)$/, "
 async function scenario(stack, port) {
   const [alice, bob, mallory] = await Promise.all([
     openUser(stack, port, "alice"),
-    openUser(stack, port, "bob"),
+    openUser(stack, port, "bob", { sameOrigin: true }),
     // A token the server refuses: socket.io's auth middleware error.
     openUser(stack, port, "mallory", { tokenOptions: { secret: "not-the-server-secret" } }),
   ]);

@@ -445,9 +445,30 @@ function presence(p: Presence): { userId: string; status: Presence["status"]; la
   return out;
 }
 
-/** Connects like socket.io-client's `io(url, options)`. */
-export function io(url: string, options: FacadeOptions = {}): Socket {
-  return new Socket(url, options);
+/**
+ * The service's base URL from what socket.io-client accepts: no URL (or `""`, as in
+ * `io(import.meta.env.VITE_SOCKET_URL || "")`) is the page's own origin, `//host` and `host:port`
+ * take the page's scheme, and `/path` is on the page's origin. A path is where Switchboard is
+ * served (its routes are under `<url>/v1/`), not a Socket.IO namespace.
+ */
+export function serviceUrl(uri?: string): string {
+  const loc = (globalThis as { location?: { protocol?: string; host?: string } }).location;
+  const origin = () => {
+    if (!loc?.protocol || !loc.host) throw new TypeError("io() without a URL connects to the page's origin: there is no page here, pass the service's URL");
+    return `${loc.protocol}//${loc.host}`;
+  };
+  const u = (uri ?? "").trim();
+  if (u === "") return origin();
+  if (u.startsWith("//")) return `${loc?.protocol ?? "https:"}${u}`;
+  if (u.startsWith("/")) return origin() + u;
+  if (!/^(https?|wss?):\/\//i.test(u)) return `${loc?.protocol ?? "https:"}//${u}`;
+  return u;
+}
+
+/** Connects like socket.io-client's `io(url, options)`; `io(options)` and `io()` use the page's origin. */
+export function io(url?: string | FacadeOptions, options: FacadeOptions = {}): Socket {
+  if (url !== null && typeof url === "object") return new Socket(serviceUrl(undefined), url);
+  return new Socket(serviceUrl(url), options);
 }
 
 export default io;

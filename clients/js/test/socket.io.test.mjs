@@ -225,3 +225,26 @@ test("after reconnect_failed nothing reconnects by itself (rooms neither) until 
     alice.socket.disconnect();
   }
 });
+
+test("io(options), io() and io(\"\") connect to the page's origin, as socket.io-client does; without a page they say so", async () => {
+  const { serviceUrl } = await import("@switchboard/client/socket.io");
+  assert.throws(() => io({ auth: { token: token("gina") }, WebSocket }), /page's origin/);
+  assert.throws(() => io(), /page's origin/);
+  assert.equal(serviceUrl("rt.example.com"), "https://rt.example.com");
+  const had = Object.getOwnPropertyDescriptor(globalThis, "location");
+  Object.defineProperty(globalThis, "location", { value: new URL(`${worker.http}/app/index.html`), configurable: true });
+  try {
+    assert.equal(serviceUrl(""), worker.http);
+    assert.equal(serviceUrl("/rt"), `${worker.http}/rt`);
+    assert.equal(serviceUrl("//rt.example.com"), "http://rt.example.com");
+    const sockets = [io({ auth: { token: token("gina") }, WebSocket }), io("", { auth: { token: token("hal") }, WebSocket })];
+    try {
+      await until(() => sockets.every((s) => s.connected), "both connected to the page's origin");
+    } finally {
+      for (const s of sockets) s.disconnect();
+    }
+  } finally {
+    if (had) Object.defineProperty(globalThis, "location", had);
+    else delete globalThis.location;
+  }
+});
