@@ -212,7 +212,7 @@ export class Socket extends Events {
       }),
       me.on("connectError", (err) => {
         const code = err.closeCode ?? 0;
-        if (code >= 4400 && code < 4500 || code >= 400 && code < 500) {
+        if ((code >= 4400 && code < 4500) || (code >= 400 && code < 500)) {
           // Refused by the server (socket.io: a middleware error): one connect_error with the
           // server's reason, and no retry, as socket.io-client does; `connect()` tries again.
           const reason = this.refusal;
