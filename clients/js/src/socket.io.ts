@@ -184,7 +184,9 @@ export class Socket extends Events {
       ...(o.WebSocket ? { WebSocket: o.WebSocket } : {}),
       reconnectDelayMs: o.reconnectionDelay ?? 1000,
       reconnectDelayMaxMs: o.reconnectionDelayMax ?? 5000,
-      maxReconnectAttempts: o.reconnection === false ? 0 : (o.reconnectionAttempts ?? Infinity),
+      // The facade gives up for the whole connection, as socket.io-client's Manager does, when
+      // the user socket has used `reconnectionAttempts`; a room socket never gives up alone.
+      maxReconnectAttempts: Infinity,
       // Rooms fall back to the event stream only where the app allowed polling, as socket.io does.
       ...(o.transports && !o.transports.includes("polling") ? { fallbackAfter: 0 } : {}),
     });
@@ -197,12 +199,15 @@ export class Socket extends Events {
         this.connected = true;
         if (this.attempts > 0) this.io.emitReserved("reconnect", this.attempts);
         this.attempts = 0;
+        // The connection is back: rooms waiting out a backoff try again now, not seconds later.
+        for (const r of this.rooms.values()) r.room.reconnectNow();
         if (!wasConnected) this.fire("connect");
       }),
       me.on("status", (status) => {
         if (status === "open" || !this.connected) return;
         this.connected = false;
         this.id = undefined;
+        if (o.reconnection === false) this.halt();
         this.fire("disconnect", status === "closed" ? "io server disconnect" : "transport close");
       }),
       me.on("attempt", (n) => {
@@ -221,15 +226,17 @@ export class Socket extends Events {
           return;
         }
         this.refusal = null;
-        if (this.attempts > 0) this.io.emitReserved("reconnect_error", err);
+        const attempts = this.attempts;
+        // `reconnection: false`: no retry; after the last of `reconnectionAttempts`, the Manager
+        // gives up for good. Either way nothing (rooms neither) retries until `connect()`.
+        const giveUp = o.reconnection === false || attempts >= (o.reconnectionAttempts ?? Infinity);
+        if (giveUp) this.halt();
         this.fire("connect_error", err);
+        if (attempts > 0) this.io.emitReserved("reconnect_error", err);
+        if (giveUp && o.reconnection !== false) this.io.emitReserved("reconnect_failed");
       }),
       me.on("error", (err) => {
-        if (err.code === "gave_up") {
-          // socket.io-client's Manager gives up for good: nothing retries until `connect()`.
-          this.halt();
-          this.io.emitReserved("reconnect_failed");
-        } else if (err.code === "refused") {
+        if (err.code === "refused") {
           // The server stopped an open socket for good (4002, ...): "disconnect" with "io server
           // disconnect" has told the app, as socket.io's server-side disconnect() does.
           this.halt();

@@ -248,3 +248,37 @@ test("io(options), io() and io(\"\") connect to the page's origin, as socket.io-
     else delete globalThis.location;
   }
 });
+
+test("reconnectionAttempts counts the connection (the user socket): a room socket that fails longer never gives up alone", async () => {
+  let blockRooms = false;
+  // Room sockets fail to connect while blockRooms is set; the user socket connects as usual.
+  class RoomsBlocked extends WebSocket {
+    constructor(url, protocols) {
+      super(blockRooms && url.includes("/v1/rooms/") ? "ws://127.0.0.1:1/" : url, protocols);
+    }
+  }
+  const alice = useSocket(worker.http, "alice5");
+  const log = [];
+  const bob = io(proxy.url, { auth: { token: token("bob5") }, transports: ["websocket"], reconnectionAttempts: 2, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket: RoomsBlocked });
+  bob.on("connect", () => log.push("connect"));
+  bob.on("error", (e) => log.push(`error:${e.code}`));
+  bob.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => bob.connected && alice.socket.connected, "connected");
+    const a = chatRoom(alice.socket, "rooms-retry", "alice5");
+    const b = chatRoom(bob, "rooms-retry", "bob5");
+    await sleep(100);
+    blockRooms = true;
+    proxy.sever();
+    await until(() => log.filter((l) => l === "connect").length === 2, "the user socket is back");
+    await sleep(500); // many more failed room attempts than reconnectionAttempts
+    blockRooms = false;
+    await new Promise((resolve) => a.send("the room came back", resolve));
+    await until(() => b.messages.some((m) => m.text === "the room came back"), "the room socket reconnected and got it", 8000);
+    assert.deepEqual(log, ["connect", "connect"], "no error, no reconnect_failed");
+    assert.equal(bob.active, true);
+  } finally {
+    bob.disconnect();
+    alice.socket.disconnect();
+  }
+});
