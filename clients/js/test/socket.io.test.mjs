@@ -282,3 +282,32 @@ test("reconnectionAttempts counts the connection (the user socket): a room socke
     alice.socket.disconnect();
   }
 });
+
+test("reconnection: false: a dropped connection stays down (no reconnect_attempt, no reconnect_failed) until connect()", async () => {
+  const log = [];
+  const socket = io(proxy.url, { auth: { token: token("ivan") }, reconnection: false, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("disconnect", (r) => log.push(`disconnect:${r}`));
+  socket.on("connect_error", () => log.push("connect_error"));
+  socket.on("reconnect_attempt", () => log.push("reconnect_attempt"));
+  socket.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => socket.connected, "connected");
+    const accepted = proxy.accepted;
+    proxy.sever();
+    await until(() => log.includes("disconnect:transport close"), "disconnect");
+    await sleep(300);
+    assert.equal(proxy.accepted, accepted, "nothing tried again");
+    assert.equal(socket.active, false);
+    assert.deepEqual(log, ["connect", "disconnect:transport close"]);
+    proxy.refuse = true;
+    socket.connect();
+    await until(() => log.includes("connect_error"), "the manual connect fails");
+    proxy.refuse = false;
+    await sleep(300);
+    assert.deepEqual(log, ["connect", "disconnect:transport close", "connect_error"], "and is not retried either");
+  } finally {
+    proxy.refuse = false;
+    socket.disconnect();
+  }
+});
