@@ -9,7 +9,10 @@
  *
  * The facade's connection is the user socket (`/v1/users/me/ws`), opened at once: `connect`
  * fires on its `user:state`, `disconnect` when it goes, `connect_error` for each failed attempt,
- * `reconnect_attempt` before each retry (on the socket and on `socket.io`). `room:join` opens that
+ * `reconnect_attempt` before each retry (on the socket and on `socket.io`). As in socket.io-client,
+ * a connection the server refuses (a bad token: socket.io's middleware error) gets one
+ * `connect_error` and no retry, and after `reconnect_failed` nothing retries either: `active` is
+ * then false and `connect()` starts again (reading `auth` anew). `room:join` opens that
  * room's socket behind it; frames for a room whose socket is down wait in its outbox and leave,
  * in order, after its `room:state`. The events those apps use are mapped to the protocol (see
  * README.md, "Migrating from socket.io-client"); an event it does not know is reported (the ack
@@ -135,17 +138,40 @@ export class Socket extends Events {
   private me: Me | null = null;
   private offs: (() => void)[] = [];
   private attempts = 0;
+  /** The server's error frame that came before a refused socket closed: the `connect_error`'s detail. */
+  private refusal: SwitchboardError | null = null;
+
+  private readonly opts: FacadeOptions;
 
   constructor(
     private readonly url: string,
-    private readonly opts: FacadeOptions = {},
+    opts: FacadeOptions = {},
   ) {
     super();
+    this.opts = { ...opts };
     if (opts.autoConnect !== false) this.connect();
   }
 
   get disconnected(): boolean {
     return !this.connected;
+  }
+
+  /**
+   * socket.io-client's `active`: whether the socket is connected or will reconnect by itself.
+   * False after `disconnect()`, a refused connection and `reconnect_failed`: only `connect()`
+   * tries again.
+   */
+  get active(): boolean {
+    return this.client !== null;
+  }
+
+  /** socket.io-client's `auth`: read on every connect, so `socket.auth = { token }` then `connect()` uses the new token. */
+  get auth(): FacadeOptions["auth"] {
+    return this.opts.auth;
+  }
+
+  set auth(auth: FacadeOptions["auth"]) {
+    this.opts.auth = auth;
   }
 
   /** Opens the user socket (again, after `disconnect()`). */
@@ -158,7 +184,9 @@ export class Socket extends Events {
       ...(o.WebSocket ? { WebSocket: o.WebSocket } : {}),
       reconnectDelayMs: o.reconnectionDelay ?? 1000,
       reconnectDelayMaxMs: o.reconnectionDelayMax ?? 5000,
-      maxReconnectAttempts: o.reconnection === false ? 0 : (o.reconnectionAttempts ?? Infinity),
+      // The facade gives up for the whole connection, as socket.io-client's Manager does, when
+      // the user socket has used `reconnectionAttempts`; a room socket never gives up alone.
+      maxReconnectAttempts: Infinity,
       // Rooms fall back to the event stream only where the app allowed polling, as socket.io does.
       ...(o.transports && !o.transports.includes("polling") ? { fallbackAfter: 0 } : {}),
     });
@@ -171,12 +199,15 @@ export class Socket extends Events {
         this.connected = true;
         if (this.attempts > 0) this.io.emitReserved("reconnect", this.attempts);
         this.attempts = 0;
+        // The connection is back: rooms waiting out a backoff try again now, not seconds later.
+        for (const r of this.rooms.values()) r.room.reconnectNow();
         if (!wasConnected) this.fire("connect");
       }),
       me.on("status", (status) => {
         if (status === "open" || !this.connected) return;
         this.connected = false;
         this.id = undefined;
+        if (o.reconnection === false) this.halt();
         this.fire("disconnect", status === "closed" ? "io server disconnect" : "transport close");
       }),
       me.on("attempt", (n) => {
@@ -185,13 +216,35 @@ export class Socket extends Events {
         this.fire("reconnect_attempt", n);
       }),
       me.on("connectError", (err) => {
-        this.io.emitReserved("reconnect_error", err);
+        const code = err.closeCode ?? 0;
+        if ((code >= 4400 && code < 4500) || (code >= 400 && code < 500)) {
+          // Refused by the server (socket.io: a middleware error): one connect_error with the
+          // server's reason, and no retry, as socket.io-client does; `connect()` tries again.
+          const reason = this.refusal;
+          this.halt();
+          this.fire("connect_error", reason ? new SwitchboardError(reason.code, reason.message, { closeCode: code }) : err);
+          return;
+        }
+        this.refusal = null;
+        const attempts = this.attempts;
+        // `reconnection: false`: no retry; after the last of `reconnectionAttempts`, the Manager
+        // gives up for good. Either way nothing (rooms neither) retries until `connect()`.
+        const giveUp = o.reconnection === false || attempts >= (o.reconnectionAttempts ?? Infinity);
+        if (giveUp) this.halt();
         this.fire("connect_error", err);
+        if (attempts > 0) this.io.emitReserved("reconnect_error", err);
+        if (giveUp && o.reconnection !== false) this.io.emitReserved("reconnect_failed");
       }),
       me.on("error", (err) => {
-        if (err.code === "gave_up") this.io.emitReserved("reconnect_failed");
-        else if (err.code === "refused") this.fire("connect_error", err);
-        else this.fire("error", err);
+        if (err.code === "refused") {
+          // The server stopped an open socket for good (4002, ...): "disconnect" with "io server
+          // disconnect" has told the app, as socket.io's server-side disconnect() does.
+          this.halt();
+        } else if (!this.connected) {
+          // Before the socket is up an error belongs to the attempt (the server says why it
+          // refuses the token, then closes): it is the detail of that attempt's connect_error.
+          this.refusal = err;
+        } else this.fire("error", err);
       }),
       me.on("presence", (p) => this.fire("presence:update", presence(p))),
       me.on("notification", (n) => this.fire("notification:new", n)),
@@ -215,20 +268,27 @@ export class Socket extends Events {
 
   /** Closes the user socket and every room socket. `connect()` opens them again. */
   disconnect(): this {
-    const client = this.client;
-    if (!client) return this;
-    for (const off of this.offs) off();
-    for (const r of this.rooms.values()) for (const off of r.offs) off();
-    this.rooms.clear();
-    this.client = null;
-    this.me = null;
-    client.close();
+    this.halt();
     if (this.connected) {
       this.connected = false;
       this.id = undefined;
       this.fire("disconnect", "io client disconnect");
     }
     return this;
+  }
+
+  /** Stops every socket (the user's and the rooms') without events; `connect()` starts over. */
+  private halt(): void {
+    const client = this.client;
+    if (!client) return;
+    for (const off of this.offs) off();
+    for (const r of this.rooms.values()) for (const off of r.offs) off();
+    this.rooms.clear();
+    this.client = null;
+    this.me = null;
+    this.attempts = 0;
+    this.refusal = null;
+    client.close();
   }
 
   /** socket.io's other name for `disconnect`. */
@@ -392,9 +452,30 @@ function presence(p: Presence): { userId: string; status: Presence["status"]; la
   return out;
 }
 
-/** Connects like socket.io-client's `io(url, options)`. */
-export function io(url: string, options: FacadeOptions = {}): Socket {
-  return new Socket(url, options);
+/**
+ * The service's base URL from what socket.io-client accepts: no URL (or `""`, as in
+ * `io(import.meta.env.VITE_SOCKET_URL || "")`) is the page's own origin, `//host` and `host:port`
+ * take the page's scheme, and `/path` is on the page's origin. A path is where Switchboard is
+ * served (its routes are under `<url>/v1/`), not a Socket.IO namespace.
+ */
+export function serviceUrl(uri?: string): string {
+  const loc = (globalThis as { location?: { protocol?: string; host?: string } }).location;
+  const origin = () => {
+    if (!loc?.protocol || !loc.host) throw new TypeError("io() without a URL connects to the page's origin: there is no page here, pass the service's URL");
+    return `${loc.protocol}//${loc.host}`;
+  };
+  const u = (uri ?? "").trim();
+  if (u === "") return origin();
+  if (u.startsWith("//")) return `${loc?.protocol ?? "https:"}${u}`;
+  if (u.startsWith("/")) return origin() + u;
+  if (!/^(https?|wss?):\/\//i.test(u)) return `${loc?.protocol ?? "https:"}//${u}`;
+  return u;
+}
+
+/** Connects like socket.io-client's `io(url, options)`; `io(options)` and `io()` use the page's origin. */
+export function io(url?: string | FacadeOptions, options: FacadeOptions = {}): Socket {
+  if (url !== null && typeof url === "object") return new Socket(serviceUrl(undefined), url);
+  return new Socket(serviceUrl(url), options);
 }
 
 export default io;

@@ -164,3 +164,150 @@ test("reconnectionAttempts is honoured: connect_error per attempt, then reconnec
     socket.disconnect();
   }
 });
+
+test("a refused token is one connect_error with the server's reason and no retry, as socket.io's middleware error; socket.auth then connect() starts over", async () => {
+  const log = [];
+  const socket = io(worker.http, { auth: { token: token("erin", { secret: "not-the-secret" }) }, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("connect_error", (e) => log.push(`connect_error:${e.code}`));
+  socket.on("error", (e) => log.push(`error:${e.code}`));
+  socket.on("reconnect_attempt", (n) => log.push(`reconnect_attempt:${n}`));
+  socket.io.on("reconnect_attempt", (n) => log.push(`io.reconnect_attempt:${n}`));
+  try {
+    await until(() => log.length > 0, "connect_error");
+    await sleep(300); // nothing else follows: no retry with the same refused token
+    assert.deepEqual(log, ["connect_error:unauthorized"]);
+    assert.equal(socket.active, false, "inactive: only connect() tries again");
+    assert.equal(socket.connected, false);
+    socket.auth = { token: token("erin") };
+    socket.connect();
+    await until(() => socket.connected, "connected with the new auth");
+    assert.deepEqual(log, ["connect_error:unauthorized", "connect"]);
+    assert.equal(socket.active, true);
+  } finally {
+    socket.disconnect();
+  }
+  assert.equal(socket.active, false);
+});
+
+test("after reconnect_failed nothing reconnects by itself (rooms neither) until connect(), which starts over", async () => {
+  const log = [];
+  const alice = useSocket(worker.http, "alice4");
+  const socket = io(proxy.url, { auth: { token: token("bob4") }, reconnectionAttempts: 2, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("disconnect", (r) => log.push(`disconnect:${r}`));
+  socket.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => socket.connected && alice.socket.connected, "connected");
+    const a = chatRoom(alice.socket, "gives-up", "alice4");
+    const b = chatRoom(socket, "gives-up", "bob4");
+    await sleep(100);
+    proxy.refuse = true;
+    proxy.sever();
+    await until(() => log.includes("reconnect_failed"), "reconnect_failed");
+    assert.equal(socket.active, false);
+    proxy.refuse = false;
+    const accepted = proxy.accepted;
+    await new Promise((resolve) => a.send("while bob gave up", resolve));
+    await sleep(400);
+    assert.equal(proxy.accepted, accepted, "no socket (user or room) tried again on its own");
+    assert.equal(socket.connected, false);
+    assert.equal(b.messages.length, 0, "nothing is delivered to a socket that gave up");
+    socket.connect();
+    await until(() => log.filter((l) => l === "connect").length === 2, "connected again by connect()");
+    assert.equal(socket.active, true);
+    await new Promise((resolve) => a.send("after connect()", resolve));
+    await until(() => b.messages.some((m) => m.text === "after connect()"), "the room re-joined on connect");
+    assert.deepEqual(log, ["connect", "disconnect:transport close", "reconnect_failed", "connect"]);
+  } finally {
+    proxy.refuse = false;
+    socket.disconnect();
+    alice.socket.disconnect();
+  }
+});
+
+test("io(options), io() and io(\"\") connect to the page's origin, as socket.io-client does; without a page they say so", async () => {
+  const { serviceUrl } = await import("@switchboard/client/socket.io");
+  assert.throws(() => io({ auth: { token: token("gina") }, WebSocket }), /page's origin/);
+  assert.throws(() => io(), /page's origin/);
+  assert.equal(serviceUrl("rt.example.com"), "https://rt.example.com");
+  const had = Object.getOwnPropertyDescriptor(globalThis, "location");
+  Object.defineProperty(globalThis, "location", { value: new URL(`${worker.http}/app/index.html`), configurable: true });
+  try {
+    assert.equal(serviceUrl(""), worker.http);
+    assert.equal(serviceUrl("/rt"), `${worker.http}/rt`);
+    assert.equal(serviceUrl("//rt.example.com"), "http://rt.example.com");
+    const sockets = [io({ auth: { token: token("gina") }, WebSocket }), io("", { auth: { token: token("hal") }, WebSocket })];
+    try {
+      await until(() => sockets.every((s) => s.connected), "both connected to the page's origin");
+    } finally {
+      for (const s of sockets) s.disconnect();
+    }
+  } finally {
+    if (had) Object.defineProperty(globalThis, "location", had);
+    else delete globalThis.location;
+  }
+});
+
+test("reconnectionAttempts counts the connection (the user socket): a room socket that fails longer never gives up alone", async () => {
+  let blockRooms = false;
+  // Room sockets fail to connect while blockRooms is set; the user socket connects as usual.
+  class RoomsBlocked extends WebSocket {
+    constructor(url, protocols) {
+      super(blockRooms && url.includes("/v1/rooms/") ? "ws://127.0.0.1:1/" : url, protocols);
+    }
+  }
+  const alice = useSocket(worker.http, "alice5");
+  const log = [];
+  const bob = io(proxy.url, { auth: { token: token("bob5") }, transports: ["websocket"], reconnectionAttempts: 2, reconnectionDelay: 20, reconnectionDelayMax: 40, WebSocket: RoomsBlocked });
+  bob.on("connect", () => log.push("connect"));
+  bob.on("error", (e) => log.push(`error:${e.code}`));
+  bob.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => bob.connected && alice.socket.connected, "connected");
+    const a = chatRoom(alice.socket, "rooms-retry", "alice5");
+    const b = chatRoom(bob, "rooms-retry", "bob5");
+    await sleep(100);
+    blockRooms = true;
+    proxy.sever();
+    await until(() => log.filter((l) => l === "connect").length === 2, "the user socket is back");
+    await sleep(500); // many more failed room attempts than reconnectionAttempts
+    blockRooms = false;
+    await new Promise((resolve) => a.send("the room came back", resolve));
+    await until(() => b.messages.some((m) => m.text === "the room came back"), "the room socket reconnected and got it", 8000);
+    assert.deepEqual(log, ["connect", "connect"], "no error, no reconnect_failed");
+    assert.equal(bob.active, true);
+  } finally {
+    bob.disconnect();
+    alice.socket.disconnect();
+  }
+});
+
+test("reconnection: false: a dropped connection stays down (no reconnect_attempt, no reconnect_failed) until connect()", async () => {
+  const log = [];
+  const socket = io(proxy.url, { auth: { token: token("ivan") }, reconnection: false, WebSocket });
+  socket.on("connect", () => log.push("connect"));
+  socket.on("disconnect", (r) => log.push(`disconnect:${r}`));
+  socket.on("connect_error", () => log.push("connect_error"));
+  socket.on("reconnect_attempt", () => log.push("reconnect_attempt"));
+  socket.io.on("reconnect_failed", () => log.push("reconnect_failed"));
+  try {
+    await until(() => socket.connected, "connected");
+    const accepted = proxy.accepted;
+    proxy.sever();
+    await until(() => log.includes("disconnect:transport close"), "disconnect");
+    await sleep(300);
+    assert.equal(proxy.accepted, accepted, "nothing tried again");
+    assert.equal(socket.active, false);
+    assert.deepEqual(log, ["connect", "disconnect:transport close"]);
+    proxy.refuse = true;
+    socket.connect();
+    await until(() => log.includes("connect_error"), "the manual connect fails");
+    proxy.refuse = false;
+    await sleep(300);
+    assert.deepEqual(log, ["connect", "disconnect:transport close", "connect_error"], "and is not retried either");
+  } finally {
+    proxy.refuse = false;
+    socket.disconnect();
+  }
+});
