@@ -13,7 +13,6 @@
 
 use crate::core::error::{Error, ErrorCode};
 use crate::core::time::Timestamp;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -165,13 +164,6 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
     };
     let data = object.remove("d").unwrap_or(Value::Null);
     Ok(Envelope { event, reply_to, data })
-}
-
-/// Decodes an event's `d` into its payload type; a missing `d` decodes as `{}`.
-pub fn payload<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
-    let data = if data.is_null() { Value::Object(Map::new()) } else { data };
-    serde_json::from_value(data)
-        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {event} payload: {e}")))
 }
 
 /// The requests one kind of object accepts on its sockets: one variant per event, each with its
