@@ -11,16 +11,16 @@
 //! interfaces of `clients/js/src/types.ts`, so the two cannot drift.
 //!
 //! Nothing here is a list kept by hand. Each payload is deserialized through
-//! [`Requests::deserialize`], the same serde code that decodes frames, from two small
-//! deserializers of our own:
-//! - a recorder, which learns the field names from the `fields` serde passes to
+//! [`Requests::deserialize`], the same serde code that decodes frames, from a small deserializer
+//! of our own, a prober, that hands the payload struct a value of whatever type each field asks
+//! for:
+//! - with every field, it learns the field names from the `fields` serde passes to
 //!   `deserialize_struct` (an event whose decoding never asks for anything takes no payload);
-//! - a prober, which hands the struct every field but one, each with a value of whatever type
-//!   it asks for. Serde reports an absent field that has no default as
-//!   [`serde::de::Error::missing_field`]: if leaving a field out ends in exactly that error for
-//!   exactly that field, it is required; if the struct still decodes, it is optional (a
-//!   `#[serde(default)]`, or an `Option`). Any other outcome is a payload this probe cannot
-//!   judge, and the program fails rather than guess.
+//! - then once per field, with every field but that one. Serde reports an absent field that has
+//!   no default as [`serde::de::Error::missing_field`]: if leaving a field out ends in exactly
+//!   that error for exactly that field, it is required; if the struct still decodes, it is
+//!   optional (a `#[serde(default)]`, or an `Option`). Any other outcome is a payload the probe
+//!   cannot judge, and the program fails rather than guess.
 //!
 //! As a check on the probe, every payload is then decoded from `{}` by the production path
 //! ([`Requests::decode`] over `serde_json`), which must fail exactly when a field is required.
@@ -54,24 +54,26 @@ fn describe<R: Requests>() -> Result<Value, String> {
     let mut events = Map::new();
     for &event in R::EVENTS {
         let name = R::name(event);
+        // With every field: learns the field names, and checks the probe can build the payload.
         let mut shape = None;
-        let recorded = R::deserialize(event, Recorder { shape: &mut shape });
-        let fields = match (shape, recorded) {
+        let full = R::deserialize(event, Prober { omit: None, shape: &mut shape });
+        let fields = match (shape, full) {
             (None, Ok(_)) => {
                 events.insert(name.into(), Value::Null);
                 continue;
             }
-            (Some(Shape::Struct(fields)), _) => fields,
+            (Some(Shape::Struct(fields)), Ok(_)) => fields,
+            (Some(Shape::Struct(_)), Err(e)) => {
+                return Err(format!("{name}: the probe cannot build this payload even with every field: {e}"))
+            }
             (Some(Shape::Other(asked)), _) => {
                 return Err(format!("{name}: the payload is not a plain struct (serde asked for {asked})"))
             }
             (None, Err(e)) => return Err(format!("{name}: the payload failed before asking for anything: {e}")),
         };
-        R::deserialize(event, Prober { omit: None })
-            .map_err(|e| format!("{name}: the probe cannot build this payload even with every field: {e}"))?;
         let mut out = Map::new();
         for &field in fields {
-            let required = match R::deserialize(event, Prober { omit: Some(field) }) {
+            let required = match R::deserialize(event, Prober { omit: Some(field), shape: &mut None }) {
                 Ok(_) => false,
                 Err(ProbeError::Missing(missing)) if missing == field => true,
                 Err(e) => return Err(format!("{name}: cannot tell whether {field} is required: {e}")),
@@ -91,7 +93,7 @@ fn describe<R: Requests>() -> Result<Value, String> {
     Ok(Value::Object(events))
 }
 
-/// What the recorder learned about a payload.
+/// What serde asked the prober for.
 enum Shape {
     /// A struct with these fields (serde's names, after any `rename`).
     Struct(&'static [&'static str]),
@@ -103,8 +105,6 @@ enum Shape {
 enum ProbeError {
     /// Serde's own report of an absent field without a default.
     Missing(&'static str),
-    /// The recorder stops every decoding at the first question.
-    Recorded,
     Other(String),
 }
 
@@ -112,7 +112,6 @@ impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProbeError::Missing(field) => write!(f, "missing field `{field}`"),
-            ProbeError::Recorded => f.write_str("recorded"),
             ProbeError::Other(message) => f.write_str(message),
         }
     }
@@ -130,49 +129,18 @@ impl de::Error for ProbeError {
     }
 }
 
-/// Answers no question: notes the first one (a struct's fields, or what else was asked).
-struct Recorder<'a> {
+/// A payload struct with every field but `omit`, each holding a value of the type it asks for;
+/// notes in `shape` what serde asked for (a struct's field names come with the question).
+struct Prober<'a> {
+    omit: Option<&'static str>,
     shape: &'a mut Option<Shape>,
 }
 
-impl<'de> de::Deserializer<'de> for Recorder<'_> {
+impl<'de> de::Deserializer<'de> for Prober<'_> {
     type Error = ProbeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
-        *self.shape = Some(Shape::Other("a value of any type"));
-        Err(ProbeError::Recorded)
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
-        *self.shape = Some(Shape::Other("a map"));
-        Err(ProbeError::Recorded)
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        fields: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, ProbeError> {
-        *self.shape = Some(Shape::Struct(fields));
-        Err(ProbeError::Recorded)
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct enum identifier ignored_any
-    }
-}
-
-/// A payload struct with every field but `omit`, each holding a value of the type it asks for.
-struct Prober {
-    omit: Option<&'static str>,
-}
-
-impl<'de> de::Deserializer<'de> for Prober {
-    type Error = ProbeError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
+        *self.shape = Some(Shape::Other("something other than a struct"));
         Err(ProbeError::Other("the payload is not a struct".into()))
     }
 
@@ -182,6 +150,7 @@ impl<'de> de::Deserializer<'de> for Prober {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
+        *self.shape = Some(Shape::Struct(fields));
         let omit = self.omit;
         visitor.visit_map(Fields { keys: fields.iter().filter(move |f| Some(**f) != omit) })
     }
