@@ -69,7 +69,9 @@ fn describe<R: Requests>() -> Result<Value, String> {
             (Some(Shape::Other(asked)), _) => {
                 return Err(format!("{name}: the payload is not a plain struct (serde asked for {asked})"))
             }
-            (None, Err(e)) => return Err(format!("{name}: the payload failed before asking for anything: {e}")),
+            (None, Err(e)) => {
+                return Err(format!("{name}: the payload failed before asking for anything: {e}"))
+            }
         };
         let mut out = Map::new();
         for &field in fields {
@@ -266,7 +268,11 @@ impl<'de> de::Deserializer<'de> for Anything {
         visitor.visit_unit()
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, ProbeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ProbeError> {
         visitor.visit_unit()
     }
 

@@ -201,9 +201,8 @@ pub trait Requests: Sized {
     /// Decodes `event`'s `d` (a missing `d` decodes as `{}`), or `bad_request` naming the event.
     fn decode(event: Self::Event, data: Value) -> Result<Self, Error> {
         let data = if data.is_null() { Value::Object(Map::new()) } else { data };
-        Self::deserialize(event, data).map_err(|e| {
-            Error::new(ErrorCode::BadRequest, format!("bad {} payload: {e}", Self::name(event)))
-        })
+        Self::deserialize(event, data)
+            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {} payload: {e}", Self::name(event))))
     }
 }
 

@@ -14,6 +14,8 @@ pub mod inbox;
 pub mod request;
 pub mod watch;
 
+pub use request::Request;
+
 use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
@@ -27,7 +29,6 @@ use inbox::{Inbox, InboxCounts, InboxState, InboxWrite, NewNotification, Notific
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-pub use request::Request;
 use watch::{PresenceUpdate, PushAnswer, WatchPolicy, WatchRequest};
 
 /// Every frame on a user's sockets draws from one bucket, the user's: these sockets carry
@@ -850,12 +851,7 @@ impl User {
         }
     }
 
-    fn refresh_token(
-        &mut self,
-        conn: &ConnId,
-        p: Refresh,
-        now: Timestamp,
-    ) -> Result<Vec<UserEffect>, Error> {
+    fn refresh_token(&mut self, conn: &ConnId, p: Refresh, now: Timestamp) -> Result<Vec<UserEffect>, Error> {
         let identity = auth::verify(&p.token, &self.config.auth, now)?;
         if identity.user != self.id {
             return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
