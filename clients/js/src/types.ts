@@ -156,7 +156,7 @@ export interface Operation {
 // runtime answers it without waking the object. test/contract.test.mjs checks these against the
 // Rust core's definitions (src/core/{room,user,doc}/request.rs, printed by
 // examples/wire_requests.rs) both ways: an event, a field or a required one on one side only
-// fails it.
+// fails it. The SDK builds every payload it sends as one of these, so tsc holds it to them.
 
 /** `auth:refresh`, on every socket: a fresh token before the current one expires. */
 export interface RefreshRequest {
