@@ -178,6 +178,21 @@ fn submit_transforms_over_what_was_applied_since_and_tells_the_others() {
 }
 
 #[test]
+fn a_read_only_socket_is_refused_op_submit_before_its_payload_is_read() {
+    let mut d = One::new(Limits::default(), "");
+    let frame = |d: Value| json!({ "t": "op:submit", "ref": "s", "d": d });
+    assert_eq!(d.send("r", frame(json!({"v": "x"})))["error"]["code"], "forbidden");
+    let bad = d.send("w", frame(json!({"v": "x"})));
+    assert_eq!(bad["error"]["code"], "bad_request");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().starts_with("bad op:submit payload: invalid type"),
+        "{bad}"
+    );
+    let unknown = d.send("r", json!({ "t": "op:sumbit", "ref": "s", "d": {} }));
+    assert_eq!(unknown["error"]["code"], "unknown_event");
+}
+
+#[test]
 fn versions_duplicates_rights_and_sizes() {
     let mut d = One::new(Limits { doc_log_retain: 10, doc_max_bytes: 2000, ..Limits::default() }, "");
     assert_eq!(d.submit("w", 1, json!(["x"]), "a", 1)["error"]["code"], "bad_version");

@@ -296,6 +296,35 @@ fn a_read_only_socket_reads_but_every_write_is_forbidden() {
 }
 
 #[test]
+fn a_frame_is_answered_with_its_first_failure_event_then_right_then_rate_then_payload() {
+    let mut sim = Sim::new("order");
+    let w = sim.connect("writer");
+    let r = sim.connect_with("reader", 60_000, false, None);
+    sim.take(&w);
+    sim.take(&r);
+    let mut error = |conn: &ConnId, frame: Value| {
+        sim.send(conn, frame);
+        sim.take_one(conn)["error"].clone()
+    };
+    let unknown = error(&r, json!({"t":"message:sned","ref":1,"d":{"text":1}}));
+    assert_eq!(unknown["code"], "unknown_event");
+    assert_eq!(error(&r, json!({"t":"message:send","ref":2,"d":{"text":1}}))["code"], "forbidden");
+    let bad = error(&w, json!({"t":"state:set","ref":3,"d":{"key":1,"value":1}}));
+    assert_eq!(bad["code"], "bad_request");
+    assert!(bad["message"].as_str().unwrap().starts_with("bad state:set payload: invalid type"), "{bad}");
+    let missing = error(&w, json!({"t":"message:send","ref":4}));
+    assert_eq!(missing["message"], "bad message:send payload: missing field `text`");
+    // A bad payload still spends its event's budget, as the event was known and allowed.
+    for _ in 0..EventClass::Broadcast.rate().burst {
+        assert_eq!(error(&w, json!({"t":"broadcast","ref":5,"d":{}}))["code"], "bad_request");
+    }
+    assert_eq!(error(&w, json!({"t":"broadcast","ref":6,"d":{}}))["code"], "rate_limited");
+    // Typing takes no payload: whatever `d` holds is ignored.
+    sim.send(&w, json!({"t":"typing:start","ref":7,"d":5}));
+    assert_eq!(sim.take_one(&w)["ok"], true);
+}
+
+#[test]
 fn an_expired_token_closes_its_socket_unless_refreshed() {
     let mut sim = Sim::new("exp");
     let short = sim.connect_with("alice", 10_000, true, None);

@@ -7,12 +7,13 @@
 //! ```
 //!
 //! This module decodes envelopes and encodes server frames; what an event *means* is up to the
-//! object that receives it (`room.rs`). Event payloads are decoded by the object from `d`.
+//! object that receives it. Each object lists the events it accepts and their payloads in its
+//! `request.rs` (a [`Requests`] type: one variant per event, each with a typed payload), and
+//! decodes `d` once, into that type.
 
 use crate::core::error::{Error, ErrorCode};
 use crate::core::time::Timestamp;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// Longest accepted `ref`, in bytes.
@@ -165,11 +166,51 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
     Ok(Envelope { event, reply_to, data })
 }
 
-/// Decodes an event's `d` into its payload type; a missing `d` decodes as `{}`.
-pub fn payload<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
-    let data = if data.is_null() { Value::Object(Map::new()) } else { data };
-    serde_json::from_value(data)
-        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {event} payload: {e}")))
+/// The requests one kind of object accepts on its sockets: one variant per event, each with its
+/// payload as a typed struct (`room::Request`, `user::Request`, `doc::Request`).
+///
+/// A frame is handled in two steps, and its event name is matched once: [`Requests::event`]
+/// looks the name up (an unknown one is `unknown_event`), so the rights and the rate class that
+/// go with the event are checked before its payload is looked at; then [`Requests::decode`]
+/// reads `d` into the request (a bad one is `bad_request`), and the object matches on that.
+/// Payloads are read through serde only ([`Requests::deserialize`]), so the field names and which
+/// are required can be read off these definitions: `examples/wire_requests.rs` prints them, and
+/// the SDK's test checks its TypeScript request types against that.
+pub trait Requests: Sized {
+    /// The events, without payloads.
+    type Event: Copy + PartialEq + 'static;
+
+    /// Every event the object accepts.
+    const EVENTS: &'static [Self::Event];
+
+    /// An event's name on the wire.
+    fn name(event: Self::Event) -> &'static str;
+
+    /// Reads `event`'s payload from `data`. An event without a payload ignores `data`.
+    fn deserialize<'de, D: Deserializer<'de>>(event: Self::Event, data: D) -> Result<Self, D::Error>;
+
+    /// The event called `name`, or `unknown_event`.
+    fn event(name: &str) -> Result<Self::Event, Error> {
+        Self::EVENTS
+            .iter()
+            .copied()
+            .find(|e| Self::name(*e) == name)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownEvent, format!("unknown event {name:?}")))
+    }
+
+    /// Decodes `event`'s `d` (a missing `d` decodes as `{}`), or `bad_request` naming the event.
+    fn decode(event: Self::Event, data: Value) -> Result<Self, Error> {
+        let data = if data.is_null() { Value::Object(Map::new()) } else { data };
+        Self::deserialize(event, data)
+            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {} payload: {e}", Self::name(event))))
+    }
+}
+
+/// `auth:refresh`, accepted by every object: a fresh token for this socket.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Refresh {
+    /// The new token (a JWT).
+    pub token: String,
 }
 
 /// A server-to-client event frame: `{"t": event, "d": data}`.

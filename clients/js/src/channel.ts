@@ -8,7 +8,7 @@
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError, fromWire } from "./errors.js";
-import type { ServerFrame } from "./types.js";
+import type { RefreshRequest, ServerFrame } from "./types.js";
 import { backoffDelay, Pacer, tokenExpiry, utf8Length } from "./util.js";
 import type { ClientCore } from "./client.js";
 
@@ -370,7 +370,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
       const token = await this.client.getToken();
       const next = tokenExpiry(token);
       if (gen !== this.gen || next === undefined || next <= exp) return;
-      await this.request("auth:refresh", { token }, { klass: "reads" });
+      await this.request("auth:refresh", { token } satisfies RefreshRequest, { klass: "reads" });
       if (gen !== this.gen) return;
       this.tokenExp = next;
       this.scheduleTokenTimers(gen);

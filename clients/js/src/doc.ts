@@ -17,7 +17,7 @@ import { type } from "ot-text-unicode";
 import { Channel, type ChannelEvents } from "./channel.js";
 import type { Client } from "./client.js";
 import { SwitchboardError, fromWire } from "./errors.js";
-import type { DocSnapshot, Operation, ServerFrame, TextOp, WireCursor } from "./types.js";
+import type { CursorUpdateRequest, DocSnapshot, OpSubmitRequest, Operation, ServerFrame, TextOp, WireCursor } from "./types.js";
 import { Pacer, pacerFor, randomId } from "./util.js";
 import { toCodePoints, toUtf16 } from "./unicode.js";
 
@@ -324,7 +324,7 @@ export class Doc extends Channel<DocEvents> {
       const gen = this.gen;
       const ok = this.sendWithReply(
         "op:submit",
-        { v: this.version, op: sent.op, src: this.src, seq: sent.seq },
+        { v: this.version, op: sent.op, src: this.src, seq: sent.seq } satisfies OpSubmitRequest,
         (reply) => this.onSubmitReply(sent, gen, reply),
         () => {},
       );
@@ -342,7 +342,7 @@ export class Doc extends Channel<DocEvents> {
       pacer.take();
       const { anchor, head } = this.wantedCursor;
       this.wantedCursor = null;
-      const d = anchor === head ? { pos: head, v: this.version } : { anchor, head, v: this.version };
+      const d: CursorUpdateRequest = anchor === head ? { pos: head, v: this.version } : { anchor, head, v: this.version };
       this.sendWithReply("cursor:update", d, () => {}, () => {});
     }
   }

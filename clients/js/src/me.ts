@@ -5,7 +5,17 @@
  */
 import { Channel, type ChannelEvents } from "./channel.js";
 import type { Client } from "./client.js";
-import type { Notification, Presence, ServerFrame, Status, UserState } from "./types.js";
+import type {
+  Notification,
+  NotificationListRequest,
+  NotificationReadRequest,
+  Presence,
+  PresenceSetRequest,
+  ServerFrame,
+  Status,
+  UserState,
+  UsersRequest,
+} from "./types.js";
 import { Pacer, pacerFor } from "./util.js";
 
 export interface MeEvents extends ChannelEvents {
@@ -44,7 +54,8 @@ export class Me extends Channel<MeEvents> {
 
   /** Chooses a status (`activity` is optional free text shown with it). */
   setStatus(status: Status, activity?: string): Promise<Presence> {
-    return this.request("presence:set", activity === undefined ? { status } : { status, activity });
+    const d: PresenceSetRequest = activity === undefined ? { status } : { status, activity };
+    return this.request("presence:set", d);
   }
 
   /** Marks user activity (call it on interaction; sent at most every 5 s). */
@@ -58,7 +69,7 @@ export class Me extends Channel<MeEvents> {
   /** Watches `users`' status; resolves with their current statuses. Renewed on reconnect. */
   async subscribe(users: string[]): Promise<Presence[]> {
     for (const u of users) if (!this.watching.has(u)) this.watching.set(u, { user: u, status: "offline", lastSeen: 0 });
-    const reply = await this.request<{ presence: Presence[] }>("presence:subscribe", { users });
+    const reply = await this.request<{ presence: Presence[] }>("presence:subscribe", { users } satisfies UsersRequest);
     for (const p of reply.presence) this.watching.set(p.user, p);
     return reply.presence;
   }
@@ -66,17 +77,17 @@ export class Me extends Channel<MeEvents> {
   /** Stops watching `users`. */
   async unsubscribe(users: string[]): Promise<void> {
     for (const u of users) this.watching.delete(u);
-    await this.request("presence:unsubscribe", { users });
+    await this.request("presence:unsubscribe", { users } satisfies UsersRequest);
   }
 
   /** An inbox page, newest first. */
   notifications(options: { before?: number; limit?: number } = {}): Promise<{ notifications: Notification[]; unread: number }> {
-    return this.request("notification:list", options);
+    return this.request("notification:list", options satisfies NotificationListRequest);
   }
 
   /** Marks notifications read (`"all"` or ids); resolves with the new unread count. */
   async markRead(ids: number[] | "all"): Promise<number> {
-    const reply = await this.request<{ unread: number }>("notification:read", ids === "all" ? { all: true } : { ids });
+    const reply = await this.request<{ unread: number }>("notification:read", (ids === "all" ? { all: true } : { ids }) satisfies NotificationReadRequest);
     return reply.unread;
   }
 

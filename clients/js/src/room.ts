@@ -14,7 +14,21 @@ import { Channel, type ChannelEvents, type WebSocketLike } from "./channel.js";
 import { StreamSocket } from "./stream.js";
 import type { Client } from "./client.js";
 import { SwitchboardError, fromWire } from "./errors.js";
-import type { Broadcast, Message, RoomState, SendAck, ServerFrame, Signal, StateEntry, StateUpdate } from "./types.js";
+import type {
+  Broadcast,
+  BroadcastRequest,
+  HistoryRequest,
+  Message,
+  RoomState,
+  SendAck,
+  SendMessageRequest,
+  ServerFrame,
+  Signal,
+  SignalRequest,
+  StateEntry,
+  StateSetRequest,
+  StateUpdate,
+} from "./types.js";
 import { codePointLength, Pacer, pacerFor, randomId } from "./util.js";
 
 export interface RoomEvents extends ChannelEvents {
@@ -138,7 +152,7 @@ export class Room extends Channel<RoomEvents> {
       return Promise.reject(new SwitchboardError("too_large", `text over ${this.client.options.maxTextChars} characters`));
     }
     try {
-      this.encode({ t: "message:send", ref: 2 ** 53 - 1, d: { text, id, data: options.data } });
+      this.encode({ t: "message:send", ref: 2 ** 53 - 1, d: { text, id, data: options.data } satisfies SendMessageRequest });
     } catch (err) {
       return Promise.reject(err);
     }
@@ -172,14 +186,14 @@ export class Room extends Channel<RoomEvents> {
 
   /** Sets a live state key; `ifVersion` writes only at that version (0: only a new key). */
   setState(key: string, value: unknown, options: { ifVersion?: number; timeoutMs?: number } = {}): Promise<{ version: number }> {
-    const d: Record<string, unknown> = { key, value };
+    const d: StateSetRequest = { key, value };
     if (options.ifVersion !== undefined) d.ifVersion = options.ifVersion;
     return this.request("state:set", d, { klass: "state", timeoutMs: options.timeoutMs });
   }
 
   /** A history page, oldest first: messages with `seq < before` (default the newest), `limit` ≤ 100. */
   async history(options: { before?: number; limit?: number; timeoutMs?: number } = {}): Promise<Message[]> {
-    const d: Record<string, unknown> = {};
+    const d: HistoryRequest = {};
     if (options.before !== undefined) d.before = options.before;
     if (options.limit !== undefined) d.limit = options.limit;
     const reply = await this.request<{ messages: Message[] }>("history:get", d, { klass: "reads", timeoutMs: options.timeoutMs });
@@ -188,12 +202,13 @@ export class Room extends Channel<RoomEvents> {
 
   /** Relays `data` to `to`'s sockets in this room (or only `toConn`). */
   signal(to: string, data: unknown, options: { toConn?: string } = {}): Promise<{ delivered: number }> {
-    return this.request("signal", { to, data, ...(options.toConn ? { toConn: options.toConn } : {}) }, { klass: "signals" });
+    const d: SignalRequest = { to, data, ...(options.toConn ? { toConn: options.toConn } : {}) };
+    return this.request("signal", d, { klass: "signals" });
   }
 
   /** Ephemeral fan-out to everyone else in the room (not stored). */
   broadcast(event: string, data?: unknown): Promise<unknown> {
-    return this.request("broadcast", { event, data }, { klass: "broadcasts" });
+    return this.request("broadcast", { event, data } satisfies BroadcastRequest, { klass: "broadcasts" });
   }
 
   /** Leaves the room: closes its socket; queued messages reject with `closed`. */
@@ -329,7 +344,7 @@ export class Room extends Channel<RoomEvents> {
         return;
       }
       pacer.take();
-      const d: Record<string, unknown> = { text: entry.text, id: entry.id };
+      const d: SendMessageRequest = { text: entry.text, id: entry.id };
       if (entry.data !== undefined) d.data = entry.data;
       const gen = this.gen;
       const sent = this.sendWithReply("message:send", d, (reply) => this.onSendReply(entry, gen, reply), () => {});

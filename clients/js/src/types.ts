@@ -149,3 +149,124 @@ export interface Operation {
   src: string;
   seq: number;
 }
+
+// ---- requests (client → server) ----------------------------------------------------------
+// The payload (`d`) of every event a client may send, and per object a map from event name to
+// payload (`void`: the event takes none; a `d` sent with it is ignored). `ping` is not here: the
+// runtime answers it without waking the object. test/contract.test.mjs checks these against the
+// Rust core's definitions (src/core/{room,user,doc}/request.rs, printed by
+// examples/wire_requests.rs) both ways: an event, a field or a required one on one side only
+// fails it. The SDK builds every payload it sends as one of these, so tsc holds it to them.
+
+/** `auth:refresh`, on every socket: a fresh token before the current one expires. */
+export interface RefreshRequest {
+  token: string;
+}
+
+/** `message:send`. `text` may be empty when `data` is given; `id` makes a resend idempotent. */
+export interface SendMessageRequest {
+  text: string;
+  id?: string;
+  data?: unknown;
+}
+
+/** `history:get` (needs a `ref`: the page is its reply). */
+export interface HistoryRequest {
+  before?: number;
+  limit?: number;
+}
+
+/** `state:set`. */
+export interface StateSetRequest {
+  key: string;
+  value: unknown;
+  ifVersion?: number;
+}
+
+/** `signal`: to every socket of `to` in the room, or only to `toConn`. */
+export interface SignalRequest {
+  to: string;
+  toConn?: string;
+  data?: unknown;
+}
+
+/** `broadcast`: to everyone else in the room. */
+export interface BroadcastRequest {
+  event: string;
+  data?: unknown;
+}
+
+/** What a room socket accepts. */
+export interface RoomRequests {
+  "message:send": SendMessageRequest;
+  "history:get": HistoryRequest;
+  "typing:start": void;
+  "typing:stop": void;
+  "state:set": StateSetRequest;
+  signal: SignalRequest;
+  broadcast: BroadcastRequest;
+  "auth:refresh": RefreshRequest;
+}
+
+/** `presence:set`: leaving `activity` out clears it. */
+export interface PresenceSetRequest {
+  status: Status;
+  activity?: string;
+}
+
+/** `presence:subscribe` and `presence:unsubscribe`. */
+export interface UsersRequest {
+  users: string[];
+}
+
+/** `notification:list` (newest first). */
+export interface NotificationListRequest {
+  before?: number;
+  limit?: number;
+}
+
+/** `notification:read`: `{ids}` or `{all: true}`. */
+export interface NotificationReadRequest {
+  ids?: number[];
+  all?: boolean;
+}
+
+/** What the user socket (`/v1/users/me/ws`) accepts. */
+export interface UserRequests {
+  "presence:active": void;
+  "presence:set": PresenceSetRequest;
+  "presence:subscribe": UsersRequest;
+  "presence:unsubscribe": UsersRequest;
+  "notification:list": NotificationListRequest;
+  "notification:read": NotificationReadRequest;
+  "auth:refresh": RefreshRequest;
+}
+
+/** `op:submit`: `op` made against version `v`, identified by `(src, seq)`. */
+export interface OpSubmitRequest {
+  v: number;
+  op: TextOp;
+  src: string;
+  seq: number;
+}
+
+/** `cursor:update`: `{pos, v}` or `{anchor, head, v}`, in code points. */
+export interface CursorUpdateRequest {
+  pos?: number;
+  anchor?: number;
+  head?: number;
+  v: number;
+}
+
+/** `ops:get` (needs a `ref`: the page is its reply). */
+export interface OpsGetRequest {
+  from: number;
+}
+
+/** What a document socket accepts. */
+export interface DocRequests {
+  "op:submit": OpSubmitRequest;
+  "cursor:update": CursorUpdateRequest;
+  "ops:get": OpsGetRequest;
+  "auth:refresh": RefreshRequest;
+}

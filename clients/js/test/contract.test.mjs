@@ -1,18 +1,29 @@
-// The SDK's wire types (src/types.ts) against what the built worker really sends: every field of
-// every frame is declared, and every field declared as required is there. A field the server adds
-// or renames fails this test until types.ts follows, so the types cannot drift from the server.
+// The SDK's wire types (src/types.ts) against the server, both ways:
+// - server → client: what the built worker really sends. Every field of every frame is declared,
+//   and every field declared as required is there. A field the server adds or renames fails this
+//   test until types.ts follows.
+// - client → server: the request interfaces against the Rust definitions the server decodes
+//   frames with, as examples/wire_requests.rs prints them. An event, a field, or a field's being
+//   required on one side only fails it.
+// So the types cannot drift from the server.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { startWorker, join, connectUser, token, call, sleep } from "./helpers.mjs";
 import { open } from "../../../miniflare/harness.mjs";
 
-/** Interface name → {prop: optional?} read from types.ts with the compiler API. */
-function declared() {
+function typesSource() {
   const file = fileURLToPath(new URL("../src/types.ts", import.meta.url));
-  const source = ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.ES2020, true);
+  return ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.ES2020, true);
+}
+
+/** Interface name → {prop: optional?} read from types.ts with the compiler API. */
+function declared(source = typesSource()) {
   const out = {};
   source.forEachChild((node) => {
     if (!ts.isInterfaceDeclaration(node)) return;
@@ -105,4 +116,145 @@ test("every frame the worker sends matches the SDK's declared types", async () =
   } finally {
     await worker.close();
   }
+});
+
+// ---- requests (client → server) -------------------------------------------------------------
+
+/** The map in types.ts that lists each object's requests, by the name the Rust program uses. */
+const REQUEST_MAPS = { room: "RoomRequests", user: "UserRequests", doc: "DocRequests" };
+
+/**
+ * The requests types.ts declares, in the Rust program's shape plus the interface names:
+ * `{object: {event: {type: "SendMessageRequest", fields: {text: "required", id: "optional"}}
+ * | {type: "void", fields: null}}}`. Shapes this check cannot read are thrown, not skipped.
+ */
+function declaredRequests(source = typesSource()) {
+  const interfaces = new Map();
+  source.forEachChild((node) => {
+    if (ts.isInterfaceDeclaration(node)) interfaces.set(node.name.text, node);
+  });
+  const fieldsOf = (name) => {
+    const node = interfaces.get(name);
+    if (!node) throw new Error(`types.ts: ${name} is not an interface declared in types.ts`);
+    if (node.heritageClauses?.length) throw new Error(`types.ts: ${name} extends another type; declare its fields in it`);
+    const fields = {};
+    for (const m of node.members) {
+      if (!ts.isPropertySignature(m)) throw new Error(`types.ts: ${name} has a member that is not a plain field: ${m.getText(source)}`);
+      fields[m.name.text] = m.questionToken ? "optional" : "required";
+    }
+    return fields;
+  };
+  const out = {};
+  for (const [object, map] of Object.entries(REQUEST_MAPS)) {
+    if (!interfaces.has(map)) continue;
+    out[object] = {};
+    for (const m of interfaces.get(map).members) {
+      const event = m.name?.text;
+      if (!ts.isPropertySignature(m) || m.questionToken || !m.type) throw new Error(`types.ts: ${map}: every member is a required "event": Payload`);
+      if (m.type.kind === ts.SyntaxKind.VoidKeyword) out[object][event] = { type: "void", fields: null };
+      else if (ts.isTypeReferenceNode(m.type) && !m.type.typeArguments) {
+        const type = m.type.typeName.getText(source);
+        out[object][event] = { type, fields: fieldsOf(type) };
+      } else throw new Error(`types.ts: ${map}["${event}"] must name a request interface or be void, not ${m.type.getText(source)}`);
+    }
+  }
+  return out;
+}
+
+/** What the Rust core decodes, printed from its serde definitions by examples/wire_requests.rs. */
+function rustRequests() {
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const env = { ...process.env, PATH: `${path.join(homedir(), ".cargo", "bin")}${path.delimiter}${process.env.PATH}` };
+  try {
+    const out = execFileSync("cargo", ["run", "--quiet", "-p", "switchboard", "--example", "wire_requests"], {
+      cwd: root,
+      env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return JSON.parse(out);
+  } catch (err) {
+    throw new Error(`cargo run --example wire_requests failed: ${err.stderr || err.message}`);
+  }
+}
+
+/** Every difference between what Rust decodes and what types.ts declares, one sentence each. */
+function requestMismatches(rust, sdk) {
+  const problems = [];
+  for (const object of new Set([...Object.keys(rust), ...Object.keys(sdk)])) {
+    const map = REQUEST_MAPS[object] ?? object;
+    const r = rust[object];
+    const s = sdk[object];
+    if (!r) {
+      problems.push(`types.ts declares ${map}, but the Rust core has no ${object} requests`);
+      continue;
+    }
+    if (!s) {
+      problems.push(`types.ts has no ${map} for the ${object} object's requests`);
+      continue;
+    }
+    for (const event of Object.keys(r)) {
+      if (!(event in s)) problems.push(`${map}: the server accepts "${event}", which types.ts does not list`);
+    }
+    for (const event of Object.keys(s)) {
+      if (!(event in r)) problems.push(`${map}: types.ts lists "${event}", which the server answers with unknown_event`);
+    }
+    for (const event of Object.keys(r).filter((e) => e in s)) {
+      const rf = r[event];
+      const { type, fields: sf } = s[event];
+      if (rf === null && sf === null) continue;
+      if (rf === null) {
+        problems.push(`${map}["${event}"]: the server ignores this event's payload, but types.ts gives it ${type}; declare it void`);
+        continue;
+      }
+      if (sf === null) {
+        problems.push(`${map}["${event}"]: types.ts declares void, but the server decodes {${Object.keys(rf).join(", ")}}`);
+        continue;
+      }
+      for (const [field, rust] of Object.entries(rf)) {
+        if (!(field in sf)) problems.push(`${type} ("${event}"): the server accepts ${rust} field "${field}", which types.ts does not declare`);
+        else if (sf[field] !== rust) problems.push(`${type}.${field} ("${event}"): ${sf[field]} in types.ts, ${rust} in the server`);
+      }
+      for (const field of Object.keys(sf)) {
+        if (!(field in rf)) problems.push(`${type}.${field} ("${event}"): declared in types.ts, but the server ignores it`);
+      }
+    }
+  }
+  return problems;
+}
+
+test("every request the SDK's types declare is what the server decodes, and nothing more", { timeout: 600_000 }, () => {
+  const rust = rustRequests();
+  assert.deepEqual(Object.keys(rust).sort(), Object.keys(REQUEST_MAPS).sort(), "the Rust program describes every object");
+  const problems = requestMismatches(rust, declaredRequests());
+  assert.deepEqual(problems, [], `types.ts and the Rust request types differ:\n  ${problems.join("\n  ")}`);
+});
+
+test("the request check reports each kind of drift", () => {
+  const rust = {
+    room: { a: { x: "required", y: "optional" }, b: null, c: { z: "optional" } },
+    doc: { d: { v: "required" } },
+  };
+  const source = ts.createSourceFile(
+    "drift.ts",
+    `export interface RoomRequests { a: A; b: B; d: void; c: void }
+     export interface A { x?: number; w: string }
+     export interface B { q: string }`,
+    ts.ScriptTarget.ES2020,
+    true,
+  );
+  assert.deepEqual(requestMismatches(rust, declaredRequests(source)), [
+    `RoomRequests: types.ts lists "d", which the server answers with unknown_event`,
+    `A.x ("a"): optional in types.ts, required in the server`,
+    `A ("a"): the server accepts optional field "y", which types.ts does not declare`,
+    `A.w ("a"): declared in types.ts, but the server ignores it`,
+    `RoomRequests["b"]: the server ignores this event's payload, but types.ts gives it B; declare it void`,
+    `RoomRequests["c"]: types.ts declares void, but the server decodes {z}`,
+    `types.ts has no DocRequests for the doc object's requests`,
+  ]);
+  assert.throws(
+    () => declaredRequests(ts.createSourceFile("bad.ts", "export interface DocRequests { d: { v: number } }", ts.ScriptTarget.ES2020, true)),
+    /must name a request interface or be void/,
+  );
 });

@@ -3,7 +3,6 @@
 
 use crate::core::ids::{ConnId, UserId};
 use crate::core::ot::{transform_position, Op};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// A cursor: a caret, or a selection from `anchor` to `head` (code points).
@@ -48,29 +47,6 @@ impl Cursor {
             Cursor::Selection { anchor, head } => {
                 json!({ "user": user, "conn": conn, "anchor": anchor, "head": head, "v": v })
             }
-        }
-    }
-}
-
-/// `cursor:update`'s payload: `{pos, v}` or `{anchor, head, v}`.
-#[derive(Deserialize)]
-pub(super) struct CursorPayload {
-    #[serde(default)]
-    pos: Option<u64>,
-    #[serde(default)]
-    anchor: Option<u64>,
-    #[serde(default)]
-    head: Option<u64>,
-    pub(super) v: u64,
-}
-
-impl CursorPayload {
-    /// The cursor it describes, if it is one of the two shapes.
-    pub(super) fn cursor(&self) -> Option<Cursor> {
-        match (self.pos, self.anchor, self.head) {
-            (Some(pos), None, None) => Some(Cursor::Caret(pos)),
-            (None, Some(anchor), Some(head)) => Some(Cursor::Selection { anchor, head }),
-            _ => None,
         }
     }
 }

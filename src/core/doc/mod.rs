@@ -16,11 +16,16 @@
 //! Storage is never trusted to be well formed: a row that does not parse, apply or follow its
 //! predecessor ends the rebuild there, and the document goes on from the last good version in
 //! a new epoch ([`Repair`]) instead of refusing every connect.
+//!
+//! `request.rs` lists what a socket may send (`op:submit`, `cursor:update`, `ops:get`,
+//! `auth:refresh`), decoded once into a typed [`Request`].
 
 mod cursor;
+pub mod request;
 pub mod sources;
 
 pub use cursor::Cursor;
+pub use request::Request;
 pub use sources::{Applied, Owner, Sources};
 
 use crate::core::auth;
@@ -29,11 +34,11 @@ use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
-use crate::core::protocol::{self, Envelope, Incoming, Ref};
+use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
-use cursor::CursorPayload;
+use request::{CursorUpdate, OpSubmit, OpsGet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sources::Seen;
@@ -256,11 +261,14 @@ pub enum DocEffect {
     },
 }
 
-/// Rate-limited classes of document events.
-#[derive(Debug, Clone, Copy)]
-enum EventClass {
+/// Rate-limited classes of document events, each with its own bucket per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClass {
+    /// `op:submit`
     Op,
+    /// `cursor:update`
     Cursor,
+    /// `ops:get`
     Read,
     /// `auth:refresh` alone: reads in one tab must not starve another tab's token refresh.
     Refresh,
@@ -660,25 +668,21 @@ impl Doc {
         now: Timestamp,
     ) -> Result<Vec<DocEffect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
-        let class = match event.as_str() {
-            "op:submit" => EventClass::Op,
-            "cursor:update" => EventClass::Cursor,
-            "ops:get" => EventClass::Read,
-            "auth:refresh" => EventClass::Refresh,
-            _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
-        };
-        if matches!(class, EventClass::Op) && !sender.can_write {
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_write {
             return Err(Error::new(
                 ErrorCode::Forbidden,
                 "this token may read this document but not edit it",
             ));
         }
+        let class = event.class();
         self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
-        match event.as_str() {
-            "op:submit" => self.submit(sender, reply_to, protocol::payload(&event, data)?),
-            "cursor:update" => self.cursor(sender, reply_to, protocol::payload(&event, data)?),
-            "ops:get" => self.ops_get(sender, reply_to, protocol::payload(&event, data)?),
-            _ => self.refresh_token(sender, reply_to, protocol::payload(&event, data)?, now),
+        match Request::decode(event, data)? {
+            Request::Submit(p) => self.submit(sender, reply_to, p),
+            Request::Cursor(p) => self.cursor(sender, reply_to, p),
+            Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
+            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
         }
     }
 
@@ -686,7 +690,7 @@ impl Doc {
         &mut self,
         sender: &DocConnInfo,
         reply_to: Option<Ref>,
-        p: SubmitPayload,
+        p: OpSubmit,
     ) -> Result<Vec<DocEffect>, Error> {
         if p.src.is_empty() || p.src.len() > MAX_SRC_LEN {
             return Err(Error::new(ErrorCode::BadRequest, format!("src must be 1 to {MAX_SRC_LEN} bytes")));
@@ -806,7 +810,7 @@ impl Doc {
         &mut self,
         sender: &DocConnInfo,
         reply_to: Option<Ref>,
-        p: CursorPayload,
+        p: CursorUpdate,
     ) -> Result<Vec<DocEffect>, Error> {
         let Some(cursor) = p.cursor() else {
             return Err(Error::new(
@@ -850,7 +854,7 @@ impl Doc {
         &mut self,
         sender: &DocConnInfo,
         reply_to: Option<Ref>,
-        p: OpsGetPayload,
+        p: OpsGet,
     ) -> Result<Vec<DocEffect>, Error> {
         let Some(reply_to) = reply_to else {
             return Err(Error::new(ErrorCode::BadRequest, "ops:get needs a ref: the page is its reply"));
@@ -874,7 +878,7 @@ impl Doc {
         &mut self,
         sender: &DocConnInfo,
         reply_to: Option<Ref>,
-        p: RefreshPayload,
+        p: Refresh,
         now: Timestamp,
     ) -> Result<Vec<DocEffect>, Error> {
         let identity = auth::verify(&p.token, &self.config.auth, now)?;
@@ -933,22 +937,4 @@ pub fn ops_page(reply_to: &Ref, from: u64, until: u64, max_bytes: usize, rows: &
 
 fn reply(sender: &DocConnInfo, reply_to: Option<Ref>, data: Value) -> Option<DocEffect> {
     reply_to.map(|r| DocEffect::Send { to: sender.conn.clone(), frame: protocol::reply_ok(&r, &data) })
-}
-
-#[derive(Deserialize)]
-struct SubmitPayload {
-    v: u64,
-    op: Value,
-    src: String,
-    seq: u64,
-}
-
-#[derive(Deserialize)]
-struct OpsGetPayload {
-    from: u64,
-}
-
-#[derive(Deserialize)]
-struct RefreshPayload {
-    token: String,
 }

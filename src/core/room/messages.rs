@@ -9,6 +9,7 @@ use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::protocol::{self, Ref};
 use crate::core::room::effect::Effect;
 use crate::core::room::log::{Message, Receipt, RoomLog};
+use crate::core::room::request::{HistoryGet, SendMessage};
 use crate::core::time::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,23 +69,6 @@ impl Publish {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct SendPayload {
-    text: String,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct HistoryPayload {
-    #[serde(default)]
-    before: Option<u64>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
 fn internal(e: crate::core::room::log::LogError) -> Error {
     Error::new(ErrorCode::Internal, format!("could not read the log: {}", e.0))
 }
@@ -103,7 +87,7 @@ impl Room {
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: SendPayload,
+        p: SendMessage,
         now: Timestamp,
         log: &dyn RoomLog,
     ) -> Result<Vec<Effect>, Error> {
@@ -195,7 +179,7 @@ impl Room {
         &self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: HistoryPayload,
+        p: HistoryGet,
         log: &dyn RoomLog,
     ) -> Result<Vec<Effect>, Error> {
         let reply_to = reply_to

@@ -6,18 +6,21 @@
 //! ([`Room::restore_conn`]), reads the log through [`RoomLog`], passes `now`, and sets the
 //! object's alarm to [`Room::poll_timeout`] after every input.
 //!
-//! The events are split by concern: `messages.rs` (send, publish, history, recovery),
-//! `typing.rs`, `state.rs` (key/value live data) and `relay.rs` (signal, broadcast).
+//! `request.rs` lists what a socket may send, decoded once into a typed [`Request`]. The events
+//! are handled by concern: `messages.rs` (send, publish, history, recovery), `typing.rs`,
+//! `state.rs` (key/value live data) and `relay.rs` (signal, broadcast).
 
 pub mod effect;
 pub mod log;
 mod messages;
 mod relay;
+pub mod request;
 mod state;
 mod streams;
 mod typing;
 
 pub use messages::{Publish, Resume};
+pub use request::Request;
 pub use state::StateEntry;
 pub use streams::{StreamInfo, SSE_KEEPALIVE};
 
@@ -26,7 +29,7 @@ use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::protocol::{self, Envelope, Incoming, Ref};
+use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::room::effect::Effect;
 use crate::core::room::log::{LogHead, RoomLog};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
@@ -375,32 +378,25 @@ impl Room {
         log: &dyn RoomLog,
     ) -> Result<Vec<Effect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
-        let (class, writes) = match event.as_str() {
-            "message:send" => (EventClass::Message, true),
-            "typing:start" | "typing:stop" => (EventClass::Typing, true),
-            "state:set" => (EventClass::State, true),
-            "signal" => (EventClass::Signal, true),
-            "broadcast" => (EventClass::Broadcast, true),
-            "history:get" | "auth:refresh" => (EventClass::Read, false),
-            _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
-        };
-        if writes && !sender.can_send {
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_send {
             return Err(Error::new(
                 ErrorCode::Forbidden,
                 "this token may read this room but not write to it",
             ));
         }
-        self.throttle(&sender.user, class, now)?;
+        self.throttle(&sender.user, event.class(), now)?;
         let r = reply_to;
-        match event.as_str() {
-            "message:send" => self.send_message(sender, r, protocol::payload(&event, data)?, now, log),
-            "history:get" => self.history_get(sender, r, protocol::payload(&event, data)?, log),
-            "typing:start" => Ok(self.typing_start(sender, r, now)),
-            "typing:stop" => Ok(self.typing_stop(sender, r)),
-            "state:set" => self.state_set(sender, r, protocol::payload(&event, data)?),
-            "signal" => self.signal(sender, r, protocol::payload(&event, data)?),
-            "broadcast" => self.broadcast(sender, r, protocol::payload(&event, data)?),
-            _ => self.refresh_token(sender, r, protocol::payload(&event, data)?, now),
+        match Request::decode(event, data)? {
+            Request::Send(p) => self.send_message(sender, r, p, now, log),
+            Request::History(p) => self.history_get(sender, r, p, log),
+            Request::TypingStart => Ok(self.typing_start(sender, r, now)),
+            Request::TypingStop => Ok(self.typing_stop(sender, r)),
+            Request::StateSet(p) => self.state_set(sender, r, p),
+            Request::Signal(p) => self.signal(sender, r, p),
+            Request::Broadcast(p) => self.broadcast(sender, r, p),
+            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
         }
     }
 
@@ -423,7 +419,7 @@ impl Room {
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: RefreshPayload,
+        p: Refresh,
         now: Timestamp,
     ) -> Result<Vec<Effect>, Error> {
         let identity = auth::verify(&p.token, &self.config.auth, now)?;
@@ -443,11 +439,6 @@ impl Room {
         effects.extend(reply(sender, reply_to, json!({ "expires": info.expires, "canSend": info.can_send })));
         Ok(effects)
     }
-}
-
-#[derive(Deserialize)]
-struct RefreshPayload {
-    token: String,
 }
 
 /// Closes a socket whose token expired (past the leeway) without a refresh.

@@ -3,37 +3,20 @@
 
 use super::{empty, reply, ConnInfo, Room};
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol::{self, Ref};
 use crate::core::room::effect::Effect;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use crate::core::room::request::{Broadcast, Signal};
+use serde_json::json;
 
 /// Longest `broadcast` event name, in bytes.
 pub const MAX_BROADCAST_EVENT_LEN: usize = 64;
-
-#[derive(Deserialize)]
-pub(super) struct SignalPayload {
-    to: UserId,
-    #[serde(default, rename = "toConn")]
-    to_conn: Option<ConnId>,
-    #[serde(default)]
-    data: Value,
-}
-
-#[derive(Deserialize)]
-pub(super) struct BroadcastPayload {
-    event: String,
-    #[serde(default)]
-    data: Value,
-}
 
 impl Room {
     pub(super) fn signal(
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: SignalPayload,
+        p: Signal,
     ) -> Result<Vec<Effect>, Error> {
         let frame = protocol::event(
             "signal",
@@ -63,7 +46,7 @@ impl Room {
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: BroadcastPayload,
+        p: Broadcast,
     ) -> Result<Vec<Effect>, Error> {
         if p.event.is_empty() || p.event.len() > MAX_BROADCAST_EVENT_LEN {
             return Err(Error::new(

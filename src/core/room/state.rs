@@ -6,6 +6,7 @@ use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::protocol::{self, Ref};
 use crate::core::room::effect::Effect;
+use crate::core::room::request::StateSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,20 +24,12 @@ pub struct StateEntry {
     pub user: UserId,
 }
 
-#[derive(Deserialize)]
-pub(super) struct SetPayload {
-    key: String,
-    value: Value,
-    #[serde(default, rename = "ifVersion")]
-    if_version: Option<u64>,
-}
-
 impl Room {
     pub(super) fn state_set(
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<Ref>,
-        p: SetPayload,
+        p: StateSet,
     ) -> Result<Vec<Effect>, Error> {
         let limits = &self.config.limits;
         if p.key.is_empty() || p.key.len() > MAX_STATE_KEY_LEN || p.key.chars().any(char::is_control) {

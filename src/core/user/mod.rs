@@ -6,18 +6,22 @@
 //! status change to watchers, subscribing); the shell makes them after applying the writes and
 //! hands the answers back through [`User::watched`] and [`User::pushed`].
 //!
-//! `inbox.rs` holds the notification rules, `watch.rs` who may watch whom and the messages user
-//! objects exchange; [`crate::core::presence`] the status state machine this drives.
+//! `request.rs` lists what a socket may send, decoded once into a typed [`Request`]; `inbox.rs`
+//! holds the notification rules, `watch.rs` who may watch whom and the messages user objects
+//! exchange; [`crate::core::presence`] the status state machine this drives.
 
 pub mod inbox;
+pub mod request;
 pub mod watch;
+
+pub use request::Request;
 
 use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::presence::{Change, Presence, Status};
-use crate::core::protocol::{self, Envelope, Incoming, Ref};
+use crate::core::presence::{Change, Presence};
+use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
@@ -25,7 +29,7 @@ use inbox::{Inbox, InboxCounts, InboxState, InboxWrite, NewNotification, Notific
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use watch::{PresenceUpdate, PushAnswer, UsersPayload, WatchPolicy, WatchRequest};
+use watch::{PresenceUpdate, PushAnswer, WatchPolicy, WatchRequest};
 
 /// Every frame on a user's sockets draws from one bucket, the user's: these sockets carry
 /// little traffic, and sharing it means a reconnect or another device buys no fresh burst.
@@ -427,17 +431,7 @@ impl User {
         let before = self.saved.clone();
         let (reply_to, outcome) = match decoded {
             Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => {
-                // `presence:set` decides the status itself; counting it as activity too could
-                // bring a user who chose `away` straight back `online`.
-                let activity = envelope.event != "presence:set";
-                let reply_to = envelope.reply_to.clone();
-                let outcome = self.dispatch(conn, envelope, now, inbox);
-                if activity && outcome.is_ok() {
-                    self.saved.presence.activity(now);
-                }
-                (reply_to, outcome)
-            }
+            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(conn, envelope, now, inbox)),
         };
         let effects = match outcome {
             Ok(effects) => effects,
@@ -520,6 +514,8 @@ impl User {
         effects
     }
 
+    /// Decodes and handles one request; an accepted one that is activity
+    /// ([`request::Event::is_activity`]) counts as such.
     fn dispatch(
         &mut self,
         conn: &ConnId,
@@ -529,16 +525,31 @@ impl User {
     ) -> Result<Vec<UserEffect>, Error> {
         let Envelope { event, reply_to, data } = envelope;
         self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
+        let event = Request::event(&event)?;
+        let effects = self.handle_request(conn, reply_to, Request::decode(event, data)?, now, inbox)?;
+        if event.is_activity() {
+            self.saved.presence.activity(now);
+        }
+        Ok(effects)
+    }
+
+    fn handle_request(
+        &mut self,
+        conn: &ConnId,
+        reply_to: Option<Ref>,
+        request: Request,
+        now: Timestamp,
+        inbox: &dyn Inbox,
+    ) -> Result<Vec<UserEffect>, Error> {
         let mut effects = Vec::new();
         let reply = |data: Value| {
             reply_to
                 .as_ref()
                 .map(|r| UserEffect::Send { to: conn.clone(), frame: protocol::reply_ok(r, &data) })
         };
-        match event.as_str() {
-            "presence:active" => effects.extend(reply(json!({}))),
-            "presence:set" => {
-                let p: SetPayload = protocol::payload(&event, data)?;
+        match request {
+            Request::Active => effects.extend(reply(json!({}))),
+            Request::Set(p) => {
                 if p.activity.as_ref().is_some_and(|a| a.chars().count() > MAX_ACTIVITY_CHARS) {
                     return Err(Error::new(
                         ErrorCode::BadRequest,
@@ -548,12 +559,10 @@ impl User {
                 self.saved.presence.choose(p.status, p.activity, now);
                 effects.extend(reply(serde_json::to_value(self.status()).unwrap_or_default()));
             }
-            "presence:subscribe" => {
-                let p: UsersPayload = protocol::payload(&event, data)?;
+            Request::Subscribe(p) => {
                 effects.extend(self.subscribe(conn, reply_to, p.users)?);
             }
-            "presence:unsubscribe" => {
-                let p: UsersPayload = protocol::payload(&event, data)?;
+            Request::Unsubscribe(p) => {
                 let users: Vec<UserId> = p
                     .users
                     .into_iter()
@@ -570,23 +579,19 @@ impl User {
                     effects.push(UserEffect::Unwatch(users));
                 }
             }
-            "notification:list" => {
-                let p: ListPayload = protocol::payload(&event, data)?;
+            Request::List(p) => {
                 let page = self.inbox.page(p.before, p.limit, inbox)?;
                 effects.extend(reply(json!({ "notifications": page, "unread": self.unread() })));
             }
-            "notification:read" => {
-                let p: ReadRequest = protocol::payload(&event, data)?;
+            Request::Read(p) => {
                 effects.extend(self.mark_read(&p, inbox)?);
                 effects.extend(reply(json!({ "unread": self.unread() })));
             }
-            "auth:refresh" => {
-                let p: RefreshPayload = protocol::payload(&event, data)?;
+            Request::Refresh(p) => {
                 effects.extend(self.refresh_token(conn, p, now)?);
                 let expires = self.conns.get(conn).map(|c| c.info.expires);
                 effects.extend(reply(json!({ "expires": expires })));
             }
-            _ => return Err(Error::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"))),
         }
         Ok(effects)
     }
@@ -846,12 +851,7 @@ impl User {
         }
     }
 
-    fn refresh_token(
-        &mut self,
-        conn: &ConnId,
-        p: RefreshPayload,
-        now: Timestamp,
-    ) -> Result<Vec<UserEffect>, Error> {
+    fn refresh_token(&mut self, conn: &ConnId, p: Refresh, now: Timestamp) -> Result<Vec<UserEffect>, Error> {
         let identity = auth::verify(&p.token, &self.config.auth, now)?;
         if identity.user != self.id {
             return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
@@ -914,24 +914,4 @@ pub fn policy_of(identity: &auth::Identity, config: &Config) -> WatchPolicy {
 
 fn presence_frame(update: &PresenceUpdate) -> String {
     protocol::event("presence:update", &update.entry())
-}
-
-#[derive(Deserialize)]
-struct SetPayload {
-    status: Status,
-    #[serde(default)]
-    activity: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ListPayload {
-    #[serde(default)]
-    before: Option<u64>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct RefreshPayload {
-    token: String,
 }

@@ -110,10 +110,3 @@ pub struct PushAnswer {
     /// `false`: the watcher has no socket; pause pushes until it resumes.
     pub active: bool,
 }
-
-/// `presence:subscribe` / `presence:unsubscribe` payload.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct UsersPayload {
-    /// The users to (un)watch.
-    pub users: Vec<UserId>,
-}
