@@ -233,3 +233,25 @@ test("the stream and the writes carry CORS headers; preflights list the methods"
     stream.close();
   }
 });
+
+test("an open stream keeps the user object awake where a socket alone lets it hibernate", async () => {
+  // Eviction on: a user object with only hibernatable sockets is evicted after ~10 s idle.
+  const live = await startWorker({ vars: { SSE_KEEPALIVE_MS: "60000" } });
+  try {
+    const wakes = async (user) => (await call(live, "GET", `/v1/users/${user}/stats`)).body.wakes;
+    const socket = await connectUser(live, "hib-socket");
+    const stream = await openEvents(`${live.http}/v1/users/me/events?token=${token("hib-stream")}`);
+    await stream.next("user:state");
+    assert.equal(await wakes("hib-socket"), 1);
+    assert.equal(await wakes("hib-stream"), 1);
+    await sleep(12_000);
+    assert.equal(await wakes("hib-socket"), 2, "the socket-only object was evicted and rebuilt (the proof eviction happens here)");
+    assert.equal(await wakes("hib-stream"), 1, "the object holding a stream was not");
+    await call(live, "POST", "/v1/notify", { body: { users: ["hib-stream"], notification: { type: "t", title: "still here" } } });
+    assert.equal((await stream.next("notification:new")).data.title, "still here");
+    stream.close();
+    await socket.close();
+  } finally {
+    await live.close();
+  }
+});
