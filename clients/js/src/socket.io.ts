@@ -159,7 +159,8 @@ export class Socket extends Events {
       reconnectDelayMs: o.reconnectionDelay ?? 1000,
       reconnectDelayMaxMs: o.reconnectionDelayMax ?? 5000,
       maxReconnectAttempts: o.reconnection === false ? 0 : (o.reconnectionAttempts ?? Infinity),
-      // Rooms fall back to the event stream only where the app allowed polling, as socket.io does.
+      // The user socket and rooms fall back to their event streams only where the app allowed
+      // polling, as socket.io does.
       ...(o.transports && !o.transports.includes("polling") ? { fallbackAfter: 0 } : {}),
     });
     this.client = client;
