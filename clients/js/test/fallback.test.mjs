@@ -152,3 +152,23 @@ test("the Socket.IO facade with polling allowed connects over the user's event s
     friend.close();
   }
 });
+
+test("a proxy that strips the upgrade (the server answers 426) counts toward the fallback instead of stopping", async () => {
+  proxy.blockUpgrades = false;
+  proxy.stripUpgrades = true;
+  const carl = sdk(proxy.url, "carl-u", { fallbackAfter: 2, fallbackProbeMs: 0 });
+  try {
+    const me = carl.me();
+    const errors = [];
+    me.on("connectError", (e) => errors.push(e.closeCode));
+    const state = await waitFor(me, "open", () => true, 8000);
+    assert.equal(me.transport, "stream");
+    assert.equal(state.user, "carl-u");
+    assert.deepEqual(errors, [426, 426], "two handshakes answered 426, then the stream");
+    assert.equal(me.status, "open");
+  } finally {
+    proxy.stripUpgrades = false;
+    proxy.blockUpgrades = true;
+    carl.close();
+  }
+});
