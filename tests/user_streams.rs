@@ -262,3 +262,16 @@ fn an_eviction_ends_streams_and_the_rebuild_starts_the_grace_period() {
     let updates: Vec<Value> = net.take(&bob, "presence:update").iter().map(|f| f["d"].clone()).collect();
     assert_eq!(statuses(&updates, "alice"), ["offline"]);
 }
+
+#[test]
+fn a_long_subscribe_list_of_repeats_counts_each_user_once() {
+    let mut net = Users::new();
+    net.open_stream("alice").unwrap();
+    let mut users = vec!["bob"; 20_000];
+    users.push("carol");
+    let answer = net.http_subscribe("alice", &users).unwrap();
+    let mut watched: Vec<&str> =
+        answer["presence"].as_array().unwrap().iter().map(|p| p["user"].as_str().unwrap()).collect();
+    watched.sort();
+    assert_eq!(watched, ["bob", "carol"]);
+}
