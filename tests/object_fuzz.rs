@@ -205,3 +205,92 @@ fn random_frames_never_hurt_the_document() {
     assert!(replied > 2000 && applied > 300, "checked {replied} replies, {applied} ops applied");
     eprintln!("document fuzz: {replied} replies checked, {applied} ops applied");
 }
+
+/// Event streams opening, dropping and expiring among sockets, with the fallback's HTTP writes
+/// carrying random bodies: nothing panics, the object counts exactly the streams the shell
+/// holds, every stream starts with `user:state`, and a user left without any device ends up
+/// `offline` after the grace period.
+#[test]
+fn streams_and_http_writes_never_hurt_the_user_object() {
+    use switchboard::core::user::StatusRequest;
+    let mut opened = 0;
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut net = Users::new();
+        let mut conns = vec![net.connect("bob")];
+        let mut streams: Vec<ConnId> = Vec::new();
+        for n in 0..300u64 {
+            net.advance(rng.below(20_000) as u64);
+            let user = *rng.pick(&["alice", "bob"]);
+            match rng.below(10) {
+                0 | 1 => {
+                    let ttl = if rng.below(3) == 0 { rng.below(30_000) as u64 } else { 3_600_000 };
+                    if let Ok(stream) = net.open_stream_with(user, support::users::open_policy(), ttl) {
+                        assert_eq!(net.streams[&stream][0].0, "user:state", "seed {seed} step {n}");
+                        streams.push(stream);
+                        opened += 1;
+                    }
+                }
+                2 if !streams.is_empty() => {
+                    let stream = streams.swap_remove(rng.below(streams.len()));
+                    if !net.ended.contains_key(&stream) {
+                        net.drop_stream(&stream);
+                    }
+                }
+                3 => {
+                    let body = json!({ "status": rng.pick(&["online", "away", "busy", "offline", "asleep"]), "activity": value(&mut rng, 2) });
+                    let _ = StatusRequest::parse(&body.to_string()).and_then(|_| net.http_status(user, body));
+                }
+                4 => {
+                    let _ = net.http_active(user);
+                }
+                5 => {
+                    let list: Vec<&str> =
+                        (0..rng.below(5)).map(|_| *rng.pick(&["alice", "bob", "carol"])).collect();
+                    let _ = net.http_subscribe(user, &list);
+                }
+                6 => {
+                    let list: Vec<&str> =
+                        (0..rng.below(3)).map(|_| *rng.pick(&["alice", "bob", "carol"])).collect();
+                    let _ = net.http_unsubscribe(user, &list);
+                }
+                7 => {
+                    let _ = net.notify(user, json!({ "type": "t" }), None);
+                }
+                8 if rng.below(4) == 0 && !conns.is_empty() => {
+                    let gone = conns.swap_remove(rng.below(conns.len()));
+                    if !net.closed.contains_key(&gone) {
+                        net.disconnect(&gone);
+                    }
+                    if net.user(&UserId::parse(user).unwrap()).check_capacity().is_ok() {
+                        conns.push(net.connect(user));
+                    }
+                }
+                _ => {}
+            }
+            for name in ["alice", "bob"] {
+                let id = UserId::parse(name).unwrap();
+                let held =
+                    net.stream_owner.iter().filter(|(s, u)| **u == id && !net.ended.contains_key(*s)).count();
+                assert_eq!(net.user(&id).stream_count(), held, "seed {seed} step {n}: {name}'s streams");
+            }
+        }
+        // Everyone's devices go; after the grace period nobody shows present.
+        for stream in streams {
+            if !net.ended.contains_key(&stream) {
+                net.drop_stream(&stream);
+            }
+        }
+        for conn in conns {
+            if !net.closed.contains_key(&conn) {
+                net.disconnect(&conn);
+            }
+        }
+        net.advance(support::users::TIMES.grace_ms);
+        for name in ["alice", "bob"] {
+            let status = net.user(&UserId::parse(name).unwrap()).status().status;
+            assert_eq!(status, switchboard::core::presence::Status::Offline, "seed {seed}: {name}");
+        }
+    }
+    assert!(opened > 500, "opened {opened} streams");
+}

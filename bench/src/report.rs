@@ -144,7 +144,11 @@ pub fn tables(run: &Value) -> String {
          of `bench/peers/js-do` on the same runtime (no member events, typing, limits or recovery); \
          Socket.IO and the ceiling store nothing.\n\n",
         run["storage"].as_str().unwrap_or("?"),
-        if run["storage"] == "memory" { "Miniflare without persistence" } else { "SQLite files on the disk, as `wrangler dev` and a deployment keep them" },
+        if run["storage"] == "memory" {
+            "Miniflare without persistence"
+        } else {
+            "SQLite files on the disk, as `wrangler dev` and a deployment keep them"
+        },
     );
     out += &format!(
         "Release wasm: {} bytes. Core processing per `message:send` in a 1,000-socket room (host, our code only): {:.2} µs.\n\n",
@@ -213,9 +217,11 @@ pub fn tables(run: &Value) -> String {
     let sb = &r["switchboard"];
     let pair = |other: &str| {
         let o = &r[other];
-        let connect_p99 = |x: &Value, i: usize| x["connect"].get(i).map_or(0.0, |c| num(&c["handshake_p99_ms"]));
+        let connect_p99 =
+            |x: &Value, i: usize| x["connect"].get(i).map_or(0.0, |c| num(&c["handshake_p99_ms"]));
         let connects = sb["connect"].as_array().map_or(0, Vec::len);
-        let connect_ratios: Vec<String> = (0..connects).map(|i| ratio(connect_p99(sb, i), connect_p99(o, i))).collect();
+        let connect_ratios: Vec<String> =
+            (0..connects).map(|i| ratio(connect_p99(sb, i), connect_p99(o, i))).collect();
         format!(
             "| Switchboard / {other} | {} | {} | {} | {} |\n",
             ratio(num(&sb["fanout"]["best_delivered_per_sec"]), num(&o["fanout"]["best_delivered_per_sec"])),

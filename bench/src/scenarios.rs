@@ -114,7 +114,8 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
 
     let sender_received = Arc::new(AtomicU64::new(0));
     let (senders, _, _) =
-        open_each(server, rooms, 1000, clock, &sender_received, |k| (room(k), format!("sender{n}-{k}"))).await;
+        open_each(server, rooms, 1000, clock, &sender_received, |k| (room(k), format!("sender{n}-{k}")))
+            .await;
     let sent_at = clock.now_us();
     // A sender that failed to open leaves its room without the message (counted as missing).
     if senders.len() == rooms {
@@ -178,8 +179,7 @@ pub async fn fanout(
     let max_rate = rates.iter().copied().max().unwrap_or(1);
     let sender_count = max_rate.div_ceil(PER_SENDER_RATE) as usize;
     let ignored = Arc::new(AtomicU64::new(0));
-    let (senders, _, _) =
-        open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
+    let (senders, _, _) = open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
     // Every sender is in the room too; their receipts are not counted.
     let listeners = conns.len() as u64;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -59,7 +59,13 @@ impl Server {
             }
             _ => parent,
         };
-        Ok(Server { flavor, ws: format!("ws://127.0.0.1:{port}"), pid, child, stdin: tokio::sync::Mutex::new(stdin) })
+        Ok(Server {
+            flavor,
+            ws: format!("ws://127.0.0.1:{port}"),
+            pid,
+            child,
+            stdin: tokio::sync::Mutex::new(stdin),
+        })
     }
 
     /// Marks the start (`true`) or end of a measured window named `name`: with BENCH_PROFILE

@@ -30,6 +30,16 @@ pub enum Route {
     UserRead,
     /// `GET /v1/users/:user/stats` (server key): the user object's counters.
     UserStats(UserId),
+    /// `GET /v1/users/me/events` (user token): what the user socket carries, as Server-Sent Events.
+    UserEvents,
+    /// `POST /v1/users/me/status` (user token): choose a status (`presence:set`).
+    UserStatus,
+    /// `POST /v1/users/me/active` (user token): mark activity (`presence:active`).
+    UserActive,
+    /// `POST /v1/users/me/subscribe` (user token): watch users (`presence:subscribe`).
+    UserSubscribe,
+    /// `POST /v1/users/me/unsubscribe` (user token): stop watching (`presence:unsubscribe`).
+    UserUnsubscribe,
     /// `POST /v1/notify` (server key): notifications for many users.
     Notify,
     /// `GET /v1/docs/:doc/ws`: a document's editing socket.
@@ -65,6 +75,16 @@ pub enum Target<'a> {
     UserRead,
     /// `/v1/users/:user/stats`
     UserStats(&'a str),
+    /// `/v1/users/me/events`
+    UserEvents,
+    /// `/v1/users/me/status`
+    UserStatus,
+    /// `/v1/users/me/active`
+    UserActive,
+    /// `/v1/users/me/subscribe`
+    UserSubscribe,
+    /// `/v1/users/me/unsubscribe`
+    UserUnsubscribe,
     /// `/v1/notify`
     Notify,
     /// `/v1/docs/:doc`
@@ -91,6 +111,11 @@ impl<'a> Target<'a> {
             ["v1", "users", "me", "notifications"] => Target::UserNotifications,
             ["v1", "users", "me", "notifications", "read"] => Target::UserRead,
             ["v1", "users", user, "stats"] => Target::UserStats(user),
+            ["v1", "users", "me", "events"] => Target::UserEvents,
+            ["v1", "users", "me", "status"] => Target::UserStatus,
+            ["v1", "users", "me", "active"] => Target::UserActive,
+            ["v1", "users", "me", "subscribe"] => Target::UserSubscribe,
+            ["v1", "users", "me", "unsubscribe"] => Target::UserUnsubscribe,
             ["v1", "notify"] => Target::Notify,
             ["v1", "docs", doc] => Target::DocGet(doc),
             ["v1", "docs", doc, "ws"] => Target::DocSocket(doc),
@@ -105,6 +130,9 @@ impl<'a> Target<'a> {
         match self {
             Target::RoomMessages(_) => "GET, POST",
             Target::UserRead | Target::Notify | Target::DevToken => "POST",
+            Target::UserStatus | Target::UserActive | Target::UserSubscribe | Target::UserUnsubscribe => {
+                "POST"
+            }
             _ => "GET",
         }
     }
@@ -126,6 +154,11 @@ impl<'a> Target<'a> {
             Target::UserNotifications => Route::UserNotifications,
             Target::UserRead => Route::UserRead,
             Target::UserStats(user) => Route::UserStats(id("user", user, UserId::parse)?),
+            Target::UserEvents => Route::UserEvents,
+            Target::UserStatus => Route::UserStatus,
+            Target::UserActive => Route::UserActive,
+            Target::UserSubscribe => Route::UserSubscribe,
+            Target::UserUnsubscribe => Route::UserUnsubscribe,
             Target::Notify => Route::Notify,
             Target::DocGet(doc) => Route::DocGet(id("doc", doc, DocId::parse)?),
             Target::DocSocket(doc) => Route::DocSocket(id("doc", doc, DocId::parse)?),
@@ -238,6 +271,18 @@ mod tests {
         assert_eq!(code("GET", "/v1/users/me/notifications/read"), ErrorCode::MethodNotAllowed);
         assert_eq!(code("GET", "/v1/users/bad%20id/stats"), ErrorCode::BadRequest);
         assert_eq!(code("GET", "/v1/users/alice/ws"), ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn the_user_fallback_routes() {
+        assert_eq!(route("GET", "/v1/users/me/events"), Ok(Route::UserEvents));
+        assert_eq!(route("POST", "/v1/users/me/status"), Ok(Route::UserStatus));
+        assert_eq!(route("POST", "/v1/users/me/active"), Ok(Route::UserActive));
+        assert_eq!(route("POST", "/v1/users/me/subscribe"), Ok(Route::UserSubscribe));
+        assert_eq!(route("POST", "/v1/users/me/unsubscribe"), Ok(Route::UserUnsubscribe));
+        assert_eq!(code("POST", "/v1/users/me/events"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("GET", "/v1/users/me/status"), ErrorCode::MethodNotAllowed);
+        assert_eq!(code("GET", "/v1/users/alice/events"), ErrorCode::NotFound, "only your own");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod room_object;
 mod rooms;
 mod socket;
 mod sql;
+mod sse;
 mod user_object;
 mod users;
 
@@ -179,6 +180,11 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::UserNotifications => users::notifications(&call, &env).await,
         Route::UserRead => users::read(&mut call, &env).await,
         Route::UserStats(user) => users::stats(&call, &env, &user).await,
+        Route::UserEvents => users::events(&call, &env).await,
+        Route::UserStatus => users::write(&mut call, &env, "status").await,
+        Route::UserActive => users::write(&mut call, &env, "active").await,
+        Route::UserSubscribe => users::write(&mut call, &env, "subscribe").await,
+        Route::UserUnsubscribe => users::write(&mut call, &env, "unsubscribe").await,
         Route::Notify => users::notify(&mut call, &env).await,
         Route::DocSocket(doc) => docs::connect(&call, &env, &doc).await,
         Route::DocGet(doc) => docs::get(&call, &env, &doc).await,

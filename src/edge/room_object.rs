@@ -4,6 +4,7 @@
 use super::sql::{
     self, bound, corrupt, count_wake, random_id, read_meta, run, safe_integer, storage, write_meta,
 };
+use super::sse::{self, Stream};
 use super::{config, http, internal, now, socket};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
@@ -17,9 +18,8 @@ use crate::core::time::Timestamp;
 use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use worker::{
     durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
@@ -64,125 +64,6 @@ struct Live {
     floor: Rc<Cell<u64>>,
     /// The latest `Trim` asked for, done after the next write of messages.
     trim: Option<(u64, u64)>,
-}
-
-/// What an event stream's response body and the room share. The room owns the queued bytes:
-/// ending a stream frees them at once, whether or not its client ever reads again (a client
-/// that stops reading would otherwise pin them for as long as it keeps the connection).
-#[derive(Default)]
-struct Feed {
-    queue: VecDeque<Vec<u8>>,
-    /// Bytes queued that the runtime has not taken yet (how far the client is behind).
-    unread: usize,
-    /// No more bytes will come: the body ends once the queue is empty.
-    ended: bool,
-    /// The body was dropped (the client went away).
-    gone: bool,
-    waker: Option<Waker>,
-}
-
-/// One open event stream, as the room holds it.
-struct Stream {
-    feed: Rc<RefCell<Feed>>,
-}
-
-/// The response body of an event stream.
-struct StreamBody {
-    feed: Rc<RefCell<Feed>>,
-}
-
-impl futures::Stream for StreamBody {
-    type Item = worker::Result<Vec<u8>>;
-
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Ok(mut feed) = self.feed.try_borrow_mut() else {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        };
-        if let Some(chunk) = feed.queue.pop_front() {
-            feed.unread = feed.unread.saturating_sub(chunk.len());
-            return Poll::Ready(Some(Ok(chunk)));
-        }
-        if feed.ended {
-            return Poll::Ready(None);
-        }
-        feed.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for StreamBody {
-    fn drop(&mut self) {
-        if let Ok(mut feed) = self.feed.try_borrow_mut() {
-            feed.gone = true;
-            feed.queue.clear();
-        }
-    }
-}
-
-impl Stream {
-    /// A stream and the response body it feeds.
-    fn new() -> (Stream, StreamBody) {
-        let feed = Rc::new(RefCell::new(Feed::default()));
-        (Stream { feed: Rc::clone(&feed) }, StreamBody { feed })
-    }
-
-    /// Queues `bytes`; false when the client went away or the stream ended.
-    fn push(&self, bytes: &[u8]) -> bool {
-        let waker = {
-            let Ok(mut feed) = self.feed.try_borrow_mut() else { return false };
-            if feed.gone || feed.ended {
-                return false;
-            }
-            feed.unread = feed.unread.saturating_add(bytes.len());
-            feed.queue.push_back(bytes.to_vec());
-            feed.waker.take()
-        };
-        // Woken after the borrow ends: the body borrows the feed when it is polled.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        true
-    }
-
-    /// Bytes its client has not taken yet.
-    fn unread(&self) -> usize {
-        self.feed.try_borrow().map_or(0, |f| f.unread)
-    }
-
-    /// Whether its client went away.
-    fn is_gone(&self) -> bool {
-        self.feed.try_borrow().is_ok_and(|f| f.gone)
-    }
-
-    /// Ends the stream: what its client has not taken is dropped (it resumes from the last event
-    /// id it received), then `last`, if any, is the final event.
-    fn end(&self, last: Option<&[u8]>) {
-        let waker = {
-            let Ok(mut feed) = self.feed.try_borrow_mut() else { return };
-            if feed.ended {
-                return;
-            }
-            feed.queue.clear();
-            feed.unread = 0;
-            if let (Some(last), false) = (last, feed.gone) {
-                feed.unread = last.len();
-                feed.queue.push_back(last.to_vec());
-            }
-            feed.ended = true;
-            feed.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
-
-impl Drop for Stream {
-    /// A stream the room forgets ends, and frees what it queued.
-    fn drop(&mut self) {
-        self.end(None);
-    }
 }
 
 impl Drop for Live {
@@ -583,11 +464,7 @@ impl RoomObject {
         live.streams.insert(id, stream);
         // The stream's expiry and the keepalive are deadlines of the one alarm.
         self.sync_alarm(live);
-        ResponseBuilder::new()
-            .with_header("content-type", "text/event-stream; charset=utf-8")
-            .and_then(|r| r.with_header("cache-control", "no-cache"))
-            .and_then(|r| r.from_stream(body))
-            .map_err(http::internal)
+        sse::response(body)
     }
 
     /// The live room, rebuilt from storage and the surviving sockets when the object just woke.

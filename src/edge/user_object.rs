@@ -7,6 +7,7 @@
 use super::sql::{
     self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta,
 };
+use super::sse::{self, Stream};
 use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{config, http, internal, now, socket};
 use crate::core::error::LogError;
@@ -14,11 +15,14 @@ use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::notify::Delivery;
 use crate::core::protocol;
+use crate::core::room::SSE_KEEPALIVE;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
-use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{StoredUser, User, UserConnInfo, UserEffect};
+use crate::core::user::watch::{
+    PresenceUpdate, PushAnswer, UnwatchRequest, UsersPayload, WatchPolicy, WatchRequest,
+};
+use crate::core::user::{StatusRequest, StoredUser, User, UserConnInfo, UserEffect, UserStreamInfo};
 use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -45,6 +49,10 @@ const IDS_PER_STATEMENT: usize = 100;
 struct Live {
     user: User,
     sockets: HashMap<ConnId, WebSocket>,
+    /// Open Server-Sent Events responses, by the id the user knows them by. They live only in
+    /// this instance: an open response keeps the object in memory, and whatever drops the live
+    /// state (a failed write, a restart) ends them, so a rebuild never finds one.
+    streams: HashMap<ConnId, Stream>,
     /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
     alarm: Option<Timestamp>,
     sql: SqlStorage,
@@ -78,6 +86,11 @@ impl worker::DurableObject for UserObject {
         let body = body.unwrap_or_default();
         let result = match path.as_str() {
             "/connect" => this.accept_connection(&req),
+            "/events" => this.events(&req),
+            "/status" => this.status(&req, &body),
+            "/active" => this.active(&req),
+            "/subscribe" => this.subscribe(&req, &body).await,
+            "/unsubscribe" => this.unsubscribe(&req, &body),
             "/notify" => this.notify(&req, &body),
             "/notifications" => this.list(&req),
             "/read" => this.read(&req, &body),
@@ -89,8 +102,9 @@ impl worker::DurableObject for UserObject {
         };
         match result {
             Ok((response, calls)) => {
-                if path == "/connect" {
-                    // The handshake must not wait for other objects: resume in the background.
+                if path == "/connect" || path == "/events" {
+                    // The handshake (or the stream's headers) must not wait for other objects:
+                    // resume in the background.
                     let inner = Rc::clone(this);
                     worker::wasm_bindgen_futures::spawn_local(async move { inner.run(calls).await });
                 } else {
@@ -291,6 +305,107 @@ impl Inner {
         self.applied(&mut slot, effects, &answer)
     }
 
+    /// `GET /v1/users/me/events`: a Server-Sent Events stream that gets what the user's sockets
+    /// get, `user:state` first (see `core::user::streams`).
+    fn events(self: &Rc<Self>, req: &Request) -> Answer {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal events request");
+        let user = user_hint(req).ok_or_else(bad)?;
+        let expires =
+            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
+        let policy: WatchPolicy =
+            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
+        let info = UserStreamInfo { id: random_id()?, expires };
+        let id = info.id.clone();
+
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, Some(&user))?;
+        live.user.check_capacity()?;
+        // A client that goes away is noticed when the runtime drops the body, not only at the
+        // next keepalive: its departure starts the grace period as a socket's close does.
+        let weak = Rc::downgrade(self);
+        let gone = id.clone();
+        let (stream, body) = Stream::watched(move || {
+            if let Some(inner) = weak.upgrade() {
+                worker::wasm_bindgen_futures::spawn_local(async move { inner.stream_gone(&gone) });
+            }
+        });
+        // Held before the effects are applied: the first one addressed to it is `user:state`.
+        live.streams.insert(id.clone(), stream);
+        let effects = match live.user.open_stream(info, policy, now()) {
+            Ok(effects) => effects,
+            Err(e) => {
+                live.streams.remove(&id);
+                return Err(e);
+            }
+        };
+        let calls = self.apply(&mut slot, None, effects);
+        if slot.is_none() {
+            return Err(Error::new(ErrorCode::Internal, "could not open the event stream"));
+        }
+        Ok((sse::response(body)?, calls))
+    }
+
+    /// A stream's client went away (its body was dropped).
+    fn stream_gone(&self, id: &ConnId) {
+        // Never waits for a borrow: a busy object notices at its next event instead (`load`).
+        let Ok(mut slot) = self.live.try_borrow_mut() else { return };
+        let Some(live) = slot.as_mut() else { return };
+        if live.streams.remove(id).is_none() {
+            return;
+        }
+        let effects = live.user.close_stream(id, now());
+        // A departure makes no calls.
+        let _ = self.apply(&mut slot, None, effects);
+    }
+
+    /// `POST /v1/users/me/status` with `{"status", "activity"?}`.
+    fn status(&self, req: &Request, body: &str) -> Answer {
+        let request = StatusRequest::parse(body)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let (status, effects) = live.user.set_status(request, now())?;
+        self.applied(&mut slot, effects, &status)
+    }
+
+    /// `POST /v1/users/me/active`.
+    fn active(&self, req: &Request) -> Answer {
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let effects = live.user.mark_active(now())?;
+        self.applied(&mut slot, effects, &serde_json::json!({}))
+    }
+
+    /// `POST /v1/users/me/subscribe` with `{"users": [...]}`: asks the watched users' objects,
+    /// then answers as the `presence:subscribe` reply would.
+    async fn subscribe(&self, req: &Request, body: &str) -> Answer {
+        let request: UsersPayload = parse_body(body, r#"{"users": [...]}"#)?;
+        let (me, wanted) = {
+            let mut slot = self.live.borrow_mut();
+            let live = self.load(&mut slot, user_hint(req).as_ref())?;
+            (live.user.id().clone(), live.user.subscribe_over_http(request.users, now())?)
+        };
+        // No borrow is held while the other objects answer.
+        let results = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            let request = WatchRequest { watcher: me, active: true };
+            fan_out(&self.env, wanted, "watch", &request, CALL_CONCURRENCY).await
+        };
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, None)?;
+        let (data, effects) = live.user.subscribed(results);
+        self.applied(&mut slot, effects, &data)
+    }
+
+    /// `POST /v1/users/me/unsubscribe` with `{"users": [...]}`.
+    fn unsubscribe(&self, req: &Request, body: &str) -> Answer {
+        let request: UsersPayload = parse_body(body, r#"{"users": [...]}"#)?;
+        let mut slot = self.live.borrow_mut();
+        let live = self.load(&mut slot, user_hint(req).as_ref())?;
+        let (users, effects) = live.user.unsubscribe_over_http(request.users, now())?;
+        self.applied(&mut slot, effects, &serde_json::json!({ "users": users }))
+    }
+
     /// Applies `effects`; answers 200 with `body` when every write succeeded.
     fn applied<T: serde::Serialize>(
         &self,
@@ -316,6 +431,7 @@ impl Inner {
                 "user": user.id(),
                 "presence": user.status(),
                 "connections": user.connection_count(),
+                "streams": user.stream_count(),
                 "unread": user.unread(),
                 "notifications": user.stored_notifications(),
                 "watchers": user.watchers(),
@@ -344,6 +460,16 @@ impl Inner {
             live.alarm = sql::sync_alarm(&self.state, None, live.user.poll_timeout());
             *slot = Some(live);
             // Stores a grace period the rebuild started (no socket survived); makes no calls.
+            let _ = self.apply(slot, None, effects);
+        }
+        // Every event first forgets streams whose client left, so none counts a dead stream.
+        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
+        let gone: Vec<ConnId> =
+            live.streams.iter().filter(|(_, s)| s.is_gone()).map(|(id, _)| id.clone()).collect();
+        for id in gone {
+            let Some(live) = slot.as_mut() else { break };
+            live.streams.remove(&id);
+            let effects = live.user.close_stream(&id, now());
             let _ = self.apply(slot, None, effects);
         }
         slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))
@@ -390,7 +516,7 @@ impl Inner {
         if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
             user.restore_conn(info, now);
         }
-        Ok(Live { user, sockets, alarm: None, sql })
+        Ok(Live { user, sockets, streams: HashMap::new(), alarm: None, sql })
     }
 
     /// Applies effects in order, re-aims the alarm, and returns the calls to make. A failed
@@ -406,6 +532,9 @@ impl Inner {
         let mut closed = Vec::new();
         // Sockets that refused a frame get nothing more (no gap), then are closed with 1011.
         let mut failed: Vec<ConnId> = Vec::new();
+        // Streams whose client went away or fell too far behind: ended, then their departure
+        // is handled like a socket's close.
+        let mut behind: Vec<ConnId> = Vec::new();
         for effect in effects {
             let Some(live) = slot.as_mut() else { return calls };
             let written = match effect {
@@ -464,6 +593,36 @@ impl Inner {
                     closed.push(conn);
                     Ok(())
                 }
+                UserEffect::StreamSend { to, event } => {
+                    if let Some(stream) = live.streams.get(&to).filter(|_| !behind.contains(&to)) {
+                        if !feed(&live.user, stream, event.as_bytes()) {
+                            behind.push(to);
+                        }
+                    }
+                    Ok(())
+                }
+                UserEffect::StreamBroadcast { event } => {
+                    for (id, stream) in &live.streams {
+                        if !behind.contains(id) && !feed(&live.user, stream, event.as_bytes()) {
+                            behind.push(id.clone());
+                        }
+                    }
+                    Ok(())
+                }
+                UserEffect::StreamKeepalive => {
+                    for (id, stream) in &live.streams {
+                        if !behind.contains(id) && !feed(&live.user, stream, SSE_KEEPALIVE.as_bytes()) {
+                            behind.push(id.clone());
+                        }
+                    }
+                    Ok(())
+                }
+                UserEffect::StreamEnd { stream, last } => {
+                    if let Some(ended) = live.streams.remove(&stream) {
+                        ended.end(Some(last.as_bytes()));
+                    }
+                    Ok(())
+                }
                 // Calls to other objects wait until every write before them is applied.
                 call @ (UserEffect::Push { .. } | UserEffect::Watch { .. } | UserEffect::Unwatch(_)) => {
                     calls.push(call);
@@ -491,6 +650,13 @@ impl Inner {
         }
         for conn in closed.into_iter().chain(failed) {
             calls.extend(self.forget_conn(slot, &conn));
+        }
+        for id in behind {
+            let Some(live) = slot.as_mut() else { break };
+            // Dropping it ends it and frees what it queued; its client reconnects.
+            live.streams.remove(&id);
+            let effects = live.user.close_stream(&id, now());
+            calls.extend(self.apply(slot, None, effects));
         }
         if let Some(live) = slot.as_mut() {
             live.alarm = sql::sync_alarm(&self.state, live.alarm, live.user.poll_timeout());
@@ -577,6 +743,12 @@ impl Inner {
         let live = self.load(&mut slot, None).ok()?;
         Some(f(&mut live.user))
     }
+}
+
+/// Queues `bytes` on a stream; `false` when its client went away or is more than
+/// `RECOVERY_MAX_BYTES` behind (the stream is to be ended rather than buffered without bound).
+fn feed(user: &User, stream: &Stream, bytes: &[u8]) -> bool {
+    user.stream_keeps_up(stream.unread()) && stream.push(bytes)
 }
 
 fn read_watchers(sql: &SqlStorage) -> Result<BTreeMap<UserId, bool>, Error> {

@@ -128,6 +128,34 @@ pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> 
     forward(env, &user, user_request(&user, "read", Method::Post, Some(body))?).await
 }
 
+/// `GET /v1/users/me/events`: the caller's object as Server-Sent Events (the token from
+/// `Authorization` or `?token=`, as `EventSource` cannot set headers), with who they may watch
+/// and when the stream ends.
+pub(crate) async fn events(call: &Call, env: &Env) -> Result<Response, Error> {
+    let config = config(env)?;
+    let identity = call.user(&config)?;
+    let policy = serde_json::to_string(&policy_of(&identity, &config))
+        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    let mut req = user_request(&identity.user, "events", Method::Get, None)?;
+    let h = req.headers_mut().map_err(http::internal)?;
+    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)?;
+    h.set(internal::POLICY, &policy).map_err(http::internal)?;
+    forward(env, &identity.user, req).await
+}
+
+/// Largest body of the fallback's writes (`status`, `active`, `subscribe`, `unsubscribe`):
+/// `PRESENCE_MAX_WATCH` ids and more fit.
+const MAX_WRITE_BODY: usize = 64 * 1024;
+
+/// `POST /v1/users/me/{status,active,subscribe,unsubscribe}`: what a user socket's
+/// `presence:*` frames do, for clients on the event-stream fallback; `endpoint` names the
+/// object's handler.
+pub(crate) async fn write(call: &mut Call, env: &Env, endpoint: &str) -> Result<Response, Error> {
+    let user = me(call, env)?;
+    let body = call.body(MAX_WRITE_BODY).await?;
+    forward(env, &user, user_request(&user, endpoint, Method::Post, Some(body))?).await
+}
+
 /// `GET /v1/users/:user/stats` (server key).
 pub(crate) async fn stats(call: &Call, env: &Env, user: &UserId) -> Result<Response, Error> {
     let config = config(env)?;

@@ -15,7 +15,9 @@ use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
 use switchboard::core::user::inbox::MemoryInbox;
 use switchboard::core::user::watch::{UnwatchRequest, WatchPolicy, WatchRequest};
-use switchboard::core::user::{SavedPresence, StoredUser, User, UserConnInfo, UserEffect};
+use switchboard::core::user::{
+    SavedPresence, StatusRequest, StoredUser, User, UserConnInfo, UserEffect, UserStreamInfo,
+};
 
 pub const TIMES: PresenceTimes = PresenceTimes { away_ms: 300_000, offline_ms: 600_000, grace_ms: 30_000 };
 
@@ -49,7 +51,35 @@ pub struct Users {
     /// answers land after whatever the test does meanwhile. Other calls are made at once.
     pub hold_watch: bool,
     pub held: Vec<(UserId, UserEffect)>,
+    /// Events each open event stream received, as `(event, data)`; a keepalive comment is
+    /// `("keepalive", null)`.
+    pub streams: BTreeMap<ConnId, Vec<(String, Value)>>,
+    pub stream_owner: BTreeMap<ConnId, UserId>,
+    /// Streams the user object ended, with the last event it sent (`None`: dropped, no event).
+    pub ended: BTreeMap<ConnId, Option<(String, Value)>>,
     next_conn: u32,
+}
+
+/// Reads the Server-Sent Events in `text` as `(event, data)` pairs.
+pub fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.is_empty())
+        .map(|block| {
+            if block.starts_with(':') {
+                return ("keepalive".to_owned(), Value::Null);
+            }
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (event, data)
+        })
+        .collect()
 }
 
 pub fn uid(s: &str) -> UserId {
@@ -82,6 +112,9 @@ impl Users {
             config,
             hold_watch: false,
             held: Vec::new(),
+            streams: BTreeMap::new(),
+            stream_owner: BTreeMap::new(),
+            ended: BTreeMap::new(),
             next_conn: 0,
         }
     }
@@ -123,8 +156,129 @@ impl Users {
     }
 
     /// Drops the object from memory (eviction); its sockets stay open, as with hibernation.
+    /// Its event streams end with it: the shell holds them in memory only.
     pub fn evict(&mut self, id: &UserId) {
         self.users.remove(id);
+        let gone: Vec<ConnId> = self.open_streams(id).into_iter().collect();
+        for stream in gone {
+            self.ended.insert(stream, None);
+        }
+    }
+
+    /// Opens an event stream (`GET /v1/users/me/events`) for `user`, with an hour's token.
+    pub fn open_stream(&mut self, user: &str) -> Result<ConnId, Error> {
+        self.open_stream_with(user, open_policy(), 3_600_000)
+    }
+
+    pub fn open_stream_with(
+        &mut self,
+        user: &str,
+        policy: WatchPolicy,
+        ttl_ms: u64,
+    ) -> Result<ConnId, Error> {
+        let id = uid(user);
+        self.next_conn += 1;
+        let stream = ConnId::parse(&format!("s{}", self.next_conn)).unwrap();
+        let now = self.now;
+        let info = UserStreamInfo { id: stream.clone(), expires: now.plus_millis(ttl_ms) };
+        // As the shell does: the stream is held before the effects are applied.
+        self.user(&id);
+        self.streams.insert(stream.clone(), Vec::new());
+        self.stream_owner.insert(stream.clone(), id.clone());
+        match self.user(&id).open_stream(info, policy, now) {
+            Ok(effects) => {
+                self.apply(&id, effects);
+                Ok(stream)
+            }
+            Err(e) => {
+                self.streams.remove(&stream);
+                self.stream_owner.remove(&stream);
+                Err(e)
+            }
+        }
+    }
+
+    /// The stream's client went away; the shell reports it.
+    pub fn drop_stream(&mut self, stream: &ConnId) {
+        let id = self.stream_owner[stream].clone();
+        self.ended.insert(stream.clone(), None);
+        let now = self.now;
+        let effects = self.user(&id).close_stream(stream, now);
+        self.apply(&id, effects);
+    }
+
+    /// Events of `event` that `stream` received, consumed.
+    pub fn take_events(&mut self, stream: &ConnId, event: &str) -> Vec<Value> {
+        let events = self.streams.get_mut(stream).unwrap();
+        let (matching, rest): (Vec<_>, Vec<_>) = events.drain(..).partition(|(e, _)| e == event);
+        *events = rest;
+        matching.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// `POST /v1/users/me/status`.
+    pub fn http_status(&mut self, user: &str, body: Value) -> Result<Value, Error> {
+        let id = uid(user);
+        let now = self.now;
+        let request = StatusRequest::parse(&body.to_string())?;
+        let (status, effects) = self.user(&id).set_status(request, now)?;
+        self.apply(&id, effects);
+        Ok(serde_json::to_value(status).unwrap())
+    }
+
+    /// `POST /v1/users/me/active`.
+    pub fn http_active(&mut self, user: &str) -> Result<(), Error> {
+        let id = uid(user);
+        let now = self.now;
+        let effects = self.user(&id).mark_active(now)?;
+        self.apply(&id, effects);
+        Ok(())
+    }
+
+    /// `POST /v1/users/me/subscribe`: the watched objects are asked at once, as the shell does
+    /// before it answers.
+    pub fn http_subscribe(&mut self, user: &str, users: &[&str]) -> Result<Value, Error> {
+        let id = uid(user);
+        let now = self.now;
+        let wanted = self.user(&id).subscribe_over_http(users.iter().map(|u| uid(u)).collect(), now)?;
+        let mut results = Vec::new();
+        for watched in wanted {
+            let request = WatchRequest { watcher: id.clone(), active: true };
+            let result = self.wake(&watched).watch_requested(request).map(|(update, effects)| {
+                self.apply(&watched, effects);
+                update
+            });
+            results.push((watched, result));
+        }
+        let (data, effects) = self.user(&id).subscribed(results);
+        self.apply(&id, effects);
+        Ok(data)
+    }
+
+    /// `POST /v1/users/me/unsubscribe`.
+    pub fn http_unsubscribe(&mut self, user: &str, users: &[&str]) -> Result<Value, Error> {
+        let id = uid(user);
+        let now = self.now;
+        let (gone, effects) =
+            self.user(&id).unsubscribe_over_http(users.iter().map(|u| uid(u)).collect(), now)?;
+        self.apply(&id, effects);
+        Ok(serde_json::to_value(gone).unwrap())
+    }
+
+    fn open_streams(&self, id: &UserId) -> Vec<ConnId> {
+        self.stream_owner
+            .iter()
+            .filter(|(s, u)| *u == id && !self.ended.contains_key(*s))
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    fn feed_stream(&mut self, stream: &ConnId, text: &str) {
+        if self.ended.contains_key(stream) {
+            return;
+        }
+        if let Some(events) = self.streams.get_mut(stream) {
+            events.extend(sse_events(text));
+        }
     }
 
     pub fn connect(&mut self, user: &str) -> ConnId {
@@ -315,6 +469,21 @@ impl Users {
                         let effects = self.wake(&user).unwatch_requested(&request.watcher);
                         self.apply(&user, effects);
                     }
+                }
+                UserEffect::StreamSend { to, event } => self.feed_stream(&to, &event),
+                UserEffect::StreamBroadcast { event } => {
+                    for stream in self.open_streams(id) {
+                        self.feed_stream(&stream, &event);
+                    }
+                }
+                UserEffect::StreamKeepalive => {
+                    for stream in self.open_streams(id) {
+                        self.feed_stream(&stream, ": keepalive\n\n");
+                    }
+                }
+                UserEffect::StreamEnd { stream, last } => {
+                    let last = sse_events(&last).into_iter().next();
+                    self.ended.insert(stream, last);
                 }
             }
         }

@@ -5,6 +5,12 @@
  * token's `exp`, batches, request/reply matching by `ref`, and per-class pacing. What the frames
  * mean is left to the subclasses (`Room`, `Me`, `Doc`), which say where to connect (`path`),
  * which frame opens the socket (`openEvent`), and handle the rest (`handleFrame`).
+ *
+ * Channels whose object has an event stream (rooms, the user's object) name it (`fallbackTransport`):
+ * after `fallbackAfter` WebSocket attempts in a row fail before opening, the channel uses it
+ * instead, and while it does, it checks every `fallbackProbeMs` whether WebSockets get through
+ * again (a handshake without a token, which the server refuses with 4401 before touching any
+ * object); when they do, it moves back to a WebSocket.
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError, fromWire } from "./errors.js";
@@ -78,6 +84,15 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   private refused401 = 0;
   private tokenExp: number | undefined;
 
+  /**
+   * `websocket`, or `stream` once WebSockets failed `fallbackAfter` times in a row (only
+   * channels with a `fallbackTransport`): the object's event stream and HTTP instead, until a
+   * probe finds WebSockets working again.
+   */
+  transport: "websocket" | "stream" = "websocket";
+  private failedInARow = 0;
+  private probe: WebSocketLike | null = null;
+
   protected constructor(protected readonly client: ClientCore) {
     super();
   }
@@ -92,12 +107,80 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   protected abstract handleFrame(frame: ServerFrame): void;
   /** The socket went away (outboxes mark what must be resent). */
   protected handleDown(): void {}
-  /** A connect attempt failed before the socket opened (rooms count these to fall back). */
-  protected connectFailed(): void {}
+  /**
+   * The event-stream transport of this channel's object (made with the URL and protocols a
+   * WebSocket would get), for objects that have one; `null`: no fallback.
+   */
+  protected fallbackTransport(): WebSocketConstructor | null {
+    return null;
+  }
 
-  /** Makes the socket for one connect (rooms may use the event-stream fallback instead). */
-  protected createSocket(url: string, protocols: string[]): WebSocketLike {
-    return new this.client.WebSocket(url, protocols);
+  /** Makes the socket for one connect: a WebSocket, or the fallback once WebSockets failed. */
+  private createSocket(url: string, protocols: string[]): WebSocketLike {
+    const Fallback = this.transport === "stream" ? this.fallbackTransport() : null;
+    return Fallback ? new Fallback(url, protocols) : new this.client.WebSocket(url, protocols);
+  }
+
+  /** Whether this channel may fall back: it has an event stream and the option allows it. */
+  private get canFallBack(): boolean {
+    return this.client.options.fallbackAfter > 0 && this.fallbackTransport() !== null;
+  }
+
+  /**
+   * A connect attempt failed before opening: count it; enough in a row switch to the stream
+   * (true then). Attempts keep counting across the switch, so `maxReconnectAttempts` bounds
+   * them all, as socket.io's `reconnectionAttempts` does.
+   */
+  private connectFailed(): boolean {
+    if (this.transport !== "websocket" || !this.canFallBack) return false;
+    if (++this.failedInARow < this.client.options.fallbackAfter) return false;
+    this.transport = "stream";
+    return true;
+  }
+
+  /**
+   * On the stream: in `fallbackProbeMs`, a WebSocket handshake without a token. The server
+   * accepts it and closes it with 4401 without touching any object, so an open (or that close)
+   * proves WebSockets get through again: the channel moves back to one. Anything else: the next
+   * probe later.
+   */
+  private scheduleProbe(gen: number): void {
+    const every = this.client.options.fallbackProbeMs;
+    if (every <= 0) return;
+    this.socketTimer(every, () => {
+      if (gen !== this.gen || this.transport !== "stream" || this.probe) return;
+      let probe: WebSocketLike;
+      try {
+        probe = new this.client.WebSocket(this.client.wsBase + this.path(), ["switchboard.v1"]);
+      } catch {
+        return this.scheduleProbe(gen);
+      }
+      this.probe = probe;
+      // A handshake that never ends counts as blocked.
+      const timeout = setTimeout(() => done(false), Math.max(5_000, this.client.options.pongTimeoutMs));
+      const done = (works: boolean) => {
+        clearTimeout(timeout);
+        if (this.probe !== probe) return;
+        this.probe = null;
+        // `onerror` stays a no-op: closing a handshake in progress emits an error (in `ws`, an
+        // unheard one would be thrown).
+        probe.onopen = probe.onmessage = probe.onclose = null;
+        probe.onerror = () => {};
+        try {
+          probe.close(1000, "probe");
+        } catch {
+          // already closed
+        }
+        if (gen !== this.gen || this.transport !== "stream") return;
+        if (!works) return this.scheduleProbe(gen);
+        this.transport = "websocket";
+        this.failedInARow = 0;
+        this.replaceSocket();
+      };
+      probe.onopen = () => done(true);
+      probe.onclose = (ev) => done(ev.code === 4401);
+      probe.onerror = () => {};
+    });
   }
 
   /** Opens the socket if it is not open or opening yet. */
@@ -111,6 +194,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     if (this.closedByUser) return;
     this.closedByUser = true;
     this.teardown(1000, "closed by the client");
+    this.dropProbe();
     this.failQueued(new SwitchboardError("closed", "the socket was closed"));
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -231,6 +315,8 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
       this.everOpen = true;
       this.attempt = 0;
       this.refused401 = 0;
+      if (this.transport === "websocket") this.failedInARow = 0;
+      else this.scheduleProbe(this.gen);
       this.scheduleTokenTimers(this.gen);
       this.handleOpen(frame.d);
       this.setChannelStatus("open");
@@ -247,8 +333,9 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     if (this.closedByUser) return;
     const status = /Unexpected server response: (\d+)/.exec(this.lastError)?.[1];
     const http = status ? Number(status) : 0;
+    let switched = false;
     if (!wasOpen) {
-      this.connectFailed();
+      switched = this.connectFailed();
       const why = http ? `HTTP ${http}` : reason || this.lastError || `closed with ${code}`;
       this.fire("connectError", new SwitchboardError("connect_failed", `could not connect: ${why}`, { closeCode: http || code }));
     }
@@ -262,8 +349,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     // need): one more try with a fresh token from the callback, then stop.
     if ((http === 401 || code === 4401) && this.client.tokenIsCallback && this.refused401++ < 1) return this.retry();
     if (FATAL_CLOSE.has(code)) return this.stop(code, reason || `closed with ${code}`);
-    if (http >= 400 && http < 500) return this.stop(http, `the server refused the socket with HTTP ${http}`);
-    this.retry();
+    // 426: something on the way stripped the upgrade (the server saw plain HTTP). With a
+    // fallback that is a WebSocket failure like any other, not a refusal.
+    const stripped = http === 426 && this.canFallBack;
+    if (http >= 400 && http < 500 && !stripped) return this.stop(http, `the server refused the socket with HTTP ${http}`);
+    // The first try on the fallback goes at once; it still counts as an attempt.
+    this.retry(switched);
   }
 
   private stop(code: number, message: string, errorCode = "refused"): void {
@@ -279,11 +370,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     for (const q of this.queues.values()) for (const item of q.items.splice(0)) if (!item.cancelled()) item.fail?.(error);
   }
 
-  private retry(): void {
+  private retry(now = false): void {
     if (this.closedByUser || this.stopped) return;
     const max = this.client.options.maxReconnectAttempts;
     if (this.attempt >= max) return this.stop(0, `gave up after ${max} reconnect attempts`, "gave_up");
-    const delay = backoffDelay(this.attempt++, this.client.options.reconnectDelayMs, this.client.options.reconnectDelayMaxMs, this.client.random);
+    const n = this.attempt++;
+    const delay = now ? 0 : backoffDelay(n, this.client.options.reconnectDelayMs, this.client.options.reconnectDelayMaxMs, this.client.random);
     if (this.client.offline) {
       this.setChannelStatus("offline");
       // Waiting for the `online` event; try now and then anyway, since that event can lie.
@@ -292,6 +384,19 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     }
     this.setChannelStatus("reconnecting");
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
+  }
+
+  private dropProbe(): void {
+    const probe = this.probe;
+    this.probe = null;
+    if (!probe) return;
+    probe.onopen = probe.onmessage = probe.onclose = null;
+    probe.onerror = () => {};
+    try {
+      probe.close(1000, "probe");
+    } catch {
+      // already closed
+    }
   }
 
   /** Drops the current socket (closing it if `code` is given) and fails what waited on it. */

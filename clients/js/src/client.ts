@@ -39,10 +39,16 @@ export interface ClientOptions {
   /** Stop (status `closed`, error `gave_up`) after this many failed reconnects in a row. Default: never. */
   maxReconnectAttempts?: number;
   /**
-   * Rooms switch to the event-stream fallback (SSE + HTTP) after this many WebSocket attempts in
-   * a row failed before opening (WebSockets blocked). Default 3; 0 never falls back.
+   * Rooms and the user's object (`me()`) switch to their event-stream fallback (SSE + HTTP)
+   * after this many WebSocket attempts in a row failed before opening (WebSockets blocked).
+   * Default 3; 0 never falls back.
    */
   fallbackAfter?: number;
+  /**
+   * On the fallback, how often to check whether WebSockets get through again (then the channel
+   * moves back to one). Default 60,000 ms; 0 stays on the fallback.
+   */
+  fallbackProbeMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -56,6 +62,7 @@ export interface ResolvedOptions {
   maxTextChars: number;
   maxReconnectAttempts: number;
   fallbackAfter: number;
+  fallbackProbeMs: number;
 }
 
 /** What channels need from their client. Not part of the public API. */
@@ -116,6 +123,7 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
       maxTextChars: options.maxTextChars ?? 4_000,
       maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
       fallbackAfter: options.fallbackAfter ?? 3,
+      fallbackProbeMs: options.fallbackProbeMs ?? 60_000,
     };
     // Browsers say when the network goes and comes back: wait for it instead of burning retries.
     const g = globalThis as { addEventListener?: (e: string, f: () => void) => void; removeEventListener?: (e: string, f: () => void) => void; navigator?: { onLine?: boolean } };

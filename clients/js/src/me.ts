@@ -1,9 +1,11 @@
 /**
  * The user's own object (`/v1/users/me/ws`): their status on every device, the users they
  * watch, and their notifications. Watch subscriptions are made again after every reconnect (the
- * server keeps them, and subscribing again returns a fresh picture).
+ * server keeps them, and subscribing again returns a fresh picture). Where WebSockets are
+ * blocked it uses the object's event stream (`/v1/users/me/events`) and HTTP writes instead,
+ * with the same API (see `Channel` for when it falls back and comes back).
  */
-import { Channel, type ChannelEvents } from "./channel.js";
+import { Channel, type ChannelEvents, type WebSocketConstructor } from "./channel.js";
 import type { Client } from "./client.js";
 import type {
   Notification,
@@ -16,6 +18,7 @@ import type {
   UserState,
   UsersRequest,
 } from "./types.js";
+import { UserStreamSocket } from "./stream.js";
 import { Pacer, pacerFor } from "./util.js";
 
 export interface MeEvents extends ChannelEvents {
@@ -102,6 +105,10 @@ export class Me extends Channel<MeEvents> {
 
   protected pacerFor(): Pacer {
     return this.pacer;
+  }
+
+  protected override fallbackTransport(): WebSocketConstructor {
+    return UserStreamSocket;
   }
 
   protected handleOpen(d: unknown): void {

@@ -10,8 +10,8 @@
  * promises; a timeout rejects but keeps the message queued (its later ack emits `ack`). The outbox
  * lives in memory: a page reload loses what was not sent.
  */
-import { Channel, type ChannelEvents, type WebSocketLike } from "./channel.js";
-import { StreamSocket } from "./stream.js";
+import { Channel, type ChannelEvents, type WebSocketConstructor } from "./channel.js";
+import { RoomStreamSocket } from "./stream.js";
 import type { Client } from "./client.js";
 import { SwitchboardError, fromWire } from "./errors.js";
 import type {
@@ -97,13 +97,6 @@ export class Room extends Channel<RoomEvents> {
   typingUsers: string[] = [];
   state: Record<string, StateEntry> = {};
 
-  /**
-   * `websocket`, or `stream` once WebSockets failed `fallbackAfter` times in a row: then the
-   * room reads the event stream and sends over HTTP (typing, state, signals and broadcasts are
-   * unavailable) until the page reloads.
-   */
-  transport: "websocket" | "stream" = "websocket";
-  private failedInARow = 0;
 
   private readonly outbox: OutboxEntry[] = [];
   /** Seqs of our own messages acked beyond `seq` (a gap before them is still to come). */
@@ -218,16 +211,12 @@ export class Room extends Channel<RoomEvents> {
     this.onClose();
   }
 
-  protected override connectFailed(): void {
-    const after = this.client.options.fallbackAfter;
-    if (this.transport === "websocket" && after > 0 && ++this.failedInARow >= after) {
-      this.transport = "stream";
-      this.attempt = 0; // the fallback starts without waiting out the WebSocket backoff
-    }
-  }
-
-  protected override createSocket(url: string, protocols: string[]): WebSocketLike {
-    return this.transport === "stream" ? new StreamSocket(url, protocols) : super.createSocket(url, protocols);
+  /**
+   * Where WebSockets are blocked, the room reads its event stream and sends over HTTP (typing,
+   * state, signals and broadcasts are unavailable meanwhile; see `transport`).
+   */
+  protected override fallbackTransport(): WebSocketConstructor {
+    return RoomStreamSocket;
   }
 
   protected path(): string {
@@ -249,7 +238,6 @@ export class Room extends Channel<RoomEvents> {
 
   protected handleOpen(d: unknown): void {
     const state = d as RoomState;
-    if (this.transport === "websocket") this.failedInARow = 0;
     const recovering = this.epoch !== undefined;
     this.connId = state.connId;
     this.user = state.user;

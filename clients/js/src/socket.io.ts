@@ -187,7 +187,8 @@ export class Socket extends Events {
       // The facade gives up for the whole connection, as socket.io-client's Manager does, when
       // the user socket has used `reconnectionAttempts`; a room socket never gives up alone.
       maxReconnectAttempts: Infinity,
-      // Rooms fall back to the event stream only where the app allowed polling, as socket.io does.
+      // The user socket and rooms fall back to their event streams only where the app allowed
+      // polling, as socket.io does.
       ...(o.transports && !o.transports.includes("polling") ? { fallbackAfter: 0 } : {}),
     });
     this.client = client;

@@ -1,13 +1,20 @@
 /**
- * The fallback transport for rooms where WebSockets are blocked (a proxy that strips upgrades):
- * the room's Server-Sent Events stream (`GET /v1/rooms/:room/events`) for what arrives, and HTTP
- * for what is sent (`POST /v1/rooms/:room/messages` with the message id as `Idempotency-Key`,
- * `GET /v1/rooms/:room/messages` for history). It looks like a WebSocket to `Channel`, speaking
- * the same frames, so recovery (`since`/`epoch`), the outbox and pacing work unchanged.
+ * The fallback transport where WebSockets are blocked (a proxy that strips upgrades): an
+ * object's Server-Sent Events stream (`GET .../events`) for what arrives, and HTTP for what is
+ * sent. It looks like a WebSocket to `Channel`, speaking the same frames, so recovery, outboxes,
+ * replies and pacing work unchanged. `EventStreamSocket` reads the stream and makes the calls;
+ * each object says how its frames map to HTTP:
  *
- * What the stream cannot do: typing, live state, signals and broadcasts are answered with
- * `unsupported`, and `room:state` carries no members, typing or state. Only `fetch` with a
- * streamed body is needed (browsers, Node ≥ 18).
+ * - `RoomStreamSocket` (`/v1/rooms/:room/events`): `message:send` → `POST .../messages` (the
+ *   message id as `Idempotency-Key`), `history:get` → `GET .../messages`. Typing, live state,
+ *   signals and broadcasts are answered with `unsupported`, and `room:state` carries no members,
+ *   typing or state.
+ * - `UserStreamSocket` (`/v1/users/me/events`): `presence:set` → `POST .../status`,
+ *   `presence:active` → `POST .../active`, `presence:(un)subscribe` → `POST .../(un)subscribe`,
+ *   `notification:list` → `GET .../notifications`, `notification:read` →
+ *   `POST .../notifications/read`.
+ *
+ * Only `fetch` with a streamed body is needed (browsers, Node ≥ 18).
  */
 import type { WebSocketLike } from "./channel.js";
 import { tokenClaims } from "./util.js";
@@ -16,13 +23,19 @@ const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED = 3;
 
-interface Frame {
+export interface Frame {
   t: string;
   ref?: number | string;
   d?: Record<string, unknown>;
 }
 
-export class StreamSocket implements WebSocketLike {
+interface WireError {
+  code: string;
+  message: string;
+  retryAfterMs?: number;
+}
+
+export abstract class EventStreamSocket implements WebSocketLike {
   readyState = CONNECTING;
   onopen: ((ev: unknown) => void) | null = null;
   onmessage: ((ev: { data: unknown }) => void) | null = null;
@@ -30,57 +43,63 @@ export class StreamSocket implements WebSocketLike {
   onerror: ((ev: unknown) => void) | null = null;
 
   private readonly abort = new AbortController();
-  private readonly http: string;
-  private readonly token: string;
-  private readonly user: string;
-  /** POSTs go one at a time, so messages are stored in the order they were sent. */
+  /** The object's HTTP base (`.../rooms/general`, `.../users/me`). */
+  protected readonly http: string;
+  /** The token of every request; `auth:refresh` replaces it for the writes that follow. */
+  protected token: string;
+  protected readonly user: string;
+  /** Writes go one at a time, so they apply in the order they were sent. */
   private posting: Promise<unknown> = Promise.resolve();
 
-  constructor(url: string, protocols: string[] = []) {
+  /** `url` and `protocols` as `Channel` would open the WebSocket (the token in `bearer.`). */
+  constructor(url: string, protocols: string | string[] = []) {
     const u = new URL(url.replace(/^ws/, "http"));
-    const query = u.search;
+    if (typeof protocols === "string") protocols = [protocols];
     this.http = `${u.origin}${u.pathname.replace(/\/ws$/, "")}`;
     this.token = protocols.find((p) => p.startsWith("bearer."))?.slice(7) ?? "";
     this.user = String(tokenClaims(this.token)?.sub ?? "");
-    void this.listen(`${this.http}/events${query}`);
+    void this.listen(`${this.http}/events${u.search}`);
+  }
+
+  /** Maps one client frame to HTTP (`post`, `call`) or answers it here (`reply`). */
+  protected abstract route(frame: Frame): void;
+
+  /** The stream's event as the frame a socket would have received. */
+  protected frameOf(event: string, d: Record<string, unknown>): Frame {
+    return { t: event, d };
   }
 
   send(data: string): void {
     if (this.readyState !== OPEN) throw new Error("the stream is not open");
     const frame = JSON.parse(data) as Frame;
-    const d = frame.d ?? {};
-    switch (frame.t) {
-      case "ping":
-        return this.deliver({ t: "pong" });
-      case "message:send": {
-        const headers: Record<string, string> = { "content-type": "application/json" };
-        if (typeof d.id === "string") headers["idempotency-key"] = d.id;
-        const body = JSON.stringify({ text: d.text, ...(d.data !== undefined ? { data: d.data } : {}) });
-        const post = () => this.call(frame, "POST", "/messages", body, headers);
-        this.posting = this.posting.then(post, post);
-        return;
-      }
-      case "history:get": {
-        const q = new URLSearchParams();
-        if (d.before !== undefined) q.set("before", String(d.before));
-        if (d.limit !== undefined) q.set("limit", String(d.limit));
-        void this.call(frame, "GET", `/messages?${q}`);
-        return;
-      }
-      case "auth:refresh": {
-        // Each request carries the token it was given; the stream keeps the one it opened with.
-        return this.reply(frame, true, { expires: 0, canSend: true });
-      }
-      default:
-        if (frame.ref !== undefined) {
-          this.reply(frame, false, undefined, { code: "unsupported", message: `${frame.t} needs a WebSocket; this room is on the event-stream fallback` });
-        }
+    if (frame.t === "ping") return this.deliver({ t: "pong" });
+    if (frame.t === "auth:refresh") {
+      // The stream keeps the token it opened with (it ends at that token's exp with 4001 and
+      // the channel reopens it); the writes from now on carry the new one.
+      if (typeof frame.d?.token === "string") this.token = frame.d.token;
+      return this.reply(frame, true, { expires: 0, canSend: true });
     }
+    this.route(frame);
   }
 
   close(): void {
     if (this.readyState === CLOSED) return;
     this.finish(1000, "closed by the client");
+  }
+
+  /** A write, queued behind the previous ones; its answer is the frame's reply. */
+  protected post(frame: Frame, path: string, body: unknown, headers: Record<string, string> = {}): void {
+    const send = () =>
+      this.call(frame, "POST", path, JSON.stringify(body), { "content-type": "application/json", ...headers });
+    this.posting = this.posting.then(send, send);
+  }
+
+  /** Frames this transport cannot carry. */
+  protected unsupported(frame: Frame): void {
+    this.reply(frame, false, undefined, {
+      code: "unsupported",
+      message: `${frame.t} needs a WebSocket; this connection is on the event-stream fallback`,
+    });
   }
 
   private async listen(url: string): Promise<void> {
@@ -127,13 +146,13 @@ export class StreamSocket implements WebSocketLike {
     }
     if (!event || !data) return;
     const d = JSON.parse(data) as Record<string, unknown>;
-    if (event === "room:state") {
-      // The stream's opening says where the log is; the rest a socket would say is unknown here.
-      this.deliver({ t: "room:state", d: { connId: "", user: this.user, members: [], typing: [], state: {}, ...d } });
-    } else this.deliver({ t: event, d });
+    // The server ends the stream (token expiry) as it would close a socket: with its code.
+    if (event === "close") return this.finish(Number(d.code) || 1006, String(d.reason ?? ""));
+    this.deliver(this.frameOf(event, d));
   }
 
-  private async call(frame: Frame, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<void> {
+  /** An HTTP call (`path` relative to the object's base) whose answer is the frame's reply. */
+  protected async call(frame: Frame, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<void> {
     try {
       const res = await fetch(`${this.http}${path}`, {
         method,
@@ -141,7 +160,7 @@ export class StreamSocket implements WebSocketLike {
         headers: { authorization: `Bearer ${this.token}`, ...headers },
         signal: this.abort.signal,
       });
-      const json = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string; retryAfterMs?: number } };
+      const json = (await res.json().catch(() => ({}))) as { error?: WireError };
       if (res.ok) this.reply(frame, true, json);
       else this.reply(frame, false, undefined, json.error ?? { code: "internal", message: `HTTP ${res.status}` });
     } catch (err) {
@@ -149,7 +168,7 @@ export class StreamSocket implements WebSocketLike {
     }
   }
 
-  private reply(frame: Frame, ok: boolean, d?: unknown, error?: { code: string; message: string; retryAfterMs?: number }): void {
+  protected reply(frame: Frame, ok: boolean, d?: unknown, error?: WireError): void {
     if (frame.ref === undefined) return;
     this.deliver(ok ? { t: "reply", ref: frame.ref, ok, d } : { t: "reply", ref: frame.ref, ok, error });
   }
@@ -167,5 +186,59 @@ export class StreamSocket implements WebSocketLike {
     this.abort.abort();
     const onclose = this.onclose;
     queueMicrotask(() => onclose?.({ code, reason }));
+  }
+}
+
+/** `?before=&limit=` from a frame's payload. */
+function pageQuery(d: Record<string, unknown>): string {
+  const q = new URLSearchParams();
+  if (d.before !== undefined) q.set("before", String(d.before));
+  if (d.limit !== undefined) q.set("limit", String(d.limit));
+  return q.toString();
+}
+
+/** A room's event stream and HTTP publish (see the module's comment). */
+export class RoomStreamSocket extends EventStreamSocket {
+  protected route(frame: Frame): void {
+    const d = frame.d ?? {};
+    switch (frame.t) {
+      case "message:send": {
+        const headers: Record<string, string> = typeof d.id === "string" ? { "idempotency-key": d.id } : {};
+        return this.post(frame, "/messages", { text: d.text, ...(d.data !== undefined ? { data: d.data } : {}) }, headers);
+      }
+      case "history:get":
+        return void this.call(frame, "GET", `/messages?${pageQuery(d)}`);
+      default:
+        return this.unsupported(frame);
+    }
+  }
+
+  protected override frameOf(event: string, d: Record<string, unknown>): Frame {
+    // The stream's opening says where the log is; the rest a socket would say is unknown here.
+    if (event === "room:state") return { t: event, d: { connId: "", user: this.user, members: [], typing: [], state: {}, ...d } };
+    return { t: event, d };
+  }
+}
+
+/** The user's own event stream and its HTTP writes (see the module's comment). */
+export class UserStreamSocket extends EventStreamSocket {
+  protected route(frame: Frame): void {
+    const d = frame.d ?? {};
+    switch (frame.t) {
+      case "presence:set":
+        return this.post(frame, "/status", d);
+      case "presence:active":
+        return this.post(frame, "/active", {});
+      case "presence:subscribe":
+        return this.post(frame, "/subscribe", d);
+      case "presence:unsubscribe":
+        return this.post(frame, "/unsubscribe", d);
+      case "notification:read":
+        return this.post(frame, "/notifications/read", d);
+      case "notification:list":
+        return void this.call(frame, "GET", `/notifications?${pageQuery(d)}`);
+      default:
+        return this.unsupported(frame);
+    }
   }
 }

@@ -2,12 +2,15 @@
 // sends stored once and in order, history, recovery after the stream drops.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, startProxy, portOf, sdk, waitFor, until } from "./helpers.mjs";
+import WebSocket from "ws";
+import { io } from "@switchboard/client/socket.io";
+import { startWorker, startProxy, portOf, sdk, waitFor, until, call, token } from "./helpers.mjs";
 
 let worker;
 let proxy;
 before(async () => {
-  worker = await startWorker();
+  // Keepalives often: a stream whose client left is noticed when a write to it fails.
+  worker = await startWorker({ vars: { SSE_KEEPALIVE_MS: "500" } });
   proxy = await startProxy(portOf(worker));
   proxy.blockUpgrades = true;
 });
@@ -55,5 +58,117 @@ test("after WebSocket attempts fail, the room uses the event stream and HTTP pub
   } finally {
     alice.close();
     bob.close();
+  }
+});
+
+test("after WebSocket attempts fail, me() uses the user event stream and HTTP writes, and goes back to a socket when it can", async () => {
+  const alice = sdk(worker.http, "alice-u");
+  const bob = sdk(proxy.url, "bob-u", { fallbackAfter: 2, fallbackProbeMs: 300 });
+  try {
+    const aliceMe = alice.me();
+    await waitFor(aliceMe, "open");
+    const me = bob.me();
+    const state = await waitFor(me, "open", () => true, 8000);
+    assert.equal(me.transport, "stream");
+    assert.equal(state.user, "bob-u");
+    assert.equal(state.status, "online", "a device on the stream is online");
+    let stats = (await call(worker, "GET", "/v1/users/bob-u/stats")).body;
+    assert.deepEqual([stats.streams, stats.connections], [1, 0]);
+
+    // Watching over HTTP, changes over the stream.
+    const [p] = await me.subscribe(["alice-u"]);
+    assert.equal(p.status, "online");
+    const busy = waitFor(me, "presence", (u) => u.user === "alice-u" && u.status === "busy");
+    await aliceMe.setStatus("busy");
+    await busy;
+    assert.equal(me.watching.get("alice-u").status, "busy");
+
+    // Notifications light the count; reading over HTTP clears it.
+    const arrived = waitFor(me, "notification");
+    const counted = waitFor(me, "unread", (n) => n === 1);
+    assert.equal((await call(worker, "POST", "/v1/notify", { body: { users: ["bob-u"], notification: { type: "mention", title: "ping" } } })).status, 202);
+    assert.equal((await arrived).title, "ping");
+    await counted;
+    assert.equal((await me.notifications()).notifications.length, 1);
+    assert.equal(await me.markRead("all"), 0);
+    await until(() => me.unread === 0, "the count after reading");
+
+    // Status and activity over HTTP reach the user's other devices and watchers.
+    await aliceMe.subscribe(["bob-u"]);
+    const chosen = waitFor(aliceMe, "presence", (u) => u.user === "bob-u" && u.status === "busy");
+    assert.equal((await me.setStatus("busy", "lunch")).status, "busy");
+    assert.equal((await chosen).activity, "lunch");
+    me.active();
+    await assert.rejects(me.request("auth:nope", {}), (e) => e.code === "unsupported");
+
+    // WebSockets get through again: the next probe moves me() back to a socket.
+    const reopened = waitFor(me, "open", () => true, 5000);
+    proxy.blockUpgrades = false;
+    await reopened;
+    assert.equal(me.transport, "websocket");
+    await until(async () => {
+      stats = (await call(worker, "GET", "/v1/users/bob-u/stats")).body;
+      return stats.streams === 0 && stats.connections === 1;
+    }, "the stream replaced by a socket");
+    assert.equal(stats.presence.status, "busy", "the chosen status survives the move");
+  } finally {
+    proxy.blockUpgrades = true;
+    alice.close();
+    bob.close();
+  }
+});
+
+test("the Socket.IO facade with polling allowed connects over the user's event stream where WebSockets are blocked", async () => {
+  const friend = sdk(worker.http, "fay-f");
+  const socket = io(proxy.url, {
+    auth: { token: token("gus-f", { extra: { friends: ["fay-f"] } }) },
+    transports: ["websocket", "polling"],
+    reconnectionDelay: 20,
+    reconnectionDelayMax: 100,
+    WebSocket,
+  });
+  const log = [];
+  const updates = [];
+  const notes = [];
+  socket.on("connect", () => log.push("connect"));
+  socket.on("connect_error", () => log.push("connect_error"));
+  socket.on("presence:update", (p) => updates.push(p));
+  socket.on("notification:new", (n) => notes.push(n));
+  try {
+    const fay = friend.me();
+    await waitFor(fay, "open");
+    await until(() => socket.connected, "connected over the stream", 8000);
+    assert.deepEqual(log, ["connect_error", "connect_error", "connect_error", "connect"], "three WebSocket attempts, then the stream");
+    // The token's friends were subscribed over HTTP; their changes arrive over the stream.
+    await until(async () => (await call(worker, "GET", "/v1/users/fay-f/stats")).body.watchers["gus-f"] === true, "the automatic subscribe");
+    await fay.setStatus("busy");
+    await until(() => updates.some((p) => p.userId === "fay-f" && p.status === "busy"), "a friend's status");
+    await call(worker, "POST", "/v1/notify", { body: { users: ["gus-f"], notification: { type: "like", title: "liked" } } });
+    await until(() => notes.length === 1, "notification:new");
+    const set = await new Promise((resolve) => socket.emit("presence:update", { status: "away" }, resolve));
+    assert.ok(set, "the ack");
+  } finally {
+    socket.disconnect();
+    friend.close();
+  }
+});
+
+test("a proxy that strips the upgrade (the server answers 426) counts toward the fallback instead of stopping", async () => {
+  proxy.blockUpgrades = false;
+  proxy.stripUpgrades = true;
+  const carl = sdk(proxy.url, "carl-u", { fallbackAfter: 2, fallbackProbeMs: 0 });
+  try {
+    const me = carl.me();
+    const errors = [];
+    me.on("connectError", (e) => errors.push(e.closeCode));
+    const state = await waitFor(me, "open", () => true, 8000);
+    assert.equal(me.transport, "stream");
+    assert.equal(state.user, "carl-u");
+    assert.deepEqual(errors, [426, 426], "two handshakes answered 426, then the stream");
+    assert.equal(me.status, "open");
+  } finally {
+    proxy.stripUpgrades = false;
+    proxy.blockUpgrades = true;
+    carl.close();
   }
 });

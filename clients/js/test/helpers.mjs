@@ -14,7 +14,8 @@ import { createClient } from "../dist/index.js";
  * away; `stall` keeps connections open but silently drops everything both ways (a dead network
  * path: only a heartbeat notices); `dropDown` forwards requests but drops what comes back (a lost
  * ack); `blockUpgrades` cuts WebSocket handshakes but lets plain HTTP through (a proxy without
- * WebSocket support); `retarget(port)` points new connections at another server.
+ * WebSocket support); `stripUpgrades` removes the `Upgrade` header instead, so the server answers
+ * the handshake as plain HTTP (426); `retarget(port)` points new connections at another server.
  */
 export async function startProxy(target) {
   const pairs = new Set();
@@ -23,6 +24,7 @@ export async function startProxy(target) {
     refuse: false,
     stall: false,
     blockUpgrades: false,
+    stripUpgrades: false,
     dropDown: false,
     accepted: 0,
     sever() {
@@ -46,6 +48,7 @@ export async function startProxy(target) {
     down.on("data", (chunk) => {
       // A proxy that strips WebSockets: an upgrade request is cut off, plain HTTP passes.
       if (first && proxy.blockUpgrades && /^upgrade:\s*websocket/im.test(chunk.toString("latin1"))) return end();
+      if (first && proxy.stripUpgrades) chunk = Buffer.from(chunk.toString("latin1").replace(/^upgrade:\s*websocket\r\n/im, ""), "latin1");
       first = false;
       if (!proxy.stall) up.write(chunk);
     });

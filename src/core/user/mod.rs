@@ -12,6 +12,7 @@
 
 pub mod inbox;
 pub mod request;
+mod streams;
 pub mod watch;
 
 pub use request::Request;
@@ -20,7 +21,7 @@ use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::presence::{Change, Presence};
+use crate::core::presence::{Change, Presence, Status};
 use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
@@ -28,8 +29,10 @@ use crate::core::timers::Timers;
 use inbox::{Inbox, InboxCounts, InboxState, InboxWrite, NewNotification, Notification, ReadRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use watch::{PresenceUpdate, PushAnswer, WatchPolicy, WatchRequest};
+
+pub use streams::{StatusRequest, UserStreamInfo};
 
 /// Every frame on a user's sockets draws from one bucket, the user's: these sockets carry
 /// little traffic, and sharing it means a reconnect or another device buys no fresh burst.
@@ -150,6 +153,28 @@ pub enum UserEffect {
     },
     /// Call: tell each user's object this user stopped watching them (`POST /unwatch`).
     Unwatch(Vec<UserId>),
+    /// Send a Server-Sent Event (complete, with its blank line) to one event stream.
+    StreamSend {
+        /// The stream.
+        to: ConnId,
+        /// The event's bytes.
+        event: String,
+    },
+    /// Send a Server-Sent Event to every open event stream.
+    StreamBroadcast {
+        /// The event's bytes, built once.
+        event: String,
+    },
+    /// Send the last bytes `last` to an event stream, then end it (its token expired). The
+    /// user has already forgotten it.
+    StreamEnd {
+        /// The stream.
+        stream: ConnId,
+        /// The final event.
+        last: String,
+    },
+    /// Send [`SSE_KEEPALIVE`](crate::core::room::SSE_KEEPALIVE) to every open event stream.
+    StreamKeepalive,
 }
 
 /// A deadline the user object keeps.
@@ -163,6 +188,10 @@ enum Timer {
     TokenExpiry(ConnId),
     /// The push window ends with a change watchers have not been pushed yet.
     Push,
+    /// An event stream's token expires.
+    StreamExpiry(ConnId),
+    /// Open event streams are due a keepalive comment.
+    Keepalive,
 }
 
 #[derive(Debug)]
@@ -206,6 +235,9 @@ pub struct User {
     watching: BTreeMap<UserId, u64>,
     inbox: InboxState,
     conns: BTreeMap<ConnId, Connection>,
+    /// Open event streams (the shell holds the streams themselves). Like sockets they are
+    /// devices: they count toward the socket limit and keep the user online.
+    streams: BTreeMap<ConnId, UserStreamInfo>,
     timers: Timers<Timer>,
     /// The user's frame budget, shared by all their sockets; in memory, like every bucket.
     bucket: Bucket,
@@ -241,6 +273,7 @@ impl User {
             watching: stored.watching,
             inbox,
             conns: BTreeMap::new(),
+            streams: BTreeMap::new(),
             timers: Timers::default(),
             bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
             subscribing: BTreeMap::new(),
@@ -327,8 +360,11 @@ impl User {
     /// Refuses a new socket over `MAX_SOCKETS_PER_USER`; checked before accepting.
     pub fn check_capacity(&self) -> Result<(), Error> {
         let max = self.config.limits.max_sockets_per_user;
-        if self.conns.len() >= max {
-            return Err(Error::new(ErrorCode::TooManyConnections, format!("at most {max} sockets per user")));
+        if self.conns.len().saturating_add(self.streams.len()) >= max {
+            return Err(Error::new(
+                ErrorCode::TooManyConnections,
+                format!("at most {max} sockets and event streams per user"),
+            ));
         }
         Ok(())
     }
@@ -343,8 +379,24 @@ impl User {
     ) -> Vec<UserEffect> {
         let before = self.saved.clone();
         let conn = info.conn.clone();
-        let mut effects = self.set_policy(policy);
         self.restore_conn(info, now);
+        let (mut effects, greeting, resume) = self.arrive(&conn, policy, now);
+        effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
+        effects.extend(resume);
+        self.finish(&before, effects, now, true)
+    }
+
+    /// A device (a socket or an event stream, already counted by the caller) arrived with the
+    /// token's watch `policy`: the user comes online and paused subscriptions resume. Returns
+    /// the policy's writes, the `user:state` greeting and the call resuming subscriptions, for
+    /// the caller to put in order around its own greeting.
+    fn arrive(
+        &mut self,
+        conn: &ConnId,
+        policy: WatchPolicy,
+        now: Timestamp,
+    ) -> (Vec<UserEffect>, Value, Option<UserEffect>) {
+        let effects = self.set_policy(policy);
         self.saved.presence.connect(now);
         self.timers.cancel(&Timer::Pause);
         let resume = std::mem::replace(&mut self.saved.paused, false);
@@ -355,15 +407,17 @@ impl User {
         {
             object.extend(status);
         }
-        effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
-        if resume && !self.watching.is_empty() {
-            effects.push(UserEffect::Watch {
-                users: self.watching.keys().cloned().collect(),
-                active: true,
-                reply: None,
-            });
-        }
-        self.finish(&before, effects, now, true)
+        let call = (resume && !self.watching.is_empty()).then(|| UserEffect::Watch {
+            users: self.watching.keys().cloned().collect(),
+            active: true,
+            reply: None,
+        });
+        (effects, greeting, call)
+    }
+
+    /// Whether any device is connected: a socket or an event stream.
+    fn has_devices(&self) -> bool {
+        !self.conns.is_empty() || !self.streams.is_empty()
     }
 
     /// A socket closed: the last one starts the grace period.
@@ -373,10 +427,7 @@ impl User {
         }
         let before = self.saved.clone();
         self.timers.cancel(&Timer::TokenExpiry(conn.clone()));
-        self.saved.presence.disconnect(now);
-        if self.conns.is_empty() {
-            self.timers.set(Timer::Pause, now.plus_millis(self.config.presence.grace_ms));
-        }
+        self.device_left(now);
         // The shell makes no calls after a close: an owed push waits for its alarm.
         self.finish(&before, Vec::new(), now, false)
     }
@@ -393,7 +444,7 @@ impl User {
                 // `finish` makes the owed push (with whatever this alarm changed too).
                 Timer::Push => {}
                 Timer::Pause => {
-                    if self.conns.is_empty() && !self.saved.paused {
+                    if !self.has_devices() && !self.saved.paused {
                         self.saved.paused = true;
                         if !self.watching.is_empty() {
                             let users = self.watching.keys().cloned().collect();
@@ -406,6 +457,8 @@ impl User {
                     code: close::TOKEN_EXPIRED,
                     reason: protocol::EXPIRED_REASON,
                 }),
+                Timer::StreamExpiry(stream) => effects.extend(self.expire_stream(stream, now)),
+                Timer::Keepalive => effects.extend(self.keepalive(now)),
             }
         }
         self.finish(&before, effects, now, true)
@@ -456,9 +509,7 @@ impl User {
         if (old.status, &old.activity) != (new.status, &new.activity) {
             self.saved.rev += 1;
             self.saved.unpushed = true;
-            if !self.conns.is_empty() {
-                effects.push(UserEffect::Broadcast { frame: presence_frame(&self.update()) });
-            }
+            effects.extend(self.to_devices("presence:update", &self.update().entry()));
         }
         effects.extend(self.push_owed(now, calls));
         self.sync_presence_timer();
@@ -550,34 +601,16 @@ impl User {
         match request {
             Request::Active => effects.extend(reply(json!({}))),
             Request::Set(p) => {
-                if p.activity.as_ref().is_some_and(|a| a.chars().count() > MAX_ACTIVITY_CHARS) {
-                    return Err(Error::new(
-                        ErrorCode::BadRequest,
-                        format!("activity must be at most {MAX_ACTIVITY_CHARS} characters"),
-                    ));
-                }
-                self.saved.presence.choose(p.status, p.activity, now);
+                self.choose_status(p.status, p.activity, now)?;
                 effects.extend(reply(serde_json::to_value(self.status()).unwrap_or_default()));
             }
             Request::Subscribe(p) => {
                 effects.extend(self.subscribe(conn, reply_to, p.users)?);
             }
             Request::Unsubscribe(p) => {
-                let users: Vec<UserId> = p
-                    .users
-                    .into_iter()
-                    .filter(|u| {
-                        // A subscription still in flight is cancelled too; its answer is undone.
-                        let cancelled =
-                            self.subscribing.get_mut(u).filter(|s| s.wanted).map(|s| s.wanted = false);
-                        self.watching.remove(u).is_some() || cancelled.is_some()
-                    })
-                    .collect();
-                effects.extend(users.iter().cloned().map(UserEffect::RemoveWatching));
+                let (users, unwatch) = self.unwatch(p.users);
                 effects.extend(reply(json!({ "users": users })));
-                if !users.is_empty() {
-                    effects.push(UserEffect::Unwatch(users));
-                }
+                effects.extend(unwatch);
             }
             Request::List(p) => {
                 let page = self.inbox.page(p.before, p.limit, inbox)?;
@@ -596,19 +629,63 @@ impl User {
         Ok(effects)
     }
 
+    /// `presence:set` (socket or HTTP): the chosen status, checked.
+    fn choose_status(
+        &mut self,
+        status: Status,
+        activity: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        if activity.as_ref().is_some_and(|a| a.chars().count() > MAX_ACTIVITY_CHARS) {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                format!("activity must be at most {MAX_ACTIVITY_CHARS} characters"),
+            ));
+        }
+        self.saved.presence.choose(status, activity, now);
+        Ok(())
+    }
+
+    /// `presence:unsubscribe` (socket or HTTP): the users that were watched or on their way (a
+    /// subscription still in flight is cancelled too; its answer is undone), and the effects.
+    fn unwatch(&mut self, users: Vec<UserId>) -> (Vec<UserId>, Vec<UserEffect>) {
+        let users: Vec<UserId> = users
+            .into_iter()
+            .filter(|u| {
+                let cancelled = self.subscribing.get_mut(u).filter(|s| s.wanted).map(|s| s.wanted = false);
+                self.watching.remove(u).is_some() || cancelled.is_some()
+            })
+            .collect();
+        let mut effects: Vec<UserEffect> = users.iter().cloned().map(UserEffect::RemoveWatching).collect();
+        if !users.is_empty() {
+            effects.push(UserEffect::Unwatch(users.clone()));
+        }
+        (users, effects)
+    }
+
     fn subscribe(
         &mut self,
         conn: &ConnId,
         reply_to: Option<Ref>,
         users: Vec<UserId>,
     ) -> Result<Vec<UserEffect>, Error> {
-        let max = self.config.limits.presence_max_watch;
-        let mut wanted: Vec<UserId> = Vec::new();
-        for user in users {
-            if user != self.id && !wanted.contains(&user) {
-                wanted.push(user);
-            }
+        let wanted = self.plan_subscribe(users)?;
+        let reply = PendingReply { conn: conn.clone(), reply_to };
+        if wanted.is_empty() {
+            return Ok(self.watched(reply, Vec::new()));
         }
+        Ok(vec![UserEffect::Watch { users: wanted, active: true, reply: Some(reply) }])
+    }
+
+    /// The checks of a subscribe (rights, the watch limit), and the subscriptions it puts on
+    /// their way; returns the users whose objects are to be asked.
+    fn plan_subscribe(&mut self, users: Vec<UserId>) -> Result<Vec<UserId>, Error> {
+        let max = self.config.limits.presence_max_watch;
+        // Repeats count once, in the order given; a set keeps a long list of repeats (a 64 KiB
+        // body holds thousands of ids) from costing a quadratic scan.
+        let mut seen = BTreeSet::new();
+        let wanted: Vec<UserId> =
+            users.into_iter().filter(|u| *u != self.id && seen.insert(u.clone())).collect();
         if let Some(denied) = wanted.iter().find(|u| !self.policy.allows(u)) {
             return Err(Error::new(ErrorCode::Forbidden, format!("this token may not watch {denied}")));
         }
@@ -617,16 +694,12 @@ impl User {
         if self.watch_count().saturating_add(new) > max {
             return Err(Error::new(ErrorCode::TooLarge, format!("a user may watch at most {max} users")));
         }
-        let reply = PendingReply { conn: conn.clone(), reply_to };
-        if wanted.is_empty() {
-            return Ok(self.watched(reply, Vec::new()));
-        }
         for user in &wanted {
             let pending = self.subscribing.entry(user.clone()).or_default();
             pending.calls = pending.calls.saturating_add(1);
             pending.wanted = true;
         }
-        Ok(vec![UserEffect::Watch { users: wanted, active: true, reply: Some(reply) }])
+        Ok(wanted)
     }
 
     /// Whether `user` is watched or a subscription to them is on its way.
@@ -650,6 +723,22 @@ impl User {
         reply: PendingReply,
         results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
     ) -> Vec<UserEffect> {
+        let (data, mut effects, undo) = self.settle_subscribe(results);
+        if let PendingReply { conn, reply_to: Some(r) } = reply {
+            effects.push(UserEffect::Send { to: conn, frame: protocol::reply_ok(&r, &data) });
+        }
+        if !undo.is_empty() {
+            effects.push(UserEffect::Unwatch(undo));
+        }
+        effects
+    }
+
+    /// What a subscribe's answers settle: the reply's data (`{"presence", "failed"?}`), the
+    /// writes, and the users whose subscription is to be undone at their object.
+    fn settle_subscribe(
+        &mut self,
+        results: Vec<(UserId, Result<PresenceUpdate, Error>)>,
+    ) -> (Value, Vec<UserEffect>, Vec<UserId>) {
         let mut effects = Vec::new();
         let mut presence = Vec::new();
         let mut failed = Vec::new();
@@ -695,18 +784,12 @@ impl User {
                 (Err(error), _) => failed.push(json!({ "user": user, "error": error })),
             }
         }
-        if let PendingReply { conn, reply_to: Some(r) } = reply {
-            let presence: Vec<_> = presence.iter().map(PresenceUpdate::entry).collect();
-            let mut data = json!({ "presence": presence });
-            if let (false, Some(object)) = (failed.is_empty(), data.as_object_mut()) {
-                object.insert("failed".into(), Value::Array(failed));
-            }
-            effects.push(UserEffect::Send { to: conn, frame: protocol::reply_ok(&r, &data) });
+        let presence: Vec<_> = presence.iter().map(PresenceUpdate::entry).collect();
+        let mut data = json!({ "presence": presence });
+        if let (false, Some(object)) = (failed.is_empty(), data.as_object_mut()) {
+            object.insert("failed".into(), Value::Array(failed));
         }
-        if !undo.is_empty() {
-            effects.push(UserEffect::Unwatch(undo));
-        }
-        effects
+        (data, effects, undo)
     }
 
     /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply): statuses that
@@ -721,9 +804,7 @@ impl User {
                 Some(rev) if *rev < update.rev => {
                     *rev = update.rev;
                     effects.push(UserEffect::SaveWatching { user, rev: update.rev });
-                    if !self.conns.is_empty() {
-                        effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
-                    }
+                    effects.extend(self.to_devices("presence:update", &update.entry()));
                 }
                 Some(_) => {}
                 // A subscribe on its way settles it when its own answer lands.
@@ -795,9 +876,7 @@ impl User {
         if update.rev > *known {
             *known = update.rev;
             effects.push(UserEffect::SaveWatching { user: update.user.clone(), rev: update.rev });
-            if !self.conns.is_empty() {
-                effects.push(UserEffect::Broadcast { frame: presence_frame(&update) });
-            }
+            effects.extend(self.to_devices("presence:update", &update.entry()));
         }
         (PushAnswer { watching: true, active }, effects)
     }
@@ -816,10 +895,8 @@ impl User {
             NotifyAck { id: stored.notification.id, unread: self.unread(), duplicate: stored.duplicate };
         let mut effects: Vec<UserEffect> = writes.into_iter().map(UserEffect::Inbox).collect();
         if !stored.duplicate {
-            effects.push(UserEffect::Broadcast {
-                frame: protocol::event("notification:new", &stored.notification),
-            });
-            effects.push(self.count_frame());
+            effects.extend(self.to_devices("notification:new", &stored.notification));
+            effects.extend(self.count_frame());
         }
         Ok((ack, effects))
     }
@@ -840,15 +917,26 @@ impl User {
         let changed = !writes.is_empty();
         let mut effects: Vec<UserEffect> = writes.into_iter().map(UserEffect::Inbox).collect();
         if changed {
-            effects.push(self.count_frame());
+            effects.extend(self.count_frame());
         }
         Ok(effects)
     }
 
-    fn count_frame(&self) -> UserEffect {
-        UserEffect::Broadcast {
-            frame: protocol::event("notification:count", &json!({ "unread": self.unread() })),
+    fn count_frame(&self) -> Vec<UserEffect> {
+        self.to_devices("notification:count", &json!({ "unread": self.unread() }))
+    }
+
+    /// `event` with `data` for every device: one frame for the sockets, one Server-Sent Event
+    /// for the streams, each serialized once.
+    fn to_devices<D: Serialize>(&self, event: &str, data: &D) -> Vec<UserEffect> {
+        let mut effects = Vec::new();
+        if !self.conns.is_empty() {
+            effects.push(UserEffect::Broadcast { frame: protocol::event(event, data) });
         }
+        if !self.streams.is_empty() {
+            effects.push(UserEffect::StreamBroadcast { event: protocol::sse_event(event, None, data) });
+        }
+        effects
     }
 
     fn refresh_token(&mut self, conn: &ConnId, p: Refresh, now: Timestamp) -> Result<Vec<UserEffect>, Error> {
@@ -910,8 +998,4 @@ pub fn policy_of(identity: &auth::Identity, config: &Config) -> WatchPolicy {
         friends: identity.friends.as_ref().map(|f| f.iter().cloned().collect()),
         caps: identity.caps_or(&config.default_caps).clone(),
     }
-}
-
-fn presence_frame(update: &PresenceUpdate) -> String {
-    protocol::event("presence:update", &update.entry())
 }
