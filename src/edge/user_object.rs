@@ -19,9 +19,8 @@ use crate::core::room::SSE_KEEPALIVE;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
-use crate::core::user::watch::{
-    PresenceUpdate, PushAnswer, UnwatchRequest, UsersPayload, WatchPolicy, WatchRequest,
-};
+use crate::core::user::request::Users;
+use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{StatusRequest, StoredUser, User, UserConnInfo, UserEffect, UserStreamInfo};
 use js_sys::JsString;
 use serde::Deserialize;
@@ -378,7 +377,7 @@ impl Inner {
     /// `POST /v1/users/me/subscribe` with `{"users": [...]}`: asks the watched users' objects,
     /// then answers as the `presence:subscribe` reply would.
     async fn subscribe(&self, req: &Request, body: &str) -> Answer {
-        let request: UsersPayload = parse_body(body, r#"{"users": [...]}"#)?;
+        let request: Users = parse_body(body, r#"{"users": [...]}"#)?;
         let (me, wanted) = {
             let mut slot = self.live.borrow_mut();
             let live = self.load(&mut slot, user_hint(req).as_ref())?;
@@ -399,7 +398,7 @@ impl Inner {
 
     /// `POST /v1/users/me/unsubscribe` with `{"users": [...]}`.
     fn unsubscribe(&self, req: &Request, body: &str) -> Answer {
-        let request: UsersPayload = parse_body(body, r#"{"users": [...]}"#)?;
+        let request: Users = parse_body(body, r#"{"users": [...]}"#)?;
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, user_hint(req).as_ref())?;
         let (users, effects) = live.user.unsubscribe_over_http(request.users, now())?;

@@ -11,11 +11,10 @@
 use super::{Timer, User, UserEffect, FRAME_RATE};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::presence::{Change, Status};
+use crate::core::presence::Change;
 use crate::core::protocol;
 use crate::core::time::Timestamp;
 use crate::core::user::watch::{PresenceUpdate, WatchPolicy};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// An open event stream.
@@ -27,15 +26,8 @@ pub struct UserStreamInfo {
     pub expires: Timestamp,
 }
 
-/// `POST /v1/users/me/status`: the body of `presence:set`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct StatusRequest {
-    /// The chosen status.
-    pub status: Status,
-    /// Free text shown with it; absent clears it.
-    #[serde(default)]
-    pub activity: Option<String>,
-}
+/// `POST /v1/users/me/status`: its body is the `presence:set` payload.
+pub type StatusRequest = super::request::PresenceSet;
 
 impl StatusRequest {
     /// Reads a request body; anything but `{"status", "activity"?}` is a 400.
