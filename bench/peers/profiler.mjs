@@ -27,17 +27,21 @@ export function profileWindows(profiling) {
   let chain = Promise.resolve();
   const lines = createInterface({ input: process.stdin });
   lines.on("line", (line) => {
-    if (!profiling) return;
     const [command, name] = line.trim().split(/\s+/);
-    chain = chain.then(async () => {
-      if (command === "profile-start" && !open) {
-        open = { name, stop: await startProfiler(profiling.port, profiling.dir) };
-      } else if (command === "profile-stop" && open?.name === name) {
-        const { stop } = open;
-        open = null;
-        await stop(`${profiling.prefix}-${name}`);
-      }
-    }).catch((e) => console.error(`profiler: ${e.message}`));
+    chain = chain
+      .then(async () => {
+        if (!profiling) return;
+        if (command === "profile-start" && !open) {
+          open = { name, stop: await startProfiler(profiling.port, profiling.dir) };
+        } else if (command === "profile-stop" && open?.name === name) {
+          const { stop } = open;
+          open = null;
+          await stop(`${profiling.prefix}-${name}`);
+        }
+      })
+      .catch((e) => console.error(`profiler: ${e.message}`))
+      // The generator waits for this answer before it starts (or goes on after) the window.
+      .then(() => console.log(`done ${command} ${name}`));
   });
   return {
     async close() {

@@ -20,6 +20,8 @@ pub struct Server {
     /// Lines to a workerd launcher (`profile-start <name>`, `profile-stop <name>`); closing it
     /// asks the launcher to stop.
     stdin: tokio::sync::Mutex<Option<tokio::process::ChildStdin>>,
+    /// The launcher's later stdout lines: its answers to those window lines.
+    said: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl Server {
@@ -48,8 +50,14 @@ impl Server {
             .map_err(|_| format!("{} did not start within 60 s", flavor.name()))?
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{} exited before printing its port", flavor.name()))?;
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the server never blocks on a full pipe; a launcher's answers
+        // to window lines go to `said`.
+        let (tell, said) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tell.send(line);
+            }
+        });
         let ready: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("{line}: {e}"))?;
         let port = ready["port"].as_u64().ok_or_else(|| format!("no port in {line}"))?;
         let parent = child.id().ok_or("server exited")?;
@@ -65,17 +73,35 @@ impl Server {
             pid,
             child,
             stdin: tokio::sync::Mutex::new(stdin),
+            said: tokio::sync::Mutex::new(said),
         })
     }
 
     /// Marks the start (`true`) or end of a measured window named `name`: with BENCH_PROFILE
-    /// set, a workerd launcher samples its CPU profile over exactly that window.
+    /// set, a workerd launcher samples its CPU profile over exactly that window. Waits (at most
+    /// 30 s) until the launcher answers, so the profiler runs before the window's load starts.
     pub async fn window(&self, name: &str, start: bool) {
         use tokio::io::AsyncWriteExt;
-        let line = format!("profile-{} {name}\n", if start { "start" } else { "stop" });
+        if !matches!(self.flavor, Flavor::Switchboard | Flavor::JsDo) {
+            return;
+        }
+        let command = format!("profile-{} {name}", if start { "start" } else { "stop" });
         if let Some(stdin) = self.stdin.lock().await.as_mut() {
-            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.write_all(format!("{command}\n").as_bytes()).await;
             let _ = stdin.flush().await;
+        } else {
+            return;
+        }
+        let mut said = self.said.lock().await;
+        let answered = async {
+            while let Some(line) = said.recv().await {
+                if line.trim() == format!("done {command}") {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(30), answered).await.is_err() {
+            eprintln!("   {} did not answer {command} within 30 s", self.flavor.name());
         }
     }
 
