@@ -50,6 +50,10 @@ test("with DEV_TOKENS on, POST /v1/dev/token mints a short-lived token the worke
   const ttl = await mint(dev, { user: "bob", ttl: 60 }, { origin: "http://localhost:5173" });
   assert.equal(ttl.status, 200);
   assert.ok(ttl.body.expires <= Date.now() + 60_000);
+  // A site elsewhere may not, though .dev.vars allows every origin on the other routes.
+  const remote = await mint(dev, { user: "mallory" }, { origin: "https://evil.example" });
+  assert.equal(remote.status, 403);
+  assert.equal(remote.body.error.code, "forbidden");
 });
 
 test("with DEV_TOKENS on, bad requests are refused", async () => {

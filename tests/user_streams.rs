@@ -220,9 +220,28 @@ fn subscribing_over_http_answers_like_the_socket_reply() {
     // A token that does not allow watching: forbidden, nothing subscribed.
     let mut net = Users::new();
     let policy = switchboard::core::user::watch::WatchPolicy::default();
-    net.open_stream_with("erin", policy, 3_600_000).unwrap();
-    assert_eq!(net.http_subscribe("erin", &["carol"]).unwrap_err().code, ErrorCode::Forbidden);
+    net.open_stream_with("erin", policy.clone(), 3_600_000).unwrap();
+    assert_eq!(net.http_subscribe_with("erin", policy, &["carol"]).unwrap_err().code, ErrorCode::Forbidden);
     assert!(net.user(&uid("erin")).watching().is_empty());
+}
+
+/// Found in review: the HTTP subscribe was judged by the policy a device last connected with,
+/// which outlives every device, so a token whose `friends` no longer names carol could still
+/// read her status. The asking token decides, and what it no longer allows is dropped.
+#[test]
+fn an_http_subscribe_is_judged_by_the_token_that_asks() {
+    let mut net = Users::new();
+    let _carol = net.connect("carol");
+    let stream = net.open_stream("bob").unwrap();
+    net.http_subscribe("bob", &["carol"]).unwrap();
+    assert!(net.user(&uid("carol")).watchers().contains_key(&uid("bob")));
+    net.drop_stream(&stream);
+
+    let narrower = switchboard::core::user::watch::WatchPolicy::default();
+    let refused = net.http_subscribe_with("bob", narrower, &["carol"]).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    assert!(net.user(&uid("bob")).watching().is_empty(), "the narrower token dropped carol");
+    assert!(!net.user(&uid("carol")).watchers().contains_key(&uid("bob")), "carol's object was told");
 }
 
 #[test]

@@ -33,6 +33,25 @@ pub fn enabled(setting: Option<&str>) -> bool {
     })
 }
 
+/// Whether a request from `origin` may mint a token: the Worker's own pages (`own`, its scheme
+/// and host), pages on this machine (a local front end on another port) and callers without an
+/// `Origin` (curl, scripts), whatever `ALLOWED_ORIGINS` says: `.dev.vars` allows every origin,
+/// and a site a developer visits must not be able to sign in as anyone on their server.
+pub fn origin_may_mint(origin: Option<&str>, own: &str) -> bool {
+    let Some(origin) = origin else { return true };
+    if origin.eq_ignore_ascii_case(own) {
+        return true;
+    }
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let host = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => rest,
+    };
+    ["localhost", "127.0.0.1", "[::1]"].iter().any(|local| host.eq_ignore_ascii_case(local))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MintRequest {
@@ -100,6 +119,20 @@ pub fn mint(body: &str, auth: &AuthConfig, now: Timestamp) -> Result<Minted, Err
 mod tests {
     use super::*;
     use crate::core::auth::verify;
+
+    #[test]
+    fn only_own_pages_and_callers_without_an_origin_may_mint() {
+        let own = "http://127.0.0.1:8787";
+        assert!(origin_may_mint(None, own));
+        assert!(origin_may_mint(Some("http://127.0.0.1:8787"), own));
+        assert!(origin_may_mint(Some("http://localhost:5173"), own), "a local front end");
+        assert!(origin_may_mint(Some("http://[::1]:3000"), own));
+        assert!(!origin_may_mint(Some("https://evil.example"), own));
+        assert!(!origin_may_mint(Some("http://localhost.evil.example"), own));
+        assert!(!origin_may_mint(Some("http://127.0.0.1.evil.example:80"), own));
+        assert!(!origin_may_mint(Some("null"), own));
+        assert!(!origin_may_mint(Some("file://"), own));
+    }
 
     fn auth() -> AuthConfig {
         AuthConfig { hs256_secret: b"dev-secret".to_vec(), audience: None, issuer: None, leeway_secs: 0 }

@@ -3,7 +3,7 @@
 
 use super::{config, http, now, setting, Call};
 use crate::core::dev_token;
-use crate::core::error::Error;
+use crate::core::error::{Error, ErrorCode};
 use worker::{Env, Response};
 
 /// Whether `DEV_TOKENS` turns the route on; when it does not, the Worker answers 404.
@@ -13,6 +13,13 @@ pub(super) fn enabled(env: &Env) -> bool {
 
 /// `200 {"token", "user", "expires"}` for a `{"user", "ttl"?}` body.
 pub(super) async fn token(call: &mut Call, env: &Env) -> Result<Response, Error> {
+    let own = call.url.origin().ascii_serialization();
+    if !dev_token::origin_may_mint(call.header("origin").as_deref(), &own) {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "dev tokens are minted only for this server's own pages",
+        ));
+    }
     let body = call.body(dev_token::MAX_BODY_BYTES).await?;
     let config = config(env)?;
     http::json(200, &dev_token::mint(&body, &config.auth, now())?)

@@ -377,11 +377,22 @@ impl Inner {
     /// `POST /v1/users/me/subscribe` with `{"users": [...]}`: asks the watched users' objects,
     /// then answers as the `presence:subscribe` reply would.
     async fn subscribe(&self, req: &Request, body: &str) -> Answer {
+        let bad = || Error::new(ErrorCode::Internal, "malformed internal subscribe request");
+        let policy: WatchPolicy =
+            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
         let request: Users = parse_body(body, r#"{"users": [...]}"#)?;
-        let (me, wanted) = {
+        let (me, wanted, mut calls) = {
             let mut slot = self.live.borrow_mut();
             let live = self.load(&mut slot, user_hint(req).as_ref())?;
-            (live.user.id().clone(), live.user.subscribe_over_http(request.users, now())?)
+            let me = live.user.id().clone();
+            let (effects, wanted) = live.user.subscribe_over_http(request.users, policy, now());
+            // The asking token's policy is stored (and what it no longer allows dropped) even
+            // when it refuses this subscribe.
+            let calls = self.apply(&mut slot, None, effects);
+            if slot.is_none() {
+                return Err(Error::new(ErrorCode::Internal, "could not store the change"));
+            }
+            (me, wanted?, calls)
         };
         // No borrow is held while the other objects answer.
         let results = if wanted.is_empty() {
@@ -393,7 +404,9 @@ impl Inner {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, None)?;
         let (data, effects) = live.user.subscribed(results);
-        self.applied(&mut slot, effects, &data)
+        let (response, more) = self.applied(&mut slot, effects, &data)?;
+        calls.extend(more);
+        Ok((response, calls))
     }
 
     /// `POST /v1/users/me/unsubscribe` with `{"users": [...]}`.

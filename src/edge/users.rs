@@ -151,9 +151,15 @@ const MAX_WRITE_BODY: usize = 64 * 1024;
 /// `presence:*` frames do, for clients on the event-stream fallback; `endpoint` names the
 /// object's handler.
 pub(crate) async fn write(call: &mut Call, env: &Env, endpoint: &str) -> Result<Response, Error> {
-    let user = me(call, env)?;
+    let config = config(env)?;
+    let identity = call.user(&config)?;
     let body = call.body(MAX_WRITE_BODY).await?;
-    forward(env, &user, user_request(&user, endpoint, Method::Post, Some(body))?).await
+    let mut req = user_request(&identity.user, endpoint, Method::Post, Some(body))?;
+    // A subscribe is judged by the token that asks, not by the one a device last connected with.
+    let policy = serde_json::to_string(&policy_of(&identity, &config))
+        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    req.headers_mut().map_err(http::internal)?.set(internal::POLICY, &policy).map_err(http::internal)?;
+    forward(env, &identity.user, req).await
 }
 
 /// `GET /v1/users/:user/stats` (server key).

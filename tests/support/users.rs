@@ -237,9 +237,22 @@ impl Users {
     /// `POST /v1/users/me/subscribe`: the watched objects are asked at once, as the shell does
     /// before it answers.
     pub fn http_subscribe(&mut self, user: &str, users: &[&str]) -> Result<Value, Error> {
+        self.http_subscribe_with(user, open_policy(), users)
+    }
+
+    /// `POST /v1/users/me/subscribe` with a token whose watch policy is `policy`.
+    pub fn http_subscribe_with(
+        &mut self,
+        user: &str,
+        policy: WatchPolicy,
+        users: &[&str],
+    ) -> Result<Value, Error> {
         let id = uid(user);
         let now = self.now;
-        let wanted = self.user(&id).subscribe_over_http(users.iter().map(|u| uid(u)).collect(), now)?;
+        let (effects, wanted) =
+            self.user(&id).subscribe_over_http(users.iter().map(|u| uid(u)).collect(), policy, now);
+        self.apply(&id, effects);
+        let wanted = wanted?;
         let mut results = Vec::new();
         for watched in wanted {
             let request = WatchRequest { watcher: id.clone(), active: true };

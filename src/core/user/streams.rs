@@ -26,6 +26,11 @@ pub struct UserStreamInfo {
     pub expires: Timestamp,
 }
 
+/// Most bytes a user stream may have queued for a client that does not read: its events are
+/// small (a status, a notification of at most 16 KiB), unlike a room's replay, so one user's ten
+/// streams cannot pin ten `RECOVERY_MAX_BYTES` in their object.
+pub const USER_STREAM_MAX_QUEUED: usize = 64 * 1024;
+
 /// `POST /v1/users/me/status`: its body is the `presence:set` payload.
 pub type StatusRequest = super::request::PresenceSet;
 
@@ -85,10 +90,10 @@ impl User {
     }
 
     /// Whether a stream whose client has `unread` bytes still queued may be sent more: one that
-    /// fell more than `RECOVERY_MAX_BYTES` behind is ended instead of buffered without bound
-    /// (its client reconnects and gets a fresh `user:state`).
+    /// fell more than [`USER_STREAM_MAX_QUEUED`] (or `RECOVERY_MAX_BYTES`, if smaller) behind is
+    /// ended instead of buffered (its client reconnects and gets a fresh `user:state`).
     pub fn stream_keeps_up(&self, unread: usize) -> bool {
-        unread <= self.config.limits.recovery_max_bytes
+        unread <= USER_STREAM_MAX_QUEUED.min(self.config.limits.recovery_max_bytes)
     }
 
     /// Removes a stream and counts the device gone; `false` when it was not open.
@@ -151,8 +156,8 @@ impl User {
         request: StatusRequest,
         now: Timestamp,
     ) -> Result<(Change, Vec<UserEffect>), Error> {
-        self.require_device()?;
         self.take_budget(now)?;
+        self.require_device()?;
         let before = self.saved.clone();
         self.choose_status(request.status, request.activity, now)?;
         let effects = self.finish(&before, Vec::new(), now, true);
@@ -161,8 +166,8 @@ impl User {
 
     /// `POST /v1/users/me/active`: `presence:active` for clients on the fallback.
     pub fn mark_active(&mut self, now: Timestamp) -> Result<Vec<UserEffect>, Error> {
-        self.require_device()?;
         self.take_budget(now)?;
+        self.require_device()?;
         let before = self.saved.clone();
         self.saved.presence.activity(now);
         Ok(self.finish(&before, Vec::new(), now, true))
@@ -170,10 +175,21 @@ impl User {
 
     /// `POST /v1/users/me/subscribe`: the checks and bookkeeping of `presence:subscribe`; the
     /// shell asks the returned users' objects (`POST /watch`) and hands their answers to
-    /// [`User::subscribed`], whose data is the HTTP answer.
-    pub fn subscribe_over_http(&mut self, users: Vec<UserId>, now: Timestamp) -> Result<Vec<UserId>, Error> {
-        self.take_budget(now)?;
-        self.plan_subscribe(users)
+    /// [`User::subscribed`], whose data is the HTTP answer. The request is judged by the watch
+    /// `policy` of the token that made it, which becomes the user's policy as on a connect (so a
+    /// narrower token also drops what it no longer allows); the returned effects store that and
+    /// are to be applied whether or not the subscribe is refused.
+    pub fn subscribe_over_http(
+        &mut self,
+        users: Vec<UserId>,
+        policy: WatchPolicy,
+        now: Timestamp,
+    ) -> (Vec<UserEffect>, Result<Vec<UserId>, Error>) {
+        if let Err(e) = self.take_budget(now) {
+            return (Vec::new(), Err(e));
+        }
+        let effects = self.set_policy(policy);
+        (effects, self.plan_subscribe(users))
     }
 
     /// The watched users answered an HTTP subscribe: `{"presence", "failed"?}` as in the
