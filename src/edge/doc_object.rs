@@ -250,7 +250,7 @@ impl DocumentObject {
             ops,
             sources: read_sources(&sql)?,
         };
-        let (mut doc, effects) = Doc::restore(id, stored, config, random_id()?.to_string());
+        let (mut doc, effects) = Doc::restore(id, stored, (*config).clone(), random_id()?.to_string());
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<DocConnInfo>(&self.state)? {

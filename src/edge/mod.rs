@@ -56,9 +56,21 @@ fn setting(env: &Env, name: &str) -> Option<String> {
     env.var(name).or_else(|_| env.secret(name)).ok().map(|v| v.to_string())
 }
 
-/// Reads every setting from `[vars]` and secrets.
-pub(crate) fn config(env: &Env) -> Result<Config, Error> {
-    Config::from_lookup(|name| setting(env, name)).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+thread_local! {
+    /// The settings, read once per isolate: an isolate serves one deployment, whose `[vars]`
+    /// and secrets do not change under it (reading them crossed into JS ~25 times per request).
+    static CONFIG: std::cell::OnceCell<std::rc::Rc<Config>> = const { std::cell::OnceCell::new() };
+}
+
+/// Every setting from `[vars]` and secrets; a bad one is an error on every request until fixed.
+pub(crate) fn config(env: &Env) -> Result<std::rc::Rc<Config>, Error> {
+    if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
+        return Ok(config);
+    }
+    let config = Config::from_lookup(|name| setting(env, name))
+        .map(std::rc::Rc::new)
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(CONFIG.with(|c| c.get_or_init(|| config).clone()))
 }
 
 #[event(fetch)]
@@ -92,6 +104,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 struct Call {
     url: Url,
     req: Request,
+    /// The query's pairs, decoded once: a socket route asks for several and the `token` is long.
+    pairs: std::cell::OnceCell<Vec<(String, String)>>,
 }
 
 impl Call {
@@ -100,7 +114,8 @@ impl Call {
     }
 
     fn query(&self, name: &str) -> Option<String> {
-        self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        let pairs = self.pairs.get_or_init(|| self.url.query_pairs().into_owned().collect());
+        pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     /// The request body, refused with 413 over `max` bytes: by its `Content-Length` before
@@ -166,7 +181,7 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         return http::preflight(target.methods(), cors.as_deref());
     }
     let route = target.route(&method, &path)?;
-    let mut call = Call { url, req };
+    let mut call = Call { url, req, pairs: std::cell::OnceCell::new() };
     match route {
         Route::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
@@ -198,7 +213,7 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
 fn upgrade_identity(
     call: &Call,
     env: &Env,
-) -> Result<(auth::UpgradeCredentials, auth::Identity, Config), Error> {
+) -> Result<(auth::UpgradeCredentials, auth::Identity, std::rc::Rc<Config>), Error> {
     let is_upgrade = call.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !is_upgrade {
         return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));

@@ -526,7 +526,8 @@ impl RoomObject {
         let stored = head.first().and_then(|h| h.seq).unwrap_or(0).max(0) as u64;
         let floor = self.seq_floor(&sql, stored)?;
 
-        let mut room = Room::new(room, LogHead::restore(stored, floor, epoch), read_state(&sql)?, config);
+        let mut room =
+            Room::new(room, LogHead::restore(stored, floor, epoch), read_state(&sql)?, (*config).clone());
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<ConnInfo>(&self.state)? {

@@ -515,7 +515,7 @@ impl Inner {
             watching: read_watching(&sql)?,
             inbox: inbox_counts(&sql)?,
         };
-        let mut user = User::new(id, stored, config);
+        let mut user = User::new(id, stored, (*config).clone());
         let now = now();
         let mut sockets = HashMap::new();
         for (ws, info) in socket::restored::<UserConnInfo>(&self.state)? {

@@ -105,7 +105,7 @@ pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
 
 /// The user a `/v1/users/me/...` HTTP call is for: only a user token names one.
 fn me(call: &Call, env: &Env) -> Result<UserId, Error> {
-    Ok(call.user(&config(env)?)?.user)
+    Ok(call.user(&*config(env)?)?.user)
 }
 
 /// `GET /v1/users/me/notifications?before=&limit=`.
