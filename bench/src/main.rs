@@ -6,6 +6,7 @@
 //!                   [--storage disk|memory] [--scenarios connect,fanout,rooms,notify,ot]
 //!                   [--out results.json] [--report BENCHMARKS.md]
 //! ```
+//! `--connect 1000:100,10000:10000` replaces the profile's connect runs (sockets:room size).
 //! `--storage` says where the two workerd targets keep Durable Object storage: `disk` (the
 //! default: SQLite files, as `wrangler dev` and a deployment keep them) or `memory`.
 //! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
@@ -122,6 +123,16 @@ async fn main() {
         .split(',')
         .filter_map(|t| Flavor::ALL.into_iter().find(|f| f.name() == t))
         .collect();
+    let connect_runs: Vec<(usize, usize)> = match arg(&args, "--connect") {
+        Some(list) => list
+            .split(',')
+            .filter_map(|pair| {
+                let (n, size) = pair.split_once(':')?;
+                Some((n.trim().parse().ok()?, size.trim().parse().ok()?))
+            })
+            .collect(),
+        None => profile.connect.to_vec(),
+    };
     let storage = arg(&args, "--storage").unwrap_or_else(|| "disk".into());
     if storage != "disk" && storage != "memory" {
         eprintln!("--storage must be disk or memory, not {storage}");
@@ -146,7 +157,7 @@ async fn main() {
             }
         };
         let mut connect = Vec::new();
-        for &(n, room_size) in profile.connect.iter().filter(|_| runs("connect")) {
+        for &(n, room_size) in connect_runs.iter().filter(|_| runs("connect")) {
             server.settle().await;
             let r = scenarios::connect(&server, n, room_size, profile.connect_rate, clock).await;
             eprintln!("   connect {n} into rooms of {room_size}: {r:?}");
