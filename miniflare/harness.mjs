@@ -234,3 +234,20 @@ export async function withStorage(scenario) {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** The raw text of an event stream, as it arrives (comments included). */
+export async function rawStream(url) {
+  const abort = new AbortController();
+  const res = await fetch(url, { signal: abort.signal });
+  const raw = { status: res.status, text: "", ended: false, close: () => abort.abort() };
+  raw.done = (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body) raw.text += decoder.decode(chunk, { stream: true });
+    } catch {
+      // aborted
+    }
+    raw.ended = true;
+  })();
+  return raw;
+}

@@ -3,7 +3,7 @@
 // event streams that end with their token, send keepalives and count against the socket limit.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, join, open, token, openEvents, call, sleep, SERVER_KEY } from "./harness.mjs";
+import { startWorker, join, open, token, openEvents, call, sleep, SERVER_KEY, rawStream } from "./harness.mjs";
 
 let worker;
 before(
@@ -114,22 +114,6 @@ test("messages published with the server key carry server:true; a user whose sub
   await impostor.close();
 });
 
-/** The raw text of an event stream, as it arrives. */
-async function rawStream(url) {
-  const abort = new AbortController();
-  const res = await fetch(url, { signal: abort.signal });
-  const raw = { status: res.status, text: "", ended: false, close: () => abort.abort() };
-  raw.done = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body) raw.text += decoder.decode(chunk, { stream: true });
-    } catch {
-      // aborted
-    }
-    raw.ended = true;
-  })();
-  return raw;
-}
 
 const stats = async (room) => (await call(worker, "GET", `/v1/rooms/${room}/stats`)).body;
 

@@ -4,7 +4,7 @@
 // stream starting the grace period like a socket's close.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, connectUser, open, token, openEvents, call, sleep } from "./harness.mjs";
+import { startWorker, connectUser, open, token, openEvents, call, sleep, rawStream } from "./harness.mjs";
 
 const APP = "https://app.example.com";
 let worker;
@@ -21,22 +21,6 @@ const events = (user, options) => openEvents(`${worker.http}/v1/users/me/events?
 const stats = async (user) => (await call(worker, "GET", `/v1/users/${user}/stats`)).body;
 const post = (user, path, body) => call(worker, "POST", `/v1/users/me/${path}`, { body, auth: token(user) });
 
-/** The raw text of an event stream, as it arrives (comments included). */
-async function rawStream(url) {
-  const abort = new AbortController();
-  const res = await fetch(url, { signal: abort.signal });
-  const raw = { status: res.status, text: "", ended: false, close: () => abort.abort() };
-  raw.done = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of res.body) raw.text += decoder.decode(chunk, { stream: true });
-    } catch {
-      // aborted
-    }
-    raw.ended = true;
-  })();
-  return raw;
-}
 
 test("the stream opens with user:state, and the user is online through it", async () => {
   await call(worker, "POST", "/v1/notify", { body: { users: ["una"], notification: { type: "mention" } } });
