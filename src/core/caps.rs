@@ -8,6 +8,8 @@
 //! rights of every matching key add up. A token without a `cap` claim gets the configured
 //! default (`DEFAULT_CAPS`, same format), which the dev configuration leaves open.
 
+use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::{DocId, RoomId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -50,6 +52,17 @@ impl RoomRights {
         let resource = format!("room:{room}");
         RoomRights { join: caps.allows(&resource, "join"), send: caps.allows(&resource, "send") }
     }
+
+    /// The rights `caps` grants in `room`, refused (403) when they do not include joining it:
+    /// the check of the room socket, its event stream and its HTTP history.
+    pub fn to_join(caps: &Capabilities, room: &RoomId) -> Result<RoomRights, Error> {
+        let rights = RoomRights::of(caps, room.as_str());
+        if rights.join {
+            Ok(rights)
+        } else {
+            Err(Error::new(ErrorCode::Forbidden, format!("this token may not join room {room}")))
+        }
+    }
 }
 
 /// What one socket may do in a document.
@@ -68,11 +81,35 @@ impl DocRights {
         let write = caps.allows(&resource, "write");
         DocRights { read: write || caps.allows(&resource, "read"), write }
     }
+
+    /// The rights `caps` grants in `doc`, refused (403) when they do not include reading it: the
+    /// check of the document socket and `GET /v1/docs/:doc`.
+    pub fn to_read(caps: &Capabilities, doc: &DocId) -> Result<DocRights, Error> {
+        let rights = DocRights::of(caps, doc.as_str());
+        if rights.read {
+            Ok(rights)
+        } else {
+            Err(Error::new(ErrorCode::Forbidden, format!("this token may not read document {doc}")))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joining_and_reading_are_refused_with_403_where_not_granted() {
+        let caps = Capabilities::parse(r#"{"room:general":["join"],"doc:spec":["write"]}"#).unwrap();
+        let general = RoomId::parse("general").unwrap();
+        assert_eq!(RoomRights::to_join(&caps, &general).unwrap(), RoomRights { join: true, send: false });
+        let secret = RoomId::parse("secret").unwrap();
+        assert_eq!(RoomRights::to_join(&caps, &secret).unwrap_err().code, ErrorCode::Forbidden);
+        let spec = DocId::parse("spec").unwrap();
+        assert_eq!(DocRights::to_read(&caps, &spec).unwrap(), DocRights { read: true, write: true });
+        let other = DocId::parse("other").unwrap();
+        assert_eq!(DocRights::to_read(&caps, &other).unwrap_err().code, ErrorCode::Forbidden);
+    }
 
     #[test]
     fn exact_and_prefix_patterns_add_up() {

@@ -17,18 +17,11 @@ async fn forward(env: &Env, doc: &DocId, req: Request) -> Result<Response, Error
     objects::send(env, Kind::Doc, doc.as_str(), req).await
 }
 
-fn forbidden(doc: &DocId) -> Error {
-    Error::new(ErrorCode::Forbidden, format!("this token may not read document {doc}"))
-}
-
 /// `GET /v1/docs/:doc/ws?v=&epoch=`: the common checks, `read` on the document (403), then the upgrade
 /// goes to the document with the socket's rights and the version to resume from.
 pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
     let (creds, identity, config) = upgrade_identity(call, env)?;
-    let rights = DocRights::of(identity.caps_or(&config.default_caps), doc.as_str());
-    if !rights.read {
-        return Err(forbidden(doc));
-    }
+    let rights = DocRights::to_read(identity.caps_or(&config.default_caps), doc)?;
     let resume = number_param("v", call.query("v").as_deref())?;
     let epoch = call.query("epoch");
     if epoch.as_ref().is_some_and(|e| e.is_empty() || e.len() > 64) {
@@ -57,9 +50,7 @@ pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Respo
 pub(crate) async fn get(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
     let config = config(env)?;
     if let Caller::User(identity) = call.caller(&config)? {
-        if !DocRights::of(identity.caps_or(&config.default_caps), doc.as_str()).read {
-            return Err(forbidden(doc));
-        }
+        DocRights::to_read(identity.caps_or(&config.default_caps), doc)?;
     }
     forward(env, doc, doc_request(doc, "snapshot")?).await
 }

@@ -12,18 +12,9 @@ use crate::core::room::{Publish, Resume};
 use crate::core::route::{number_param, resume_from_event_id, resume_query};
 use worker::{Env, Method, Request, Response};
 
-fn forbidden(what: &str, room: &RoomId) -> Error {
-    Error::new(ErrorCode::Forbidden, format!("this token may not {what} room {room}"))
-}
-
-/// A user's rights in `room`, refusing with 403 when they may not join it.
+/// A user's rights in `room` (403 when they may not join it).
 fn join_rights(identity: &auth::Identity, config: &Config, room: &RoomId) -> Result<RoomRights, Error> {
-    let rights = RoomRights::of(identity.caps_or(&config.default_caps), room.as_str());
-    if rights.join {
-        Ok(rights)
-    } else {
-        Err(forbidden("join", room))
-    }
+    RoomRights::to_join(identity.caps_or(&config.default_caps), room)
 }
 
 fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
