@@ -34,6 +34,15 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
+/** What an event-stream transport is told besides the URL and protocols. */
+export interface StreamOptions {
+  /** The server's `SSE_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
+}
+
+/** An event-stream transport: made like a WebSocket, plus `StreamOptions`. */
+export type StreamSocketConstructor = new (url: string, protocols: string[], options: StreamOptions) => WebSocketLike;
+
 /** Close codes after which reconnecting cannot help: stop and report. */
 const FATAL_CLOSE = new Set([4002, 4400, 4401, 4403, 4404, 4429]);
 const OPEN = 1;
@@ -111,14 +120,15 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
    * The event-stream transport of this channel's object (made with the URL and protocols a
    * WebSocket would get), for objects that have one; `null`: no fallback.
    */
-  protected fallbackTransport(): WebSocketConstructor | null {
+  protected fallbackTransport(): StreamSocketConstructor | null {
     return null;
   }
 
   /** Makes the socket for one connect: a WebSocket, or the fallback once WebSockets failed. */
   private createSocket(url: string, protocols: string[]): WebSocketLike {
     const Fallback = this.transport === "stream" ? this.fallbackTransport() : null;
-    return Fallback ? new Fallback(url, protocols) : new this.client.WebSocket(url, protocols);
+    if (Fallback) return new Fallback(url, protocols, { keepaliveMs: this.client.options.sseKeepaliveMs });
+    return new this.client.WebSocket(url, protocols);
   }
 
   /** Whether this channel may fall back: it has an event stream and the option allows it. */
@@ -263,6 +273,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     }
     this.ws = ws;
     this.lastError = "";
+    // A handshake that hangs, or a stream whose body a proxy holds back, would otherwise leave
+    // the channel connecting for good: without the open frame in time, the attempt failed.
+    const { openTimeoutMs } = this.client.options;
+    this.socketTimer(openTimeoutMs, () => {
+      if (gen === this.gen && !this.live) this.lost(1006, `no ${this.openEvent} within ${openTimeoutMs} ms`);
+    });
     ws.onopen = () => {
       if (gen !== this.gen) return;
       this.lastRx = Date.now();

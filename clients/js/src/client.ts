@@ -49,6 +49,17 @@ export interface ClientOptions {
    * moves back to one). Default 60,000 ms; 0 stays on the fallback.
    */
   fallbackProbeMs?: number;
+  /**
+   * The server's `SSE_KEEPALIVE_MS`: an event stream that delivers no bytes (not even a
+   * keepalive comment) for two of these plus slack is dead and replaced. Default 25,000 ms.
+   */
+  sseKeepaliveMs?: number;
+  /**
+   * A connect whose open frame (`room:state`, `user:state`, `doc:snapshot`) has not arrived this
+   * long after its socket or event stream was created is given up (a handshake that hangs, a
+   * proxy that buffers the stream) and retried. Default 15,000 ms.
+   */
+  openTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -63,6 +74,8 @@ export interface ResolvedOptions {
   maxReconnectAttempts: number;
   fallbackAfter: number;
   fallbackProbeMs: number;
+  sseKeepaliveMs: number;
+  openTimeoutMs: number;
 }
 
 /** What channels need from their client. Not part of the public API. */
@@ -124,6 +137,8 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
       maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
       fallbackAfter: options.fallbackAfter ?? 3,
       fallbackProbeMs: options.fallbackProbeMs ?? 60_000,
+      sseKeepaliveMs: options.sseKeepaliveMs ?? 25_000,
+      openTimeoutMs: options.openTimeoutMs ?? 15_000,
     };
     // Browsers say when the network goes and comes back: wait for it instead of burning retries.
     const g = globalThis as { addEventListener?: (e: string, f: () => void) => void; removeEventListener?: (e: string, f: () => void) => void; navigator?: { onLine?: boolean } };

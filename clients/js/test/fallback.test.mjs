@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { io } from "@switchboard/client/socket.io";
-import { startWorker, startProxy, portOf, sdk, waitFor, until, call, token } from "./helpers.mjs";
+import { startWorker, startProxy, portOf, sdk, waitFor, until, call, token, sleep, reachStatus } from "./helpers.mjs";
 
 let worker;
 let proxy;
@@ -170,5 +170,55 @@ test("a proxy that strips the upgrade (the server answers 426) counts toward the
     proxy.stripUpgrades = false;
     proxy.blockUpgrades = true;
     carl.close();
+  }
+});
+
+test("an event stream that stops delivering bytes (a cut network, a half-open TCP) is found dead: me() reconnects and updates flow again", async () => {
+  // The worker sends a keepalive every 500 ms here; the client is told so.
+  const dan = sdk(proxy.url, "dan-u", { fallbackAfter: 1, fallbackProbeMs: 0, sseKeepaliveMs: 500, openTimeoutMs: 2000 });
+  try {
+    const me = dan.me();
+    const first = await waitFor(me, "open", () => true, 8000);
+    assert.equal(me.transport, "stream");
+    // Longer than two keepalive periods plus slack: the keepalive comments alone keep it alive.
+    await sleep(3000);
+    assert.equal(me.status, "open", "keepalive comments count as bytes arriving");
+    const stalled = Date.now();
+    proxy.stall = true; // the TCP connection stays, nothing passes either way
+    await reachStatus(me, "reconnecting", 6000);
+    const noticedAfter = Date.now() - stalled;
+    assert.ok(noticedAfter >= 1000, `not before two keepalive periods (${noticedAfter} ms)`);
+    const reopened = waitFor(me, "open", () => true, 10000);
+    proxy.stall = false;
+    const again = await reopened;
+    assert.notEqual(again.connId, first.connId);
+    const arrived = waitFor(me, "notification", () => true, 5000);
+    assert.equal((await call(worker, "POST", "/v1/notify", { body: { users: ["dan-u"], notification: { type: "mention", title: "after the cut" } } })).status, 202);
+    assert.equal((await arrived).title, "after the cut");
+  } finally {
+    proxy.stall = false;
+    dan.close();
+  }
+});
+
+test("a proxy that passes the event stream's headers but buffers its body: the stream is given up after openTimeoutMs and retried, not left connecting", async () => {
+  proxy.holdStreams = true;
+  const fred = sdk(proxy.url, "fred-u", { fallbackAfter: 1, fallbackProbeMs: 0, openTimeoutMs: 1500 });
+  try {
+    const me = fred.me();
+    const errors = [];
+    me.on("connectError", (e) => errors.push(e));
+    await until(() => errors.length >= 2, "the stream's opening timed out", 6000);
+    assert.equal(me.transport, "stream");
+    assert.equal(errors[1].closeCode, 1006);
+    assert.match(errors[1].message, /user:state/);
+    assert.equal(me.status, "reconnecting");
+    proxy.holdStreams = false;
+    const state = await waitFor(me, "open", () => true, 8000);
+    assert.equal(state.user, "fred-u");
+    assert.equal(me.transport, "stream");
+  } finally {
+    proxy.holdStreams = false;
+    fred.close();
   }
 });
