@@ -222,3 +222,28 @@ test("a proxy that passes the event stream's headers but buffers its body: the s
     fred.close();
   }
 });
+
+test("the Socket.IO facade with polling allowed falls back where a proxy strips the upgrade (HTTP 426) instead of giving up", async () => {
+  proxy.blockUpgrades = false;
+  proxy.stripUpgrades = true;
+  const socket = io(proxy.url, {
+    auth: { token: token("hal-f") },
+    transports: ["websocket", "polling"],
+    reconnectionDelay: 20,
+    reconnectionDelayMax: 100,
+    WebSocket,
+  });
+  const log = [];
+  socket.on("connect", () => log.push("connect"));
+  socket.on("connect_error", (e) => log.push(`connect_error:${e.closeCode}`));
+  try {
+    await until(() => socket.connected, "connected over the stream", 8000);
+    assert.deepEqual(log, ["connect_error:426", "connect_error:426", "connect_error:426", "connect"]);
+    assert.equal(socket.active, true);
+    assert.equal(socket.client.me().transport, "stream");
+  } finally {
+    proxy.stripUpgrades = false;
+    proxy.blockUpgrades = true;
+    socket.disconnect();
+  }
+});
