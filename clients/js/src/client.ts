@@ -46,7 +46,9 @@ export interface ClientOptions {
   fallbackAfter?: number;
   /**
    * On the fallback, how often to check whether WebSockets get through again (then the channel
-   * moves back to one). Default 60,000 ms; 0 stays on the fallback.
+   * moves back to one). Default 60,000 ms, at least 1,000; 0 stays on the fallback. Each time
+   * WebSockets fail again after a probe sent the channel back to them, the wait doubles (up to
+   * 30 minutes), until a WebSocket stays open this long.
    */
   fallbackProbeMs?: number;
   /**
@@ -136,7 +138,8 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
       maxTextChars: options.maxTextChars ?? 4_000,
       maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
       fallbackAfter: options.fallbackAfter ?? 3,
-      fallbackProbeMs: options.fallbackProbeMs ?? 60_000,
+      // At most one probe a second (0: never probe).
+      fallbackProbeMs: (options.fallbackProbeMs ?? 60_000) > 0 ? Math.max(1000, options.fallbackProbeMs ?? 60_000) : 0,
       sseKeepaliveMs: options.sseKeepaliveMs ?? 25_000,
       openTimeoutMs: options.openTimeoutMs ?? 15_000,
     };

@@ -247,3 +247,40 @@ test("the Socket.IO facade with polling allowed falls back where a proxy strips 
     socket.disconnect();
   }
 });
+
+test("where the tokenless probe gets through but the real handshake keeps failing, each failed return doubles the wait before the next probe", async () => {
+  // A proxy with a header-size limit: the ~1 KB token in the subprotocol is over it, the probe is not.
+  proxy.blockUpgrades = false;
+  proxy.upgradeHeaderLimit = 1000;
+  proxy.upgrades = [];
+  const gil = sdk(proxy.url, "gil-u", { fallbackAfter: 1, fallbackProbeMs: 1000, tokenOptions: { extra: { pad: "x".repeat(800) } } });
+  try {
+    const me = gil.me();
+    let opens = 0;
+    me.on("open", () => opens++);
+    const real = () => proxy.upgrades.filter((u) => u.cut);
+    await until(() => real().length >= 4, "four real handshakes", 15000);
+    const at = real().map((u) => u.at);
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    assert.ok(gaps[1] >= 1.6 * gaps[0] && gaps[2] >= 1.6 * gaps[1], `the waits double: ${gaps.join(", ")} ms`);
+    assert.ok(proxy.upgrades.some((u) => !u.cut), "the probes got through");
+    await until(() => me.status === "open" && me.transport === "stream", "back on the stream");
+    assert.ok(opens <= 5, `one stream opening per return (${opens})`);
+
+    // The limit goes: the next probe's return holds, and a WebSocket that stays open a probe
+    // period resets the wait, so a later fallback probes after fallbackProbeMs again.
+    proxy.upgradeHeaderLimit = Infinity;
+    await until(() => me.status === "open" && me.transport === "websocket", "back on a WebSocket", 12000);
+    await sleep(1300);
+    proxy.upgradeHeaderLimit = 1000;
+    proxy.upgrades = [];
+    proxy.sever();
+    await until(() => real().length >= 2, "a real handshake after the next probe", 5000);
+    const [x, y] = real().map((u) => u.at);
+    assert.ok(y - x < 2000, `probing every fallbackProbeMs again (${y - x} ms)`);
+  } finally {
+    proxy.upgradeHeaderLimit = Infinity;
+    proxy.blockUpgrades = true;
+    gil.close();
+  }
+});
