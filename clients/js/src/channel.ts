@@ -49,6 +49,8 @@ export type StreamSocketConstructor = new (url: string, protocols: string[], opt
 /** Close codes after which reconnecting cannot help: stop and report. */
 const FATAL_CLOSE = new Set([4002, 4400, 4401, 4403, 4404, 4429]);
 const OPEN = 1;
+/** setTimeout's longest delay. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 /** The longest wait between probes, however often returns failed. */
 const PROBE_MAX_MS = 30 * 60_000;
 
@@ -484,6 +486,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   }
 
   private socketTimer(ms: number, fn: () => void): void {
+    // setTimeout fires at once past its limit (~24.8 days): a token valid longer than that
+    // would otherwise expire at once, and reconnect in a loop. Wait in steps instead.
+    if (ms > MAX_DELAY_MS) {
+      this.socketTimers.push(setTimeout(() => this.socketTimer(ms - MAX_DELAY_MS, fn), MAX_DELAY_MS));
+      return;
+    }
     this.socketTimers.push(setTimeout(fn, ms));
   }
 
