@@ -201,6 +201,32 @@ test("an event stream that stops delivering bytes (a cut network, a half-open TC
   }
 });
 
+test("a room's event stream that stops delivering bytes is found dead too, and what was sent meanwhile arrives once after it resumes", async () => {
+  const alice = sdk(worker.http, "alice-d");
+  const bob = sdk(proxy.url, "bob-d", { fallbackAfter: 1, fallbackProbeMs: 0, sseKeepaliveMs: 500, openTimeoutMs: 2000 });
+  try {
+    const a = alice.room("dead-stream-1");
+    const b = bob.room("dead-stream-1");
+    const atBob = [];
+    const opened = waitFor(b, "open", () => true, 8000);
+    b.on("message", (m) => atBob.push(m.text));
+    await opened;
+    assert.equal(b.transport, "stream");
+    proxy.stall = true;
+    await a.send("while silent");
+    await reachStatus(b, "reconnecting", 6000);
+    const resumed = waitFor(b, "open", () => true, 10000);
+    proxy.stall = false;
+    assert.equal((await resumed).recovered, true);
+    await until(() => atBob.includes("while silent"), "the message sent while the stream was silent");
+    assert.deepEqual(atBob, ["while silent"]);
+  } finally {
+    proxy.stall = false;
+    alice.close();
+    bob.close();
+  }
+});
+
 test("a proxy that passes the event stream's headers but buffers its body: the stream is given up after openTimeoutMs and retried, not left connecting", async () => {
   proxy.holdStreams = true;
   const fred = sdk(proxy.url, "fred-u", { fallbackAfter: 1, fallbackProbeMs: 0, openTimeoutMs: 1500 });
