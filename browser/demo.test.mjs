@@ -13,8 +13,12 @@ import { join } from "node:path";
 import { startWorker, SERVER_KEY } from "../miniflare/harness.mjs";
 import { launch, ARTIFACTS } from "./harness.mjs";
 
-/** Quick reconnects, and no event-stream fallback: the cut must end in a WebSocket reconnect. */
-const SDK = "reconnectDelayMs=100&reconnectDelayMaxMs=400&fallbackAfter=0&heartbeatMs=2000&pongTimeoutMs=2000";
+/**
+ * Quick reconnects, and no event-stream fallback: the cut must end in a WebSocket reconnect. The
+ * values are at or above the SDK's floors (reconnectDelayMaxMs at least 1,000, heartbeat and pong
+ * timeout at least 1,000), which it would raise them to anyway.
+ */
+const SDK = "reconnectDelayMs=100&reconnectDelayMaxMs=1000&fallbackAfter=0&heartbeatMs=2000&pongTimeoutMs=2000";
 const WAIT = 10_000;
 
 /**

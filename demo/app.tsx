@@ -70,7 +70,7 @@ function tokenSource(session: Session): ClientOptions["token"] {
   };
 }
 
-/** SDK options from the query string (numbers only). */
+/** SDK options from the query string (numbers only; the SDK raises each timing to its floor, so `?heartbeatMs=0` cannot make a reconnect loop). */
 function optionsFromQuery(): Partial<ClientOptions> {
   const params = new URLSearchParams(location.search);
   const names = ["reconnectDelayMs", "reconnectDelayMaxMs", "heartbeatMs", "pongTimeoutMs", "requestTimeoutMs", "fallbackAfter"] as const;

@@ -10,7 +10,10 @@
  * after `fallbackAfter` WebSocket attempts in a row fail before opening, the channel uses it
  * instead, and while it does, it checks every `fallbackProbeMs` whether WebSockets get through
  * again (a handshake without a token, which the server refuses with 4401 before touching any
- * object); when they do, it moves back to a WebSocket.
+ * object); when they do, it moves back to a WebSocket. The probe cannot prove that the real
+ * handshake (with the token) gets through too: each time WebSockets fail again after a probe's
+ * return, the wait before the next probe doubles, until a WebSocket stays open for
+ * `fallbackProbeMs`.
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError, fromWire } from "./errors.js";
@@ -34,9 +37,22 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
+/** What an event-stream transport is told besides the URL and protocols. */
+export interface StreamOptions {
+  /** The server's `SSE_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
+}
+
+/** An event-stream transport: made like a WebSocket, plus `StreamOptions`. */
+export type StreamSocketConstructor = new (url: string, protocols: string[], options: StreamOptions) => WebSocketLike;
+
 /** Close codes after which reconnecting cannot help: stop and report. */
 const FATAL_CLOSE = new Set([4002, 4400, 4401, 4403, 4404, 4429]);
 const OPEN = 1;
+/** setTimeout's longest delay. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+/** The longest wait between probes, however often returns failed. */
+const PROBE_MAX_MS = 30 * 60_000;
 
 interface Pending {
   gen: number;
@@ -92,6 +108,13 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   transport: "websocket" | "stream" = "websocket";
   private failedInARow = 0;
   private probe: WebSocketLike | null = null;
+  private probeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The wait before the next probe: `fallbackProbeMs`, doubled per failed return. */
+  private probeEvery = 0;
+  /** A probe sent the channel back to WebSockets, and no WebSocket has stayed open since. */
+  private probeReturned = false;
+  /** `connect()` is waiting for the token callback (the socket is not made yet). */
+  private gettingToken = false;
 
   protected constructor(protected readonly client: ClientCore) {
     super();
@@ -111,14 +134,15 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
    * The event-stream transport of this channel's object (made with the URL and protocols a
    * WebSocket would get), for objects that have one; `null`: no fallback.
    */
-  protected fallbackTransport(): WebSocketConstructor | null {
+  protected fallbackTransport(): StreamSocketConstructor | null {
     return null;
   }
 
   /** Makes the socket for one connect: a WebSocket, or the fallback once WebSockets failed. */
   private createSocket(url: string, protocols: string[]): WebSocketLike {
     const Fallback = this.transport === "stream" ? this.fallbackTransport() : null;
-    return Fallback ? new Fallback(url, protocols) : new this.client.WebSocket(url, protocols);
+    if (Fallback) return new Fallback(url, protocols, { keepaliveMs: this.client.options.sseKeepaliveMs });
+    return new this.client.WebSocket(url, protocols);
   }
 
   /** Whether this channel may fall back: it has an event stream and the option allows it. */
@@ -135,52 +159,65 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     if (this.transport !== "websocket" || !this.canFallBack) return false;
     if (++this.failedInARow < this.client.options.fallbackAfter) return false;
     this.transport = "stream";
+    // Back after a probe's return failed: the probe got through, the real handshake does not
+    // (a proxy's header-size limit, say). Wait twice as long before believing the next one.
+    const base = this.client.options.fallbackProbeMs;
+    this.probeEvery = this.probeReturned ? Math.min(Math.max(this.probeEvery, base) * 2, Math.max(base, PROBE_MAX_MS)) : base;
+    this.scheduleProbe();
     return true;
   }
 
   /**
-   * On the stream: in `fallbackProbeMs`, a WebSocket handshake without a token. The server
-   * accepts it and closes it with 4401 without touching any object, so an open (or that close)
-   * proves WebSockets get through again: the channel moves back to one. Anything else: the next
-   * probe later.
+   * On the stream (open or still trying): in `probeEvery`, a WebSocket handshake without a
+   * token. The server accepts it and closes it with 4401 without touching any object, so an open
+   * (or that close) shows WebSockets get through again: the channel moves back to one. Anything
+   * else: the next probe later. A probe still in flight when the next is due puts it off.
    */
-  private scheduleProbe(gen: number): void {
-    const every = this.client.options.fallbackProbeMs;
-    if (every <= 0) return;
-    this.socketTimer(every, () => {
-      if (gen !== this.gen || this.transport !== "stream" || this.probe) return;
-      let probe: WebSocketLike;
-      try {
-        probe = new this.client.WebSocket(this.client.wsBase + this.path(), ["switchboard.v1"]);
-      } catch {
-        return this.scheduleProbe(gen);
-      }
-      this.probe = probe;
-      // A handshake that never ends counts as blocked.
-      const timeout = setTimeout(() => done(false), Math.max(5_000, this.client.options.pongTimeoutMs));
-      const done = (works: boolean) => {
-        clearTimeout(timeout);
-        if (this.probe !== probe) return;
-        this.probe = null;
-        // `onerror` stays a no-op: closing a handshake in progress emits an error (in `ws`, an
-        // unheard one would be thrown).
-        probe.onopen = probe.onmessage = probe.onclose = null;
-        probe.onerror = () => {};
-        try {
-          probe.close(1000, "probe");
-        } catch {
-          // already closed
-        }
-        if (gen !== this.gen || this.transport !== "stream") return;
-        if (!works) return this.scheduleProbe(gen);
-        this.transport = "websocket";
-        this.failedInARow = 0;
-        this.replaceSocket();
-      };
-      probe.onopen = () => done(true);
-      probe.onclose = (ev) => done(ev.code === 4401);
-      probe.onerror = () => {};
-    });
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    if (this.client.options.fallbackProbeMs <= 0 || this.transport !== "stream" || this.closedByUser || this.stopped) return;
+    this.probeTimer = setTimeout(() => this.runProbe(), this.probeEvery || this.client.options.fallbackProbeMs);
+  }
+
+  private runProbe(): void {
+    if (this.transport !== "stream" || this.closedByUser || this.stopped) return;
+    if (this.probe) return this.scheduleProbe();
+    let probe: WebSocketLike;
+    try {
+      probe = new this.client.WebSocket(this.client.wsBase + this.path(), ["switchboard.v1"]);
+    } catch {
+      return this.scheduleProbe();
+    }
+    this.probe = probe;
+    // A handshake that never ends counts as blocked.
+    const timeout = setTimeout(() => done(false), Math.max(5_000, this.client.options.pongTimeoutMs));
+    const done = (works: boolean) => {
+      clearTimeout(timeout);
+      if (this.probe !== probe) return;
+      this.dropProbe();
+      if (this.transport !== "stream" || this.closedByUser || this.stopped) return;
+      if (!works) return this.scheduleProbe();
+      this.returnToWebSocket();
+    };
+    probe.onopen = () => done(true);
+    probe.onclose = (ev) => done(ev.code === 4401);
+    probe.onerror = () => {};
+  }
+
+  /**
+   * A probe got through: WebSockets from the next connect on. An open stream is replaced at
+   * once, one still connecting is dropped for a WebSocket, and a backoff wait ends; a connect
+   * waiting for its token makes a WebSocket anyway. Attempts keep counting (`attempt` is 0 when
+   * the stream was open), so `maxReconnectAttempts` still bounds a channel that cannot open.
+   */
+  private returnToWebSocket(): void {
+    this.transport = "websocket";
+    this.failedInARow = 0;
+    this.probeReturned = true;
+    if (this.gettingToken) return;
+    clearTimeout(this.reconnectTimer);
+    if (this.ws) this.teardown(1000, "back to a WebSocket");
+    void this.connect();
   }
 
   /** Opens the socket if it is not open or opening yet. */
@@ -194,6 +231,7 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     if (this.closedByUser) return;
     this.closedByUser = true;
     this.teardown(1000, "closed by the client");
+    clearTimeout(this.probeTimer);
     this.dropProbe();
     this.failQueued(new SwitchboardError("closed", "the socket was closed"));
     for (const t of this.timers) clearTimeout(t);
@@ -245,11 +283,14 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     this.setChannelStatus(again ? "reconnecting" : "connecting");
     if (again) this.fire("attempt", Math.max(1, this.attempt));
     let token: string;
+    this.gettingToken = true;
     try {
       token = await this.client.getToken();
     } catch (err) {
       this.report(new SwitchboardError("unauthorized", `the token callback failed: ${String(err)}`));
       return this.retry();
+    } finally {
+      this.gettingToken = false;
     }
     if (this.closedByUser || this.stopped) return;
     this.tokenExp = tokenExpiry(token);
@@ -263,6 +304,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     }
     this.ws = ws;
     this.lastError = "";
+    // A handshake that hangs, or a stream whose body a proxy holds back, would otherwise leave
+    // the channel connecting for good: without the open frame in time, the attempt failed.
+    const { openTimeoutMs } = this.client.options;
+    this.socketTimer(openTimeoutMs, () => {
+      if (gen === this.gen && !this.live) this.lost(1006, `no ${this.openEvent} within ${openTimeoutMs} ms`);
+    });
     ws.onopen = () => {
       if (gen !== this.gen) return;
       this.lastRx = Date.now();
@@ -315,8 +362,17 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
       this.everOpen = true;
       this.attempt = 0;
       this.refused401 = 0;
-      if (this.transport === "websocket") this.failedInARow = 0;
-      else this.scheduleProbe(this.gen);
+      if (this.transport === "websocket") {
+        this.failedInARow = 0;
+        // Back from the fallback: once this socket has stayed open a probe period, the
+        // return worked and probes go back to `fallbackProbeMs`.
+        if (this.probeReturned) {
+          this.socketTimer(this.client.options.fallbackProbeMs, () => {
+            this.probeReturned = false;
+            this.probeEvery = 0;
+          });
+        }
+      }
       this.scheduleTokenTimers(this.gen);
       this.handleOpen(frame.d);
       this.setChannelStatus("open");
@@ -359,6 +415,8 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
 
   private stop(code: number, message: string, errorCode = "refused"): void {
     this.stopped = true;
+    clearTimeout(this.probeTimer);
+    this.dropProbe();
     const error = new SwitchboardError(errorCode, message, { closeCode: code });
     this.failQueued(error);
     this.setChannelStatus("closed");
@@ -409,7 +467,10 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
     for (const t of this.socketTimers) clearTimeout(t);
     this.socketTimers = [];
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      // Not null: ending a handshake in progress (the open timeout, close()) emits an error,
+      // which `ws` would throw with no listener.
+      ws.onerror = () => {};
       try {
         const terminate = (ws as unknown as { terminate?: () => void }).terminate;
         if (code === undefined && typeof terminate === "function") terminate.call(ws);
@@ -425,6 +486,12 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
   }
 
   private socketTimer(ms: number, fn: () => void): void {
+    // setTimeout fires at once past its limit (~24.8 days): a token valid longer than that
+    // would otherwise expire at once, and reconnect in a loop. Wait in steps instead.
+    if (ms > MAX_DELAY_MS) {
+      this.socketTimers.push(setTimeout(() => this.socketTimer(ms - MAX_DELAY_MS, fn), MAX_DELAY_MS));
+      return;
+    }
     this.socketTimers.push(setTimeout(fn, ms));
   }
 

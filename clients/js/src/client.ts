@@ -20,17 +20,22 @@ export interface ClientOptions {
   token: string | (() => string | Promise<string>);
   /** A WebSocket implementation where there is no global one (Node 20: `import WebSocket from "ws"`). */
   WebSocket?: WebSocketConstructor;
-  /** First reconnect delay ceiling; doubles per attempt, full jitter. Default 500 ms. */
+  /**
+   * Timing options have floors (below: raised to them) so that no value, 0 included, makes a
+   * tight reconnect loop; a value that is not a number is the default.
+   *
+   * First reconnect delay ceiling; doubles per attempt, full jitter. Default 500 ms, at least 50.
+   */
   reconnectDelayMs?: number;
-  /** Largest reconnect delay ceiling. Default 15,000 ms. */
+  /** Largest reconnect delay ceiling. Default 15,000 ms, at least 1,000 (and `reconnectDelayMs`). */
   reconnectDelayMaxMs?: number;
-  /** Heartbeat interval. Default 25,000 ms. */
+  /** Heartbeat interval. Default 25,000 ms, at least 1,000. */
   heartbeatMs?: number;
-  /** A socket that delivers nothing this long after a ping is replaced. Default 10,000 ms. */
+  /** A socket that delivers nothing this long after a ping is replaced. Default 10,000 ms, at least 1,000. */
   pongTimeoutMs?: number;
-  /** Default timeout for requests and message acks. Default 10,000 ms. */
+  /** Default timeout for requests and message acks. Default 10,000 ms, at least 1,000. */
   requestTimeoutMs?: number;
-  /** Longest time before `exp` to renew the token with `auth:refresh`. Default 60,000 ms. */
+  /** Longest time before `exp` to renew the token with `auth:refresh`. Default 60,000 ms, at least 1,000. */
   refreshLeadMs?: number;
   /** The server's `MAX_FRAME_BYTES`. Default 65,536. */
   maxFrameBytes?: number;
@@ -46,9 +51,23 @@ export interface ClientOptions {
   fallbackAfter?: number;
   /**
    * On the fallback, how often to check whether WebSockets get through again (then the channel
-   * moves back to one). Default 60,000 ms; 0 stays on the fallback.
+   * moves back to one). Default 60,000 ms, at least 1,000; 0 stays on the fallback. Each time
+   * WebSockets fail again after a probe sent the channel back to them, the wait doubles (up to
+   * 30 minutes), until a WebSocket stays open this long.
    */
   fallbackProbeMs?: number;
+  /**
+   * The server's `SSE_KEEPALIVE_MS`: an event stream that delivers no bytes (not even a
+   * keepalive comment) for two of these plus slack is dead and replaced. Default 25,000 ms, at
+   * least 500.
+   */
+  sseKeepaliveMs?: number;
+  /**
+   * A connect whose open frame (`room:state`, `user:state`, `doc:snapshot`) has not arrived this
+   * long after its socket or event stream was created is given up (a handshake that hangs, a
+   * proxy that buffers the stream) and retried. Default 15,000 ms, at least 1,000.
+   */
+  openTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -63,6 +82,8 @@ export interface ResolvedOptions {
   maxReconnectAttempts: number;
   fallbackAfter: number;
   fallbackProbeMs: number;
+  sseKeepaliveMs: number;
+  openTimeoutMs: number;
 }
 
 /** What channels need from their client. Not part of the public API. */
@@ -112,18 +133,23 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
     this.WebSocket = ctor;
     this.token = options.token;
     this.tokenIsCallback = typeof options.token === "function";
+    const o = options;
+    const reconnectDelayMs = timing(o.reconnectDelayMs, 500, 50);
     this.options = {
-      reconnectDelayMs: options.reconnectDelayMs ?? 500,
-      reconnectDelayMaxMs: options.reconnectDelayMaxMs ?? 15_000,
-      heartbeatMs: options.heartbeatMs ?? 25_000,
-      pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
-      refreshLeadMs: options.refreshLeadMs ?? 60_000,
-      maxFrameBytes: options.maxFrameBytes ?? 65_536,
-      maxTextChars: options.maxTextChars ?? 4_000,
-      maxReconnectAttempts: options.maxReconnectAttempts ?? Infinity,
-      fallbackAfter: options.fallbackAfter ?? 3,
-      fallbackProbeMs: options.fallbackProbeMs ?? 60_000,
+      reconnectDelayMs,
+      reconnectDelayMaxMs: Math.max(reconnectDelayMs, timing(o.reconnectDelayMaxMs, 15_000, 1000)),
+      heartbeatMs: timing(o.heartbeatMs, 25_000, 1000),
+      pongTimeoutMs: timing(o.pongTimeoutMs, 10_000, 1000),
+      requestTimeoutMs: timing(o.requestTimeoutMs, 10_000, 1000),
+      refreshLeadMs: timing(o.refreshLeadMs, 60_000, 1000),
+      maxFrameBytes: o.maxFrameBytes ?? 65_536,
+      maxTextChars: o.maxTextChars ?? 4_000,
+      maxReconnectAttempts: o.maxReconnectAttempts ?? Infinity,
+      fallbackAfter: o.fallbackAfter ?? 3,
+      // 0 (or less): never probe.
+      fallbackProbeMs: typeof o.fallbackProbeMs === "number" && o.fallbackProbeMs <= 0 ? 0 : timing(o.fallbackProbeMs, 60_000, 1000),
+      sseKeepaliveMs: timing(o.sseKeepaliveMs, 25_000, 500),
+      openTimeoutMs: timing(o.openTimeoutMs, 15_000, 1000),
     };
     // Browsers say when the network goes and comes back: wait for it instead of burning retries.
     const g = globalThis as { addEventListener?: (e: string, f: () => void) => void; removeEventListener?: (e: string, f: () => void) => void; navigator?: { onLine?: boolean } };
@@ -228,6 +254,19 @@ export class Client extends Emitter<ClientEvents> implements ClientCore {
   private ensureOpen(): void {
     if (this.closed) throw new SwitchboardError("closed", "the client is closed");
   }
+}
+
+/** setTimeout's longest delay: a longer one fires at once. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * A timing option: the default when it is not a number (or NaN), never below its floor (options
+ * may come from outside the app's code, as the demo page's come from its URL, and a 0 would
+ * reconnect in a tight loop), never above setTimeout's limit.
+ */
+function timing(value: unknown, fallback: number, floor: number): number {
+  const ms = typeof value === "number" && !Number.isNaN(value) ? value : fallback;
+  return Math.min(MAX_DELAY_MS, Math.max(floor, ms));
 }
 
 /** Creates a client. Nothing connects until a room, document or `me()` is used. */

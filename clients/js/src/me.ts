@@ -5,7 +5,7 @@
  * blocked it uses the object's event stream (`/v1/users/me/events`) and HTTP writes instead,
  * with the same API (see `Channel` for when it falls back and comes back).
  */
-import { Channel, type ChannelEvents, type WebSocketConstructor } from "./channel.js";
+import { Channel, type ChannelEvents, type StreamSocketConstructor } from "./channel.js";
 import type { Client } from "./client.js";
 import type {
   Notification,
@@ -107,7 +107,7 @@ export class Me extends Channel<MeEvents> {
     return this.pacer;
   }
 
-  protected override fallbackTransport(): WebSocketConstructor {
+  protected override fallbackTransport(): StreamSocketConstructor {
     return UserStreamSocket;
   }
 

@@ -218,7 +218,10 @@ export class Socket extends Events {
       }),
       me.on("connectError", (err) => {
         const code = err.closeCode ?? 0;
-        if ((code >= 4400 && code < 4500) || (code >= 400 && code < 500)) {
+        // 426: a proxy stripped the upgrade. Where polling is allowed that is a WebSocket failure
+        // the user socket falls back from (the SDK reports the status before it does), not a refusal.
+        const stripped = code === 426 && (!o.transports || o.transports.includes("polling"));
+        if (((code >= 4400 && code < 4500) || (code >= 400 && code < 500)) && !stripped) {
           // Refused by the server (socket.io: a middleware error): one connect_error with the
           // server's reason, and no retry, as socket.io-client does; `connect()` tries again.
           const reason = this.refusal;

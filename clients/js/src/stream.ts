@@ -15,8 +15,14 @@
  *   `POST .../notifications/read`.
  *
  * Only `fetch` with a streamed body is needed (browsers, Node ≥ 18).
+ *
+ * The heartbeat: `Channel` pings every socket. The stream answers `ping` itself, but only while
+ * bytes keep arriving (the server's `: keepalive` comment every `SSE_KEEPALIVE_MS` counts): when
+ * none came for two keepalive periods plus slack, the stream is dead (a cut network, a half-open
+ * TCP connection) and ends as 1006 instead of passing for open. A stream whose first event never
+ * comes (a proxy that buffers the body) is ended by `Channel`'s `openTimeoutMs`.
  */
-import type { WebSocketLike } from "./channel.js";
+import type { StreamOptions, WebSocketLike } from "./channel.js";
 import { tokenClaims } from "./util.js";
 
 const CONNECTING = 0;
@@ -50,9 +56,18 @@ export abstract class EventStreamSocket implements WebSocketLike {
   protected readonly user: string;
   /** Writes go one at a time, so they apply in the order they were sent. */
   private posting: Promise<unknown> = Promise.resolve();
+  /** When bytes last arrived (headers, events, keepalive comments). */
+  private lastBytes = 0;
+  /** Longer than this without bytes, the stream is dead: two keepalive periods plus slack. */
+  private readonly silenceMs: number;
 
-  /** `url` and `protocols` as `Channel` would open the WebSocket (the token in `bearer.`). */
-  constructor(url: string, protocols: string | string[] = []) {
+  /**
+   * `url` and `protocols` as `Channel` would open the WebSocket (the token in `bearer.`);
+   * `keepaliveMs`: the server's `SSE_KEEPALIVE_MS`.
+   */
+  constructor(url: string, protocols: string | string[] = [], options: StreamOptions = {}) {
+    const keepalive = options.keepaliveMs ?? 25_000;
+    this.silenceMs = 2 * keepalive + Math.max(1000, keepalive / 5);
     const u = new URL(url.replace(/^ws/, "http"));
     if (typeof protocols === "string") protocols = [protocols];
     this.http = `${u.origin}${u.pathname.replace(/\/ws$/, "")}`;
@@ -72,7 +87,11 @@ export abstract class EventStreamSocket implements WebSocketLike {
   send(data: string): void {
     if (this.readyState !== OPEN) throw new Error("the stream is not open");
     const frame = JSON.parse(data) as Frame;
-    if (frame.t === "ping") return this.deliver({ t: "pong" });
+    if (frame.t === "ping") {
+      // Answered here, so only while the stream shows signs of life: otherwise it is dead.
+      if (Date.now() - this.lastBytes <= this.silenceMs) return this.deliver({ t: "pong" });
+      return this.finish(1006, "the event stream went silent");
+    }
     if (frame.t === "auth:refresh") {
       // The stream keeps the token it opened with (it ends at that token's exp with 4001 and
       // the channel reopens it); the writes from now on carry the new one.
@@ -115,6 +134,7 @@ export abstract class EventStreamSocket implements WebSocketLike {
       const code = res.status === 401 ? 4401 : res.status === 403 ? 4403 : res.status === 429 ? 4429 : 1006;
       return this.finish(code, `the event stream answered ${res.status}`);
     }
+    this.lastBytes = Date.now();
     this.readyState = OPEN;
     this.onopen?.({});
     const reader = res.body.getReader();
@@ -124,6 +144,7 @@ export abstract class EventStreamSocket implements WebSocketLike {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        this.lastBytes = Date.now();
         buffer += decoder.decode(value, { stream: true });
         let end: number;
         while ((end = buffer.indexOf("\n\n")) >= 0) {

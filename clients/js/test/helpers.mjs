@@ -15,7 +15,11 @@ import { createClient } from "../dist/index.js";
  * path: only a heartbeat notices); `dropDown` forwards requests but drops what comes back (a lost
  * ack); `blockUpgrades` cuts WebSocket handshakes but lets plain HTTP through (a proxy without
  * WebSocket support); `stripUpgrades` removes the `Upgrade` header instead, so the server answers
- * the handshake as plain HTTP (426); `retarget(port)` points new connections at another server.
+ * the handshake as plain HTTP (426); `holdStreams` passes an event stream's response headers but
+ * holds back its body (a buffering proxy); `upgradeHeaderLimit` cuts WebSocket handshakes whose
+ * request head is longer (a proxy's header-size limit, which a token in the subprotocol exceeds
+ * while a tokenless probe does not); `upgrades` records every handshake (`at`, `bytes`, `cut`);
+ * `retarget(port)` points new connections at another server.
  */
 export async function startProxy(target) {
   const pairs = new Set();
@@ -25,6 +29,9 @@ export async function startProxy(target) {
     stall: false,
     blockUpgrades: false,
     stripUpgrades: false,
+    holdStreams: false,
+    upgradeHeaderLimit: Infinity,
+    upgrades: [],
     dropDown: false,
     accepted: 0,
     sever() {
@@ -45,14 +52,32 @@ export async function startProxy(target) {
     const pair = [down, up];
     pairs.add(pair);
     let first = true;
+    // An event stream's response whose headers have passed while `holdStreams` holds the body.
+    let stream = false;
+    let holding = false;
     down.on("data", (chunk) => {
+      const text = chunk.toString("latin1");
+      if (first && /^GET [^ ]*\/events[ ?]/.test(text)) stream = true;
+      if (first && /^upgrade:\s*websocket/im.test(text)) {
+        const head = text.indexOf("\r\n\r\n") + 4 || text.length;
+        const cut = head > proxy.upgradeHeaderLimit;
+        proxy.upgrades.push({ at: Date.now(), bytes: head, cut });
+        if (cut) return end();
+      }
       // A proxy that strips WebSockets: an upgrade request is cut off, plain HTTP passes.
-      if (first && proxy.blockUpgrades && /^upgrade:\s*websocket/im.test(chunk.toString("latin1"))) return end();
+      if (first && proxy.blockUpgrades && /^upgrade:\s*websocket/im.test(text)) return end();
       if (first && proxy.stripUpgrades) chunk = Buffer.from(chunk.toString("latin1").replace(/^upgrade:\s*websocket\r\n/im, ""), "latin1");
       first = false;
       if (!proxy.stall) up.write(chunk);
     });
     up.on("data", (chunk) => {
+      if (stream && proxy.holdStreams) {
+        if (holding) return;
+        holding = true;
+        const head = chunk.indexOf("\r\n\r\n");
+        if (head < 0) return;
+        chunk = chunk.subarray(0, head + 4);
+      }
       if (!proxy.stall && !proxy.dropDown) down.write(chunk);
     });
     const end = () => {
