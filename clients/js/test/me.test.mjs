@@ -2,7 +2,7 @@
 // notifications with the unread count, and requests that honour retryAfterMs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { workerBehindProxy, sdk, waitFor, until, call, connectUser, recordingWebSocket } from "./helpers.mjs";
+import { workerBehindProxy, sdk, waitFor, until, call, connectUser, recordingWebSocket, sleep } from "./helpers.mjs";
 
 const { worker, proxy } = await workerBehindProxy();
 
@@ -58,22 +58,34 @@ test("watched users stay watched across a reconnect, and changes arrive", async 
 });
 
 test("a request over the user's shared budget waits retryAfterMs and succeeds instead of failing", async () => {
-  const other = await connectUser(worker, "carol");
   const sent = [];
   const carol = sdk(worker.http, "carol", { WebSocket: recordingWebSocket(sent) });
   try {
     const me = carol.me();
     await waitFor(me, "open");
-    // Another device of carol's spends the user's whole bucket (burst 30) just before.
-    for (let i = 0; i < 32; i++) other.send({ t: "presence:active" });
-    assert.equal((await other.next("error")).error.code, "rate_limited");
-    const reply = await me.setStatus("away");
-    assert.equal(reply.status, "away");
-    const tries = sent.filter((f) => f.t === "presence:set").length;
-    assert.ok(tries >= 2, `the first try was rate limited and sent again (${tries} tries)`);
-    assert.ok(tries <= 3, `no hammering (${tries} tries)`);
+    // Another device of carol's spends the user's whole bucket (burst 30, 10/s) just before.
+    // On a busy machine a token may refill between its refusal and the request, and then the
+    // first try goes through and proves nothing: try again with a fresh device (each drain
+    // costs that device strikes), at most five times.
+    for (let round = 0; round < 5; round++) {
+      const other = await connectUser(worker, "carol");
+      try {
+        for (let i = 0; i < 40; i++) other.send({ t: "presence:active" });
+        assert.equal((await other.next("error")).error.code, "rate_limited");
+        const before = sent.filter((f) => f.t === "presence:set").length;
+        const status = round % 2 === 0 ? "away" : "busy";
+        const reply = await me.setStatus(status);
+        assert.equal(reply.status, status);
+        const tries = sent.filter((f) => f.t === "presence:set").length - before;
+        assert.ok(tries <= 3, `no hammering (${tries} tries)`);
+        if (tries >= 2) return; // the first try was rate limited and sent again after retryAfterMs
+      } finally {
+        await other.close();
+      }
+      await sleep(3_500); // let the bucket refill before the next drain
+    }
+    assert.fail("the request never met an empty bucket in five rounds");
   } finally {
     carol.close();
-    await other.close();
   }
 });
