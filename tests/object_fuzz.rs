@@ -8,10 +8,12 @@ mod support;
 use serde_json::{json, Value};
 use support::docs::{doc_config, random_op, DocStore};
 use support::fuzz::{self, value};
+use support::shell::{self, Shell};
 use support::users::Users;
 use support::Rng;
-use switchboard::core::doc::{Doc, DocConnInfo, DocEffect};
+use switchboard::core::doc::{Doc, DocCall, DocConnInfo, DocWrite};
 use switchboard::core::ids::{ConnId, DocId, UserId};
+use switchboard::core::object::Object;
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
 
@@ -138,7 +140,7 @@ fn random_frames_never_hurt_the_document() {
         let mut store = DocStore { snapshot: (0, "hello 😀".into()), ..DocStore::default() };
         let (mut doc, first) =
             Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config(), "e".into());
-        first.iter().for_each(|e| store.apply(e));
+        store.restored(&first);
         let mut conns = Vec::new();
         let mut next = 0;
         let mut connect = |doc: &mut Doc, store: &mut DocStore, conns: &mut Vec<ConnId>| {
@@ -150,9 +152,8 @@ fn random_frames_never_hurt_the_document() {
                 can_write: next % 3 != 2,
             };
             next += 1;
-            for e in doc.handle_connect(info, None, Timestamp(0)) {
-                store.apply(&e);
-            }
+            let effects = doc.handle_connect(info, None, Timestamp(0), &());
+            shell::apply(&mut Seen::new(store, &conn), effects);
             conns.push(conn);
         };
         for _ in 0..3 {
@@ -165,21 +166,11 @@ fn random_frames_never_hurt_the_document() {
             let conn = conns[at].clone();
             let text_now = doc.text().to_owned();
             let (text, owed) = fuzz::frame(&mut rng, n, &events, doc_plausible(&text_now, doc.version()));
-            let (mut replies, mut closed) = (Vec::new(), false);
-            for e in doc.handle_frame(&conn, Incoming::Text(&text), Timestamp(now)) {
-                store.apply(&e);
-                if let Some((_, page)) = store.read(&e).filter(|(to, _)| *to == conn) {
-                    replies.push(serde_json::from_str(&page).unwrap());
-                }
-                match e {
-                    DocEffect::AppendOp(_) => applied += 1,
-                    DocEffect::Send { to, frame } if to == conn => {
-                        replies.push(serde_json::from_str(&frame).unwrap())
-                    }
-                    DocEffect::Close { .. } => closed = true,
-                    _ => {}
-                }
-            }
+            let effects = doc.handle_frame(&conn, Incoming::Text(&text), Timestamp(now), &());
+            let mut seen = Seen::new(&mut store, &conn);
+            shell::apply(&mut seen, effects);
+            let Seen { replies, closed, applied: added, .. } = seen;
+            applied += added;
             if let (Some(reference), false) = (owed, closed) {
                 assert_eq!(
                     replies_to(&replies, &reference),
@@ -190,9 +181,8 @@ fn random_frames_never_hurt_the_document() {
             }
             if closed {
                 // Closed for abuse (4002): the client reconnects.
-                for e in doc.handle_close(&conn, Timestamp(now)) {
-                    store.apply(&e);
-                }
+                let effects = doc.handle_close(&conn, Timestamp(now));
+                shell::apply(&mut Seen::new(&mut store, &conn), effects);
                 conns.swap_remove(at);
                 connect(&mut doc, &mut store, &mut conns);
             }
@@ -204,6 +194,49 @@ fn random_frames_never_hurt_the_document() {
     }
     assert!(replied > 2000 && applied > 300, "checked {replied} replies, {applied} ops applied");
     eprintln!("document fuzz: {replied} replies checked, {applied} ops applied");
+}
+
+/// The fuzzed document's shell: stores writes, keeps what reached the socket under test.
+struct Seen<'a> {
+    store: &'a mut DocStore,
+    conn: &'a ConnId,
+    replies: Vec<Value>,
+    closed: bool,
+    applied: u64,
+}
+
+impl<'a> Seen<'a> {
+    fn new(store: &'a mut DocStore, conn: &'a ConnId) -> Seen<'a> {
+        Seen { store, conn, replies: Vec::new(), closed: false, applied: 0 }
+    }
+}
+
+impl Shell<Doc> for Seen<'_> {
+    fn write(&mut self, write: DocWrite) {
+        if let DocWrite::AppendOp(_) = write {
+            self.applied += 1;
+        }
+        self.store.write(&write);
+    }
+
+    fn send(&mut self, to: ConnId, frame: String) {
+        if to == *self.conn {
+            self.replies.push(serde_json::from_str(&frame).unwrap());
+        }
+    }
+
+    fn broadcast(&mut self, _except: Option<ConnId>, _frame: String) {}
+
+    fn close(&mut self, _conn: ConnId, _code: u16) {
+        self.closed = true;
+    }
+
+    fn update_conn(&mut self, _info: DocConnInfo) {}
+
+    fn call(&mut self, call: DocCall) {
+        let (to, page) = self.store.read(&call);
+        self.send(to, page);
+    }
 }
 
 /// Event streams opening, dropping and expiring among sockets, with the fallback's HTTP writes

@@ -7,6 +7,7 @@ use serde_json::json;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::error::close;
+use switchboard::core::object::Object;
 use switchboard::core::room::log::RoomLog;
 
 #[test]

@@ -9,6 +9,7 @@ use support::{hs256, Sim};
 use switchboard::core::config::Limits;
 use switchboard::core::error::{close, ErrorCode};
 use switchboard::core::ids::{ConnId, UserId};
+use switchboard::core::object::Object;
 use switchboard::core::room::{EventClass, Publish};
 
 fn of_type(frames: &[Value], t: &str) -> Vec<Value> {

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::ids::UserId;
+use switchboard::core::object::Object;
 use switchboard::core::room::log::{LogError, MemoryLog, Message, Receipt, RoomLog};
 use switchboard::core::room::Resume;
 
@@ -117,10 +118,10 @@ fn history_pages_are_bounded_by_bytes_and_hold_at_least_one_message() {
 fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
     use std::collections::BTreeMap;
     use switchboard::core::ids::{ConnId, RoomId};
+    use switchboard::core::object::{Effect, Object};
     use switchboard::core::protocol::Incoming;
-    use switchboard::core::room::effect::Effect;
     use switchboard::core::room::log::LogHead;
-    use switchboard::core::room::{ConnInfo, Room};
+    use switchboard::core::room::{ConnInfo, Room, RoomWrite};
     use switchboard::core::time::Timestamp;
 
     // Seqs 4 and 5 were handed out, then their write failed: storage holds up to 3.
@@ -133,13 +134,15 @@ fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
         conn: conn.clone(),
         user: UserId::parse("alice").unwrap(),
         expires: Timestamp(u64::MAX / 2),
-        can_send: true,
+        can_write: true,
     };
     room.restore_conn(info, now);
     let frame = r#"{"t":"message:send","d":{"text":"after the failure"}}"#;
     let effects = room.handle_frame(&conn, Incoming::Text(frame), now, &MemoryLog::default());
-    let appended: Vec<u64> =
-        effects.iter().filter_map(|e| if let Effect::Append(m) = e { Some(m.seq) } else { None }).collect();
+    let appended: Vec<u64> = effects
+        .iter()
+        .filter_map(|e| if let Effect::Write(RoomWrite::Append(m)) = e { Some(m.seq) } else { None })
+        .collect();
     assert_eq!(appended, vec![6]);
     assert_eq!(LogHead::restore(7, 5, "e".into()).seq, 7, "storage ahead of the floor wins");
 }

@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod fuzz;
+pub mod shell;
 pub mod users;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -15,10 +16,10 @@ use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::error::Error;
 use switchboard::core::ids::{ConnId, RoomId, UserId};
+use switchboard::core::object::{Never, Object};
 use switchboard::core::protocol::Incoming;
-use switchboard::core::room::effect::Effect;
 use switchboard::core::room::log::{LogHead, MemoryLog};
-use switchboard::core::room::{ConnInfo, Resume, Room, StreamInfo, SSE_KEEPALIVE};
+use switchboard::core::room::{ConnInfo, Resume, Room, RoomEffect, RoomWrite, StreamInfo, SSE_KEEPALIVE};
 use switchboard::core::time::Timestamp;
 
 pub const SECRET: &[u8] = b"test-secret";
@@ -111,7 +112,7 @@ impl Sim {
         &mut self,
         user: &str,
         ttl_ms: u64,
-        can_send: bool,
+        can_write: bool,
         resume: Option<(u64, &str)>,
     ) -> ConnId {
         let user = UserId::parse(user).unwrap();
@@ -119,10 +120,10 @@ impl Sim {
         self.next_conn += 1;
         let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
         self.inboxes.insert(conn.clone(), Vec::new());
-        let info = ConnInfo { conn: conn.clone(), user, expires: self.now.plus_millis(ttl_ms), can_send };
+        let info = ConnInfo { conn: conn.clone(), user, expires: self.now.plus_millis(ttl_ms), can_write };
         self.attachments.insert(conn.clone(), info.clone());
         let resume = resume.map(|(since, epoch)| Resume { since, epoch: epoch.into() });
-        let effects = self.room.handle_connect(info, resume.as_ref(), self.now, &self.log);
+        let effects = self.room.handle_connect(info, resume, self.now, &self.log);
         self.apply(effects);
         conn
     }
@@ -159,7 +160,7 @@ impl Sim {
     pub fn close(&mut self, conn: &ConnId) {
         self.inboxes.remove(conn);
         self.attachments.remove(conn);
-        let effects = self.room.handle_close(conn);
+        let effects = self.room.handle_close(conn, self.now);
         self.apply(effects);
     }
 
@@ -175,48 +176,62 @@ impl Sim {
         frames.remove(0)
     }
 
-    pub fn apply(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Append(m) => {
-                    assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
-                    self.log.messages.push(m);
-                }
-                Effect::Trim { through, forget_through } => self.log.trim(through, forget_through),
-                Effect::Keepalive => {
-                    for chunks in self.streams.values_mut() {
-                        chunks.push(SSE_KEEPALIVE.to_string());
-                    }
-                }
-                Effect::EndStream { stream, last } => {
-                    assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
-                    self.ended_streams.insert(stream, last);
-                }
-                Effect::PutState { key, entry } => {
-                    self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
-                }
-                Effect::UpdateConn(info) => {
-                    self.attachments.insert(info.conn.clone(), info);
-                }
-                Effect::Send { to, frame } => {
-                    if let Some(inbox) = self.inboxes.get_mut(&to) {
-                        inbox.push(serde_json::from_str(&frame).unwrap());
-                    }
-                }
-                Effect::Broadcast { except, frame } => {
-                    let value: Value = serde_json::from_str(&frame).unwrap();
-                    for (id, inbox) in self.inboxes.iter_mut() {
-                        if except.as_ref() != Some(id) {
-                            inbox.push(value.clone());
-                        }
-                    }
-                }
-                Effect::Close { conn, code, .. } => {
-                    self.closed.insert(conn.clone(), code);
-                    self.close(&conn);
-                }
+    pub fn apply(&mut self, effects: Vec<RoomEffect>) {
+        shell::apply(self, effects);
+    }
+}
+
+impl shell::Shell<Room> for Sim {
+    fn write(&mut self, write: RoomWrite) {
+        match write {
+            RoomWrite::Append(m) => {
+                assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
+                self.log.messages.push(m);
+            }
+            RoomWrite::Trim { through, forget_through } => self.log.trim(through, forget_through),
+            RoomWrite::PutState { key, entry } => {
+                self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
             }
         }
+    }
+
+    fn send(&mut self, to: ConnId, frame: String) {
+        if let Some(inbox) = self.inboxes.get_mut(&to) {
+            inbox.push(serde_json::from_str(&frame).unwrap());
+        }
+    }
+
+    fn broadcast(&mut self, except: Option<ConnId>, frame: String) {
+        let value: Value = serde_json::from_str(&frame).unwrap();
+        for (id, inbox) in self.inboxes.iter_mut() {
+            if except.as_ref() != Some(id) {
+                inbox.push(value.clone());
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16) {
+        self.closed.insert(conn.clone(), code);
+        Sim::close(self, &conn);
+    }
+
+    fn update_conn(&mut self, info: ConnInfo) {
+        self.attachments.insert(info.conn.clone(), info);
+    }
+
+    fn call(&mut self, call: Never) {
+        match call {}
+    }
+
+    fn keepalive(&mut self) {
+        for chunks in self.streams.values_mut() {
+            chunks.push(SSE_KEEPALIVE.to_string());
+        }
+    }
+
+    fn stream_end(&mut self, stream: ConnId, last: String) {
+        assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
+        self.ended_streams.insert(stream, last);
     }
 }
 
