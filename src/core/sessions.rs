@@ -17,7 +17,37 @@ use crate::core::object::{Attachment, Effect};
 use crate::core::protocol::{self, DecodeError, Envelope, Incoming, Ref, Strikes};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// What rooms and documents keep per socket in its hibernation attachment (user objects keep
+/// less: [`crate::core::user::UserConnInfo`]). Kept small: the runtime caps attachments at 2 KB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// The connection id.
+    #[serde(rename = "c")]
+    pub conn: ConnId,
+    /// The authenticated user.
+    #[serde(rename = "u")]
+    pub user: UserId,
+    /// When the socket's token expires.
+    #[serde(rename = "x")]
+    pub expires: Timestamp,
+    /// Whether the token allows writing (a room's `send`, a document's `write`); without it the
+    /// socket is read-only.
+    #[serde(rename = "w")]
+    pub can_write: bool,
+}
+
+impl Attachment for ConnInfo {
+    fn conn(&self) -> &ConnId {
+        &self.conn
+    }
+
+    fn expires(&self) -> Timestamp {
+        self.expires
+    }
+}
 
 /// One open socket.
 #[derive(Debug)]

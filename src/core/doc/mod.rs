@@ -32,14 +32,14 @@ use crate::core::caps::DocRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::object::{reply, Attachment, Effect, Object};
+use crate::core::object::{reply, Effect, Object};
 use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
 use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::sessions::{self, SessionLimits, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use request::{CursorUpdate, OpSubmit, OpsGet};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sources::Seen;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,32 +54,8 @@ pub const MAX_OP_COMPONENTS: usize = 1_000;
 /// Longest `src`, in bytes.
 pub const MAX_SRC_LEN: usize = 128;
 
-/// What the shell keeps per socket in its hibernation attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DocConnInfo {
-    /// The connection id.
-    #[serde(rename = "c")]
-    pub conn: ConnId,
-    /// The authenticated user.
-    #[serde(rename = "u")]
-    pub user: UserId,
-    /// When the socket's token expires.
-    #[serde(rename = "x")]
-    pub expires: Timestamp,
-    /// Whether the token allows editing.
-    #[serde(rename = "w")]
-    pub can_write: bool,
-}
-
-impl Attachment for DocConnInfo {
-    fn conn(&self) -> &ConnId {
-        &self.conn
-    }
-
-    fn expires(&self) -> Timestamp {
-        self.expires
-    }
-}
+/// What the shell keeps per socket in its hibernation attachment (`can_write`: may edit).
+pub type DocConnInfo = crate::core::sessions::ConnInfo;
 
 /// An applied op as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 //! ([`ConnInfo`]). Rooms make no calls to other objects. This file imports nothing else of the
 //! room, so the room's modules can all use it.
 
-use crate::core::ids::{ConnId, UserId};
-use crate::core::object::{Attachment, Effect, Never};
+use crate::core::ids::UserId;
+use crate::core::object::{Effect, Never};
 use crate::core::room::log::Message;
-use crate::core::time::Timestamp;
+pub use crate::core::sessions::ConnInfo;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,31 +45,4 @@ pub struct StateEntry {
     pub version: u64,
     /// Who wrote it last.
     pub user: UserId,
-}
-
-/// What the shell keeps per socket (in its hibernation attachment) to rebuild the room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnInfo {
-    /// The connection id.
-    #[serde(rename = "c")]
-    pub conn: ConnId,
-    /// The authenticated user.
-    #[serde(rename = "u")]
-    pub user: UserId,
-    /// When the socket's token expires.
-    #[serde(rename = "x")]
-    pub expires: Timestamp,
-    /// Whether the token allows writing (`send`); without it the socket is read-only.
-    #[serde(rename = "w")]
-    pub can_write: bool,
-}
-
-impl Attachment for ConnInfo {
-    fn conn(&self) -> &ConnId {
-        &self.conn
-    }
-
-    fn expires(&self) -> Timestamp {
-        self.expires
-    }
 }
