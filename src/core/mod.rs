@@ -10,6 +10,7 @@ pub mod caps;
 pub mod config;
 pub mod dev_token;
 pub mod doc;
+pub mod effect;
 pub mod error;
 pub mod ids;
 pub mod notify;

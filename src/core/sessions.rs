@@ -11,9 +11,9 @@
 
 use crate::core::auth::{self, AuthConfig, Identity};
 use crate::core::config::Config;
+use crate::core::effect::{reply, Attachment, Effect};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::object::{Attachment, Effect};
 use crate::core::protocol::{self, DecodeError, Envelope, Incoming, Ref, Strikes};
 use crate::core::time::Timestamp;
 use crate::core::timers::Timers;
@@ -216,6 +216,34 @@ impl<I: Attachment> Sessions<I> {
         let info = rights(&identity, current)?;
         self.add(info.clone());
         Ok(info)
+    }
+}
+
+impl Sessions<ConnInfo> {
+    /// `auth:refresh` on a room's or document's socket: `rights` reads from the new token
+    /// whether the socket may stay (an error refuses the refresh) and whether it may write.
+    /// Answers `UpdateConn` and the reply `{"expires", <write_field>}`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refresh_rights<W, C>(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<&Ref>,
+        token: &str,
+        auth: &AuthConfig,
+        now: Timestamp,
+        write_field: &str,
+        rights: impl FnOnce(&Identity) -> Result<bool, Error>,
+    ) -> Result<Vec<Effect<W, C, ConnInfo>>, Error> {
+        let info = self.refresh(&sender.conn, &sender.user, token, auth, now, |identity, current| {
+            let can_write = rights(identity)?;
+            Ok(ConnInfo { expires: identity.expires, can_write, ..current.clone() })
+        })?;
+        let mut data = serde_json::Map::new();
+        data.insert("expires".into(), serde_json::json!(info.expires));
+        data.insert(write_field.into(), serde_json::Value::Bool(info.can_write));
+        let mut effects = vec![Effect::UpdateConn(info)];
+        effects.extend(reply(&sender.conn, reply_to, &data));
+        Ok(effects)
     }
 }
 

@@ -34,8 +34,8 @@ use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::object::{reply, Effect, Object};
 use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
-use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
-use crate::core::sessions::{self, SessionLimits, Sessions};
+use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
+use crate::core::sessions::{SessionLimits, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use request::{CursorUpdate, OpSubmit, OpsGet};
@@ -509,31 +509,6 @@ impl Doc {
         Some(missed.iter().map(|o| o.op.frame()).collect())
     }
 
-    fn dispatch(
-        &mut self,
-        sender: &DocConnInfo,
-        envelope: Envelope,
-        now: Timestamp,
-    ) -> Result<Vec<DocEffect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        // The event's rights and budget are checked before its payload is read.
-        let event = Request::event(&event)?;
-        if event.writes() && !sender.can_write {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "this token may read this document but not edit it",
-            ));
-        }
-        let class = event.class();
-        self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
-        match Request::decode(event, data)? {
-            Request::Submit(p) => self.submit(sender, reply_to, p),
-            Request::Cursor(p) => self.cursor(sender, reply_to, p),
-            Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
-            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
-        }
-    }
-
     fn submit(
         &mut self,
         sender: &DocConnInfo,
@@ -733,13 +708,14 @@ impl Doc {
         now: Timestamp,
     ) -> Result<Vec<DocEffect>, Error> {
         let (config, doc) = (&self.config, self.id.as_str());
-        let info = self.conns.refresh(
-            &sender.conn,
-            &sender.user,
+        self.conns.refresh_rights(
+            sender,
+            reply_to.as_ref(),
             &p.token,
             &config.auth,
             now,
-            |identity, current| {
+            "canWrite",
+            |identity| {
                 let rights = DocRights::of(identity.caps_or(&config.default_caps), doc);
                 if !rights.read {
                     return Err(Error::new(
@@ -747,13 +723,9 @@ impl Doc {
                         "the new token does not allow reading this document",
                     ));
                 }
-                Ok(DocConnInfo { expires: identity.expires, can_write: rights.write, ..current.clone() })
+                Ok(rights.write)
             },
-        )?;
-        let data = json!({ "expires": info.expires, "canWrite": info.can_write });
-        let mut effects = vec![DocEffect::UpdateConn(info)];
-        effects.extend(reply(&sender.conn, reply_to.as_ref(), &data));
-        Ok(effects)
+        )
     }
 }
 
@@ -804,21 +776,34 @@ impl Object for Doc {
         effects
     }
 
-    /// A frame arrived on `conn`.
-    fn handle_frame(
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    fn dispatch(
         &mut self,
-        conn: &ConnId,
-        frame: Incoming<'_>,
+        sender: &DocConnInfo,
+        envelope: Envelope,
         now: Timestamp,
         _reader: &(),
-    ) -> Vec<DocEffect> {
-        let (sender, decoded) = match self.conns.receive(conn, frame, now) {
-            Ok(received) => received,
-            Err(done) => return done,
-        };
-        let (reply_to, envelope) = sessions::split(decoded);
-        let outcome = envelope.and_then(|envelope| self.dispatch(&sender, envelope, now));
-        self.conns.settle(conn, reply_to.as_ref(), outcome, now)
+    ) -> Result<Vec<DocEffect>, Error> {
+        let Envelope { event, reply_to, data } = envelope;
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_write {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this document but not edit it",
+            ));
+        }
+        let class = event.class();
+        self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
+        match Request::decode(event, data)? {
+            Request::Submit(p) => self.submit(sender, reply_to, p),
+            Request::Cursor(p) => self.cursor(sender, reply_to, p),
+            Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
+            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
+        }
     }
 
     /// A socket closed: its cursor disappears for the others.

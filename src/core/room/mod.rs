@@ -29,8 +29,8 @@ use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::object::{reply, Object};
-use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
+use crate::core::object::Object;
+use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
 use crate::core::room::log::{LogHead, RoomLog};
 use crate::core::sessions::{self, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
@@ -203,36 +203,6 @@ impl Room {
         *count == 1
     }
 
-    fn dispatch(
-        &mut self,
-        sender: &ConnInfo,
-        envelope: Envelope,
-        now: Timestamp,
-        log: &dyn RoomLog,
-    ) -> Result<Vec<Effect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        // The event's rights and budget are checked before its payload is read.
-        let event = Request::event(&event)?;
-        if event.writes() && !sender.can_write {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "this token may read this room but not write to it",
-            ));
-        }
-        self.throttle(&sender.user, event.class(), now)?;
-        let r = reply_to;
-        match Request::decode(event, data)? {
-            Request::Send(p) => self.send_message(sender, r, p, now, log),
-            Request::History(p) => self.history_get(sender, r, p, log),
-            Request::TypingStart => Ok(self.typing_start(sender, r, now)),
-            Request::TypingStop => Ok(self.typing_stop(sender, r)),
-            Request::StateSet(p) => self.state_set(sender, r, p),
-            Request::Signal(p) => self.signal(sender, r, p),
-            Request::Broadcast(p) => self.broadcast(sender, r, p),
-            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
-        }
-    }
-
     fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
         self.budgets.take(user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))
     }
@@ -251,13 +221,14 @@ impl Room {
         now: Timestamp,
     ) -> Result<Vec<Effect>, Error> {
         let (config, room) = (&self.config, self.id.as_str());
-        let info = self.conns.refresh(
-            &sender.conn,
-            &sender.user,
+        self.conns.refresh_rights(
+            sender,
+            reply_to.as_ref(),
             &p.token,
             &config.auth,
             now,
-            |identity, current| {
+            "canSend",
+            |identity| {
                 let rights = RoomRights::of(identity.caps_or(&config.default_caps), room);
                 if !rights.join {
                     return Err(Error::new(
@@ -265,13 +236,9 @@ impl Room {
                         "the new token does not allow joining this room",
                     ));
                 }
-                Ok(ConnInfo { expires: identity.expires, can_write: rights.send, ..current.clone() })
+                Ok(rights.send)
             },
-        )?;
-        let data = json!({ "expires": info.expires, "canSend": info.can_write });
-        let mut effects = vec![Effect::UpdateConn(info)];
-        effects.extend(reply(&sender.conn, reply_to.as_ref(), &data));
-        Ok(effects)
+        )
     }
 }
 
@@ -329,21 +296,38 @@ impl Object for Room {
         effects
     }
 
-    /// A frame arrived on `conn`.
-    fn handle_frame(
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    fn dispatch(
         &mut self,
-        conn: &ConnId,
-        frame: Incoming<'_>,
+        sender: &ConnInfo,
+        envelope: Envelope,
         now: Timestamp,
         log: &(dyn RoomLog + '_),
-    ) -> Vec<Effect> {
-        let (sender, decoded) = match self.conns.receive(conn, frame, now) {
-            Ok(received) => received,
-            Err(done) => return done,
-        };
-        let (reply_to, envelope) = sessions::split(decoded);
-        let outcome = envelope.and_then(|envelope| self.dispatch(&sender, envelope, now, log));
-        self.conns.settle(conn, reply_to.as_ref(), outcome, now)
+    ) -> Result<Vec<Effect>, Error> {
+        let Envelope { event, reply_to, data } = envelope;
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_write {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this room but not write to it",
+            ));
+        }
+        self.throttle(&sender.user, event.class(), now)?;
+        let r = reply_to;
+        match Request::decode(event, data)? {
+            Request::Send(p) => self.send_message(sender, r, p, now, log),
+            Request::History(p) => self.history_get(sender, r, p, log),
+            Request::TypingStart => Ok(self.typing_start(sender, r, now)),
+            Request::TypingStop => Ok(self.typing_stop(sender, r)),
+            Request::StateSet(p) => self.state_set(sender, r, p),
+            Request::Signal(p) => self.signal(sender, r, p),
+            Request::Broadcast(p) => self.broadcast(sender, r, p),
+            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
+        }
     }
 
     /// A socket closed (or errored): forget it and announce a departure on the user's last one.

@@ -284,25 +284,6 @@ impl User {
         Some(UserEffect::Call(UserCall::Push { to, update: self.update() }))
     }
 
-    /// Decodes and handles one request; an accepted one that is activity
-    /// ([`request::Event::is_activity`]) counts as such.
-    fn dispatch(
-        &mut self,
-        conn: &ConnId,
-        envelope: Envelope,
-        now: Timestamp,
-        inbox: &dyn Inbox,
-    ) -> Result<Vec<UserEffect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
-        let event = Request::event(&event)?;
-        let effects = self.handle_request(conn, reply_to, Request::decode(event, data)?, now, inbox)?;
-        if event.is_activity() {
-            self.saved.presence.activity(now);
-        }
-        Ok(effects)
-    }
-
     fn handle_request(
         &mut self,
         conn: &ConnId,
@@ -739,6 +720,30 @@ impl Object for User {
         self.finish(&before, effects, now, true)
     }
 
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    /// Decodes and handles one request; an accepted one that is activity
+    /// ([`request::Event::is_activity`]) counts as such.
+    fn dispatch(
+        &mut self,
+        sender: &UserConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+        inbox: &(dyn Inbox + '_),
+    ) -> Result<Vec<UserEffect>, Error> {
+        let conn = &sender.conn;
+        let Envelope { event, reply_to, data } = envelope;
+        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
+        let event = Request::event(&event)?;
+        let effects = self.handle_request(conn, reply_to, Request::decode(event, data)?, now, inbox)?;
+        if event.is_activity() {
+            self.saved.presence.activity(now);
+        }
+        Ok(effects)
+    }
+
     /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
     /// unknown, invalid, over the rate) is not, so it changes no status. An expired socket's
     /// frame closes it and is not activity either.
@@ -749,13 +754,14 @@ impl Object for User {
         now: Timestamp,
         inbox: &(dyn Inbox + '_),
     ) -> Vec<UserEffect> {
-        let decoded = match self.conns.receive(conn, frame, now) {
-            Ok((_, decoded)) => decoded,
+        let (sender, decoded) = match self.conns.receive(conn, frame, now) {
+            Ok(received) => received,
             Err(done) => return done,
         };
+        // Unlike rooms and documents, every frame (answered or refused) ends in `finish`.
         let before = self.saved.clone();
         let (reply_to, envelope) = sessions::split(decoded);
-        let outcome = envelope.and_then(|envelope| self.dispatch(conn, envelope, now, inbox));
+        let outcome = envelope.and_then(|envelope| self.dispatch(&sender, envelope, now, inbox));
         let effects = self.conns.settle(conn, reply_to.as_ref(), outcome, now);
         self.finish(&before, effects, now, true)
     }
