@@ -82,6 +82,22 @@ impl DocStore {
     }
 }
 
+/// A document alone ([`super::solo::Solo`]): `ops:get` pages are read from this store.
+impl super::solo::Storage<Doc> for DocStore {
+    fn write(&mut self, write: DocWrite) {
+        DocStore::write(self, &write);
+    }
+
+    fn reader(&self) -> &() {
+        &()
+    }
+
+    fn call(&mut self, _doc: &mut Doc, call: DocCall, _now: Timestamp) -> Vec<DocEffect> {
+        let (to, frame) = self.read(&call);
+        vec![Effect::Send { to, frame }]
+    }
+}
+
 /// A client's view, run by the standard client algorithm.
 pub struct Client {
     pub conn: ConnId,

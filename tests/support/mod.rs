@@ -4,6 +4,7 @@
 pub mod docs;
 pub mod fuzz;
 pub mod shell;
+pub mod solo;
 pub mod users;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -183,16 +184,7 @@ impl Sim {
 
 impl shell::Shell<Room> for Sim {
     fn write(&mut self, write: RoomWrite) {
-        match write {
-            RoomWrite::Append(m) => {
-                assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
-                self.log.messages.push(m);
-            }
-            RoomWrite::Trim { through, forget_through } => self.log.trim(through, forget_through),
-            RoomWrite::PutState { key, entry } => {
-                self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
-            }
-        }
+        room_write(&mut self.log, &mut self.stored_state, write);
     }
 
     fn send(&mut self, to: ConnId, frame: String) {
@@ -232,6 +224,41 @@ impl shell::Shell<Room> for Sim {
     fn stream_end(&mut self, stream: ConnId, last: String) {
         assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
         self.ended_streams.insert(stream, last);
+    }
+}
+
+/// Stores a room's write as its SQL does: the log (gapless) and the live state table.
+pub fn room_write(log: &mut MemoryLog, state: &mut BTreeMap<String, Value>, write: RoomWrite) {
+    match write {
+        RoomWrite::Append(m) => {
+            assert_eq!(m.seq, log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
+            log.messages.push(m);
+        }
+        RoomWrite::Trim { through, forget_through } => log.trim(through, forget_through),
+        RoomWrite::PutState { key, entry } => {
+            state.insert(key, serde_json::to_value(entry).unwrap());
+        }
+    }
+}
+
+/// A room's storage for [`solo::Solo`].
+#[derive(Default)]
+pub struct RoomStore {
+    pub log: MemoryLog,
+    pub state: BTreeMap<String, Value>,
+}
+
+impl solo::Storage<Room> for RoomStore {
+    fn write(&mut self, write: RoomWrite) {
+        room_write(&mut self.log, &mut self.state, write);
+    }
+
+    fn reader(&self) -> &(dyn switchboard::core::room::log::RoomLog + '_) {
+        &self.log
+    }
+
+    fn call(&mut self, _room: &mut Room, call: Never, _now: Timestamp) -> Vec<RoomEffect> {
+        match call {}
     }
 }
 

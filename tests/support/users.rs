@@ -35,6 +35,58 @@ pub struct Store {
     pub writes: usize,
 }
 
+impl Store {
+    /// Stores one write as the user object's SQL does.
+    pub fn write(&mut self, write: UserWrite) {
+        match write {
+            UserWrite::SavePresence(p) => {
+                self.presence = Some(p);
+                self.writes += 1;
+            }
+            UserWrite::SavePolicy(p) => self.policy = p,
+            UserWrite::Inbox(write) => self.inbox.apply(&write),
+            UserWrite::SaveWatcher { watcher, active } => {
+                self.watchers.insert(watcher, active);
+            }
+            UserWrite::RemoveWatcher(w) => {
+                self.watchers.remove(&w);
+            }
+            UserWrite::SaveWatching { user, rev } => {
+                self.watching.insert(user, rev);
+            }
+            UserWrite::RemoveWatching(u) => {
+                self.watching.remove(&u);
+            }
+        }
+    }
+}
+
+/// A user object alone ([`super::solo::Solo`]): no other user's object answers its calls.
+impl super::solo::Storage<User> for Store {
+    fn write(&mut self, write: UserWrite) {
+        Store::write(self, write);
+    }
+
+    fn reader(&self) -> &(dyn switchboard::core::user::inbox::Inbox + '_) {
+        &self.inbox
+    }
+
+    fn call(&mut self, user: &mut User, call: UserCall, _now: Timestamp) -> Vec<UserEffect> {
+        let gone = || Error::new(switchboard::core::error::ErrorCode::Internal, "no such object here");
+        match call {
+            UserCall::Push { to, .. } => user.pushed(to.into_iter().map(|u| (u, Err(gone()))).collect()),
+            UserCall::Watch { users, reply, .. } => {
+                let results = users.into_iter().map(|u| (u, Err(gone()))).collect();
+                match reply {
+                    Some(reply) => user.watched(reply, results),
+                    None => user.resumed(results),
+                }
+            }
+            UserCall::Unwatch(_) => Vec::new(),
+        }
+    }
+}
+
 pub struct Users {
     pub users: BTreeMap<UserId, User>,
     pub stores: BTreeMap<UserId, Store>,
@@ -420,27 +472,7 @@ struct At<'a> {
 
 impl Shell<User> for At<'_> {
     fn write(&mut self, write: UserWrite) {
-        let store = self.net.stores.entry(self.id.clone()).or_default();
-        match write {
-            UserWrite::SavePresence(p) => {
-                store.presence = Some(p);
-                store.writes += 1;
-            }
-            UserWrite::SavePolicy(p) => store.policy = p,
-            UserWrite::Inbox(write) => store.inbox.apply(&write),
-            UserWrite::SaveWatcher { watcher, active } => {
-                store.watchers.insert(watcher, active);
-            }
-            UserWrite::RemoveWatcher(w) => {
-                store.watchers.remove(&w);
-            }
-            UserWrite::SaveWatching { user, rev } => {
-                store.watching.insert(user, rev);
-            }
-            UserWrite::RemoveWatching(u) => {
-                store.watching.remove(&u);
-            }
-        }
+        self.net.stores.entry(self.id.clone()).or_default().write(write);
     }
 
     fn send(&mut self, to: ConnId, frame: String) {
