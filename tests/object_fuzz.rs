@@ -359,7 +359,7 @@ fn fuzz<O: Fuzzed>() -> usize {
         let mut connect = |solo: &mut Solo<O, O::Store>| {
             next += 1;
             let (info, with) = O::socket(next, solo.now);
-            solo.connect(info, with)
+            solo.accept(info, with)
         };
         let mut conns: Vec<ConnId> = (0..3).map(|_| connect(&mut solo)).collect();
         for n in 0..400u64 {
@@ -403,7 +403,7 @@ impl Fuzzed for Room {
         let head = LogHead { seq: 0, epoch: "e".into() };
         let config = support::config(Default::default());
         let room = Room::new(RoomId::parse("fuzz").unwrap(), head, Default::default(), config);
-        Solo::new(room, support::RoomStore::default(), Timestamp(1_700_000_000_000))
+        Solo::of(room, support::RoomStore::default(), Timestamp(1_700_000_000_000))
     }
 
     fn socket(n: u32, now: Timestamp) -> (ConnInfo, Option<Resume>) {
@@ -439,7 +439,7 @@ impl Fuzzed for User {
         let mut config = support::config(Default::default());
         config.presence = support::users::TIMES;
         let user = User::new(UserId::parse("alice").unwrap(), StoredUser::default(), config);
-        Solo::new(user, support::users::Store::default(), Timestamp(1_700_000_000_000))
+        Solo::of(user, support::users::Store::default(), Timestamp(1_700_000_000_000))
     }
 
     fn socket(n: u32, now: Timestamp) -> (UserConnInfo, WatchPolicy) {
@@ -472,7 +472,7 @@ impl Fuzzed for Doc {
         let (doc, first) =
             Doc::restore(DocId::parse("fuzz").unwrap(), store.stored(), doc_config(), "e".into());
         store.restored(&first);
-        Solo::new(doc, store, Timestamp(1_700_000_000_000))
+        Solo::of(doc, store, Timestamp(1_700_000_000_000))
     }
 
     fn socket(n: u32, now: Timestamp) -> (DocConnInfo, Option<ResumeFrom>) {

@@ -41,9 +41,9 @@ fn random_frames_never_hurt_the_room() {
                 }
             }
         }
-        let seqs: Vec<u64> = sim.log.messages.iter().map(|m| m.seq).collect();
+        let seqs: Vec<u64> = sim.store.log.messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seed {seed}: the log has no gaps");
-        assert_eq!(sim.room.seq(), seqs.len() as u64);
+        assert_eq!(sim.object.seq(), seqs.len() as u64);
         stored += seqs.len();
     }
     // The generator must reach the success paths too, or it proves little.

@@ -80,28 +80,6 @@ pub enum Effect<W, C, I> {
     Call(C),
 }
 
-/// Which of the three phases of a batch an effect belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Storage writes.
-    Write,
-    /// Frames, closes, attachments and event-stream bytes.
-    Frame,
-    /// Calls to other objects.
-    Call,
-}
-
-impl<W, C, I> Effect<W, C, I> {
-    /// The phase the shell applies this effect in.
-    pub fn phase(&self) -> Phase {
-        match self {
-            Effect::Write(_) => Phase::Write,
-            Effect::Call(_) => Phase::Call,
-            _ => Phase::Frame,
-        }
-    }
-}
-
 /// A batch split into its phases: writes, frame-phase effects, calls.
 pub type Phases<W, C, I> = (Vec<W>, Vec<Effect<W, C, I>>, Vec<C>);
 

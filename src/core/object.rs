@@ -3,7 +3,7 @@
 //! of them. Its effects are [`crate::core::effect`] (re-exported here); its connections
 //! (strikes, token expiry, `auth:refresh`, replies) are [`crate::core::sessions`].
 
-pub use crate::core::effect::{phases, reply, Attachment, Effect, Never, Phase, Phases, SSE_KEEPALIVE};
+pub use crate::core::effect::{phases, reply, Attachment, Effect, Never, Phases, SSE_KEEPALIVE};
 use crate::core::error::Error;
 use crate::core::ids::ConnId;
 use crate::core::protocol::{Envelope, Incoming};
@@ -15,7 +15,7 @@ pub type EffectOf<O> = Effect<<O as Object>::Write, <O as Object>::Call, <O as O
 
 /// The contract every object core implements: its inputs (`handle_*`, `now` passed in), its
 /// one timer ([`Object::poll_timeout`]), and its rebuild from socket attachments after a wake.
-/// The shell calls these and applies the effects in [phase](Phase) order.
+/// The shell calls these and applies the effects in the order of [`phases`].
 pub trait Object {
     /// The object's storage writes.
     type Write;

@@ -1,14 +1,15 @@
-//! One object of any kind, driven through the [`Object`] contract alone: its sockets' inboxes,
-//! a storage fake, and a virtual clock that fires the alarm at every deadline. Effects go
+//! One object of any kind, driven through the [`Object`] contract alone: its sockets' inboxes
+//! and event streams, a storage fake, and a virtual clock that fires the alarm at every deadline. Effects go
 //! through the one interpreter ([`super::shell::apply`]); only what storage does is the
-//! object's own ([`Storage`]). The object fuzzer runs rooms, users and documents through it.
+//! object's own ([`Storage`]). The room tests' `Sim` is a `Solo` of a room; the object fuzzer
+//! runs rooms, users and documents through it.
 #![allow(dead_code)]
 
 use super::shell::{self, Shell};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchboard::core::ids::ConnId;
-use switchboard::core::object::{Attachment, EffectOf, Object};
+use switchboard::core::object::{Attachment, EffectOf, Object, SSE_KEEPALIVE};
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
 
@@ -34,10 +35,16 @@ pub struct Solo<O: Object, S: Storage<O>> {
     pub closed: BTreeMap<ConnId, u16>,
     /// Each socket's attachment, as the shell keeps it.
     pub attachments: BTreeMap<ConnId, O::Info>,
+    /// What each open event stream received after its opening.
+    pub streams: BTreeMap<ConnId, Vec<String>>,
+    /// Streams the object ended, with their last event.
+    pub ended_streams: BTreeMap<ConnId, String>,
+    /// Numbers the ids the simulator hands out.
+    pub next_conn: u32,
 }
 
 impl<O: Object, S: Storage<O>> Solo<O, S> {
-    pub fn new(object: O, store: S, now: Timestamp) -> Self {
+    pub fn of(object: O, store: S, now: Timestamp) -> Self {
         Solo {
             object,
             store,
@@ -45,11 +52,14 @@ impl<O: Object, S: Storage<O>> Solo<O, S> {
             inboxes: BTreeMap::new(),
             closed: BTreeMap::new(),
             attachments: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            ended_streams: BTreeMap::new(),
+            next_conn: 0,
         }
     }
 
     /// A socket with `info` is accepted.
-    pub fn connect(&mut self, info: O::Info, with: O::Connect) -> ConnId {
+    pub fn accept(&mut self, info: O::Info, with: O::Connect) -> ConnId {
         let conn = info.conn().clone();
         self.inboxes.insert(conn.clone(), Vec::new());
         self.attachments.insert(conn.clone(), info.clone());
@@ -126,9 +136,26 @@ impl<O: Object, S: Storage<O>> Shell<O> for Solo<O, S> {
         self.apply(effects);
     }
 
-    // No event streams are opened through a solo object: their effects have nothing to reach.
-    fn stream_send(&mut self, _to: ConnId, _event: String) {}
-    fn stream_broadcast(&mut self, _event: String) {}
-    fn stream_end(&mut self, _stream: ConnId, _last: String) {}
-    fn keepalive(&mut self) {}
+    fn stream_send(&mut self, to: ConnId, event: String) {
+        if let Some(chunks) = self.streams.get_mut(&to) {
+            chunks.push(event);
+        }
+    }
+
+    fn stream_broadcast(&mut self, event: String) {
+        for chunks in self.streams.values_mut() {
+            chunks.push(event.clone());
+        }
+    }
+
+    fn stream_end(&mut self, stream: ConnId, last: String) {
+        assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
+        self.ended_streams.insert(stream, last);
+    }
+
+    fn keepalive(&mut self) {
+        for chunks in self.streams.values_mut() {
+            chunks.push(SSE_KEEPALIVE.to_string());
+        }
+    }
 }
