@@ -6,12 +6,14 @@ mod support;
 
 use serde_json::{json, Value};
 use support::docs::{doc_config, random_op, DocSim, DocStore};
+use support::shell::{self, Shell};
 use support::{config, Rng};
 use switchboard::core::config::Limits;
 use switchboard::core::doc::{
-    ops_page, Doc, DocConnInfo, DocEffect, ResumeFrom, MAX_OP_COMPONENTS, SNAPSHOT_EVERY,
+    ops_page, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, ResumeFrom, MAX_OP_COMPONENTS, SNAPSHOT_EVERY,
 };
 use switchboard::core::ids::{ConnId, DocId, UserId};
+use switchboard::core::object::{Effect, Object};
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
 
@@ -96,7 +98,7 @@ impl One {
         let (doc, effects) =
             Doc::restore(DocId::parse("spec").unwrap(), store.stored(), config(limits), "e1".into());
         let mut store = store;
-        effects.iter().for_each(|e| store.apply(e));
+        store.restored(&effects);
         let mut one = One { doc, store, frames: Vec::new(), now: 0 };
         one.connect("w", true, None);
         one.connect("r", false, None);
@@ -112,33 +114,18 @@ impl One {
             can_write,
         };
         let resume = resume.map(|v| ResumeFrom { v, epoch: None });
-        let effects = self.doc.handle_connect(info, resume, Timestamp(0));
+        let effects = self.doc.handle_connect(info, resume, Timestamp(0), &());
         self.apply(effects);
     }
 
     fn apply(&mut self, effects: Vec<DocEffect>) {
-        for e in effects {
-            self.store.apply(&e);
-            match e {
-                DocEffect::Send { to, frame } => {
-                    self.frames.push((to, serde_json::from_str(&frame).unwrap()))
-                }
-                DocEffect::Broadcast { except, frame } => {
-                    for c in ["w", "r", "w2"].map(conn) {
-                        if Some(&c) != except.as_ref() {
-                            self.frames.push((c, serde_json::from_str(&frame).unwrap()));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+        shell::apply(self, effects);
     }
 
     fn send(&mut self, c: &str, frame: Value) -> Value {
         let text = frame.to_string();
         self.now += 100;
-        let effects = self.doc.handle_frame(&conn(c), Incoming::Text(&text), Timestamp(self.now));
+        let effects = self.doc.handle_frame(&conn(c), Incoming::Text(&text), Timestamp(self.now), &());
         self.apply(effects);
         let r = frame["ref"].clone();
         let at = self.frames.iter().position(|(to, f)| to == &conn(c) && f["t"] == "reply" && f["ref"] == r);
@@ -158,6 +145,31 @@ impl One {
         self.frames = rest;
         mine.into_iter().map(|(_, f)| f).collect()
     }
+}
+
+impl Shell<Doc> for One {
+    fn write(&mut self, write: DocWrite) {
+        self.store.write(&write);
+    }
+
+    fn send(&mut self, to: ConnId, frame: String) {
+        self.frames.push((to, serde_json::from_str(&frame).unwrap()));
+    }
+
+    fn broadcast(&mut self, except: Option<ConnId>, frame: String) {
+        for c in ["w", "r", "w2"].map(conn) {
+            if Some(&c) != except.as_ref() {
+                self.frames.push((c, serde_json::from_str(&frame).unwrap()));
+            }
+        }
+    }
+
+    fn close(&mut self, _conn: ConnId, _code: u16) {}
+
+    fn update_conn(&mut self, _info: DocConnInfo) {}
+
+    /// `ops:get` pages are checked where a test asks for them (the effect itself).
+    fn call(&mut self, _call: DocCall) {}
 }
 
 #[test]
@@ -326,7 +338,7 @@ fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch
     stored.ops[3].op = json!([4294967296u64, "x"]).to_string();
     let (mut doc, effects) =
         Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
-    let Some(DocEffect::Repair { repair, epoch: new_epoch, text }) = effects.first() else {
+    let Some(Effect::Write(DocWrite::Repair { repair, epoch: new_epoch, text })) = effects.first() else {
         panic!("{effects:?}")
     };
     assert_eq!((repair.dropped_from, repair.continued_at), (3, 6), "no version a client holds is current");
@@ -348,10 +360,10 @@ fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch
             _ => None,
         })
     };
-    let old = doc.handle_connect(info("w"), Some(ResumeFrom { v: 5, epoch: Some(epoch) }), Timestamp(0));
+    let old = doc.handle_connect(info("w"), Some(ResumeFrom { v: 5, epoch: Some(epoch) }), Timestamp(0), &());
     assert_eq!(resumed(old), Some(json!(false)));
     for v in [4, 5] {
-        let legacy = doc.handle_connect(info("w2"), Some(ResumeFrom { v, epoch: None }), Timestamp(0));
+        let legacy = doc.handle_connect(info("w2"), Some(ResumeFrom { v, epoch: None }), Timestamp(0), &());
         assert_eq!(
             resumed(legacy),
             Some(json!(false)),
@@ -360,8 +372,8 @@ fn a_stored_op_that_does_not_load_is_cut_and_the_document_goes_on_in_a_new_epoch
     }
     let frame = json!({ "t": "op:submit", "ref": 1, "d": { "v": 6, "op": [3, "!"], "src": "a", "seq": 9 } })
         .to_string();
-    let ok = doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(1));
-    assert!(ok.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 6)), "{ok:?}");
+    let ok = doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(1), &());
+    assert!(ok.iter().any(|e| matches!(e, Effect::Write(DocWrite::AppendOp(o)) if o.v == 6)), "{ok:?}");
     assert_eq!(doc.text(), "xxx!");
 }
 
@@ -375,7 +387,7 @@ fn a_log_that_jumps_is_cut_at_the_gap_instead_of_refusing_every_connect() {
     stored.ops.remove(1);
     let (doc, effects) =
         Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
-    assert!(matches!(effects.first(), Some(DocEffect::Repair { .. })));
+    assert!(matches!(effects.first(), Some(Effect::Write(DocWrite::Repair { .. }))));
     assert_eq!((doc.text(), doc.version()), ("y", 5));
 }
 
@@ -446,11 +458,12 @@ fn resumes_are_bounded_by_bytes_and_by_epoch() {
         info.clone(),
         Some(ResumeFrom { v: 7, epoch: Some("another".into()) }),
         Timestamp(0),
+        &(),
     );
     assert!(!other
         .iter()
         .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("\"operation\""))));
-    let same = d.doc.handle_connect(info, Some(ResumeFrom { v: 7, epoch: Some(epoch) }), Timestamp(0));
+    let same = d.doc.handle_connect(info, Some(ResumeFrom { v: 7, epoch: Some(epoch) }), Timestamp(0), &());
     assert_eq!(
         same.iter()
             .filter(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("\"operation\"")))
@@ -487,8 +500,9 @@ fn ops_get_pages_stored_ops_within_the_byte_budget() {
         d.submit("w", seq - 1, json!([big]), "a", seq);
     }
     let frame = json!({ "t": "ops:get", "ref": 7, "d": { "from": 1 } }).to_string();
-    let effects = d.doc.handle_frame(&conn("r"), Incoming::Text(&frame), Timestamp(10_000));
-    let Some(DocEffect::ReadOps { reply_to, from, until, max_bytes, .. }) = effects.first() else {
+    let effects = d.doc.handle_frame(&conn("r"), Incoming::Text(&frame), Timestamp(10_000), &());
+    let Some(Effect::Call(DocCall::ReadOps { reply_to, from, until, max_bytes, .. })) = effects.first()
+    else {
         panic!("{effects:?}")
     };
     assert_eq!((*from, *until), (1, 6));
@@ -520,12 +534,12 @@ fn after_exp_plus_leeway_only_auth_refresh_is_heard() {
         expires: Timestamp(10_000),
         can_write: true,
     };
-    doc.handle_connect(info, None, Timestamp(0));
+    doc.handle_connect(info, None, Timestamp(0), &());
     assert_eq!(doc.poll_timeout(), Some(Timestamp(10_000)));
     let op =
         json!({ "t": "op:submit", "ref": 1, "d": { "v": 0, "op": ["x"], "src": "a", "seq": 1 } }).to_string();
     // The alarm has not run yet (it may be late): the frame itself is refused with 4001.
-    let late = doc.handle_frame(&conn("w"), Incoming::Text(&op), Timestamp(10_001));
+    let late = doc.handle_frame(&conn("w"), Incoming::Text(&op), Timestamp(10_001), &());
     assert!(matches!(late.as_slice(), [DocEffect::Close { code: 4001, .. }]), "{late:?}");
     assert_eq!(doc.version(), 0);
 }
@@ -537,7 +551,7 @@ fn a_reconnect_does_not_refill_the_users_rate_budget() {
         let frame = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
         (0..60)
             .filter(|_| {
-                let effects = d.doc.handle_frame(&conn(c), Incoming::Text(&frame), Timestamp(d.now));
+                let effects = d.doc.handle_frame(&conn(c), Incoming::Text(&frame), Timestamp(d.now), &());
                 effects
                     .iter()
                     .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("rate_limited")))
@@ -562,8 +576,8 @@ fn good_frames_between_bad_ones_do_not_reset_the_strikes() {
         |effects: &[DocEffect]| effects.iter().any(|e| matches!(e, DocEffect::Close { code: 4002, .. }));
     let good = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
     for n in 1..=5 {
-        let bad = d.doc.handle_frame(&conn("w"), Incoming::Text("{nope"), Timestamp(n * 1000));
-        let ok = d.doc.handle_frame(&conn("w"), Incoming::Text(&good), Timestamp(n * 1000 + 1));
+        let bad = d.doc.handle_frame(&conn("w"), Incoming::Text("{nope"), Timestamp(n * 1000), &());
+        let ok = d.doc.handle_frame(&conn("w"), Incoming::Text(&good), Timestamp(n * 1000 + 1), &());
         assert!(!closed(&ok));
         assert_eq!(
             closed(&bad),
@@ -581,7 +595,7 @@ fn a_race_a_good_client_can_lose_is_answered_but_is_not_a_strike() {
         let stale =
             json!({ "t": "op:submit", "ref": n, "d": { "v": 0, "op": ["b"], "src": "tab", "seq": 1 } })
                 .to_string();
-        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&stale), Timestamp(1000 + n));
+        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&stale), Timestamp(1000 + n), &());
         assert!(effects
             .iter()
             .any(|e| matches!(e, DocEffect::Send { frame, .. } if frame.contains("conflict"))));
@@ -592,7 +606,7 @@ fn a_race_a_good_client_can_lose_is_answered_but_is_not_a_strike() {
     }
     // Strikes older than a minute no longer count.
     for t in [0u64, 61_000, 122_000] {
-        let bad = d.doc.handle_frame(&conn("r"), Incoming::Text("{"), Timestamp(10_000 + t));
+        let bad = d.doc.handle_frame(&conn("r"), Incoming::Text("{"), Timestamp(10_000 + t), &());
         assert!(!bad.iter().any(|e| matches!(e, DocEffect::Close { .. })));
     }
 }
@@ -614,7 +628,10 @@ fn an_op_that_grows_past_the_component_cap_when_transformed_is_refused_not_store
     assert_eq!(d.submit("w", 1, json!([{"d": 1}]), "a", 2)["ok"], true, "rebased, it fits");
     let (_, effects) =
         Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default()), "e2".into());
-    assert!(!effects.iter().any(|e| matches!(e, DocEffect::Repair { .. })), "nothing stored is cut on load");
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Write(DocWrite::Repair { .. }))),
+        "nothing stored is cut on load"
+    );
 }
 
 #[test]
@@ -632,7 +649,7 @@ fn a_stored_op_over_the_submit_cap_still_loads() {
     });
     let (doc, effects) =
         Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
-    assert!(effects.iter().all(|e| !matches!(e, DocEffect::Repair { .. })), "{effects:?}");
+    assert!(effects.iter().all(|e| !matches!(e, Effect::Write(DocWrite::Repair { .. }))), "{effects:?}");
     assert_eq!((doc.version(), doc.text().len()), (2, 1600));
 }
 
@@ -655,11 +672,14 @@ fn after_a_wake_the_live_log_reaches_back_before_the_snapshot() {
         expires: Timestamp(u64::MAX / 4),
         can_write: true,
     };
-    doc.handle_connect(info, None, Timestamp(0));
+    doc.handle_connect(info, None, Timestamp(0), &());
     let late = json!({ "t": "op:submit", "ref": 1, "d": { "v": 99, "op": ["late"], "src": "b", "seq": 1 } })
         .to_string();
-    let effects = doc.handle_frame(&conn("w"), Incoming::Text(&late), Timestamp(1));
-    assert!(effects.iter().any(|e| matches!(e, DocEffect::AppendOp(o) if o.v == 101)), "{effects:?}");
+    let effects = doc.handle_frame(&conn("w"), Incoming::Text(&late), Timestamp(1), &());
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Write(DocWrite::AppendOp(o)) if o.v == 101)),
+        "{effects:?}"
+    );
 }
 
 #[test]
@@ -668,7 +688,7 @@ fn a_tab_refused_for_the_users_shared_budget_is_not_struck_when_it_waits() {
     let frame = json!({ "t": "cursor:update", "d": { "pos": 0, "v": 0 } }).to_string();
     let mut closed = false;
     for _ in 0..60 {
-        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(10_000));
+        let effects = d.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(10_000), &());
         closed |= effects.iter().any(|e| matches!(e, DocEffect::Close { .. }));
     }
     assert!(closed, "a socket that ignores retryAfterMs is still closed");
@@ -677,7 +697,7 @@ fn a_tab_refused_for_the_users_shared_budget_is_not_struck_when_it_waits() {
     let mut closed = false;
     for _ in 0..300 {
         t += 40; // 25/s against 20/s: refused now and then, and it waits as asked
-        let effects = polite.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(t));
+        let effects = polite.doc.handle_frame(&conn("w"), Incoming::Text(&frame), Timestamp(t), &());
         if let Some(DocEffect::Send { frame: f, .. }) = effects.first() {
             if let Ok(v) = serde_json::from_str::<Value>(f) {
                 if let Some(ms) = v["error"]["retryAfterMs"].as_u64() {

@@ -7,6 +7,7 @@ use serde_json::json;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::error::close;
+use switchboard::core::object::Object;
 use switchboard::core::room::log::RoomLog;
 
 #[test]
@@ -52,8 +53,8 @@ fn messages_get_consecutive_seqs_server_time_an_ack_and_reach_everyone_else() {
     assert_eq!(received["d"]["id"], "ep1-2");
     assert!(received["d"].get("data").is_none());
     assert_eq!(sim.take_one(&bob_tab)["d"]["text"], "yo");
-    assert_eq!(sim.room.seq(), 2);
-    assert_eq!(sim.log.messages.len(), 2);
+    assert_eq!(sim.object.seq(), 2);
+    assert_eq!(sim.store.log.messages.len(), 2);
 }
 
 #[test]
@@ -80,7 +81,7 @@ fn history_pages_ascend_and_clamp() {
     assert_eq!(page(&mut sim, json!({"before": 2})), vec![1]);
     assert_eq!(page(&mut sim, json!({"before": 1})), Vec::<u64>::new());
     assert_eq!(page(&mut sim, json!({"limit": 0})), vec![7], "limit is at least 1");
-    assert_eq!(sim.log.page(None, 100, usize::MAX).unwrap().len(), 7);
+    assert_eq!(sim.store.log.page(None, 100, usize::MAX).unwrap().len(), 7);
 
     sim.send(&a, json!({"t":"history:get","d":{}}));
     assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request", "history without a ref cannot be answered");
@@ -101,8 +102,8 @@ fn members_are_users_not_sockets() {
     assert!(sim.take(&w).is_empty(), "one tab closing is not a departure");
     sim.close(&t2);
     assert_eq!(sim.take(&w), vec![json!({"t":"member:leave","d":{"user":"dave"}})]);
-    assert_eq!(sim.room.members().map(|u| u.as_str()).collect::<Vec<_>>(), vec!["watcher"]);
-    assert_eq!(sim.room.connection_count(), 1);
+    assert_eq!(sim.object.members().map(|u| u.as_str()).collect::<Vec<_>>(), vec!["watcher"]);
+    assert_eq!(sim.object.connection_count(), 1);
     sim.close(&t2);
     assert!(sim.take(&w).is_empty(), "closing twice is harmless");
 }
@@ -143,7 +144,7 @@ fn bad_frames_answer_with_codes_and_change_nothing() {
     sim.send(&a, json!({"t":"message:send","ref":"r","d":{"text":exact}}));
     assert_eq!(sim.take_one(&a)["d"]["seq"], 1, "the limit counts characters, not bytes");
 
-    assert_eq!(sim.log.messages.len(), 1);
+    assert_eq!(sim.store.log.messages.len(), 1);
     assert_eq!(sim.take(&b).len(), 1, "the others only saw the valid message");
     assert!(sim.closed.is_empty());
 }
@@ -162,7 +163,7 @@ fn strikes_within_a_minute_close_the_socket_whatever_good_frames_came_between() 
     sim.send_raw(&m, "x");
     assert_eq!(sim.closed.get(&m), Some(&close::PROTOCOL_ABUSE));
     assert!(sim.take(&o).contains(&json!({"t":"member:leave","d":{"user":"mallory"}})));
-    assert_eq!(sim.room.connection_count(), 1);
+    assert_eq!(sim.object.connection_count(), 1);
 }
 
 #[test]
@@ -183,7 +184,7 @@ fn frames_from_unknown_connections_are_ignored() {
     let a = sim.connect("a");
     sim.close(&a);
     sim.send(&a, json!({"t":"message:send","d":{"text":"boo"}}));
-    assert!(sim.log.messages.is_empty());
+    assert!(sim.store.log.messages.is_empty());
 }
 
 /// The shell's contract when anything fails after it accepted a socket (attachment, the
@@ -199,9 +200,13 @@ fn a_socket_dropped_right_after_connect_leaves_no_member() {
     let told: Vec<_> =
         sim.take(&alice).into_iter().map(|f| (f["t"].clone(), f["d"]["user"].clone())).collect();
     assert_eq!(told, vec![(json!("member:join"), json!("bob")), (json!("member:leave"), json!("bob"))]);
-    assert_eq!(sim.room.members().map(|u| u.as_str()).collect::<Vec<_>>(), ["alice"]);
-    assert_eq!(sim.room.connection_count(), 1);
-    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(3_600_000)), "only alice's expiry is left");
+    assert_eq!(sim.object.members().map(|u| u.as_str()).collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(sim.object.connection_count(), 1);
+    assert_eq!(
+        sim.object.poll_timeout(),
+        Some(sim.now.plus_millis(3_600_000)),
+        "only alice's expiry is left"
+    );
     let again = sim.connect("bob");
     assert_eq!(sim.take_one(&again)["d"]["members"], json!([{"user":"alice"},{"user":"bob"}]), "no ghost");
 }

@@ -9,6 +9,7 @@ use support::{hs256, Sim};
 use switchboard::core::config::Limits;
 use switchboard::core::error::{close, ErrorCode};
 use switchboard::core::ids::{ConnId, UserId};
+use switchboard::core::object::Object;
 use switchboard::core::room::{EventClass, Publish};
 
 fn of_type(frames: &[Value], t: &str) -> Vec<Value> {
@@ -38,7 +39,7 @@ fn resending_the_same_client_id_returns_the_original_and_broadcasts_nothing() {
     assert_eq!(again["d"]["ts"], first["d"]["ts"]);
     assert_eq!(again["d"]["duplicate"], true);
     assert!(sim.take(&b).is_empty(), "no second broadcast");
-    assert_eq!(sim.log.messages.len(), 1);
+    assert_eq!(sim.store.log.messages.len(), 1);
     // The same id from another user is another message.
     sim.send(&b, json!({"t":"message:send","ref":3,"d":{"text":"hi","id":"m1"}}));
     assert_eq!(sim.take_one(&b)["d"]["seq"], 2);
@@ -110,11 +111,11 @@ fn typing_is_announced_on_change_and_expires_through_the_alarm() {
     assert!(sim.take(&b).is_empty(), "a refresh changes nothing visible");
     sim.advance(5999);
     assert!(sim.take(&b).is_empty(), "refreshed: 6 s from the refresh, not the start");
-    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(1)));
+    assert_eq!(sim.object.poll_timeout(), Some(sim.now.plus_millis(1)));
     sim.advance(1);
     assert_eq!(sim.take(&b), vec![json!({"t":"typing:update","d":{"users":[]}})]);
     assert_eq!(
-        sim.room.poll_timeout(),
+        sim.object.poll_timeout(),
         Some(sim.now.plus_millis(3_600_000 - 10_000)),
         "only token expiries remain"
     );
@@ -167,7 +168,7 @@ fn state_is_versioned_per_key_with_conflicts_and_shown_on_join() {
     assert_eq!(of_type(&sim.take(&a), "reply")[0]["error"]["code"], "conflict");
     sim.send(&a, json!({"t":"state:set","ref":4,"d":{"key":"new","value":{"x":[1]},"ifVersion":0}}));
     assert_eq!(of_type(&sim.take(&a), "reply")[0]["d"]["version"], 1);
-    assert_eq!(sim.stored_state["topic"], json!({"value":"wasm","version":2,"user":"bob"}));
+    assert_eq!(sim.store.state["topic"], json!({"value":"wasm","version":2,"user":"bob"}));
 
     let c = sim.connect("carol");
     assert_eq!(
@@ -229,7 +230,7 @@ fn broadcasts_reach_everyone_else_and_are_never_stored() {
         vec![json!({"t":"broadcast","d":{"event":"cursor","data":{"x":1},"from":"alice","fromConn":"c1"}})]
     );
     assert!(sim.take(&a).is_empty());
-    assert!(sim.log.messages.is_empty() && sim.stored_state.is_empty());
+    assert!(sim.store.log.messages.is_empty() && sim.store.state.is_empty());
     sim.send(&a, json!({"t":"broadcast","ref":1,"d":{"event":""}}));
     assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request");
 }
@@ -267,7 +268,7 @@ fn sustained_flooding_closes_the_socket() {
     assert!(sim.closed.is_empty());
     sim.send(&a, json!({"t":"message:send","d":{"text":"spam"}}));
     assert_eq!(sim.closed.get(&a), Some(&close::PROTOCOL_ABUSE));
-    assert_eq!(sim.log.messages.len(), EventClass::Message.rate().burst as usize);
+    assert_eq!(sim.store.log.messages.len(), EventClass::Message.rate().burst as usize);
 }
 
 #[test]
@@ -379,8 +380,15 @@ fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
         |text: &str| Publish { text: text.into(), data: Some(json!({"kind":"deploy"})), user: None };
     let system = UserId::parse("system").unwrap();
     let (ack, effects) = sim
-        .room
-        .handle_publish(system.clone(), publish("v2 is out"), Some("k-1".into()), true, sim.now, &sim.log)
+        .object
+        .handle_publish(
+            system.clone(),
+            publish("v2 is out"),
+            Some("k-1".into()),
+            true,
+            sim.now,
+            &sim.store.log,
+        )
         .unwrap();
     sim.apply(effects);
     assert_eq!(ack["seq"], 1);
@@ -393,15 +401,15 @@ fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
         );
     }
     let (again, effects) = sim
-        .room
-        .handle_publish(system, publish("v2 is out"), Some("k-1".into()), true, sim.now, &sim.log)
+        .object
+        .handle_publish(system, publish("v2 is out"), Some("k-1".into()), true, sim.now, &sim.store.log)
         .unwrap();
     assert!(effects.is_empty());
     assert_eq!((again["seq"].clone(), again["duplicate"].clone()), (json!(1), json!(true)));
     let empty = Publish { text: String::new(), data: None, user: None };
     let err = sim
-        .room
-        .handle_publish(UserId::parse("x").unwrap(), empty, None, true, sim.now, &sim.log)
+        .object
+        .handle_publish(UserId::parse("x").unwrap(), empty, None, true, sim.now, &sim.store.log)
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
 }
@@ -412,10 +420,10 @@ fn sockets_per_user_are_capped() {
     sim.connect("alice");
     let second = sim.connect("alice");
     let alice = UserId::parse("alice").unwrap();
-    assert_eq!(sim.room.check_capacity(&alice).unwrap_err().code, ErrorCode::TooManyConnections);
-    assert!(sim.room.check_capacity(&UserId::parse("bob").unwrap()).is_ok());
+    assert_eq!(sim.object.check_capacity(&alice).unwrap_err().code, ErrorCode::TooManyConnections);
+    assert!(sim.object.check_capacity(&UserId::parse("bob").unwrap()).is_ok());
     sim.close(&second);
-    assert!(sim.room.check_capacity(&alice).is_ok());
+    assert!(sim.object.check_capacity(&alice).is_ok());
 }
 
 #[test]
@@ -426,7 +434,7 @@ fn event_streams_open_with_the_missed_messages_then_room_state() {
         sim.send(&a, json!({"t":"message:send","d":{"text":text}}));
     }
     let resume = switchboard::core::room::Resume { since: 1, epoch: "ep1".into() };
-    let opening = sim.room.open_event_stream(Some(&resume), &sim.log);
+    let opening = sim.object.open_event_stream(Some(&resume), &sim.store.log);
     let events: Vec<&str> = opening.split("\n\n").filter(|e| e.starts_with("event:")).collect();
     assert_eq!(events.len(), 3);
     assert!(events[0].starts_with("event: message:receive\nid: ep1:2\ndata: {"), "{}", events[0]);
@@ -436,7 +444,7 @@ fn event_streams_open_with_the_missed_messages_then_room_state() {
         r#"event: room:state
 data: {"epoch":"ep1","recovered":true,"room":"sse","seq":3}"#
     );
-    let plain = sim.room.open_event_stream(None, &sim.log);
+    let plain = sim.object.open_event_stream(None, &sim.store.log);
     assert!(plain.ends_with("data: {\"epoch\":\"ep1\",\"room\":\"sse\",\"seq\":3}\n\n"));
     assert!(!plain.contains("message:receive"));
 }
@@ -482,7 +490,11 @@ fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
     for conn in [&a, &b, &c] {
         sim.take(conn);
     }
-    assert_eq!(sim.room.poll_timeout(), Some(sim.now.plus_millis(40_000)), "the alarm waits for the leeway");
+    assert_eq!(
+        sim.object.poll_timeout(),
+        Some(sim.now.plus_millis(40_000)),
+        "the alarm waits for the leeway"
+    );
 
     // The alarm has not run (late, or the object just woke): frames within the leeway count.
     sim.now = sim.now.plus_millis(39_999);
@@ -508,7 +520,7 @@ fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
     assert_eq!(sim.take_one(&c)["ok"], true);
     assert!(!sim.closed.contains_key(&c));
     assert_eq!(
-        sim.room.poll_timeout(),
+        sim.object.poll_timeout(),
         Some(switchboard::core::time::Timestamp(exp_s as u64 * 1000 + 30_000))
     );
 }

@@ -3,51 +3,8 @@
 
 mod support;
 
-use fuzz::value;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{fuzz, Rng, Sim};
-
-fn plausible(rng: &mut Rng, event: &str, n: u64) -> Value {
-    match event {
-        "message:send" => {
-            let mut d = json!({ "text": rng.pick(&["hi", "é\u{1F600}", "", "x"]) });
-            if rng.below(2) == 0 {
-                d["id"] = json!(format!("m{}", n % 7)); // resends exercise the duplicate check
-            }
-            if rng.below(3) == 0 {
-                d["data"] = value(rng, 1);
-            }
-            d
-        }
-        "state:set" => {
-            let if_version = if rng.below(5) == 0 { fuzz::edge_number(rng) } else { json!(rng.below(3)) };
-            json!({ "key": rng.pick(&["topic", "poll"]), "value": value(rng, 1), "ifVersion": if_version })
-        }
-        "history:get" => match rng.below(4) {
-            0 => json!({ "before": fuzz::edge_number(rng), "limit": fuzz::edge_number(rng) }),
-            _ => json!({ "before": rng.below(40), "limit": rng.below(5) }),
-        },
-        "signal" => json!({ "to": rng.pick(&["alice", "bob", "carol"]), "data": value(rng, 1) }),
-        "broadcast" => json!({ "event": "cursor", "data": value(rng, 1) }),
-        _ => json!({}),
-    }
-}
-
-fn frame(rng: &mut Rng, n: u64) -> (String, Option<String>) {
-    let events = [
-        "message:send",
-        "history:get",
-        "typing:start",
-        "typing:stop",
-        "state:set",
-        "signal",
-        "broadcast",
-        "auth:refresh",
-        "nope",
-        "",
-    ];
-    fuzz::frame(rng, n, &events, plausible)
-}
 
 #[test]
 fn random_frames_never_hurt_the_room() {
@@ -72,7 +29,7 @@ fn random_frames_never_hurt_the_room() {
                 conn = sim.connect(user);
                 conns.push(conn.clone());
             }
-            let (text, owed) = frame(&mut rng, n);
+            let (text, owed) = fuzz::frame(&mut rng, n, fuzz::ROOM_EVENTS, fuzz::room_plausible);
             sim.send_raw(&conn, &text);
             let frames = sim.take(&conn);
             if let Some(reference) = owed {
@@ -84,9 +41,9 @@ fn random_frames_never_hurt_the_room() {
                 }
             }
         }
-        let seqs: Vec<u64> = sim.log.messages.iter().map(|m| m.seq).collect();
+        let seqs: Vec<u64> = sim.store.log.messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "seed {seed}: the log has no gaps");
-        assert_eq!(sim.room.seq(), seqs.len() as u64);
+        assert_eq!(sim.object.seq(), seqs.len() as u64);
         stored += seqs.len();
     }
     // The generator must reach the success paths too, or it proves little.

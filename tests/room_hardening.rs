@@ -9,6 +9,7 @@ use std::cell::Cell;
 use support::Sim;
 use switchboard::core::config::Limits;
 use switchboard::core::ids::UserId;
+use switchboard::core::object::Object;
 use switchboard::core::room::log::{LogError, MemoryLog, Message, Receipt, RoomLog};
 use switchboard::core::room::Resume;
 
@@ -74,9 +75,9 @@ fn a_replay_over_recovery_max_bytes_answers_recovered_false_and_replays_nothing(
 #[test]
 fn a_refused_replay_reads_no_more_than_the_byte_bound_from_the_log() {
     let sim = room_of_big_messages(50);
-    let counting = Counting { log: &sim.log, read: Cell::new(0) };
+    let counting = Counting { log: &sim.store.log, read: Cell::new(0) };
     let resume = Resume { since: 0, epoch: "ep1".into() };
-    assert!(sim.room.missed(&resume, &counting).is_none());
+    assert!(sim.object.missed(&resume, &counting).is_none());
     let read = counting.read.get();
     assert!(read <= 16 * 1024 + 4100, "read {read} bytes of 200 KB");
 }
@@ -84,10 +85,12 @@ fn a_refused_replay_reads_no_more_than_the_byte_bound_from_the_log() {
 #[test]
 fn an_event_stream_opening_over_recovery_max_bytes_says_recovered_false() {
     let sim = room_of_big_messages(10);
-    let opening = sim.room.open_event_stream(Some(&Resume { since: 0, epoch: "ep1".into() }), &sim.log);
+    let opening =
+        sim.object.open_event_stream(Some(&Resume { since: 0, epoch: "ep1".into() }), &sim.store.log);
     assert!(!opening.contains("message:receive"), "nothing replayed");
     assert!(opening.contains(r#""recovered":false"#), "{opening}");
-    let resumed = sim.room.open_event_stream(Some(&Resume { since: 8, epoch: "ep1".into() }), &sim.log);
+    let resumed =
+        sim.object.open_event_stream(Some(&Resume { since: 8, epoch: "ep1".into() }), &sim.store.log);
     assert_eq!(resumed.matches("event: message:receive").count(), 2);
     assert!(resumed.contains(r#""recovered":true"#));
 }
@@ -117,10 +120,10 @@ fn history_pages_are_bounded_by_bytes_and_hold_at_least_one_message() {
 fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
     use std::collections::BTreeMap;
     use switchboard::core::ids::{ConnId, RoomId};
+    use switchboard::core::object::{Effect, Object};
     use switchboard::core::protocol::Incoming;
-    use switchboard::core::room::effect::Effect;
     use switchboard::core::room::log::LogHead;
-    use switchboard::core::room::{ConnInfo, Room};
+    use switchboard::core::room::{ConnInfo, Room, RoomWrite};
     use switchboard::core::time::Timestamp;
 
     // Seqs 4 and 5 were handed out, then their write failed: storage holds up to 3.
@@ -133,13 +136,15 @@ fn a_room_rebuilt_after_a_failed_write_never_reuses_a_seq_it_handed_out() {
         conn: conn.clone(),
         user: UserId::parse("alice").unwrap(),
         expires: Timestamp(u64::MAX / 2),
-        can_send: true,
+        can_write: true,
     };
     room.restore_conn(info, now);
     let frame = r#"{"t":"message:send","d":{"text":"after the failure"}}"#;
     let effects = room.handle_frame(&conn, Incoming::Text(frame), now, &MemoryLog::default());
-    let appended: Vec<u64> =
-        effects.iter().filter_map(|e| if let Effect::Append(m) = e { Some(m.seq) } else { None }).collect();
+    let appended: Vec<u64> = effects
+        .iter()
+        .filter_map(|e| if let Effect::Write(RoomWrite::Append(m)) = e { Some(m.seq) } else { None })
+        .collect();
     assert_eq!(appended, vec![6]);
     assert_eq!(LogHead::restore(7, 5, "e".into()).seq, 7, "storage ahead of the floor wins");
 }
@@ -162,11 +167,11 @@ fn room_history_is_trimmed_to_room_history_max_oldest_first() {
         send_text(&mut sim, &a, &format!("m{i}"), None);
         sim.advance(200);
     }
-    assert_eq!(sim.log.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
+    assert_eq!(sim.store.log.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7, 8]);
     sim.send(&a, json!({"t":"history:get","ref":"h","d":{"limit":100}}));
     let page = sim.take_one(&a);
     assert_eq!(page["d"]["messages"].as_array().unwrap().len(), 5);
-    assert_eq!(sim.room.seq(), 8, "trimming never moves the head");
+    assert_eq!(sim.object.seq(), 8, "trimming never moves the head");
 }
 
 #[test]
@@ -178,11 +183,11 @@ fn a_late_resend_of_a_trimmed_message_is_not_stored_twice_within_the_id_window()
     for i in 2..=6 {
         send_text(&mut sim, &a, &format!("m{i}"), None);
     }
-    assert!(sim.log.messages.iter().all(|m| m.seq > 3), "m-1 was trimmed");
+    assert!(sim.store.log.messages.iter().all(|m| m.seq > 3), "m-1 was trimmed");
     let again = send_text(&mut sim, &a, "hello", Some("m-1"));
     assert_eq!((again["d"]["seq"].clone(), again["d"]["duplicate"].clone()), (json!(1), json!(true)));
     assert_eq!(again["d"]["ts"], first["d"]["ts"]);
-    assert_eq!(sim.room.seq(), 6, "nothing stored");
+    assert_eq!(sim.object.seq(), 6, "nothing stored");
     // Three more messages later (2 x ROOM_HISTORY_MAX in all) the id is forgotten.
     send_text(&mut sim, &a, "m7", None);
     let late = send_text(&mut sim, &a, "hello", Some("m-1"));
@@ -224,12 +229,16 @@ fn http_publish_with_a_user_token_draws_on_the_users_budget_but_the_server_key_i
     let publish = |text: &str| Publish { text: text.into(), data: None, user: None };
     let burst = EventClass::Message.rate().burst;
     for _ in 0..burst {
-        let (_, effects) =
-            sim.room.handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.log).unwrap();
+        let (_, effects) = sim
+            .object
+            .handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.store.log)
+            .unwrap();
         sim.apply(effects);
     }
-    let err =
-        sim.room.handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.log).unwrap_err();
+    let err = sim
+        .object
+        .handle_publish(alice.clone(), publish("x"), None, false, sim.now, &sim.store.log)
+        .unwrap_err();
     assert_eq!((err.code, err.retry_after_ms), (ErrorCode::RateLimited, Some(100)));
     let a = sim.connect("alice");
     sim.take(&a);
@@ -240,8 +249,10 @@ fn http_publish_with_a_user_token_draws_on_the_users_budget_but_the_server_key_i
     );
     let system = UserId::parse("system").unwrap();
     for _ in 0..(burst * 3) {
-        let (_, effects) =
-            sim.room.handle_publish(system.clone(), publish("x"), None, true, sim.now, &sim.log).unwrap();
+        let (_, effects) = sim
+            .object
+            .handle_publish(system.clone(), publish("x"), None, true, sim.now, &sim.store.log)
+            .unwrap();
         sim.apply(effects);
     }
 }
@@ -254,11 +265,13 @@ fn messages_published_with_the_server_key_are_marked_server_and_a_user_named_sys
     sim.take(&watcher);
     let system = UserId::parse("system").unwrap();
     let publish = |text: &str| Publish { text: text.into(), data: None, user: None };
-    let (_, effects) =
-        sim.room.handle_publish(system.clone(), publish("deploy"), None, true, sim.now, &sim.log).unwrap();
+    let (_, effects) = sim
+        .object
+        .handle_publish(system.clone(), publish("deploy"), None, true, sim.now, &sim.store.log)
+        .unwrap();
     sim.apply(effects);
     let (_, effects) =
-        sim.room.handle_publish(system, publish("fake"), None, false, sim.now, &sim.log).unwrap();
+        sim.object.handle_publish(system, publish("fake"), None, false, sim.now, &sim.store.log).unwrap();
     sim.apply(effects);
     let impostor = sim.connect("system");
     sim.take(&impostor);
@@ -273,7 +286,7 @@ fn messages_published_with_the_server_key_are_marked_server_and_a_user_named_sys
         marks,
         vec![(json!("deploy"), json!(true)), (json!("fake"), Value::Null), (json!("also fake"), Value::Null)]
     );
-    assert_eq!(sim.log.messages.iter().map(|m| m.server).collect::<Vec<_>>(), vec![true, false, false]);
+    assert_eq!(sim.store.log.messages.iter().map(|m| m.server).collect::<Vec<_>>(), vec![true, false, false]);
 }
 
 #[test]
@@ -290,7 +303,7 @@ fn an_event_stream_ends_with_a_close_event_at_its_tokens_expiry() {
         Some("event: close\ndata: {\"code\":4001,\"reason\":\"token expired\"}\n\n")
     );
     assert!(sim.streams.contains_key(&long));
-    assert_eq!(sim.room.stream_count(), 1);
+    assert_eq!(sim.object.stream_count(), 1);
 }
 
 #[test]
@@ -302,7 +315,7 @@ fn event_streams_count_with_sockets_against_max_sockets_per_user() {
     assert_eq!(sim.open_stream("alice", 60_000).unwrap_err().code, ErrorCode::TooManyConnections);
     let alice = UserId::parse("alice").unwrap();
     assert_eq!(
-        sim.room.check_capacity(&alice).unwrap_err().code,
+        sim.object.check_capacity(&alice).unwrap_err().code,
         ErrorCode::TooManyConnections,
         "nor a socket"
     );
@@ -314,7 +327,7 @@ fn event_streams_count_with_sockets_against_max_sockets_per_user() {
 #[test]
 fn open_event_streams_get_a_keepalive_every_sse_keepalive_ms_and_the_timer_stops_with_the_last() {
     let mut sim = Sim::with_limits("sse-ka", Limits { sse_keepalive_ms: 1_000, ..Limits::default() });
-    assert_eq!(sim.room.poll_timeout(), None);
+    assert_eq!(sim.object.poll_timeout(), None);
     let (a, _) = sim.open_stream("alice", 3_600_000).unwrap();
     sim.advance(500);
     let (b, _) = sim.open_stream("bob", 3_600_000).unwrap();
@@ -324,14 +337,14 @@ fn open_event_streams_get_a_keepalive_every_sse_keepalive_ms_and_the_timer_stops
     assert!(sim.streams[&a].iter().all(|c| c == ": keepalive\n\n"));
     sim.drop_stream(&a);
     sim.drop_stream(&b);
-    assert_eq!(sim.room.poll_timeout(), None, "no keepalive without streams");
+    assert_eq!(sim.object.poll_timeout(), None, "no keepalive without streams");
 }
 
 #[test]
 fn a_stream_more_than_recovery_max_bytes_behind_does_not_keep_up() {
     let sim = Sim::with_limits("sse-slow", limits());
-    assert!(sim.room.stream_keeps_up(16 * 1024));
-    assert!(!sim.room.stream_keeps_up(16 * 1024 + 1));
+    assert!(sim.object.stream_keeps_up(16 * 1024));
+    assert!(!sim.object.stream_keeps_up(16 * 1024 + 1));
 }
 
 // From the second adversarial review (2026-11-28).
@@ -354,7 +367,7 @@ fn http_history_draws_from_the_users_read_budget() {
     let alice = UserId::parse("alice").unwrap();
     let log = MemoryLog::default();
     let refused = (0..40)
-        .filter_map(|_| sim.room.http_history(&alice, None, None, sim.now, &log).err())
+        .filter_map(|_| sim.object.http_history(&alice, None, None, sim.now, &log).err())
         .collect::<Vec<_>>();
     assert!(!refused.is_empty() && refused.iter().all(|e| e.code == ErrorCode::RateLimited));
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use support::users::{open_policy, uid, Users, TIMES};
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::Limits;
+use switchboard::core::object::Object;
 use switchboard::core::user::inbox::Inbox;
 use switchboard::core::user::watch::WatchPolicy;
 use switchboard::core::user::PUSH_WINDOW_MS;

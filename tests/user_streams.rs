@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use support::users::{open_policy, uid, Users, TIMES};
 use switchboard::core::config::Limits;
 use switchboard::core::error::ErrorCode;
+use switchboard::core::object::Object;
 use switchboard::core::user::PUSH_WINDOW_MS;
 
 fn statuses(frames: &[Value], about: &str) -> Vec<String> {

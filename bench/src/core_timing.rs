@@ -9,6 +9,7 @@ use switchboard::core::auth::AuthConfig;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::ids::{ConnId, RoomId, UserId};
+use switchboard::core::object::Object;
 use switchboard::core::protocol::Incoming;
 use switchboard::core::room::log::{LogHead, MemoryLog};
 use switchboard::core::room::{ConnInfo, Room};
@@ -32,7 +33,7 @@ pub fn message_us(sockets: usize, messages: usize) -> f64 {
             return 0.0;
         };
         room.restore_conn(
-            ConnInfo { conn: conn.clone(), user, expires: Timestamp(u64::MAX / 2), can_send: true },
+            ConnInfo { conn: conn.clone(), user, expires: Timestamp(u64::MAX / 2), can_write: true },
             Timestamp(0),
         );
         conns.push(conn);

@@ -1,7 +1,7 @@
 //! The sans-IO core: every rule of the service as plain, deterministic Rust.
 //!
 //! Nothing here reads a clock, touches a socket or calls storage. Handlers take `now` and their
-//! inputs and return effects (e.g. [`room::effect::Effect`]); the wasm shell in `crate::edge` applies them. The core
+//! inputs and return effects ([`object::Effect`], under the contract [`object::Object`]); the wasm shell in `crate::edge` applies them. The core
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
 pub mod auth;
@@ -10,9 +10,11 @@ pub mod caps;
 pub mod config;
 pub mod dev_token;
 pub mod doc;
+pub mod effect;
 pub mod error;
 pub mod ids;
 pub mod notify;
+pub mod object;
 pub mod origin;
 pub mod ot;
 pub mod outbox;
@@ -20,6 +22,7 @@ pub mod presence;
 pub mod protocol;
 pub mod room;
 pub mod route;
+pub mod sessions;
 pub mod throttle;
 pub mod time;
 pub mod timers;

@@ -53,6 +53,14 @@ impl<K: Ord + Clone> Timers<K> {
     }
 }
 
+/// The earlier of two optional deadlines (an object's own timers and its sessions').
+pub fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

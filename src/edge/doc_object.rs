@@ -6,10 +6,12 @@
 use super::sql::{self, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta};
 use super::{config, http, internal, now, socket};
 use crate::core::doc::{
-    ops_page, Applied, Doc, DocConnInfo, DocEffect, LoggedOp, Owner, Repair, ResumeFrom, StoredDoc, StoredOp,
+    ops_page, Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, Repair, ResumeFrom,
+    StoredDoc, StoredOp,
 };
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
+use crate::core::object::{phases, Object};
 use crate::core::protocol;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
@@ -89,7 +91,7 @@ impl worker::DurableObject for DocumentObject {
             }
         };
         let frame = socket::incoming(&message);
-        let effects = live.doc.handle_frame(&conn, frame, now());
+        let effects = live.doc.handle_frame(&conn, frame, now(), &());
         self.apply(&mut slot, Some(&conn), effects);
         Ok(())
     }
@@ -175,7 +177,7 @@ impl DocumentObject {
         let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "document not loaded"))?;
         let conn = info.conn.clone();
         live.sockets.insert(conn.clone(), ws.clone());
-        let effects = live.doc.handle_connect(info, resume, now());
+        let effects = live.doc.handle_connect(info, resume, now(), &());
         self.apply(slot, None, effects);
         match slot.as_ref() {
             Some(live) if live.sockets.contains_key(&conn) => Ok(()),
@@ -267,83 +269,42 @@ impl DocumentObject {
         live.ok_or_else(|| Error::new(ErrorCode::Internal, "could not store the document's repair"))
     }
 
-    /// Applies effects in order and re-aims the alarm. Writes come before the frames that
-    /// announce them; a failed write drops the live state (rebuilt from storage on the next
-    /// event), tells `origin`, and skips the rest, so nothing unwritten is acknowledged.
+    /// Applies effects in phase order (writes, frames, reads) and re-aims the alarm. The writes
+    /// commit together, so a failure halfway (an op stored without its source) cannot be left
+    /// behind; a failed write drops the live state (rebuilt from storage on the next event),
+    /// tells `origin`, and skips the rest, so nothing unwritten is acknowledged.
     fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<DocEffect>) {
-        let mut closed = Vec::new();
-        // Sockets a frame could not be sent to: they are closed (1011) so their clients recover
-        // with a resume instead of editing on with a gap.
-        let mut refused: Vec<ConnId> = Vec::new();
-        // The core puts writes before the frames that announce them; they commit together, so a
-        // failure halfway (an op stored without its source) cannot be left behind.
-        let (writes, rest): (Vec<DocEffect>, Vec<DocEffect>) = effects.into_iter().partition(is_write);
+        let (writes, frames, reads) = phases(effects);
         if !writes.is_empty() {
             let Some(live) = slot.as_ref() else { return };
             let sql = live.sql.clone();
             let written =
                 sql::transaction(&self.state, move || writes.iter().try_for_each(|w| write(&sql, w)));
             if let Err(e) = written {
-                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
-                    socket::send(ws, &protocol::error_frame(&e));
-                }
+                socket::report_failure(&live.sockets, origin, &e);
                 *slot = None;
                 return;
             }
         }
-        for effect in rest {
-            let Some(live) = slot.as_mut() else { return };
-            let read = match effect {
-                DocEffect::ReadOps { to, reply_to, from, until, max_bytes } => {
-                    read_ops(&live.sql, from, Some(until), Some(max_bytes)).map(|rows| {
-                        let page = ops_page(&reply_to, from, until, max_bytes, &rows);
-                        if live.sockets.get(&to).is_some_and(|ws| !socket::send(ws, &page)) {
-                            refused.push(to);
-                        }
-                    })
+        let Some(live) = slot.as_mut() else { return };
+        let mut done = socket::Delivered::default();
+        for effect in frames {
+            // Documents have no event streams: every frame effect is a shared one.
+            let _ = socket::deliver(&live.sockets, effect, &mut done);
+        }
+        for DocCall::ReadOps { to, reply_to, from, until, max_bytes } in reads {
+            match read_ops(&live.sql, from, Some(until), Some(max_bytes)) {
+                Ok(rows) => {
+                    let page = ops_page(&reply_to, from, until, max_bytes, &rows);
+                    let effect = DocEffect::Send { to, frame: page };
+                    let _ = socket::deliver(&live.sockets, effect, &mut done);
                 }
-                DocEffect::UpdateConn(info) => {
-                    if let Some(ws) = live.sockets.get(&info.conn) {
-                        let _ = ws.serialize_attachment(&info);
-                    }
-                    Ok(())
-                }
-                DocEffect::Send { to, frame } => {
-                    if live.sockets.get(&to).is_some_and(|ws| !socket::send(ws, &frame)) {
-                        refused.push(to);
-                    }
-                    Ok(())
-                }
-                DocEffect::Broadcast { except, frame } => {
-                    refused.extend(socket::broadcast(&live.sockets, except.as_ref(), frame));
-                    Ok(())
-                }
-                DocEffect::Close { conn, code, reason } => {
-                    if let Some(ws) = live.sockets.get(&conn) {
-                        socket::close(ws, code, reason);
-                    }
-                    closed.push(conn);
-                    Ok(())
-                }
-                // Partitioned out above.
-                DocEffect::AppendOp(_)
-                | DocEffect::SaveSource { .. }
-                | DocEffect::SaveSnapshot { .. }
-                | DocEffect::SaveEpoch(_)
-                | DocEffect::Repair { .. } => Ok(()),
-            };
-            if let Err(e) = read {
-                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
-                    socket::send(ws, &protocol::error_frame(&e));
-                }
+                Err(e) => socket::report_failure(&live.sockets, origin, &e),
             }
         }
-        for conn in refused {
-            if let Some(ws) = slot.as_ref().and_then(|live| live.sockets.get(&conn)) {
-                socket::close(ws, close::INTERNAL, "a frame could not be sent");
-            }
-            closed.push(conn);
-        }
+        socket::close_refused(&live.sockets, &done.refused);
+        let mut closed = done.closed;
+        closed.extend(done.refused);
         closed.dedup();
         for conn in closed {
             self.forget_conn(slot, &conn);
@@ -369,33 +330,20 @@ impl DocumentObject {
     }
 }
 
-/// Whether an effect writes storage (and so belongs to the transaction of its batch).
-fn is_write(effect: &DocEffect) -> bool {
-    matches!(
-        effect,
-        DocEffect::AppendOp(_)
-            | DocEffect::SaveSource { .. }
-            | DocEffect::SaveSnapshot { .. }
-            | DocEffect::SaveEpoch(_)
-            | DocEffect::Repair { .. }
-    )
-}
-
-/// Applies one storage effect.
-fn write(sql: &SqlStorage, effect: &DocEffect) -> Result<(), Error> {
-    match effect {
-        DocEffect::AppendOp(op) => append_op(sql, op),
-        DocEffect::SaveSource { user, src, applied, forget } => {
+/// Applies one storage write.
+fn write(sql: &SqlStorage, write: &DocWrite) -> Result<(), Error> {
+    match write {
+        DocWrite::AppendOp(op) => append_op(sql, op),
+        DocWrite::SaveSource { user, src, applied, forget } => {
             save_source(sql, &Some(user.clone()), src, *applied, forget.clone())
         }
-        DocEffect::SaveEpoch(epoch) => write_meta(sql, "epoch", epoch),
-        DocEffect::Repair { repair, epoch, text } => save_repair(sql, repair, epoch, text),
-        DocEffect::SaveSnapshot { v, text, compact_before } => {
+        DocWrite::SaveEpoch(epoch) => write_meta(sql, "epoch", epoch),
+        DocWrite::Repair { repair, epoch, text } => save_repair(sql, repair, epoch, text),
+        DocWrite::SaveSnapshot { v, text, compact_before } => {
             write_meta(sql, "snapshot_text", text)?;
             write_meta(sql, "snapshot_v", &v.to_string())?;
             run(sql, "DELETE FROM ops WHERE v < ?", vec![safe_integer(*compact_before)?])
         }
-        _ => Ok(()),
     }
 }
 

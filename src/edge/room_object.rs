@@ -8,11 +8,13 @@ use super::sse::{self, Stream};
 use super::{config, http, internal, now, socket};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
+use crate::core::object::{phases, Effect, Object};
 use crate::core::outbox::{self, Outbox, Target};
 use crate::core::protocol;
-use crate::core::room::effect::Effect;
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
-use crate::core::room::{ConnInfo, Publish, Resume, Room, StateEntry, StreamInfo, SSE_KEEPALIVE};
+use crate::core::room::{
+    ConnInfo, Publish, Resume, Room, RoomEffect, RoomWrite, StateEntry, StreamInfo, SSE_KEEPALIVE,
+};
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use js_sys::JsString;
@@ -139,7 +141,7 @@ impl Live {
         if let Some(ws) = self.sockets.remove(conn) {
             socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
         }
-        for effect in self.room.handle_close(conn) {
+        for effect in self.room.handle_close(conn, now()) {
             match effect {
                 Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
                 Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
@@ -320,7 +322,7 @@ impl RoomObject {
         let expires =
             header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
         let can_send = header(req, internal::CAN_SEND).as_deref() == Some("1");
-        let info = ConnInfo { conn: random_id()?, user, expires, can_send };
+        let info = ConnInfo { conn: random_id()?, user, expires, can_write: can_send };
 
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, Some(&room))?;
@@ -364,7 +366,7 @@ impl RoomObject {
         let sql = self.state.storage().sql();
         let room_id = live.room.id().clone();
         let log = SqlLog { sql: &sql, room: &room_id };
-        let effects = live.room.handle_connect(info, resume, now(), &log);
+        let effects = live.room.handle_connect(info, resume.cloned(), now(), &log);
         if !self.apply(slot, None, effects) {
             return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
         }
@@ -589,22 +591,29 @@ impl RoomObject {
     /// Applies effects in order and re-aims the alarm. A failed write drops the live state (the
     /// next event rebuilds it from storage), tells `origin`, and skips the rest, so nothing
     /// unwritten is announced; it returns `false` then.
-    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<Effect>) -> bool {
+    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<RoomEffect>) -> bool {
+        let (writes, frames, _) = phases(effects);
         let mut closed = Vec::new();
-        for effect in effects {
+        for write in writes {
             let Some(live) = slot.as_mut() else { return false };
-            match effect {
-                Effect::Append(message) => live.pending.push(message),
-                Effect::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
-                Effect::Keepalive => live.push_streams(SSE_KEEPALIVE.as_bytes()),
-                Effect::EndStream { stream, last } => {
-                    if let Some(ended) = live.streams.remove(&stream) {
-                        ended.end(Some(last.as_bytes()));
-                    }
-                }
-                Effect::PutState { key, entry } => {
+            match write {
+                // Messages are written together at the next drain (group commit).
+                RoomWrite::Append(message) => live.pending.push(message),
+                RoomWrite::Trim { through, forget_through } => live.trim = Some((through, forget_through)),
+                RoomWrite::PutState { key, entry } => {
                     if let Err(e) = put_state(&live.sql, &key, &entry) {
                         return self.fail(slot, origin, &e);
+                    }
+                }
+            }
+        }
+        for effect in frames {
+            let Some(live) = slot.as_mut() else { return false };
+            match effect {
+                Effect::Keepalive => live.push_streams(SSE_KEEPALIVE.as_bytes()),
+                Effect::StreamEnd { stream, last } => {
+                    if let Some(ended) = live.streams.remove(&stream) {
+                        ended.end(Some(last.as_bytes()));
                     }
                 }
                 Effect::UpdateConn(info) => {
@@ -624,6 +633,10 @@ impl RoomObject {
                     }
                     closed.push(conn);
                 }
+                // Rooms have no user-addressed streams; messages reach streams as they are
+                // written (`Live::flush`).
+                Effect::StreamSend { .. } | Effect::StreamBroadcast { .. } => {}
+                Effect::Write(_) | Effect::Call(_) => {}
             }
         }
         for conn in closed {
@@ -667,8 +680,8 @@ impl RoomObject {
     }
 
     fn fail(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, error: &Error) -> bool {
-        if let Some(ws) = origin.and_then(|c| slot.as_ref()?.sockets.get(c)) {
-            socket::send(ws, &protocol::error_frame(error));
+        if let Some(live) = slot.as_ref() {
+            socket::report_failure(&live.sockets, origin, error);
         }
         if let Some(live) = slot.as_mut() {
             live.abandon();
@@ -693,7 +706,7 @@ impl RoomObject {
     fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {
         let Some(live) = slot.as_mut() else { return };
         live.sockets.remove(conn);
-        let effects = live.room.handle_close(conn);
+        let effects = live.room.handle_close(conn, now());
         self.apply(slot, None, effects);
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::ConnId;
+use crate::core::object::{Attachment, Effect};
 use crate::core::protocol::Incoming;
 use js_sys::JsString;
 use std::collections::HashMap;
@@ -18,30 +19,6 @@ extern "C" {
     fn send_js(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
 }
 
-/// What an object keeps in a socket's hibernation attachment: at least the connection id.
-pub(crate) trait Attachment: serde::de::DeserializeOwned {
-    /// The connection id.
-    fn conn(self) -> ConnId;
-}
-
-impl Attachment for crate::core::room::ConnInfo {
-    fn conn(self) -> ConnId {
-        self.conn
-    }
-}
-
-impl Attachment for crate::core::user::UserConnInfo {
-    fn conn(self) -> ConnId {
-        self.conn
-    }
-}
-
-impl Attachment for crate::core::doc::DocConnInfo {
-    fn conn(self) -> ConnId {
-        self.conn
-    }
-}
-
 /// `ws`'s attachment of type `T`, when it has a readable one.
 pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
     ws.deserialize_attachment::<T>().ok().flatten()
@@ -49,7 +26,7 @@ pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
 
 /// The connection id in `ws`'s attachment of type `T`.
 pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
-    attachment::<T>(ws).map(T::conn)
+    attachment::<T>(ws).map(|info| info.conn().clone())
 }
 
 /// An incoming message as the core reads it.
@@ -116,21 +93,66 @@ pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) -> bool {
     raw.send_js(frame).is_ok()
 }
 
-/// Sends `frame` to every socket in `sockets` but `except`, crossing into JS once; returns the
-/// sockets it could not be sent to (see [`send_js`]).
-pub(crate) fn broadcast(
+/// What applying a batch's frames did to the sockets: the ones that refused a frame (to be
+/// closed with 1011, [`SEND_FAILED`]) and the ones an effect closed; both are then handled as
+/// closes.
+#[derive(Default)]
+pub(crate) struct Delivered {
+    pub(crate) refused: Vec<ConnId>,
+    pub(crate) closed: Vec<ConnId>,
+}
+
+/// Applies one effect of the frame phase that every object applies alike (`Send`, `Broadcast`,
+/// `Close`, `UpdateConn`) to `sockets`; hands any other effect back. A socket that refused a
+/// frame gets nothing more, so it never sees a gap.
+pub(crate) fn deliver<W, C, I: Attachment>(
     sockets: &HashMap<ConnId, WebSocket>,
-    except: Option<&ConnId>,
-    frame: String,
-) -> Vec<ConnId> {
-    let frame = JsString::from(frame);
-    let mut failed = Vec::new();
-    for (conn, ws) in sockets {
-        if Some(conn) != except && !send_js(ws, &frame) {
-            failed.push(conn.clone());
+    effect: Effect<W, C, I>,
+    done: &mut Delivered,
+) -> Option<Effect<W, C, I>> {
+    match effect {
+        Effect::UpdateConn(info) => {
+            if let Some(ws) = sockets.get(info.conn()) {
+                let _ = ws.serialize_attachment(&info);
+            }
         }
+        Effect::Send { to, frame } => {
+            if !done.refused.contains(&to) && sockets.get(&to).is_some_and(|ws| !send(ws, &frame)) {
+                done.refused.push(to);
+            }
+        }
+        Effect::Broadcast { except, frame } => {
+            let frame = JsString::from(frame);
+            for (conn, ws) in sockets {
+                if Some(conn) != except.as_ref() && !done.refused.contains(conn) && !send_js(ws, &frame) {
+                    done.refused.push(conn.clone());
+                }
+            }
+        }
+        Effect::Close { conn, code, reason } => {
+            if let Some(ws) = sockets.get(&conn) {
+                close(ws, code, reason);
+            }
+            done.closed.push(conn);
+        }
+        other => return Some(other),
     }
-    failed
+    None
+}
+
+/// Closes the sockets that refused a frame (1011: their clients reconnect and resume).
+pub(crate) fn close_refused(sockets: &HashMap<ConnId, WebSocket>, refused: &[ConnId]) {
+    for ws in refused.iter().filter_map(|c| sockets.get(c)) {
+        close(ws, close::INTERNAL, SEND_FAILED);
+    }
+}
+
+/// The failure path of every object: a write failed, so the socket whose frame caused it (if
+/// any) is told with an `error` frame; the caller drops the live state.
+pub(crate) fn report_failure(sockets: &HashMap<ConnId, WebSocket>, origin: Option<&ConnId>, error: &Error) {
+    if let Some(ws) = origin.and_then(|c| sockets.get(c)) {
+        send(ws, &crate::core::protocol::error_frame(error));
+    }
 }
 
 /// Sends a frame; `false` when the runtime refused it (see [`send_js`]).

@@ -14,15 +14,16 @@ use crate::core::error::LogError;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::notify::Delivery;
+use crate::core::object::{phases, Effect, Object, SSE_KEEPALIVE};
 use crate::core::protocol;
-use crate::core::room::SSE_KEEPALIVE;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::request::Users;
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{StatusRequest, StoredUser, User, UserConnInfo, UserEffect, UserStreamInfo};
-use js_sys::JsString;
+use crate::core::user::{
+    StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserEffect, UserStreamInfo, UserWrite,
+};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -196,7 +197,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T,
         .map_err(|e| Error::new(ErrorCode::BadRequest, format!("body must be {what}: {e}")))
 }
 
-type Answer = Result<(Response, Vec<UserEffect>), Error>;
+type Answer = Result<(Response, Vec<UserCall>), Error>;
 
 impl Inner {
     fn accept_connection(&self, req: &Request) -> Answer {
@@ -240,11 +241,11 @@ impl Inner {
         ws: &WebSocket,
         info: UserConnInfo,
         policy: WatchPolicy,
-    ) -> Result<Vec<UserEffect>, Error> {
+    ) -> Result<Vec<UserCall>, Error> {
         ws.serialize_attachment(&info).map_err(http::internal)?;
         let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
         live.sockets.insert(info.conn.clone(), ws.clone());
-        let effects = live.user.handle_connect(info, policy, now());
+        let effects = live.user.handle_connect(info, policy, now(), &SqlInbox(&live.sql));
         let calls = self.apply(slot, None, effects);
         if slot.is_none() {
             return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
@@ -531,136 +532,56 @@ impl Inner {
         Ok(Live { user, sockets, streams: HashMap::new(), alarm: None, sql })
     }
 
-    /// Applies effects in order, re-aims the alarm, and returns the calls to make. A failed
-    /// write drops the live state (the next event rebuilds it from storage), tells `origin`,
-    /// and skips the rest, so nothing unwritten is announced.
+    /// Applies effects in phase order (writes, then frames), re-aims the alarm, and returns the
+    /// calls to make. A failed write drops the live state (the next event rebuilds it from
+    /// storage), tells `origin`, and skips the rest, so nothing unwritten is announced.
     fn apply(
         &self,
         slot: &mut Option<Live>,
         origin: Option<&ConnId>,
         effects: Vec<UserEffect>,
-    ) -> Vec<UserEffect> {
-        let mut calls = Vec::new();
-        let mut closed = Vec::new();
-        // Sockets that refused a frame get nothing more (no gap), then are closed with 1011.
-        let mut failed: Vec<ConnId> = Vec::new();
+    ) -> Vec<UserCall> {
+        let (writes, frames, mut calls) = phases(effects);
+        let Some(live) = slot.as_mut() else { return Vec::new() };
+        if let Err(e) = writes.into_iter().try_for_each(|w| write(&live.sql, w)) {
+            socket::report_failure(&live.sockets, origin, &e);
+            *slot = None;
+            return Vec::new();
+        }
+        let mut done = socket::Delivered::default();
         // Streams whose client went away or fell too far behind: ended, then their departure
         // is handled like a socket's close.
         let mut behind: Vec<ConnId> = Vec::new();
-        for effect in effects {
-            let Some(live) = slot.as_mut() else { return calls };
-            let written = match effect {
-                UserEffect::SavePresence(saved) => {
-                    serde_json::to_string(&saved).map_err(|_| corrupt("presence")).and_then(|p| write_meta(&live.sql, "presence", &p))
+        for effect in frames {
+            let Some(effect) = socket::deliver(&live.sockets, effect, &mut done) else { continue };
+            let mut feed = |id: &ConnId, stream: &Stream, bytes: &[u8]| {
+                if !behind.contains(id) && !feed(&live.user, stream, bytes) {
+                    behind.push(id.clone());
                 }
-                UserEffect::SavePolicy(policy) => {
-                    serde_json::to_string(&policy).map_err(|_| corrupt("policy")).and_then(|p| write_meta(&live.sql, "policy", &p))
-                }
-                UserEffect::Inbox(write) => write_inbox(&live.sql, &write),
-                UserEffect::SaveWatcher { watcher, active } => run(
-                    &live.sql,
-                    "INSERT INTO watchers (user, active) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET active = excluded.active",
-                    vec![watcher.to_string().into(), SqlStorageValue::from(i64::from(active))],
-                ),
-                UserEffect::RemoveWatcher(watcher) => {
-                    run(&live.sql, "DELETE FROM watchers WHERE user = ?", vec![watcher.to_string().into()])
-                }
-                UserEffect::SaveWatching { user, rev } => safe_integer(rev).and_then(|rev| {
-                    run(
-                        &live.sql,
-                        "INSERT INTO watching (user, rev) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET rev = excluded.rev",
-                        vec![user.to_string().into(), rev],
-                    )
-                }),
-                UserEffect::RemoveWatching(user) => {
-                    run(&live.sql, "DELETE FROM watching WHERE user = ?", vec![user.to_string().into()])
-                }
-                UserEffect::UpdateConn(info) => {
-                    if let Some(ws) = live.sockets.get(&info.conn) {
-                        let _ = ws.serialize_attachment(&info);
+            };
+            match effect {
+                Effect::StreamSend { to, event } => {
+                    if let Some(stream) = live.streams.get(&to) {
+                        feed(&to, stream, event.as_bytes());
                     }
-                    Ok(())
                 }
-                UserEffect::Send { to, frame } => {
-                    if let Some(ws) = live.sockets.get(&to).filter(|_| !failed.contains(&to)) {
-                        if !socket::send(ws, &frame) {
-                            failed.push(to);
-                        }
-                    }
-                    Ok(())
+                Effect::StreamBroadcast { event } => {
+                    live.streams.iter().for_each(|(id, stream)| feed(id, stream, event.as_bytes()));
                 }
-                UserEffect::Broadcast { frame } => {
-                    let frame = JsString::from(frame);
-                    for (conn, ws) in &live.sockets {
-                        if !failed.contains(conn) && !socket::send_js(ws, &frame) {
-                            failed.push(conn.clone());
-                        }
-                    }
-                    Ok(())
+                Effect::Keepalive => {
+                    live.streams.iter().for_each(|(id, stream)| feed(id, stream, SSE_KEEPALIVE.as_bytes()));
                 }
-                UserEffect::Close { conn, code, reason } => {
-                    if let Some(ws) = live.sockets.get(&conn) {
-                        socket::close(ws, code, reason);
-                    }
-                    closed.push(conn);
-                    Ok(())
-                }
-                UserEffect::StreamSend { to, event } => {
-                    if let Some(stream) = live.streams.get(&to).filter(|_| !behind.contains(&to)) {
-                        if !feed(&live.user, stream, event.as_bytes()) {
-                            behind.push(to);
-                        }
-                    }
-                    Ok(())
-                }
-                UserEffect::StreamBroadcast { event } => {
-                    for (id, stream) in &live.streams {
-                        if !behind.contains(id) && !feed(&live.user, stream, event.as_bytes()) {
-                            behind.push(id.clone());
-                        }
-                    }
-                    Ok(())
-                }
-                UserEffect::StreamKeepalive => {
-                    for (id, stream) in &live.streams {
-                        if !behind.contains(id) && !feed(&live.user, stream, SSE_KEEPALIVE.as_bytes()) {
-                            behind.push(id.clone());
-                        }
-                    }
-                    Ok(())
-                }
-                UserEffect::StreamEnd { stream, last } => {
+                Effect::StreamEnd { stream, last } => {
                     if let Some(ended) = live.streams.remove(&stream) {
                         ended.end(Some(last.as_bytes()));
                     }
-                    Ok(())
                 }
-                // Calls to other objects wait until every write before them is applied.
-                call @ (UserEffect::Push { .. } | UserEffect::Watch { .. } | UserEffect::Unwatch(_)) => {
-                    calls.push(call);
-                    Ok(())
-                }
-            };
-            if let Err(e) = written {
-                if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
-                    socket::send(ws, &protocol::error_frame(&e));
-                }
-                // Still closed, or the rebuild would restore them with their gap.
-                for ws in failed.iter().filter_map(|c| live.sockets.get(c)) {
-                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
-                }
-                *slot = None;
-                return Vec::new();
+                // `deliver` applied the rest; `phases` took out writes and calls.
+                _ => {}
             }
         }
-        if let Some(live) = slot.as_mut() {
-            for conn in &failed {
-                if let Some(ws) = live.sockets.get(conn) {
-                    socket::close(ws, close::INTERNAL, socket::SEND_FAILED);
-                }
-            }
-        }
-        for conn in closed.into_iter().chain(failed) {
+        socket::close_refused(&live.sockets, &done.refused);
+        for conn in done.closed.into_iter().chain(done.refused) {
             calls.extend(self.forget_conn(slot, &conn));
         }
         for id in behind {
@@ -690,7 +611,7 @@ impl Inner {
         let _ = self.forget_conn(&mut slot, &conn);
     }
 
-    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserEffect> {
+    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserCall> {
         let Some(live) = slot.as_mut() else { return Vec::new() };
         live.sockets.remove(conn);
         let effects = live.user.handle_close(conn, now());
@@ -700,7 +621,7 @@ impl Inner {
 
 impl Inner {
     /// Makes the calls, feeds the answers back, and makes any calls those produce.
-    async fn run(&self, mut calls: Vec<UserEffect>) {
+    async fn run(&self, mut calls: Vec<UserCall>) {
         let object = self;
         let me = match object.live.borrow().as_ref() {
             Some(live) => live.user.id().clone(),
@@ -715,12 +636,12 @@ impl Inner {
             let mut next = Vec::new();
             for call in calls {
                 let effects = match call {
-                    UserEffect::Push { to, update } => {
+                    UserCall::Push { to, update } => {
                         let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
                             fan_out(&object.env, to, "presence", &update, CALL_CONCURRENCY).await;
                         object.with_user(|user| user.pushed(answers))
                     }
-                    UserEffect::Watch { users, active, reply } => {
+                    UserCall::Watch { users, active, reply } => {
                         let request = WatchRequest { watcher: me.clone(), active };
                         let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
                             fan_out(&object.env, users, "watch", &request, CALL_CONCURRENCY).await;
@@ -729,13 +650,12 @@ impl Inner {
                             None => user.resumed(results),
                         })
                     }
-                    UserEffect::Unwatch(users) => {
+                    UserCall::Unwatch(users) => {
                         let request = UnwatchRequest { watcher: me.clone() };
                         let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
                             fan_out(&object.env, users, "unwatch", &request, CALL_CONCURRENCY).await;
                         None
                     }
-                    _ => None, // `apply` hands over only calls
                 };
                 if let Some(effects) = effects {
                     let mut slot = object.live.borrow_mut();
@@ -754,6 +674,37 @@ impl Inner {
         let mut slot = self.live.borrow_mut();
         let live = self.load(&mut slot, None).ok()?;
         Some(f(&mut live.user))
+    }
+}
+
+/// Applies one storage write.
+fn write(sql: &SqlStorage, write: UserWrite) -> Result<(), Error> {
+    match write {
+        UserWrite::SavePresence(saved) => serde_json::to_string(&saved)
+            .map_err(|_| corrupt("presence"))
+            .and_then(|p| write_meta(sql, "presence", &p)),
+        UserWrite::SavePolicy(policy) => serde_json::to_string(&policy)
+            .map_err(|_| corrupt("policy"))
+            .and_then(|p| write_meta(sql, "policy", &p)),
+        UserWrite::Inbox(write) => write_inbox(sql, &write),
+        UserWrite::SaveWatcher { watcher, active } => run(
+            sql,
+            "INSERT INTO watchers (user, active) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET active = excluded.active",
+            vec![watcher.to_string().into(), SqlStorageValue::from(i64::from(active))],
+        ),
+        UserWrite::RemoveWatcher(watcher) => {
+            run(sql, "DELETE FROM watchers WHERE user = ?", vec![watcher.to_string().into()])
+        }
+        UserWrite::SaveWatching { user, rev } => safe_integer(rev).and_then(|rev| {
+            run(
+                sql,
+                "INSERT INTO watching (user, rev) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET rev = excluded.rev",
+                vec![user.to_string().into(), rev],
+            )
+        }),
+        UserWrite::RemoveWatching(user) => {
+            run(sql, "DELETE FROM watching WHERE user = ?", vec![user.to_string().into()])
+        }
     }
 }
 

@@ -4,12 +4,16 @@
 //! both (`transform(mine, remote, left)`, `transform(remote, mine, right)`).
 #![allow(dead_code)]
 
+use super::shell::{self, Shell};
 use super::{config, Rng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use switchboard::core::config::Limits;
-use switchboard::core::doc::{Applied, Doc, DocConnInfo, DocEffect, LoggedOp, Owner, StoredDoc};
+use switchboard::core::doc::{
+    Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, StoredDoc,
+};
 use switchboard::core::ids::{ConnId, DocId, UserId};
+use switchboard::core::object::{Effect, Object};
 use switchboard::core::ot::{self, compose, transform, Component, Deleted, Op, Side};
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
@@ -35,37 +39,62 @@ impl DocStore {
     }
 
     /// What the shell answers a `ReadOps` with: the page built from the stored rows.
-    pub fn read(&self, effect: &DocEffect) -> Option<(ConnId, String)> {
-        let DocEffect::ReadOps { to, reply_to, from, until, max_bytes } = effect else { return None };
+    pub fn read(&self, call: &DocCall) -> (ConnId, String) {
+        let DocCall::ReadOps { to, reply_to, from, until, max_bytes } = call;
         let rows: Vec<_> =
             self.ops.range(*from..).take_while(|(v, _)| *v < until).map(|(_, o)| o.stored()).collect();
-        Some((to.clone(), switchboard::core::doc::ops_page(reply_to, *from, *until, *max_bytes, &rows)))
+        (to.clone(), switchboard::core::doc::ops_page(reply_to, *from, *until, *max_bytes, &rows))
     }
 
-    pub fn apply(&mut self, effect: &DocEffect) {
-        match effect {
-            DocEffect::AppendOp(op) => {
+    /// Stores one write as the shell's SQL does.
+    pub fn write(&mut self, write: &DocWrite) {
+        match write {
+            DocWrite::AppendOp(op) => {
                 self.ops.insert(op.v, op.clone());
             }
-            DocEffect::SaveSource { user, src, applied, forget } => {
+            DocWrite::SaveSource { user, src, applied, forget } => {
                 self.sources.insert((Some(user.clone()), src.clone()), *applied);
                 if let Some(f) = forget {
                     self.sources.remove(f);
                 }
             }
-            DocEffect::SaveEpoch(epoch) => self.epoch = Some(epoch.clone()),
-            DocEffect::Repair { repair, epoch, text } => {
+            DocWrite::SaveEpoch(epoch) => self.epoch = Some(epoch.clone()),
+            DocWrite::Repair { repair, epoch, text } => {
                 self.snapshot = (repair.continued_at, text.clone());
                 self.ops.clear();
                 self.sources.retain(|_, a| a.v < repair.dropped_from);
                 self.epoch = Some(epoch.clone());
             }
-            DocEffect::SaveSnapshot { v, text, compact_before } => {
+            DocWrite::SaveSnapshot { v, text, compact_before } => {
                 self.snapshot = (*v, text.clone());
                 self.ops.retain(|k, _| k >= compact_before);
             }
-            _ => {}
         }
+    }
+
+    /// Stores what a rebuild decided (its effects are all writes).
+    pub fn restored(&mut self, effects: &[DocEffect]) {
+        for effect in effects {
+            if let Effect::Write(write) = effect {
+                self.write(write);
+            }
+        }
+    }
+}
+
+/// A document alone ([`super::solo::Solo`]): `ops:get` pages are read from this store.
+impl super::solo::Storage<Doc> for DocStore {
+    fn write(&mut self, write: DocWrite) {
+        DocStore::write(self, &write);
+    }
+
+    fn reader(&self) -> &() {
+        &()
+    }
+
+    fn call(&mut self, _doc: &mut Doc, call: DocCall, _now: Timestamp) -> Vec<DocEffect> {
+        let (to, frame) = self.read(&call);
+        vec![Effect::Send { to, frame }]
     }
 }
 
@@ -185,7 +214,7 @@ impl DocSim {
         let (doc, effects) =
             Doc::restore(DocId::parse("d").unwrap(), store.stored(), doc_config(), "e1".into());
         let mut store = store;
-        effects.iter().for_each(|e| store.apply(e));
+        store.restored(&effects);
         let mut sim = DocSim {
             doc,
             store,
@@ -211,7 +240,7 @@ impl DocSim {
             expires: Timestamp(u64::MAX / 4),
             can_write: true,
         };
-        let effects = self.doc.handle_connect(info, None, Timestamp(self.now));
+        let effects = self.doc.handle_connect(info, None, Timestamp(self.now), &());
         let mut snapshot = None;
         for e in effects {
             if let DocEffect::Send { frame, .. } = e {
@@ -268,25 +297,8 @@ impl DocSim {
             self.now = self.now.max(m.at);
             if m.to_server {
                 let conn = self.clients[m.client].conn.clone();
-                let effects = self.doc.handle_frame(&conn, Incoming::Text(&m.text), Timestamp(self.now));
-                for e in effects {
-                    self.store.apply(&e);
-                    match e {
-                        DocEffect::AppendOp(_) => self.applied += 1,
-                        DocEffect::Send { to, frame } => {
-                            let i = self.index(&to);
-                            self.post(false, i, frame);
-                        }
-                        DocEffect::Broadcast { except, frame } => {
-                            for i in 0..self.clients.len() {
-                                if Some(&self.clients[i].conn) != except.as_ref() {
-                                    self.post(false, i, frame.clone());
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                let effects = self.doc.handle_frame(&conn, Incoming::Text(&m.text), Timestamp(self.now), &());
+                shell::apply(self, effects);
             } else {
                 let frame: Value = serde_json::from_str(&m.text).unwrap();
                 if let Some(out) = self.clients[m.client].receive(&frame) {
@@ -306,6 +318,38 @@ impl DocSim {
 
     fn index(&self, conn: &ConnId) -> usize {
         self.clients.iter().position(|c| &c.conn == conn).unwrap()
+    }
+}
+
+/// The document's shell: frames go onto the delayed channels; closes are not simulated.
+impl Shell<Doc> for DocSim {
+    fn write(&mut self, write: DocWrite) {
+        if let DocWrite::AppendOp(_) = write {
+            self.applied += 1;
+        }
+        self.store.write(&write);
+    }
+
+    fn send(&mut self, to: ConnId, frame: String) {
+        let i = self.index(&to);
+        self.post(false, i, frame);
+    }
+
+    fn broadcast(&mut self, except: Option<ConnId>, frame: String) {
+        for i in 0..self.clients.len() {
+            if Some(&self.clients[i].conn) != except.as_ref() {
+                self.post(false, i, frame.clone());
+            }
+        }
+    }
+
+    fn close(&mut self, _conn: ConnId, _code: u16) {}
+
+    fn update_conn(&mut self, _info: DocConnInfo) {}
+
+    fn call(&mut self, call: DocCall) {
+        let (to, page) = self.store.read(&call);
+        self.send(to, page);
     }
 }
 

@@ -112,3 +112,44 @@ pub fn frame(
         .then_some(reference);
     (text, owed)
 }
+
+/// The events a room socket is sent by the fuzzers (some unknown).
+pub const ROOM_EVENTS: &[&str] = &[
+    "message:send",
+    "history:get",
+    "typing:start",
+    "typing:stop",
+    "state:set",
+    "signal",
+    "broadcast",
+    "auth:refresh",
+    "nope",
+    "",
+];
+
+/// A room request's payload, plausible half the time.
+pub fn room_plausible(rng: &mut Rng, event: &str, n: u64) -> Value {
+    match event {
+        "message:send" => {
+            let mut d = json!({ "text": rng.pick(&["hi", "é\u{1F600}", "", "x"]) });
+            if rng.below(2) == 0 {
+                d["id"] = json!(format!("m{}", n % 7)); // resends exercise the duplicate check
+            }
+            if rng.below(3) == 0 {
+                d["data"] = value(rng, 1);
+            }
+            d
+        }
+        "state:set" => {
+            let if_version = if rng.below(5) == 0 { edge_number(rng) } else { json!(rng.below(3)) };
+            json!({ "key": rng.pick(&["topic", "poll"]), "value": value(rng, 1), "ifVersion": if_version })
+        }
+        "history:get" => match rng.below(4) {
+            0 => json!({ "before": edge_number(rng), "limit": edge_number(rng) }),
+            _ => json!({ "before": rng.below(40), "limit": rng.below(5) }),
+        },
+        "signal" => json!({ "to": rng.pick(&["alice", "bob", "carol"]), "data": value(rng, 1) }),
+        "broadcast" => json!({ "event": "cursor", "data": value(rng, 1) }),
+        _ => json!({}),
+    }
+}

@@ -3,6 +3,8 @@
 
 pub mod docs;
 pub mod fuzz;
+pub mod shell;
+pub mod solo;
 pub mod users;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -15,10 +17,9 @@ use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::error::Error;
 use switchboard::core::ids::{ConnId, RoomId, UserId};
-use switchboard::core::protocol::Incoming;
-use switchboard::core::room::effect::Effect;
+use switchboard::core::object::Never;
 use switchboard::core::room::log::{LogHead, MemoryLog};
-use switchboard::core::room::{ConnInfo, Resume, Room, StreamInfo, SSE_KEEPALIVE};
+use switchboard::core::room::{ConnInfo, Resume, Room, RoomEffect, RoomWrite, StreamInfo};
 use switchboard::core::time::Timestamp;
 
 pub const SECRET: &[u8] = b"test-secret";
@@ -49,22 +50,9 @@ pub fn config(limits: Limits) -> Config {
     }
 }
 
-/// One room driven entirely in memory: effects are applied to inboxes, a log and a state table;
-/// the virtual clock fires the room's alarm whenever it passes `poll_timeout`.
-pub struct Sim {
-    pub room: Room,
-    pub log: MemoryLog,
-    pub now: Timestamp,
-    pub inboxes: BTreeMap<ConnId, Vec<Value>>,
-    pub closed: BTreeMap<ConnId, u16>,
-    pub stored_state: BTreeMap<String, Value>,
-    pub attachments: BTreeMap<ConnId, ConnInfo>,
-    /// What each open event stream received after its opening.
-    pub streams: BTreeMap<ConnId, Vec<String>>,
-    /// Streams the room ended, with their last event.
-    pub ended_streams: BTreeMap<ConnId, String>,
-    next_conn: u32,
-}
+/// One room driven entirely in memory ([`solo::Solo`]): effects reach inboxes, a log and a
+/// state table; the virtual clock fires the room's alarm whenever it passes `poll_timeout`.
+pub type Sim = solo::Solo<Room, RoomStore>;
 
 impl Sim {
     pub fn new(room: &str) -> Sim {
@@ -77,29 +65,8 @@ impl Sim {
 
     pub fn with_config(room: &str, config: Config) -> Sim {
         let head = LogHead { seq: 0, epoch: "ep1".into() };
-        Sim {
-            room: Room::new(RoomId::parse(room).unwrap(), head, BTreeMap::new(), config),
-            log: MemoryLog::default(),
-            now: Timestamp(1_700_000_000_000),
-            inboxes: BTreeMap::new(),
-            closed: BTreeMap::new(),
-            stored_state: BTreeMap::new(),
-            attachments: BTreeMap::new(),
-            streams: BTreeMap::new(),
-            ended_streams: BTreeMap::new(),
-            next_conn: 0,
-        }
-    }
-
-    /// Moves the clock forward, firing the alarm at each deadline on the way.
-    pub fn advance(&mut self, ms: u64) {
-        let target = self.now.plus_millis(ms);
-        while let Some(deadline) = self.room.poll_timeout().filter(|d| *d <= target) {
-            self.now = self.now.max(deadline);
-            let effects = self.room.handle_alarm(self.now);
-            self.apply(effects);
-        }
-        self.now = target;
+        let room = Room::new(RoomId::parse(room).unwrap(), head, BTreeMap::new(), config);
+        solo::Solo::of(room, RoomStore::default(), Timestamp(1_700_000_000_000))
     }
 
     pub fn connect(&mut self, user: &str) -> ConnId {
@@ -111,20 +78,16 @@ impl Sim {
         &mut self,
         user: &str,
         ttl_ms: u64,
-        can_send: bool,
+        can_write: bool,
         resume: Option<(u64, &str)>,
     ) -> ConnId {
         let user = UserId::parse(user).unwrap();
-        self.room.check_capacity(&user).expect("room has capacity");
+        self.object.check_capacity(&user).expect("room has capacity");
         self.next_conn += 1;
         let conn = ConnId::parse(&format!("c{}", self.next_conn)).unwrap();
-        self.inboxes.insert(conn.clone(), Vec::new());
-        let info = ConnInfo { conn: conn.clone(), user, expires: self.now.plus_millis(ttl_ms), can_send };
-        self.attachments.insert(conn.clone(), info.clone());
+        let info = ConnInfo { conn, user, expires: self.now.plus_millis(ttl_ms), can_write };
         let resume = resume.map(|(since, epoch)| Resume { since, epoch: epoch.into() });
-        let effects = self.room.handle_connect(info, resume.as_ref(), self.now, &self.log);
-        self.apply(effects);
-        conn
+        self.accept(info, resume)
     }
 
     /// Opens an event stream for `user` whose token lives `ttl_ms`; returns its id and opening.
@@ -136,7 +99,7 @@ impl Sim {
             user: UserId::parse(user).unwrap(),
             expires: self.now.plus_millis(ttl_ms),
         };
-        let opening = self.room.open_stream(info, None, self.now, &self.log)?;
+        let opening = self.object.open_stream(info, None, self.now, &self.store.log)?;
         self.streams.insert(id.clone(), Vec::new());
         Ok((id, opening))
     }
@@ -144,28 +107,11 @@ impl Sim {
     /// The client of an event stream went away.
     pub fn drop_stream(&mut self, id: &ConnId) {
         self.streams.remove(id);
-        self.room.close_stream(id);
+        self.object.close_stream(id);
     }
 
     pub fn send(&mut self, conn: &ConnId, frame: Value) {
         self.send_raw(conn, &frame.to_string());
-    }
-
-    pub fn send_raw(&mut self, conn: &ConnId, text: &str) {
-        let effects = self.room.handle_frame(conn, Incoming::Text(text), self.now, &self.log);
-        self.apply(effects);
-    }
-
-    pub fn close(&mut self, conn: &ConnId) {
-        self.inboxes.remove(conn);
-        self.attachments.remove(conn);
-        let effects = self.room.handle_close(conn);
-        self.apply(effects);
-    }
-
-    /// Drains what `conn` received.
-    pub fn take(&mut self, conn: &ConnId) -> Vec<Value> {
-        self.inboxes.get_mut(conn).map(std::mem::take).unwrap_or_default()
     }
 
     /// Drains what `conn` received and returns the only frame.
@@ -174,49 +120,40 @@ impl Sim {
         assert_eq!(frames.len(), 1, "expected one frame, got {frames:?}");
         frames.remove(0)
     }
+}
 
-    pub fn apply(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Append(m) => {
-                    assert_eq!(m.seq, self.log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
-                    self.log.messages.push(m);
-                }
-                Effect::Trim { through, forget_through } => self.log.trim(through, forget_through),
-                Effect::Keepalive => {
-                    for chunks in self.streams.values_mut() {
-                        chunks.push(SSE_KEEPALIVE.to_string());
-                    }
-                }
-                Effect::EndStream { stream, last } => {
-                    assert!(self.streams.remove(&stream).is_some(), "ended a stream that is not open");
-                    self.ended_streams.insert(stream, last);
-                }
-                Effect::PutState { key, entry } => {
-                    self.stored_state.insert(key, serde_json::to_value(entry).unwrap());
-                }
-                Effect::UpdateConn(info) => {
-                    self.attachments.insert(info.conn.clone(), info);
-                }
-                Effect::Send { to, frame } => {
-                    if let Some(inbox) = self.inboxes.get_mut(&to) {
-                        inbox.push(serde_json::from_str(&frame).unwrap());
-                    }
-                }
-                Effect::Broadcast { except, frame } => {
-                    let value: Value = serde_json::from_str(&frame).unwrap();
-                    for (id, inbox) in self.inboxes.iter_mut() {
-                        if except.as_ref() != Some(id) {
-                            inbox.push(value.clone());
-                        }
-                    }
-                }
-                Effect::Close { conn, code, .. } => {
-                    self.closed.insert(conn.clone(), code);
-                    self.close(&conn);
-                }
-            }
+/// Stores a room's write as its SQL does: the log (gapless) and the live state table.
+pub fn room_write(log: &mut MemoryLog, state: &mut BTreeMap<String, Value>, write: RoomWrite) {
+    match write {
+        RoomWrite::Append(m) => {
+            assert_eq!(m.seq, log.messages.last().map_or(0, |l| l.seq) + 1, "log has a gap");
+            log.messages.push(m);
         }
+        RoomWrite::Trim { through, forget_through } => log.trim(through, forget_through),
+        RoomWrite::PutState { key, entry } => {
+            state.insert(key, serde_json::to_value(entry).unwrap());
+        }
+    }
+}
+
+/// A room's storage for [`solo::Solo`].
+#[derive(Default)]
+pub struct RoomStore {
+    pub log: MemoryLog,
+    pub state: BTreeMap<String, Value>,
+}
+
+impl solo::Storage<Room> for RoomStore {
+    fn write(&mut self, write: RoomWrite) {
+        room_write(&mut self.log, &mut self.state, write);
+    }
+
+    fn reader(&self) -> &(dyn switchboard::core::room::log::RoomLog + '_) {
+        &self.log
+    }
+
+    fn call(&mut self, _room: &mut Room, call: Never, _now: Timestamp) -> Vec<RoomEffect> {
+        match call {}
     }
 }
 

@@ -4,19 +4,22 @@
 #![allow(dead_code)]
 
 use super::config;
+use super::shell::{self, Shell};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::error::Error;
 use switchboard::core::ids::{ConnId, UserId};
+use switchboard::core::object::{Object, SSE_KEEPALIVE};
 use switchboard::core::presence::PresenceTimes;
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
 use switchboard::core::user::inbox::MemoryInbox;
 use switchboard::core::user::watch::{UnwatchRequest, WatchPolicy, WatchRequest};
 use switchboard::core::user::{
-    SavedPresence, StatusRequest, StoredUser, User, UserConnInfo, UserEffect, UserStreamInfo,
+    SavedPresence, StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserEffect, UserStreamInfo,
+    UserWrite,
 };
 
 pub const TIMES: PresenceTimes = PresenceTimes { away_ms: 300_000, offline_ms: 600_000, grace_ms: 30_000 };
@@ -30,6 +33,58 @@ pub struct Store {
     pub watching: BTreeMap<UserId, u64>,
     pub inbox: MemoryInbox,
     pub writes: usize,
+}
+
+impl Store {
+    /// Stores one write as the user object's SQL does.
+    pub fn write(&mut self, write: UserWrite) {
+        match write {
+            UserWrite::SavePresence(p) => {
+                self.presence = Some(p);
+                self.writes += 1;
+            }
+            UserWrite::SavePolicy(p) => self.policy = p,
+            UserWrite::Inbox(write) => self.inbox.apply(&write),
+            UserWrite::SaveWatcher { watcher, active } => {
+                self.watchers.insert(watcher, active);
+            }
+            UserWrite::RemoveWatcher(w) => {
+                self.watchers.remove(&w);
+            }
+            UserWrite::SaveWatching { user, rev } => {
+                self.watching.insert(user, rev);
+            }
+            UserWrite::RemoveWatching(u) => {
+                self.watching.remove(&u);
+            }
+        }
+    }
+}
+
+/// A user object alone ([`super::solo::Solo`]): no other user's object answers its calls.
+impl super::solo::Storage<User> for Store {
+    fn write(&mut self, write: UserWrite) {
+        Store::write(self, write);
+    }
+
+    fn reader(&self) -> &(dyn switchboard::core::user::inbox::Inbox + '_) {
+        &self.inbox
+    }
+
+    fn call(&mut self, user: &mut User, call: UserCall, _now: Timestamp) -> Vec<UserEffect> {
+        let gone = || Error::new(switchboard::core::error::ErrorCode::Internal, "no such object here");
+        match call {
+            UserCall::Push { to, .. } => user.pushed(to.into_iter().map(|u| (u, Err(gone()))).collect()),
+            UserCall::Watch { users, reply, .. } => {
+                let results = users.into_iter().map(|u| (u, Err(gone()))).collect();
+                match reply {
+                    Some(reply) => user.watched(reply, results),
+                    None => user.resumed(results),
+                }
+            }
+            UserCall::Unwatch(_) => Vec::new(),
+        }
+    }
 }
 
 pub struct Users {
@@ -50,7 +105,7 @@ pub struct Users {
     /// While set, `Watch` calls stay in flight (in `held`) until [`Users::release`]: their
     /// answers land after whatever the test does meanwhile. Other calls are made at once.
     pub hold_watch: bool,
-    pub held: Vec<(UserId, UserEffect)>,
+    pub held: Vec<(UserId, UserCall)>,
     /// Events each open event stream received, as `(event, data)`; a keepalive comment is
     /// `("keepalive", null)`.
     pub streams: BTreeMap<ConnId, Vec<(String, Value)>>,
@@ -309,7 +364,7 @@ impl Users {
         let now = self.now;
         let info = UserConnInfo { conn: conn.clone(), expires: now.plus_millis(ttl_ms) };
         self.expires.insert(conn.clone(), info.expires);
-        let effects = self.user(&id).handle_connect(info, policy, now);
+        let effects = self.user(&id).handle_connect(info, policy, now, &MemoryInbox::default());
         self.apply(&id, effects);
         conn
     }
@@ -368,7 +423,7 @@ impl Users {
     pub fn release(&mut self) {
         self.hold_watch = false;
         for (id, call) in std::mem::take(&mut self.held) {
-            self.apply(&id, vec![call]);
+            self.apply(&id, vec![UserEffect::Call(call)]);
         }
     }
 
@@ -402,104 +457,13 @@ impl Users {
     }
 
     pub fn apply(&mut self, id: &UserId, effects: Vec<UserEffect>) {
-        self.apply_effects(id, effects);
+        shell::apply(&mut At { net: self, id: id.clone() }, effects);
         // The shell re-aims the alarm after every event.
         let next = self.users.get(id).and_then(User::poll_timeout);
         match next {
             Some(at) => self.alarms.insert(id.clone(), at),
             None => self.alarms.remove(id),
         };
-    }
-
-    fn apply_effects(&mut self, id: &UserId, effects: Vec<UserEffect>) {
-        for effect in effects {
-            let store = self.stores.entry(id.clone()).or_default();
-            match effect {
-                UserEffect::SavePresence(p) => {
-                    store.presence = Some(p);
-                    store.writes += 1;
-                }
-                UserEffect::SavePolicy(p) => store.policy = p,
-                UserEffect::Inbox(write) => store.inbox.apply(&write),
-                UserEffect::SaveWatcher { watcher, active } => {
-                    store.watchers.insert(watcher, active);
-                }
-                UserEffect::RemoveWatcher(w) => {
-                    store.watchers.remove(&w);
-                }
-                UserEffect::SaveWatching { user, rev } => {
-                    store.watching.insert(user, rev);
-                }
-                UserEffect::RemoveWatching(u) => {
-                    store.watching.remove(&u);
-                }
-                UserEffect::UpdateConn(info) => {
-                    self.expires.insert(info.conn, info.expires);
-                }
-                UserEffect::Send { to, frame } => self.deliver(&to, &frame),
-                UserEffect::Broadcast { frame } => {
-                    for conn in self.open_conns(id) {
-                        self.deliver(&conn, &frame);
-                    }
-                }
-                UserEffect::Close { conn, code, .. } => {
-                    self.closed.insert(conn.clone(), code);
-                    let now = self.now;
-                    let effects = self.user(id).handle_close(&conn, now);
-                    self.apply(id, effects);
-                }
-                UserEffect::Push { to, update } => {
-                    let mut answers = Vec::new();
-                    for watcher in to {
-                        let (answer, effects) = self.wake(&watcher).presence_pushed(update.clone());
-                        self.apply(&watcher, effects);
-                        answers.push((watcher, Ok(answer)));
-                    }
-                    let effects = self.user(id).pushed(answers);
-                    self.apply(id, effects);
-                }
-                call @ UserEffect::Watch { .. } if self.hold_watch => self.held.push((id.clone(), call)),
-                UserEffect::Watch { users, active, reply } => {
-                    let mut results = Vec::new();
-                    for user in users {
-                        let request = WatchRequest { watcher: id.clone(), active };
-                        let result = self.wake(&user).watch_requested(request);
-                        let result = result.map(|(update, effects)| {
-                            self.apply(&user, effects);
-                            update
-                        });
-                        results.push((user, result));
-                    }
-                    let effects = match reply {
-                        Some(reply) => self.user(id).watched(reply, results),
-                        None => self.user(id).resumed(results),
-                    };
-                    self.apply(id, effects);
-                }
-                UserEffect::Unwatch(users) => {
-                    for user in users {
-                        let request = UnwatchRequest { watcher: id.clone() };
-                        let effects = self.wake(&user).unwatch_requested(&request.watcher);
-                        self.apply(&user, effects);
-                    }
-                }
-                UserEffect::StreamSend { to, event } => self.feed_stream(&to, &event),
-                UserEffect::StreamBroadcast { event } => {
-                    for stream in self.open_streams(id) {
-                        self.feed_stream(&stream, &event);
-                    }
-                }
-                UserEffect::StreamKeepalive => {
-                    for stream in self.open_streams(id) {
-                        self.feed_stream(&stream, ": keepalive\n\n");
-                    }
-                }
-                UserEffect::StreamEnd { stream, last } => {
-                    let last = sse_events(&last).into_iter().next();
-                    self.ended.insert(stream, last);
-                }
-            }
-        }
     }
 
     fn deliver(&mut self, conn: &ConnId, frame: &str) {
@@ -509,5 +473,103 @@ impl Users {
         if let Some(inbox) = self.sockets.get_mut(conn) {
             inbox.push(serde_json::from_str(frame).unwrap());
         }
+    }
+}
+
+/// The shell of one user object in the network: its store, its sockets and streams, and calls
+/// delivered to the other objects at once.
+struct At<'a> {
+    net: &'a mut Users,
+    id: UserId,
+}
+
+impl Shell<User> for At<'_> {
+    fn write(&mut self, write: UserWrite) {
+        self.net.stores.entry(self.id.clone()).or_default().write(write);
+    }
+
+    fn send(&mut self, to: ConnId, frame: String) {
+        self.net.deliver(&to, &frame);
+    }
+
+    fn broadcast(&mut self, except: Option<ConnId>, frame: String) {
+        for conn in self.net.open_conns(&self.id) {
+            if except.as_ref() != Some(&conn) {
+                self.net.deliver(&conn, &frame);
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16) {
+        self.net.closed.insert(conn.clone(), code);
+        let now = self.net.now;
+        let effects = self.net.user(&self.id).handle_close(&conn, now);
+        self.net.apply(&self.id, effects);
+    }
+
+    fn update_conn(&mut self, info: UserConnInfo) {
+        self.net.expires.insert(info.conn, info.expires);
+    }
+
+    fn call(&mut self, call: UserCall) {
+        let (net, id) = (&mut *self.net, &self.id);
+        match call {
+            UserCall::Push { to, update } => {
+                let mut answers = Vec::new();
+                for watcher in to {
+                    let (answer, effects) = net.wake(&watcher).presence_pushed(update.clone());
+                    net.apply(&watcher, effects);
+                    answers.push((watcher, Ok(answer)));
+                }
+                let effects = net.user(id).pushed(answers);
+                net.apply(id, effects);
+            }
+            call @ UserCall::Watch { .. } if net.hold_watch => net.held.push((id.clone(), call)),
+            UserCall::Watch { users, active, reply } => {
+                let mut results = Vec::new();
+                for user in users {
+                    let request = WatchRequest { watcher: id.clone(), active };
+                    let result = net.wake(&user).watch_requested(request);
+                    let result = result.map(|(update, effects)| {
+                        net.apply(&user, effects);
+                        update
+                    });
+                    results.push((user, result));
+                }
+                let effects = match reply {
+                    Some(reply) => net.user(id).watched(reply, results),
+                    None => net.user(id).resumed(results),
+                };
+                net.apply(id, effects);
+            }
+            UserCall::Unwatch(users) => {
+                for user in users {
+                    let request = UnwatchRequest { watcher: id.clone() };
+                    let effects = net.wake(&user).unwatch_requested(&request.watcher);
+                    net.apply(&user, effects);
+                }
+            }
+        }
+    }
+
+    fn stream_send(&mut self, to: ConnId, event: String) {
+        self.net.feed_stream(&to, &event);
+    }
+
+    fn stream_broadcast(&mut self, event: String) {
+        for stream in self.net.open_streams(&self.id) {
+            self.net.feed_stream(&stream, &event);
+        }
+    }
+
+    fn keepalive(&mut self) {
+        for stream in self.net.open_streams(&self.id) {
+            self.net.feed_stream(&stream, SSE_KEEPALIVE);
+        }
+    }
+
+    fn stream_end(&mut self, stream: ConnId, last: String) {
+        let last = sse_events(&last).into_iter().next();
+        self.net.ended.insert(stream, last);
     }
 }

@@ -28,18 +28,18 @@ pub use cursor::Cursor;
 pub use request::Request;
 pub use sources::{Applied, Owner, Sources};
 
-use crate::core::auth;
 use crate::core::caps::DocRights;
 use crate::core::config::Config;
-use crate::core::error::{close, Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
+use crate::core::object::{reply, Effect, Object};
 use crate::core::ot::{self, transform, Op, Side, MAX_LEN};
-use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
+use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
+use crate::core::sessions::{SessionLimits, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
-use crate::core::timers::Timers;
 use request::{CursorUpdate, OpSubmit, OpsGet};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sources::Seen;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,22 +54,8 @@ pub const MAX_OP_COMPONENTS: usize = 1_000;
 /// Longest `src`, in bytes.
 pub const MAX_SRC_LEN: usize = 128;
 
-/// What the shell keeps per socket in its hibernation attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DocConnInfo {
-    /// The connection id.
-    #[serde(rename = "c")]
-    pub conn: ConnId,
-    /// The authenticated user.
-    #[serde(rename = "u")]
-    pub user: UserId,
-    /// When the socket's token expires.
-    #[serde(rename = "x")]
-    pub expires: Timestamp,
-    /// Whether the token allows editing.
-    #[serde(rename = "w")]
-    pub can_write: bool,
-}
+/// What the shell keeps per socket in its hibernation attachment (`can_write`: may edit).
+pub type DocConnInfo = crate::core::sessions::ConnInfo;
 
 /// An applied op as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,9 +167,12 @@ pub struct Repair {
     pub reason: String,
 }
 
-/// One instruction for the document's shell, applied in order.
+/// One instruction for the document's shell.
+pub type DocEffect = Effect<DocWrite, DocCall, DocConnInfo>;
+
+/// A write to the document's storage.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DocEffect {
+pub enum DocWrite {
     /// Persist an applied op.
     AppendOp(LoggedOp),
     /// Remember the last `seq` applied from `(user, src)` (and at which version); `forget` is an
@@ -219,6 +208,12 @@ pub enum DocEffect {
         /// The text at the last good version.
         text: String,
     },
+}
+
+/// What the document asks of storage after a batch's writes and frames: a read whose answer
+/// is a frame (documents call no other object).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocCall {
     /// Answer `ops:get` from storage: read the logged ops from version `from` up to (not
     /// including) `until`, at most about `max_bytes` of them, and send `to` the frame
     /// [`ops_page`] builds from them.
@@ -233,31 +228,6 @@ pub enum DocEffect {
         until: u64,
         /// Byte budget of the page (one op more is read when the first alone is over it).
         max_bytes: usize,
-    },
-    /// Store this connection's new data in its socket attachment (after `auth:refresh`).
-    UpdateConn(DocConnInfo),
-    /// Send `frame` to one connection.
-    Send {
-        /// Recipient.
-        to: ConnId,
-        /// A complete JSON text frame.
-        frame: String,
-    },
-    /// Send `frame` to every connection except `except`.
-    Broadcast {
-        /// Left out (usually the sender).
-        except: Option<ConnId>,
-        /// A complete JSON text frame, serialized once.
-        frame: String,
-    },
-    /// Close a connection; the shell reports it back through `handle_close`.
-    Close {
-        /// The connection.
-        conn: ConnId,
-        /// WebSocket close code.
-        code: u16,
-        /// Short reason.
-        reason: &'static str,
     },
 }
 
@@ -308,13 +278,6 @@ impl EventClasses for EventClass {
     }
 }
 
-#[derive(Debug)]
-struct Connection {
-    info: DocConnInfo,
-    strikes: protocol::Strikes,
-    cursor: Option<Cursor>,
-}
-
 /// An op in the live log, with the size of its `operation` frame.
 #[derive(Debug)]
 struct Logged {
@@ -347,10 +310,11 @@ pub struct Doc {
     /// Bytes of the ops applied since the snapshot (a snapshot is due past the byte limit).
     bytes_since_snapshot: usize,
     repair: Option<Repair>,
-    conns: BTreeMap<ConnId, Connection>,
+    conns: Sessions<DocConnInfo>,
+    /// Each editor's cursor, once it sent one.
+    cursors: BTreeMap<ConnId, Cursor>,
     /// Rate budgets per user, shared by their sockets.
     budgets: Budgets<EventClass>,
-    timers: Timers<ConnId>,
 }
 
 /// What the shell read from storage.
@@ -429,23 +393,26 @@ impl Doc {
                 version = repair.continued_at;
                 snapshot_v = version;
                 log.clear();
-                effects.push(DocEffect::Repair { repair, epoch: fresh_epoch.clone(), text: text.clone() });
+                effects.push(DocEffect::Write(DocWrite::Repair {
+                    repair,
+                    epoch: fresh_epoch.clone(),
+                    text: text.clone(),
+                }));
                 fresh_epoch
             }
             (None, Some(epoch)) => epoch,
             (None, None) => {
-                effects.push(DocEffect::SaveEpoch(fresh_epoch.clone()));
+                effects.push(DocEffect::Write(DocWrite::SaveEpoch(fresh_epoch.clone())));
                 fresh_epoch
             }
         };
         let repair = effects.iter().find_map(|e| match e {
-            DocEffect::Repair { repair, .. } => Some(repair.clone()),
+            DocEffect::Write(DocWrite::Repair { repair, .. }) => Some(repair.clone()),
             _ => None,
         });
         let mut doc = Doc {
             id,
             chars: ot::chars(&text),
-            config,
             epoch,
             version,
             text,
@@ -455,9 +422,10 @@ impl Doc {
             snapshot_v,
             bytes_since_snapshot: 0,
             repair,
-            conns: BTreeMap::new(),
+            conns: Sessions::new(SessionLimits::of(&config)),
+            config,
+            cursors: BTreeMap::new(),
             budgets: Budgets::default(),
-            timers: Timers::default(),
         };
         for logged in log {
             let entry = Logged::new(logged);
@@ -512,73 +480,16 @@ impl Doc {
         self.log_bytes
     }
 
-    /// When the shell should next call [`Doc::handle_alarm`].
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next()
-    }
-
     /// Refuses a new socket for `user` over `MAX_SOCKETS_PER_USER`.
     pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
         let max = self.config.limits.max_sockets_per_user;
-        if self.conns.values().filter(|c| c.info.user == *user).count() >= max {
+        if self.conns.iter().filter(|c| c.user == *user).count() >= max {
             return Err(Error::new(
                 ErrorCode::TooManyConnections,
                 format!("at most {max} sockets per user in a document"),
             ));
         }
         Ok(())
-    }
-
-    /// When a token that expires at `expires` stops being honoured: its `exp` plus the leeway.
-    fn deadline(&self, expires: Timestamp) -> Timestamp {
-        protocol::token_deadline(expires, self.config.auth.leeway_secs)
-    }
-
-    /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
-    pub fn restore_conn(&mut self, info: DocConnInfo, now: Timestamp) {
-        let _ = now;
-        self.timers.set(info.conn.clone(), self.deadline(info.expires));
-        self.conns.insert(
-            info.conn.clone(),
-            Connection { info, strikes: protocol::Strikes::default(), cursor: None },
-        );
-    }
-
-    /// A socket was accepted: replay the ops since `resume` when the live log still has them,
-    /// in the same epoch and within `RECOVERY_MAX_BYTES`, then `doc:snapshot`.
-    pub fn handle_connect(
-        &mut self,
-        info: DocConnInfo,
-        resume: Option<ResumeFrom>,
-        now: Timestamp,
-    ) -> Vec<DocEffect> {
-        let conn = info.conn.clone();
-        let (user, can_write) = (info.user.clone(), info.can_write);
-        self.restore_conn(info, now);
-        let mut effects = Vec::new();
-        let resumed = resume.map(|from| {
-            let missed = self.replay(&from);
-            if let Some(frames) = &missed {
-                effects.extend(
-                    frames.iter().map(|frame| DocEffect::Send { to: conn.clone(), frame: frame.clone() }),
-                );
-            }
-            missed.is_some()
-        });
-        let cursors: Vec<Value> = self
-            .conns
-            .iter()
-            .filter_map(|(c, state)| state.cursor.map(|cur| cur.json(&state.info.user, c, self.version)))
-            .collect();
-        let mut snapshot = json!({
-            "doc": self.id, "v": self.version, "epoch": self.epoch, "text": self.text, "connId": conn,
-            "user": user, "canWrite": can_write, "cursors": cursors,
-        });
-        if let (Some(resumed), Some(object)) = (resumed, snapshot.as_object_mut()) {
-            object.insert("resumed".into(), Value::Bool(resumed));
-        }
-        effects.push(DocEffect::Send { to: conn, frame: protocol::event("doc:snapshot", &snapshot) });
-        effects
     }
 
     /// The `operation` frames a client at `from` missed, or `None` when they cannot be replayed:
@@ -598,94 +509,6 @@ impl Doc {
         Some(missed.iter().map(|o| o.op.frame()).collect())
     }
 
-    /// A socket closed: its cursor disappears for the others.
-    pub fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<DocEffect> {
-        let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
-        self.timers.cancel(conn);
-        let conns = &self.conns;
-        self.budgets.forget_refilled(now, |user| conns.values().any(|c| c.info.user == *user));
-        match gone.cursor {
-            Some(_) => vec![DocEffect::Broadcast {
-                except: None,
-                frame: protocol::event(
-                    "cursor:update",
-                    &json!({ "user": gone.info.user, "conn": conn, "pos": null }),
-                ),
-            }],
-            None => Vec::new(),
-        }
-    }
-
-    /// The alarm fired: close sockets whose token expired (plus the leeway).
-    pub fn handle_alarm(&mut self, now: Timestamp) -> Vec<DocEffect> {
-        self.timers
-            .pop_due(now)
-            .into_iter()
-            .map(|conn| DocEffect::Close { conn, code: close::TOKEN_EXPIRED, reason: "token expired" })
-            .collect()
-    }
-
-    /// A frame arrived on `conn`.
-    pub fn handle_frame(&mut self, conn: &ConnId, frame: Incoming<'_>, now: Timestamp) -> Vec<DocEffect> {
-        let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
-        let envelope = protocol::decode(frame, self.config.limits.max_frame_bytes);
-        // Past its token's expiry only a fresh token is heard; the alarm may not have run yet.
-        if protocol::expired_frame(&envelope, now, self.deadline(sender.expires)) {
-            return vec![DocEffect::Close {
-                conn: conn.clone(),
-                code: close::TOKEN_EXPIRED,
-                reason: "token expired",
-            }];
-        }
-        let (reply_to, outcome) = match envelope {
-            Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now)),
-        };
-        match outcome {
-            Ok(effects) => effects,
-            Err(error) => {
-                let mut effects = vec![DocEffect::Send {
-                    to: conn.clone(),
-                    frame: protocol::failure(reply_to.as_ref(), &error),
-                }];
-                let max = self.config.limits.max_strikes;
-                if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(&error, max, now)) {
-                    effects.push(DocEffect::Close {
-                        conn: conn.clone(),
-                        code: close::PROTOCOL_ABUSE,
-                        reason: protocol::ABUSE_REASON,
-                    });
-                }
-                effects
-            }
-        }
-    }
-
-    fn dispatch(
-        &mut self,
-        sender: &DocConnInfo,
-        envelope: Envelope,
-        now: Timestamp,
-    ) -> Result<Vec<DocEffect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        // The event's rights and budget are checked before its payload is read.
-        let event = Request::event(&event)?;
-        if event.writes() && !sender.can_write {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "this token may read this document but not edit it",
-            ));
-        }
-        let class = event.class();
-        self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
-        match Request::decode(event, data)? {
-            Request::Submit(p) => self.submit(sender, reply_to, p),
-            Request::Cursor(p) => self.cursor(sender, reply_to, p),
-            Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
-            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
-        }
-    }
-
     fn submit(
         &mut self,
         sender: &DocConnInfo,
@@ -698,7 +521,8 @@ impl Doc {
         if p.seq > MAX_LEN {
             return Err(Error::new(ErrorCode::BadRequest, "seq must be a whole number up to 2^53 - 1"));
         }
-        let ack = |v: u64| reply(sender, reply_to.clone(), json!({ "v": v, "src": p.src, "seq": p.seq }));
+        let ack =
+            |v: u64| reply(&sender.conn, reply_to.as_ref(), &json!({ "v": v, "src": p.src, "seq": p.seq }));
         // A resubmission is answered before any version check: it was applied already.
         match self.sources.check(&sender.user, &p.src, p.seq, self.log_floor()) {
             Seen::Duplicate(v) => return Ok(ack(v).into_iter().collect()),
@@ -753,14 +577,19 @@ impl Doc {
         self.chars = self.chars.saturating_sub(logged.op.base_len()).saturating_add(logged.op.target_len());
         self.text = text;
         self.version += 1;
-        for c in self.conns.values_mut() {
-            c.cursor = c.cursor.map(|cur| cur.moved(&logged.op).clamped(self.chars));
+        for cursor in self.cursors.values_mut() {
+            *cursor = cursor.moved(&logged.op).clamped(self.chars);
         }
         let applied = Applied { seq: logged.seq, v: logged.v };
         let forget = self.sources.record(&sender.user, &logged.src, applied);
         let mut effects = vec![
-            DocEffect::AppendOp(logged.clone()),
-            DocEffect::SaveSource { user: sender.user.clone(), src: logged.src.clone(), applied, forget },
+            DocEffect::Write(DocWrite::AppendOp(logged.clone())),
+            DocEffect::Write(DocWrite::SaveSource {
+                user: sender.user.clone(),
+                src: logged.src.clone(),
+                applied,
+                forget,
+            }),
         ];
         let frame = logged.frame();
         let entry = Logged { op: logged.clone(), bytes: frame.len() };
@@ -770,17 +599,14 @@ impl Doc {
         {
             self.snapshot_v = self.version;
             self.bytes_since_snapshot = 0;
-            effects.push(DocEffect::SaveSnapshot {
+            effects.push(DocEffect::Write(DocWrite::SaveSnapshot {
                 v: self.version,
                 text: self.text.clone(),
                 compact_before: self.version.saturating_sub(self.config.limits.doc_log_retain),
-            });
+            }));
         }
-        effects.extend(reply(
-            sender,
-            reply_to,
-            json!({ "v": logged.v, "src": logged.src, "seq": logged.seq }),
-        ));
+        let ack = json!({ "v": logged.v, "src": logged.src, "seq": logged.seq });
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &ack));
         effects.push(DocEffect::Broadcast { except: Some(sender.conn.clone()), frame });
         self.push_log(entry);
         Ok(effects)
@@ -836,15 +662,15 @@ impl Doc {
             .filter(|o| o.op.v >= p.v)
             .fold(cursor, |c, o| c.moved(&o.op.op))
             .clamped(self.chars);
-        if let Some(c) = self.conns.get_mut(&sender.conn) {
-            c.cursor = Some(cursor);
+        if self.conns.get(&sender.conn).is_some() {
+            self.cursors.insert(sender.conn.clone(), cursor);
         }
         let data = cursor.json(&sender.user, &sender.conn, self.version);
         let mut effects = vec![DocEffect::Broadcast {
             except: Some(sender.conn.clone()),
             frame: protocol::event("cursor:update", &data),
         }];
-        effects.extend(reply(sender, reply_to, data));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &data));
         Ok(effects)
     }
 
@@ -865,13 +691,13 @@ impl Doc {
                 format!("from {} is ahead of the document", p.from),
             ));
         }
-        Ok(vec![DocEffect::ReadOps {
+        Ok(vec![DocEffect::Call(DocCall::ReadOps {
             to: sender.conn.clone(),
             reply_to,
             from: p.from,
             until: self.version,
             max_bytes: self.config.limits.recovery_max_bytes,
-        }])
+        })])
     }
 
     fn refresh_token(
@@ -881,33 +707,138 @@ impl Doc {
         p: Refresh,
         now: Timestamp,
     ) -> Result<Vec<DocEffect>, Error> {
-        let identity = auth::verify(&p.token, &self.config.auth, now)?;
-        if identity.user != sender.user {
-            return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
-        }
-        let rights = DocRights::of(identity.caps_or(&self.config.default_caps), self.id.as_str());
-        if !rights.read {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "the new token does not allow reading this document",
-            ));
-        }
-        let info = DocConnInfo { expires: identity.expires, can_write: rights.write, ..sender.clone() };
-        if let Some(c) = self.conns.get_mut(&sender.conn) {
-            c.info = info.clone();
-        }
-        self.timers.set(sender.conn.clone(), self.deadline(info.expires));
-        let mut effects = vec![DocEffect::UpdateConn(info.clone())];
-        effects.extend(reply(
+        let (config, doc) = (&self.config, self.id.as_str());
+        self.conns.refresh_rights(
             sender,
-            reply_to,
-            json!({ "expires": info.expires, "canWrite": info.can_write }),
-        ));
-        Ok(effects)
+            reply_to.as_ref(),
+            &p.token,
+            &config.auth,
+            now,
+            "canWrite",
+            |identity| {
+                let rights = DocRights::of(identity.caps_or(&config.default_caps), doc);
+                if !rights.read {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        "the new token does not allow reading this document",
+                    ));
+                }
+                Ok(rights.write)
+            },
+        )
     }
 }
 
-/// The reply to `ops:get` from the rows storage returned for [`DocEffect::ReadOps`]: the ops
+impl Object for Doc {
+    type Write = DocWrite;
+    type Call = DocCall;
+    type Info = DocConnInfo;
+    /// Where a reconnecting socket asked to resume from.
+    type Connect = Option<ResumeFrom>;
+    /// Reads go out as [`DocCall::ReadOps`]: nothing is read during a frame.
+    type Reader<'a> = ();
+
+    /// A socket was accepted: replay the ops since `resume` when the live log still has them,
+    /// in the same epoch and within `RECOVERY_MAX_BYTES`, then `doc:snapshot`.
+    fn handle_connect(
+        &mut self,
+        info: DocConnInfo,
+        resume: Option<ResumeFrom>,
+        _now: Timestamp,
+        _reader: &(),
+    ) -> Vec<DocEffect> {
+        let conn = info.conn.clone();
+        let (user, can_write) = (info.user.clone(), info.can_write);
+        self.conns.add(info);
+        let mut effects = Vec::new();
+        let resumed = resume.map(|from| {
+            let missed = self.replay(&from);
+            if let Some(frames) = &missed {
+                effects.extend(
+                    frames.iter().map(|frame| DocEffect::Send { to: conn.clone(), frame: frame.clone() }),
+                );
+            }
+            missed.is_some()
+        });
+        let cursors: Vec<Value> = self
+            .cursors
+            .iter()
+            .filter_map(|(c, cur)| Some(cur.json(&self.conns.get(c)?.user, c, self.version)))
+            .collect();
+        let mut snapshot = json!({
+            "doc": self.id, "v": self.version, "epoch": self.epoch, "text": self.text, "connId": conn,
+            "user": user, "canWrite": can_write, "cursors": cursors,
+        });
+        if let (Some(resumed), Some(object)) = (resumed, snapshot.as_object_mut()) {
+            object.insert("resumed".into(), Value::Bool(resumed));
+        }
+        effects.push(DocEffect::Send { to: conn, frame: protocol::event("doc:snapshot", &snapshot) });
+        effects
+    }
+
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    fn dispatch(
+        &mut self,
+        sender: &DocConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+        _reader: &(),
+    ) -> Result<Vec<DocEffect>, Error> {
+        let Envelope { event, reply_to, data } = envelope;
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_write {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this document but not edit it",
+            ));
+        }
+        let class = event.class();
+        self.budgets.take(&sender.user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))?;
+        match Request::decode(event, data)? {
+            Request::Submit(p) => self.submit(sender, reply_to, p),
+            Request::Cursor(p) => self.cursor(sender, reply_to, p),
+            Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
+            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
+        }
+    }
+
+    /// A socket closed: its cursor disappears for the others.
+    fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<DocEffect> {
+        let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
+        let conns = &self.conns;
+        self.budgets.forget_refilled(now, |user| conns.iter().any(|c| c.user == *user));
+        match self.cursors.remove(conn) {
+            Some(_) => vec![DocEffect::Broadcast {
+                except: None,
+                frame: protocol::event(
+                    "cursor:update",
+                    &json!({ "user": gone.user, "conn": conn, "pos": null }),
+                ),
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// The alarm fired: close sockets whose token expired (plus the leeway).
+    fn handle_alarm(&mut self, now: Timestamp) -> Vec<DocEffect> {
+        self.conns.expired(now)
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.conns.next_deadline()
+    }
+
+    /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
+    fn restore_conn(&mut self, info: DocConnInfo, _now: Timestamp) {
+        self.conns.add(info);
+    }
+}
+
+/// The reply to `ops:get` from the rows storage returned for [`DocCall::ReadOps`]: the ops
 /// from `from` in order, up to `until` and about `max_bytes`, and `next`, the version to ask
 /// for next (`next == until`: nothing more). Refused with `snapshot_required` when storage no
 /// longer holds `from`.
@@ -933,8 +864,4 @@ pub fn ops_page(reply_to: &Ref, from: u64, until: u64, max_bytes: usize, rows: &
         return protocol::reply_err(reply_to, &error);
     }
     protocol::reply_ok(reply_to, &json!({ "ops": ops, "next": next, "v": until }))
-}
-
-fn reply(sender: &DocConnInfo, reply_to: Option<Ref>, data: Value) -> Option<DocEffect> {
-    reply_to.map(|r| DocEffect::Send { to: sender.conn.clone(), frame: protocol::reply_ok(&r, &data) })
 }

@@ -1,14 +1,21 @@
-//! What a state machine asks its shell to do. The shell applies effects in order, and storage
-//! effects come before the frames that announce them, so nothing is acknowledged before it is
-//! written.
+//! What a room asks its shell to do: the shared [`Effect`](crate::core::object::Effect) with
+//! the room's own storage writes ([`RoomWrite`]) and the data it keeps per socket
+//! ([`ConnInfo`]). Rooms make no calls to other objects. This file imports nothing else of the
+//! room, so the room's modules can all use it.
 
-use crate::core::ids::ConnId;
+use crate::core::ids::UserId;
+use crate::core::object::{Effect, Never};
 use crate::core::room::log::Message;
-use crate::core::room::{ConnInfo, StateEntry};
+pub use crate::core::sessions::ConnInfo;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// One instruction for the edge shell.
+/// One instruction for the room's shell.
+pub type RoomEffect = Effect<RoomWrite, Never, ConnInfo>;
+
+/// A write to the room's storage.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub enum RoomWrite {
     /// Persist a new message in the room's log (and hand it to HTTP event streams).
     Append(Message),
     /// Delete the room's messages up to `through` (they are past `ROOM_HISTORY_MAX`), keeping
@@ -27,40 +34,15 @@ pub enum Effect {
         /// Its new value, version and author.
         entry: StateEntry,
     },
-    /// Store this connection's new data in its socket attachment (after `auth:refresh`).
-    UpdateConn(ConnInfo),
-    /// Send `frame` to one connection.
-    Send {
-        /// Recipient.
-        to: ConnId,
-        /// A complete JSON text frame.
-        frame: String,
-    },
-    /// Send the same `frame` to every connection of the object except `except`.
-    Broadcast {
-        /// The connection left out (usually the sender).
-        except: Option<ConnId>,
-        /// A complete JSON text frame, serialized once for all recipients.
-        frame: String,
-    },
-    /// Send the last bytes `last` to an event stream, then end it (its token expired). The room
-    /// has already forgotten it.
-    EndStream {
-        /// The stream.
-        stream: ConnId,
-        /// A final Server-Sent Event saying why.
-        last: String,
-    },
-    /// Send [`SSE_KEEPALIVE`](crate::core::room::SSE_KEEPALIVE) to every open event stream.
-    Keepalive,
-    /// Close one connection with a code from [`crate::core::error::close`]; the shell then
-    /// reports the closure back through `handle_close`.
-    Close {
-        /// The connection to close.
-        conn: ConnId,
-        /// WebSocket close code.
-        code: u16,
-        /// Short reason, under the 123-byte close-frame limit.
-        reason: &'static str,
-    },
+}
+
+/// One key's current value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Any JSON value.
+    pub value: Value,
+    /// Starts at 1 and grows by one per write to this key.
+    pub version: u64,
+    /// Who wrote it last.
+    pub user: UserId,
 }

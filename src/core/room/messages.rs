@@ -1,13 +1,13 @@
 //! Messages: send (idempotent by client id), server publish, history, and recovery of what a
 //! reconnecting client missed.
 
-use super::{reply, ConnInfo, Room};
+use super::{ConnInfo, Effect, Room, RoomWrite};
 use crate::core::auth::Caller;
 use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
+use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
-use crate::core::room::effect::Effect;
 use crate::core::room::log::{Message, Receipt, RoomLog};
 use crate::core::room::request::{HistoryGet, SendMessage};
 use crate::core::time::Timestamp;
@@ -94,7 +94,7 @@ impl Room {
         let except = Some(sender.conn.clone());
         let (ack, mut effects) =
             self.accept_message(&sender.user, except, p.text, p.id, p.data, false, now, log)?;
-        effects.extend(reply(sender, reply_to, ack));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &ack));
         Ok(effects)
     }
 
@@ -164,11 +164,14 @@ impl Room {
             server,
         };
         self.head.seq = seq;
-        let mut effects = vec![Effect::Append(message.clone())];
+        let mut effects = vec![Effect::Write(RoomWrite::Append(message.clone()))];
         // Past ROOM_HISTORY_MAX the oldest goes, its id kept for as many messages again.
         let max = self.config.limits.room_history_max;
         if let Some(through) = seq.checked_sub(max).filter(|t| *t > 0) {
-            effects.push(Effect::Trim { through, forget_through: through.saturating_sub(max) });
+            effects.push(Effect::Write(RoomWrite::Trim {
+                through,
+                forget_through: through.saturating_sub(max),
+            }));
         }
         effects.push(Effect::Broadcast { except, frame: protocol::event("message:receive", &message) });
         effects.extend(self.stop_typing(user, None));
@@ -185,7 +188,7 @@ impl Room {
         let reply_to = reply_to
             .ok_or_else(|| Error::new(ErrorCode::BadRequest, "history:get needs a ref to reply to"))?;
         let messages = self.history(p.before, p.limit, log)?;
-        Ok(reply(sender, Some(reply_to), json!({ "messages": messages })).into_iter().collect())
+        Ok(reply(&sender.conn, Some(&reply_to), &json!({ "messages": messages })).into_iter().collect())
     }
 
     /// A history page: up to `limit` (default 50, at most `HISTORY_PAGE_MAX`) messages before

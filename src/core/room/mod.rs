@@ -19,42 +19,28 @@ mod state;
 mod streams;
 mod typing;
 
+pub use crate::core::object::SSE_KEEPALIVE;
+pub use effect::{ConnInfo, RoomEffect, RoomWrite, StateEntry};
 pub use messages::{Publish, Resume};
 pub use request::Request;
-pub use state::StateEntry;
-pub use streams::{StreamInfo, SSE_KEEPALIVE};
+pub use streams::StreamInfo;
 
-use crate::core::auth;
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
-use crate::core::error::{close, Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
-use crate::core::room::effect::Effect;
+use crate::core::object::Object;
+use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
 use crate::core::room::log::{LogHead, RoomLog};
+use crate::core::sessions::{self, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
-use crate::core::timers::Timers;
-use serde::{Deserialize, Serialize};
+use crate::core::timers::{earliest, Timers};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What the shell keeps per socket (in its hibernation attachment) to rebuild the room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnInfo {
-    /// The connection id.
-    #[serde(rename = "c")]
-    pub conn: ConnId,
-    /// The authenticated user.
-    #[serde(rename = "u")]
-    pub user: UserId,
-    /// When the socket's token expires.
-    #[serde(rename = "x")]
-    pub expires: Timestamp,
-    /// Whether the token allows writing (`send`); without it the socket is read-only.
-    #[serde(rename = "w")]
-    pub can_send: bool,
-}
+/// Inside the room, its effects are just `Effect`.
+type Effect = RoomEffect;
 
 /// Rate-limited classes of client events, each with its own bucket per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,24 +93,15 @@ impl EventClass {
     }
 }
 
-/// A deadline the room keeps.
+/// A deadline the room keeps (token deadlines are kept by its sessions).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    /// The socket's token expires.
-    TokenExpiry(ConnId),
     /// The user's typing entry lapses.
     Typing(UserId),
     /// An event stream's token expires.
     StreamExpiry(ConnId),
     /// Open event streams are due a keepalive comment.
     Keepalive,
-}
-
-#[derive(Debug)]
-struct Connection {
-    info: ConnInfo,
-    /// Consecutive rejected frames; reset by any accepted one.
-    strikes: protocol::Strikes,
 }
 
 impl EventClasses for EventClass {
@@ -145,7 +122,7 @@ pub struct Room {
     id: RoomId,
     head: LogHead,
     config: Config,
-    conns: BTreeMap<ConnId, Connection>,
+    conns: Sessions<ConnInfo>,
     /// Open sockets per user: members are the keys.
     members: BTreeMap<UserId, usize>,
     typing: BTreeSet<UserId>,
@@ -163,8 +140,8 @@ impl Room {
         Room {
             id,
             head,
+            conns: Sessions::new(sessions::SessionLimits::of(&config)),
             config,
-            conns: BTreeMap::new(),
             members: BTreeMap::new(),
             typing: BTreeSet::new(),
             state,
@@ -199,11 +176,6 @@ impl Room {
         self.members.keys()
     }
 
-    /// When the shell should next call [`Room::handle_alarm`].
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next()
-    }
-
     /// Refuses a new socket or event stream for `user` over `MAX_SOCKETS_PER_USER` (sockets and
     /// streams count together); checked before accepting.
     pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
@@ -218,21 +190,12 @@ impl Room {
         Ok(())
     }
 
-    /// Re-adds a connection that survived hibernation; announces nothing.
-    pub fn restore_conn(&mut self, info: ConnInfo, now: Timestamp) {
-        self.add(info, now);
-    }
-
+    /// Adds a socket; `true` when it is its user's first.
     fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
         // Budgets are pruned as sockets arrive (and on publishes): handle_close has no clock.
         self.forget_full_budgets(now);
         let user = info.user.clone();
-        self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
-        if self
-            .conns
-            .insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() })
-            .is_some()
-        {
+        if !self.conns.add(info) {
             return false;
         }
         let count = self.members.entry(user).or_insert(0);
@@ -240,20 +203,67 @@ impl Room {
         *count == 1
     }
 
+    fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
+        self.budgets.take(user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))
+    }
+
+    /// Budgets of users without a socket here that have refilled are the same as new ones.
+    fn forget_full_budgets(&mut self, now: Timestamp) {
+        let members = &self.members;
+        self.budgets.forget_refilled(now, |user| members.contains_key(user));
+    }
+
+    fn refresh_token(
+        &mut self,
+        sender: &ConnInfo,
+        reply_to: Option<Ref>,
+        p: Refresh,
+        now: Timestamp,
+    ) -> Result<Vec<Effect>, Error> {
+        let (config, room) = (&self.config, self.id.as_str());
+        self.conns.refresh_rights(
+            sender,
+            reply_to.as_ref(),
+            &p.token,
+            &config.auth,
+            now,
+            "canSend",
+            |identity| {
+                let rights = RoomRights::of(identity.caps_or(&config.default_caps), room);
+                if !rights.join {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        "the new token does not allow joining this room",
+                    ));
+                }
+                Ok(rights.send)
+            },
+        )
+    }
+}
+
+impl Object for Room {
+    type Write = RoomWrite;
+    type Call = crate::core::object::Never;
+    type Info = ConnInfo;
+    /// Where a reconnecting socket asked to `resume`.
+    type Connect = Option<Resume>;
+    type Reader<'a> = dyn RoomLog + 'a;
+
     /// A socket was accepted: replay what it missed when it asked to `resume`, greet it with
     /// `room:state`, and announce a new member to the others.
-    pub fn handle_connect(
+    fn handle_connect(
         &mut self,
         info: ConnInfo,
-        resume: Option<&Resume>,
+        resume: Option<Resume>,
         now: Timestamp,
-        log: &dyn RoomLog,
+        log: &(dyn RoomLog + '_),
     ) -> Vec<Effect> {
         let conn = info.conn.clone();
         let user = info.user.clone();
         let first_socket = self.add(info, now);
         let mut effects = Vec::new();
-        let recovered = resume.map(|resume| match self.missed(resume, log) {
+        let recovered = resume.map(|resume| match self.missed(&resume, log) {
             Some(messages) => {
                 effects.extend(messages.iter().map(|m| Effect::Send {
                     to: conn.clone(),
@@ -286,11 +296,44 @@ impl Room {
         effects
     }
 
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    fn dispatch(
+        &mut self,
+        sender: &ConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+        log: &(dyn RoomLog + '_),
+    ) -> Result<Vec<Effect>, Error> {
+        let Envelope { event, reply_to, data } = envelope;
+        // The event's rights and budget are checked before its payload is read.
+        let event = Request::event(&event)?;
+        if event.writes() && !sender.can_write {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "this token may read this room but not write to it",
+            ));
+        }
+        self.throttle(&sender.user, event.class(), now)?;
+        let r = reply_to;
+        match Request::decode(event, data)? {
+            Request::Send(p) => self.send_message(sender, r, p, now, log),
+            Request::History(p) => self.history_get(sender, r, p, log),
+            Request::TypingStart => Ok(self.typing_start(sender, r, now)),
+            Request::TypingStop => Ok(self.typing_stop(sender, r)),
+            Request::StateSet(p) => self.state_set(sender, r, p),
+            Request::Signal(p) => self.signal(sender, r, p),
+            Request::Broadcast(p) => self.broadcast(sender, r, p),
+            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
+        }
+    }
+
     /// A socket closed (or errored): forget it and announce a departure on the user's last one.
-    pub fn handle_close(&mut self, conn: &ConnId) -> Vec<Effect> {
+    fn handle_close(&mut self, conn: &ConnId, _now: Timestamp) -> Vec<Effect> {
         let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
-        self.timers.cancel(&Timer::TokenExpiry(conn.clone()));
-        let user = gone.info.user;
+        let user = gone.user;
         let last_socket = match self.members.get_mut(&user) {
             Some(count) if *count > 1 => {
                 *count -= 1;
@@ -314,11 +357,10 @@ impl Room {
     }
 
     /// The alarm fired: close sockets whose token expired, lapse stale typing entries.
-    pub fn handle_alarm(&mut self, now: Timestamp) -> Vec<Effect> {
-        let mut effects = Vec::new();
+    fn handle_alarm(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut effects = self.conns.expired(now);
         for timer in self.timers.pop_due(now) {
             match timer {
-                Timer::TokenExpiry(conn) => effects.push(expired(conn)),
                 Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
                 Timer::StreamExpiry(id) => effects.extend(self.expire_stream(id)),
                 Timer::Keepalive => effects.extend(self.keepalive(now)),
@@ -327,128 +369,14 @@ impl Room {
         effects
     }
 
-    /// A frame arrived on `conn`.
-    pub fn handle_frame(
-        &mut self,
-        conn: &ConnId,
-        frame: Incoming<'_>,
-        now: Timestamp,
-        log: &dyn RoomLog,
-    ) -> Vec<Effect> {
-        let Some(sender) = self.conns.get(conn).map(|c| c.info.clone()) else { return Vec::new() };
-        let decoded = protocol::decode(frame, self.config.limits.max_frame_bytes);
-        // The alarm may run late (or not yet after a wake): the deadline holds for frames too.
-        if protocol::expired_frame(&decoded, now, self.token_deadline(sender.expires)) {
-            return vec![expired(conn.clone())];
-        }
-        let (reply_to, outcome) = match decoded {
-            Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(&sender, envelope, now, log)),
-        };
-        match outcome {
-            Ok(effects) => effects,
-            Err(error) => self.reject(conn, reply_to.as_ref(), &error, now),
-        }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        earliest(self.conns.next_deadline(), self.timers.next())
     }
 
-    fn reject(
-        &mut self,
-        conn: &ConnId,
-        reply_to: Option<&Ref>,
-        error: &Error,
-        now: Timestamp,
-    ) -> Vec<Effect> {
-        let mut effects = vec![Effect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
-        let max = self.config.limits.max_strikes;
-        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(error, max, now)) {
-            effects.push(Effect::Close {
-                conn: conn.clone(),
-                code: close::PROTOCOL_ABUSE,
-                reason: protocol::ABUSE_REASON,
-            });
-        }
-        effects
+    /// Re-adds a connection that survived hibernation; announces nothing.
+    fn restore_conn(&mut self, info: ConnInfo, now: Timestamp) {
+        self.add(info, now);
     }
-
-    fn dispatch(
-        &mut self,
-        sender: &ConnInfo,
-        envelope: Envelope,
-        now: Timestamp,
-        log: &dyn RoomLog,
-    ) -> Result<Vec<Effect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        // The event's rights and budget are checked before its payload is read.
-        let event = Request::event(&event)?;
-        if event.writes() && !sender.can_send {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "this token may read this room but not write to it",
-            ));
-        }
-        self.throttle(&sender.user, event.class(), now)?;
-        let r = reply_to;
-        match Request::decode(event, data)? {
-            Request::Send(p) => self.send_message(sender, r, p, now, log),
-            Request::History(p) => self.history_get(sender, r, p, log),
-            Request::TypingStart => Ok(self.typing_start(sender, r, now)),
-            Request::TypingStop => Ok(self.typing_stop(sender, r)),
-            Request::StateSet(p) => self.state_set(sender, r, p),
-            Request::Signal(p) => self.signal(sender, r, p),
-            Request::Broadcast(p) => self.broadcast(sender, r, p),
-            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
-        }
-    }
-
-    /// When a socket whose token expires at `expires` is closed (4001).
-    fn token_deadline(&self, expires: Timestamp) -> Timestamp {
-        protocol::token_deadline(expires, self.config.auth.leeway_secs)
-    }
-
-    fn throttle(&mut self, user: &UserId, class: EventClass, now: Timestamp) -> Result<(), Error> {
-        self.budgets.take(user, class, now).map_err(|ms| Error::rate_limited(class.noun(), ms))
-    }
-
-    /// Budgets of users without a socket here that have refilled are the same as new ones.
-    fn forget_full_budgets(&mut self, now: Timestamp) {
-        let members = &self.members;
-        self.budgets.forget_refilled(now, |user| members.contains_key(user));
-    }
-
-    fn refresh_token(
-        &mut self,
-        sender: &ConnInfo,
-        reply_to: Option<Ref>,
-        p: Refresh,
-        now: Timestamp,
-    ) -> Result<Vec<Effect>, Error> {
-        let identity = auth::verify(&p.token, &self.config.auth, now)?;
-        if identity.user != sender.user {
-            return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
-        }
-        let rights = RoomRights::of(identity.caps_or(&self.config.default_caps), self.id.as_str());
-        if !rights.join {
-            return Err(Error::new(ErrorCode::Forbidden, "the new token does not allow joining this room"));
-        }
-        let info = ConnInfo { expires: identity.expires, can_send: rights.send, ..sender.clone() };
-        if let Some(c) = self.conns.get_mut(&sender.conn) {
-            c.info = info.clone();
-        }
-        self.timers.set(Timer::TokenExpiry(sender.conn.clone()), self.token_deadline(info.expires));
-        let mut effects = vec![Effect::UpdateConn(info.clone())];
-        effects.extend(reply(sender, reply_to, json!({ "expires": info.expires, "canSend": info.can_send })));
-        Ok(effects)
-    }
-}
-
-/// Closes a socket whose token expired (past the leeway) without a refresh.
-fn expired(conn: ConnId) -> Effect {
-    Effect::Close { conn, code: close::TOKEN_EXPIRED, reason: protocol::EXPIRED_REASON }
-}
-
-/// A `reply ok` to `sender` when it asked for one.
-fn reply(sender: &ConnInfo, reply_to: Option<Ref>, data: Value) -> Option<Effect> {
-    reply_to.map(|r| Effect::Send { to: sender.conn.clone(), frame: protocol::reply_ok(&r, &data) })
 }
 
 /// An empty `d` for replies that carry nothing.

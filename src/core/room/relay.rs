@@ -1,10 +1,10 @@
 //! Ephemeral relays, never persisted: `signal` to one user's sockets (WebRTC offer/answer/ICE)
 //! and `broadcast` to everyone else (cursors, reactions).
 
-use super::{empty, reply, ConnInfo, Room};
+use super::{empty, ConnInfo, Effect, Room};
 use crate::core::error::{Error, ErrorCode};
+use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
-use crate::core::room::effect::Effect;
 use crate::core::room::request::{Broadcast, Signal};
 use serde_json::json;
 
@@ -24,8 +24,7 @@ impl Room {
         );
         let mut effects: Vec<Effect> = self
             .conns
-            .values()
-            .map(|c| &c.info)
+            .iter()
             .filter(|c| c.user == p.to && c.conn != sender.conn)
             .filter(|c| p.to_conn.as_ref().is_none_or(|wanted| *wanted == c.conn))
             .map(|c| Effect::Send { to: c.conn.clone(), frame: frame.clone() })
@@ -38,7 +37,7 @@ impl Room {
             return Err(Error::new(ErrorCode::NotFound, format!("{whom} has no socket in this room")));
         }
         let delivered = effects.len();
-        effects.extend(reply(sender, reply_to, json!({ "delivered": delivered })));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &json!({ "delivered": delivered })));
         Ok(effects)
     }
 
@@ -59,7 +58,7 @@ impl Room {
             except: Some(sender.conn.clone()),
             frame: protocol::event("broadcast", &d),
         }];
-        effects.extend(reply(sender, reply_to, empty()));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &empty()));
         Ok(effects)
     }
 }

@@ -1,28 +1,15 @@
 //! Live key/value state of a room: versioned per key, persisted, sent whole in `room:state` and
 //! key by key in `state:update`.
 
-use super::{reply, ConnInfo, Room};
+use super::{ConnInfo, Effect, Room, RoomWrite, StateEntry};
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::UserId;
+use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
-use crate::core::room::effect::Effect;
 use crate::core::room::request::StateSet;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Longest state key, in bytes.
 pub const MAX_STATE_KEY_LEN: usize = 128;
-
-/// One key's current value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateEntry {
-    /// Any JSON value.
-    pub value: Value,
-    /// Starts at 1 and grows by one per write to this key.
-    pub version: u64,
-    /// Who wrote it last.
-    pub user: UserId,
-}
 
 impl Room {
     pub(super) fn state_set(
@@ -64,10 +51,10 @@ impl Room {
         let update =
             json!({ "key": p.key, "value": entry.value, "version": entry.version, "user": entry.user });
         let mut effects = vec![
-            Effect::PutState { key: p.key, entry: entry.clone() },
+            Effect::Write(RoomWrite::PutState { key: p.key, entry: entry.clone() }),
             Effect::Broadcast { except: None, frame: protocol::event("state:update", &update) },
         ];
-        effects.extend(reply(sender, reply_to, json!({ "version": entry.version })));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &json!({ "version": entry.version })));
         Ok(effects)
     }
 }

@@ -3,17 +3,13 @@
 //! expiry), and the keepalive comment every `SSE_KEEPALIVE_MS`. The shell owns the streams
 //! themselves and reports the ones that went away or fell behind.
 
-use super::{Resume, Room, Timer};
+use super::{Effect, Resume, Room, Timer};
 use crate::core::error::{close, Error};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol;
-use crate::core::room::effect::Effect;
 use crate::core::room::log::RoomLog;
 use crate::core::time::Timestamp;
 use serde_json::json;
-
-/// The comment line sent to every open stream every `SSE_KEEPALIVE_MS`.
-pub const SSE_KEEPALIVE: &str = ": keepalive\n\n";
 
 /// An open event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +78,7 @@ impl Room {
         self.streams.contains_key(&id).then(|| {
             self.close_stream(&id);
             let data = json!({ "code": close::TOKEN_EXPIRED, "reason": "token expired" });
-            Effect::EndStream { stream: id, last: protocol::sse_event("close", None, &data) }
+            Effect::StreamEnd { stream: id, last: protocol::sse_event("close", None, &data) }
         })
     }
 

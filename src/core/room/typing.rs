@@ -1,10 +1,10 @@
 //! Typing indicators: one entry per user, expiring by itself after `TYPING_TTL_MS`, announced
 //! only when the set of typing users changes.
 
-use super::{empty, reply, ConnInfo, Room, Timer};
+use super::{empty, ConnInfo, Effect, Room, Timer};
 use crate::core::ids::{ConnId, UserId};
+use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
-use crate::core::room::effect::Effect;
 use crate::core::time::Timestamp;
 use serde_json::json;
 
@@ -21,14 +21,14 @@ impl Room {
         if self.typing.insert(sender.user.clone()) {
             effects.push(self.typing_update(Some(sender.conn.clone())));
         }
-        effects.extend(reply(sender, reply_to, empty()));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &empty()));
         effects
     }
 
     pub(super) fn typing_stop(&mut self, sender: &ConnInfo, reply_to: Option<Ref>) -> Vec<Effect> {
         let mut effects: Vec<Effect> =
             self.stop_typing(&sender.user, Some(sender.conn.clone())).into_iter().collect();
-        effects.extend(reply(sender, reply_to, empty()));
+        effects.extend(reply(&sender.conn, reply_to.as_ref(), &empty()));
         effects
     }
 

@@ -10,24 +10,29 @@
 //! holds the notification rules, `watch.rs` who may watch whom and the messages user objects
 //! exchange; [`crate::core::presence`] the status state machine this drives.
 
+mod effect;
 pub mod inbox;
 pub mod request;
 mod streams;
 pub mod watch;
 
+pub use effect::{PendingReply, SavedPresence, UserCall, UserConnInfo, UserEffect, UserWrite};
+
 pub use request::Request;
 
 use crate::core::auth;
 use crate::core::config::Config;
-use crate::core::error::{close, Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
-use crate::core::presence::{Change, Presence, Status};
+use crate::core::object::Object;
+use crate::core::presence::{Change, Status};
 use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
+use crate::core::sessions::{self, SessionLimits, Sessions};
 use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
-use crate::core::timers::Timers;
-use inbox::{Inbox, InboxCounts, InboxState, InboxWrite, NewNotification, Notification, ReadRequest};
-use serde::{Deserialize, Serialize};
+use crate::core::timers::{earliest, Timers};
+use inbox::{Inbox, InboxCounts, InboxState, NewNotification, Notification, ReadRequest};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use watch::{PresenceUpdate, PushAnswer, WatchPolicy, WatchRequest};
@@ -42,141 +47,6 @@ pub const FRAME_RATE: Rate = Rate { per_sec: 10, burst: 30 };
 /// coalesced and the latest goes out when it ends.
 pub const PUSH_WINDOW_MS: u64 = 1000;
 
-/// What the shell keeps per socket in its hibernation attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserConnInfo {
-    /// The connection id.
-    #[serde(rename = "c")]
-    pub conn: ConnId,
-    /// When the socket's token expires.
-    #[serde(rename = "x")]
-    pub expires: Timestamp,
-}
-
-/// The persisted part of the user's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedPresence {
-    /// The status state machine.
-    pub presence: Presence,
-    /// Bumped on every status change; watchers ignore older pushes.
-    pub rev: u64,
-    /// Whether this user's subscriptions are paused (no socket for the grace period).
-    pub paused: bool,
-    /// A change watchers have not been pushed yet (coalesced into the window's one push).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unpushed: bool,
-}
-
-impl Default for SavedPresence {
-    fn default() -> Self {
-        // A user never seen has no socket, so their subscriptions start paused.
-        SavedPresence { presence: Presence::new(), rev: 0, paused: true, unpushed: false }
-    }
-}
-
-/// Where the reply to a `presence:subscribe` goes once the watched objects answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingReply {
-    /// The socket that asked.
-    pub conn: ConnId,
-    /// Its `ref`, when it wanted a reply.
-    pub reply_to: Option<Ref>,
-}
-
-/// One instruction for the user object's shell, applied in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UserEffect {
-    /// Persist the status.
-    SavePresence(SavedPresence),
-    /// Persist who this user may watch (from the newest token).
-    SavePolicy(WatchPolicy),
-    /// A write to the notification inbox.
-    Inbox(InboxWrite),
-    /// Persist a watcher of this user and whether pushes to it are active.
-    SaveWatcher {
-        /// The watching user.
-        watcher: UserId,
-        /// Whether it gets pushes.
-        active: bool,
-    },
-    /// Forget a watcher.
-    RemoveWatcher(UserId),
-    /// Persist a user this user watches, with the newest revision of their status seen.
-    SaveWatching {
-        /// The watched user.
-        user: UserId,
-        /// Their status revision.
-        rev: u64,
-    },
-    /// Forget a watched user.
-    RemoveWatching(UserId),
-    /// Store this connection's new data in its socket attachment.
-    UpdateConn(UserConnInfo),
-    /// Send `frame` to one connection.
-    Send {
-        /// Recipient.
-        to: ConnId,
-        /// A complete JSON text frame.
-        frame: String,
-    },
-    /// Send `frame` to every connection of this user.
-    Broadcast {
-        /// A complete JSON text frame, serialized once.
-        frame: String,
-    },
-    /// Close a connection; the shell reports it back through `handle_close`.
-    Close {
-        /// The connection.
-        conn: ConnId,
-        /// WebSocket close code.
-        code: u16,
-        /// Short reason.
-        reason: &'static str,
-    },
-    /// Call: push `update` to each watcher's object (`POST /presence`); answers go to
-    /// [`User::pushed`].
-    Push {
-        /// The watchers.
-        to: Vec<UserId>,
-        /// The new status.
-        update: PresenceUpdate,
-    },
-    /// Call: ask each user's object to (re)start or pause pushes to this user (`POST /watch`);
-    /// answers go to [`User::watched`] with `reply`.
-    Watch {
-        /// The watched users.
-        users: Vec<UserId>,
-        /// `false` pauses.
-        active: bool,
-        /// Where to reply when a socket asked.
-        reply: Option<PendingReply>,
-    },
-    /// Call: tell each user's object this user stopped watching them (`POST /unwatch`).
-    Unwatch(Vec<UserId>),
-    /// Send a Server-Sent Event (complete, with its blank line) to one event stream.
-    StreamSend {
-        /// The stream.
-        to: ConnId,
-        /// The event's bytes.
-        event: String,
-    },
-    /// Send a Server-Sent Event to every open event stream.
-    StreamBroadcast {
-        /// The event's bytes, built once.
-        event: String,
-    },
-    /// Send the last bytes `last` to an event stream, then end it (its token expired). The
-    /// user has already forgotten it.
-    StreamEnd {
-        /// The stream.
-        stream: ConnId,
-        /// The final event.
-        last: String,
-    },
-    /// Send [`SSE_KEEPALIVE`](crate::core::room::SSE_KEEPALIVE) to every open event stream.
-    StreamKeepalive,
-}
-
 /// A deadline the user object keeps.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
@@ -184,20 +54,12 @@ enum Timer {
     Presence,
     /// Subscriptions pause when no socket came back within the grace period.
     Pause,
-    /// The socket's token expires.
-    TokenExpiry(ConnId),
     /// The push window ends with a change watchers have not been pushed yet.
     Push,
     /// An event stream's token expires.
     StreamExpiry(ConnId),
     /// Open event streams are due a keepalive comment.
     Keepalive,
-}
-
-#[derive(Debug)]
-struct Connection {
-    info: UserConnInfo,
-    strikes: protocol::Strikes,
 }
 
 /// A `presence:subscribe` whose watched users have not answered yet.
@@ -234,7 +96,7 @@ pub struct User {
     watchers: BTreeMap<UserId, bool>,
     watching: BTreeMap<UserId, u64>,
     inbox: InboxState,
-    conns: BTreeMap<ConnId, Connection>,
+    conns: Sessions<UserConnInfo>,
     /// Open event streams (the shell holds the streams themselves). Like sockets they are
     /// devices: they count toward the socket limit and keep the user online.
     streams: BTreeMap<ConnId, UserStreamInfo>,
@@ -264,6 +126,7 @@ impl User {
     /// [`User::restored`].
     pub fn new(id: UserId, stored: StoredUser, config: Config) -> User {
         let inbox = InboxState::new(stored.inbox, config.limits.notify_retention);
+        let conns = Sessions::new(SessionLimits::of(&config));
         User {
             id,
             config,
@@ -272,7 +135,7 @@ impl User {
             watchers: stored.watchers,
             watching: stored.watching,
             inbox,
-            conns: BTreeMap::new(),
+            conns,
             streams: BTreeMap::new(),
             timers: Timers::default(),
             bucket: Bucket::full(FRAME_RATE, Timestamp(0)),
@@ -321,42 +184,6 @@ impl User {
         self.saved.paused
     }
 
-    /// When the shell should next call [`User::handle_alarm`].
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next()
-    }
-
-    /// Re-adds a socket that survived hibernation; announces nothing. (`_now` is kept for the
-    /// shell: the frame budget is the user's, not the socket's.)
-    pub fn restore_conn(&mut self, info: UserConnInfo, _now: Timestamp) {
-        self.timers.set(Timer::TokenExpiry(info.conn.clone()), self.token_deadline(info.expires));
-        self.conns.insert(info.conn.clone(), Connection { info, strikes: protocol::Strikes::default() });
-    }
-
-    /// After the survivors are restored: re-arms the timers that live only in memory. When no
-    /// socket survived but the user still shows as present, the grace period starts now; the
-    /// effects persist that (apply them before anything else).
-    #[must_use]
-    pub fn restored(&mut self, now: Timestamp) -> Vec<UserEffect> {
-        let before = self.saved.clone();
-        self.saved.presence.restore_sockets(self.conns.len(), now);
-        if self.conns.is_empty() && !self.saved.paused {
-            let left = self.saved.presence.left_at().unwrap_or(now);
-            self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
-        }
-        if self.saved.unpushed {
-            // A push was owed when the object went away: make it on the next alarm.
-            self.timers.set(Timer::Push, now);
-        }
-        // Stored and announced through the one path every change takes; no calls from here.
-        self.finish(&before, Vec::new(), now, false)
-    }
-
-    /// When a socket whose token expires at `expires` is closed (4001).
-    fn token_deadline(&self, expires: Timestamp) -> Timestamp {
-        protocol::token_deadline(expires, self.config.auth.leeway_secs)
-    }
-
     /// Refuses a new socket over `MAX_SOCKETS_PER_USER`; checked before accepting.
     pub fn check_capacity(&self) -> Result<(), Error> {
         let max = self.config.limits.max_sockets_per_user;
@@ -367,23 +194,6 @@ impl User {
             ));
         }
         Ok(())
-    }
-
-    /// A socket was accepted with the token's watch `policy`: greet it with `user:state`, bring
-    /// the user online, and resume paused subscriptions.
-    pub fn handle_connect(
-        &mut self,
-        info: UserConnInfo,
-        policy: WatchPolicy,
-        now: Timestamp,
-    ) -> Vec<UserEffect> {
-        let before = self.saved.clone();
-        let conn = info.conn.clone();
-        self.restore_conn(info, now);
-        let (mut effects, greeting, resume) = self.arrive(&conn, policy, now);
-        effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
-        effects.extend(resume);
-        self.finish(&before, effects, now, true)
     }
 
     /// A device (a socket or an event stream, already counted by the caller) arrived with the
@@ -407,10 +217,12 @@ impl User {
         {
             object.extend(status);
         }
-        let call = (resume && !self.watching.is_empty()).then(|| UserEffect::Watch {
-            users: self.watching.keys().cloned().collect(),
-            active: true,
-            reply: None,
+        let call = (resume && !self.watching.is_empty()).then(|| {
+            UserEffect::Call(UserCall::Watch {
+                users: self.watching.keys().cloned().collect(),
+                active: true,
+                reply: None,
+            })
         });
         (effects, greeting, call)
     }
@@ -418,79 +230,6 @@ impl User {
     /// Whether any device is connected: a socket or an event stream.
     fn has_devices(&self) -> bool {
         !self.conns.is_empty() || !self.streams.is_empty()
-    }
-
-    /// A socket closed: the last one starts the grace period.
-    pub fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<UserEffect> {
-        if self.conns.remove(conn).is_none() {
-            return Vec::new();
-        }
-        let before = self.saved.clone();
-        self.timers.cancel(&Timer::TokenExpiry(conn.clone()));
-        self.device_left(now);
-        // The shell makes no calls after a close: an owed push waits for its alarm.
-        self.finish(&before, Vec::new(), now, false)
-    }
-
-    /// The alarm fired: status transitions, pausing subscriptions, expired tokens.
-    pub fn handle_alarm(&mut self, now: Timestamp) -> Vec<UserEffect> {
-        let before = self.saved.clone();
-        let mut effects = Vec::new();
-        for timer in self.timers.pop_due(now) {
-            match timer {
-                Timer::Presence => {
-                    self.saved.presence.on_alarm(now, &self.config.presence);
-                }
-                // `finish` makes the owed push (with whatever this alarm changed too).
-                Timer::Push => {}
-                Timer::Pause => {
-                    if !self.has_devices() && !self.saved.paused {
-                        self.saved.paused = true;
-                        if !self.watching.is_empty() {
-                            let users = self.watching.keys().cloned().collect();
-                            effects.push(UserEffect::Watch { users, active: false, reply: None });
-                        }
-                    }
-                }
-                Timer::TokenExpiry(conn) => effects.push(UserEffect::Close {
-                    conn,
-                    code: close::TOKEN_EXPIRED,
-                    reason: protocol::EXPIRED_REASON,
-                }),
-                Timer::StreamExpiry(stream) => effects.extend(self.expire_stream(stream, now)),
-                Timer::Keepalive => effects.extend(self.keepalive(now)),
-            }
-        }
-        self.finish(&before, effects, now, true)
-    }
-
-    /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
-    /// unknown, invalid, over the rate) is not, so it changes no status.
-    pub fn handle_frame(
-        &mut self,
-        conn: &ConnId,
-        frame: Incoming<'_>,
-        now: Timestamp,
-        inbox: &dyn Inbox,
-    ) -> Vec<UserEffect> {
-        let Some(expires) = self.conns.get(conn).map(|c| c.info.expires) else { return Vec::new() };
-        let decoded = protocol::decode(frame, self.config.limits.max_frame_bytes);
-        // The alarm may run late (or not yet after a wake): the deadline holds for frames too,
-        // and an expired socket's frame is not activity.
-        if protocol::expired_frame(&decoded, now, self.token_deadline(expires)) {
-            let (code, reason) = (close::TOKEN_EXPIRED, protocol::EXPIRED_REASON);
-            return vec![UserEffect::Close { conn: conn.clone(), code, reason }];
-        }
-        let before = self.saved.clone();
-        let (reply_to, outcome) = match decoded {
-            Err(e) => (e.reply_to, Err(e.error)),
-            Ok(envelope) => (envelope.reply_to.clone(), self.dispatch(conn, envelope, now, inbox)),
-        };
-        let effects = match outcome {
-            Ok(effects) => effects,
-            Err(error) => self.reject(conn, reply_to.as_ref(), &error, now),
-        };
-        self.finish(&before, effects, now, true)
     }
 
     /// Ends every handler that may change the status. A status (or activity text) different
@@ -514,7 +253,7 @@ impl User {
         effects.extend(self.push_owed(now, calls));
         self.sync_presence_timer();
         if self.saved != *before {
-            effects.insert(0, UserEffect::SavePresence(self.saved.clone()));
+            effects.insert(0, UserEffect::Write(UserWrite::SavePresence(self.saved.clone())));
         }
         effects
     }
@@ -542,46 +281,7 @@ impl User {
         self.saved.unpushed = false;
         self.last_push = Some(now);
         self.timers.cancel(&Timer::Push);
-        Some(UserEffect::Push { to, update: self.update() })
-    }
-
-    fn reject(
-        &mut self,
-        conn: &ConnId,
-        reply_to: Option<&Ref>,
-        error: &Error,
-        now: Timestamp,
-    ) -> Vec<UserEffect> {
-        let mut effects =
-            vec![UserEffect::Send { to: conn.clone(), frame: protocol::failure(reply_to, error) }];
-        let max = self.config.limits.max_strikes;
-        if self.conns.get_mut(conn).is_some_and(|c| c.strikes.record(error, max, now)) {
-            effects.push(UserEffect::Close {
-                conn: conn.clone(),
-                code: close::PROTOCOL_ABUSE,
-                reason: protocol::ABUSE_REASON,
-            });
-        }
-        effects
-    }
-
-    /// Decodes and handles one request; an accepted one that is activity
-    /// ([`request::Event::is_activity`]) counts as such.
-    fn dispatch(
-        &mut self,
-        conn: &ConnId,
-        envelope: Envelope,
-        now: Timestamp,
-        inbox: &dyn Inbox,
-    ) -> Result<Vec<UserEffect>, Error> {
-        let Envelope { event, reply_to, data } = envelope;
-        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
-        let event = Request::event(&event)?;
-        let effects = self.handle_request(conn, reply_to, Request::decode(event, data)?, now, inbox)?;
-        if event.is_activity() {
-            self.saved.presence.activity(now);
-        }
-        Ok(effects)
+        Some(UserEffect::Call(UserCall::Push { to, update: self.update() }))
     }
 
     fn handle_request(
@@ -622,7 +322,7 @@ impl User {
             }
             Request::Refresh(p) => {
                 effects.extend(self.refresh_token(conn, p, now)?);
-                let expires = self.conns.get(conn).map(|c| c.info.expires);
+                let expires = self.conns.get(conn).map(|c| c.expires);
                 effects.extend(reply(json!({ "expires": expires })));
             }
         }
@@ -656,9 +356,10 @@ impl User {
                 self.watching.remove(u).is_some() || cancelled.is_some()
             })
             .collect();
-        let mut effects: Vec<UserEffect> = users.iter().cloned().map(UserEffect::RemoveWatching).collect();
+        let mut effects: Vec<UserEffect> =
+            users.iter().cloned().map(|x| UserEffect::Write(UserWrite::RemoveWatching(x))).collect();
         if !users.is_empty() {
-            effects.push(UserEffect::Unwatch(users.clone()));
+            effects.push(UserEffect::Call(UserCall::Unwatch(users.clone())));
         }
         (users, effects)
     }
@@ -674,7 +375,7 @@ impl User {
         if wanted.is_empty() {
             return Ok(self.watched(reply, Vec::new()));
         }
-        Ok(vec![UserEffect::Watch { users: wanted, active: true, reply: Some(reply) }])
+        Ok(vec![UserEffect::Call(UserCall::Watch { users: wanted, active: true, reply: Some(reply) })])
     }
 
     /// The checks of a subscribe (rights, the watch limit), and the subscriptions it puts on
@@ -714,7 +415,7 @@ impl User {
         self.watching.len() + pending
     }
 
-    /// The watched users' objects answered a subscribe's [`UserEffect::Watch`]: rights and wishes
+    /// The watched users' objects answered a subscribe's [`UserCall::Watch`]: rights and wishes
     /// are checked again, since an unsubscribe or a narrower token may have come in meanwhile.
     /// What is still wanted and allowed is remembered; the rest is undone at the watched
     /// user's object and listed in `failed`. The socket that asked gets its reply.
@@ -728,7 +429,7 @@ impl User {
             effects.push(UserEffect::Send { to: conn, frame: protocol::reply_ok(&r, &data) });
         }
         if !undo.is_empty() {
-            effects.push(UserEffect::Unwatch(undo));
+            effects.push(UserEffect::Call(UserCall::Unwatch(undo)));
         }
         effects
     }
@@ -773,7 +474,7 @@ impl User {
                     // A push may have landed first with a newer revision: keep the newest.
                     if self.watching.get(&user).is_none_or(|rev| *rev < update.rev) {
                         self.watching.insert(user.clone(), update.rev);
-                        effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+                        effects.push(UserEffect::Write(UserWrite::SaveWatching { user, rev: update.rev }));
                     }
                     presence.push(update);
                 }
@@ -792,7 +493,7 @@ impl User {
         (data, effects, undo)
     }
 
-    /// Answers to a resume or pause ([`UserEffect::Watch`] without a reply): statuses that
+    /// Answers to a resume or pause ([`UserCall::Watch`] without a reply): statuses that
     /// changed meanwhile go to every socket. A user no longer watched (unsubscribed or dropped
     /// by a newer token while the call was out) is not watched again: the call is undone.
     pub fn resumed(&mut self, results: Vec<(UserId, Result<PresenceUpdate, Error>)>) -> Vec<UserEffect> {
@@ -803,7 +504,7 @@ impl User {
             match self.watching.get_mut(&user) {
                 Some(rev) if *rev < update.rev => {
                     *rev = update.rev;
-                    effects.push(UserEffect::SaveWatching { user, rev: update.rev });
+                    effects.push(UserEffect::Write(UserWrite::SaveWatching { user, rev: update.rev }));
                     effects.extend(self.to_devices("presence:update", &update.entry()));
                 }
                 Some(_) => {}
@@ -813,24 +514,24 @@ impl User {
             }
         }
         if !undo.is_empty() {
-            effects.push(UserEffect::Unwatch(undo));
+            effects.push(UserEffect::Call(UserCall::Unwatch(undo)));
         }
         effects
     }
 
-    /// Watchers answered a [`UserEffect::Push`]: forget the ones that stopped watching, pause
+    /// Watchers answered a [`UserCall::Push`]: forget the ones that stopped watching, pause
     /// the ones without a socket. Failed pushes change nothing (the next change retries).
     pub fn pushed(&mut self, answers: Vec<(UserId, Result<PushAnswer, Error>)>) -> Vec<UserEffect> {
         let mut effects = Vec::new();
         for (watcher, answer) in answers {
             match answer {
                 Ok(PushAnswer { watching: false, .. }) if self.watchers.remove(&watcher).is_some() => {
-                    effects.push(UserEffect::RemoveWatcher(watcher));
+                    effects.push(UserEffect::Write(UserWrite::RemoveWatcher(watcher)));
                 }
                 Ok(PushAnswer { active: false, .. }) => {
                     if let Some(active) = self.watchers.get_mut(&watcher).filter(|a| **a) {
                         *active = false;
-                        effects.push(UserEffect::SaveWatcher { watcher, active: false });
+                        effects.push(UserEffect::Write(UserWrite::SaveWatcher { watcher, active: false }));
                     }
                 }
                 _ => {}
@@ -853,7 +554,10 @@ impl User {
         }
         let mut effects = Vec::new();
         if self.watchers.insert(request.watcher.clone(), request.active) != Some(request.active) {
-            effects.push(UserEffect::SaveWatcher { watcher: request.watcher, active: request.active });
+            effects.push(UserEffect::Write(UserWrite::SaveWatcher {
+                watcher: request.watcher,
+                active: request.active,
+            }));
         }
         Ok((self.update(), effects))
     }
@@ -861,7 +565,7 @@ impl User {
     /// `POST /unwatch`.
     pub fn unwatch_requested(&mut self, watcher: &UserId) -> Vec<UserEffect> {
         match self.watchers.remove(watcher) {
-            Some(_) => vec![UserEffect::RemoveWatcher(watcher.clone())],
+            Some(_) => vec![UserEffect::Write(UserWrite::RemoveWatcher(watcher.clone()))],
             None => Vec::new(),
         }
     }
@@ -875,7 +579,10 @@ impl User {
         let mut effects = Vec::new();
         if update.rev > *known {
             *known = update.rev;
-            effects.push(UserEffect::SaveWatching { user: update.user.clone(), rev: update.rev });
+            effects.push(UserEffect::Write(UserWrite::SaveWatching {
+                user: update.user.clone(),
+                rev: update.rev,
+            }));
             effects.extend(self.to_devices("presence:update", &update.entry()));
         }
         (PushAnswer { watching: true, active }, effects)
@@ -893,7 +600,8 @@ impl User {
         let (stored, writes) = self.inbox.store(content, key, now, inbox)?;
         let ack =
             NotifyAck { id: stored.notification.id, unread: self.unread(), duplicate: stored.duplicate };
-        let mut effects: Vec<UserEffect> = writes.into_iter().map(UserEffect::Inbox).collect();
+        let mut effects: Vec<UserEffect> =
+            writes.into_iter().map(|x| UserEffect::Write(UserWrite::Inbox(x))).collect();
         if !stored.duplicate {
             effects.extend(self.to_devices("notification:new", &stored.notification));
             effects.extend(self.count_frame());
@@ -915,7 +623,8 @@ impl User {
     pub fn mark_read(&mut self, request: &ReadRequest, inbox: &dyn Inbox) -> Result<Vec<UserEffect>, Error> {
         let writes = self.inbox.mark_read(request, inbox)?;
         let changed = !writes.is_empty();
-        let mut effects: Vec<UserEffect> = writes.into_iter().map(UserEffect::Inbox).collect();
+        let mut effects: Vec<UserEffect> =
+            writes.into_iter().map(|x| UserEffect::Write(UserWrite::Inbox(x))).collect();
         if changed {
             effects.extend(self.count_frame());
         }
@@ -931,7 +640,7 @@ impl User {
     fn to_devices<D: Serialize>(&self, event: &str, data: &D) -> Vec<UserEffect> {
         let mut effects = Vec::new();
         if !self.conns.is_empty() {
-            effects.push(UserEffect::Broadcast { frame: protocol::event(event, data) });
+            effects.push(UserEffect::Broadcast { except: None, frame: protocol::event(event, data) });
         }
         if !self.streams.is_empty() {
             effects.push(UserEffect::StreamBroadcast { event: protocol::sse_event(event, None, data) });
@@ -940,18 +649,14 @@ impl User {
     }
 
     fn refresh_token(&mut self, conn: &ConnId, p: Refresh, now: Timestamp) -> Result<Vec<UserEffect>, Error> {
-        let identity = auth::verify(&p.token, &self.config.auth, now)?;
-        if identity.user != self.id {
-            return Err(Error::new(ErrorCode::Forbidden, "the new token is for another user"));
-        }
-        let policy = policy_of(&identity, &self.config);
-        let mut effects = self.set_policy(policy);
-        if let Some(c) = self.conns.get_mut(conn) {
-            c.info.expires = identity.expires;
-            let deadline = protocol::token_deadline(identity.expires, self.config.auth.leeway_secs);
-            self.timers.set(Timer::TokenExpiry(conn.clone()), deadline);
-            effects.push(UserEffect::UpdateConn(c.info.clone()));
-        }
+        let mut policy = None;
+        let config = &self.config;
+        let info = self.conns.refresh(conn, &self.id, &p.token, &config.auth, now, |identity, current| {
+            policy = Some(policy_of(identity, config));
+            Ok(UserConnInfo { expires: identity.expires, ..current.clone() })
+        })?;
+        let mut effects = policy.map(|p| self.set_policy(p)).unwrap_or_default();
+        effects.push(UserEffect::UpdateConn(info));
         Ok(effects)
     }
 
@@ -966,13 +671,13 @@ impl User {
             pending.wanted = false;
         }
         self.policy = policy.clone();
-        let mut effects = vec![UserEffect::SavePolicy(policy)];
+        let mut effects = vec![UserEffect::Write(UserWrite::SavePolicy(policy))];
         for user in &dropped {
             self.watching.remove(user);
-            effects.push(UserEffect::RemoveWatching(user.clone()));
+            effects.push(UserEffect::Write(UserWrite::RemoveWatching(user.clone())));
         }
         if !dropped.is_empty() {
-            effects.push(UserEffect::Unwatch(dropped));
+            effects.push(UserEffect::Call(UserCall::Unwatch(dropped)));
         }
         effects
     }
@@ -986,6 +691,149 @@ impl User {
             Some(at) => self.timers.set(Timer::Presence, at),
             None => self.timers.cancel(&Timer::Presence),
         }
+    }
+}
+
+impl Object for User {
+    type Write = UserWrite;
+    type Call = UserCall;
+    type Info = UserConnInfo;
+    /// The token's watch policy.
+    type Connect = WatchPolicy;
+    type Reader<'a> = dyn Inbox + 'a;
+
+    /// A socket was accepted with the token's watch `policy`: greet it with `user:state`, bring
+    /// the user online, and resume paused subscriptions.
+    fn handle_connect(
+        &mut self,
+        info: UserConnInfo,
+        policy: WatchPolicy,
+        now: Timestamp,
+        _inbox: &(dyn Inbox + '_),
+    ) -> Vec<UserEffect> {
+        let before = self.saved.clone();
+        let conn = info.conn.clone();
+        self.conns.add(info);
+        let (mut effects, greeting, resume) = self.arrive(&conn, policy, now);
+        effects.push(UserEffect::Send { to: conn, frame: protocol::event("user:state", &greeting) });
+        effects.extend(resume);
+        self.finish(&before, effects, now, true)
+    }
+
+    fn sessions(&mut self) -> &mut Sessions<Self::Info> {
+        &mut self.conns
+    }
+
+    /// Decodes and handles one request; an accepted one that is activity
+    /// ([`request::Event::is_activity`]) counts as such.
+    fn dispatch(
+        &mut self,
+        sender: &UserConnInfo,
+        envelope: Envelope,
+        now: Timestamp,
+        inbox: &(dyn Inbox + '_),
+    ) -> Result<Vec<UserEffect>, Error> {
+        let conn = &sender.conn;
+        let Envelope { event, reply_to, data } = envelope;
+        self.bucket.take(FRAME_RATE, now).map_err(|ms| Error::rate_limited("frames", ms))?;
+        let event = Request::event(&event)?;
+        let effects = self.handle_request(conn, reply_to, Request::decode(event, data)?, now, inbox)?;
+        if event.is_activity() {
+            self.saved.presence.activity(now);
+        }
+        Ok(effects)
+    }
+
+    /// A frame arrived on `conn`. Every accepted frame is activity; a rejected one (malformed,
+    /// unknown, invalid, over the rate) is not, so it changes no status. An expired socket's
+    /// frame closes it and is not activity either.
+    fn handle_frame(
+        &mut self,
+        conn: &ConnId,
+        frame: Incoming<'_>,
+        now: Timestamp,
+        inbox: &(dyn Inbox + '_),
+    ) -> Vec<UserEffect> {
+        let (sender, decoded) = match self.conns.receive(conn, frame, now) {
+            Ok(received) => received,
+            Err(done) => return done,
+        };
+        // Unlike rooms and documents, every frame (answered or refused) ends in `finish`.
+        let before = self.saved.clone();
+        let (reply_to, envelope) = sessions::split(decoded);
+        let outcome = envelope.and_then(|envelope| self.dispatch(&sender, envelope, now, inbox));
+        let effects = self.conns.settle(conn, reply_to.as_ref(), outcome, now);
+        self.finish(&before, effects, now, true)
+    }
+
+    /// A socket closed: the last one starts the grace period.
+    fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<UserEffect> {
+        if self.conns.remove(conn).is_none() {
+            return Vec::new();
+        }
+        let before = self.saved.clone();
+        self.device_left(now);
+        // The shell makes no calls after a close: an owed push waits for its alarm.
+        self.finish(&before, Vec::new(), now, false)
+    }
+
+    /// The alarm fired: expired tokens, status transitions, pausing subscriptions.
+    fn handle_alarm(&mut self, now: Timestamp) -> Vec<UserEffect> {
+        let before = self.saved.clone();
+        let mut effects = self.conns.expired(now);
+        for timer in self.timers.pop_due(now) {
+            match timer {
+                Timer::Presence => {
+                    self.saved.presence.on_alarm(now, &self.config.presence);
+                }
+                // `finish` makes the owed push (with whatever this alarm changed too).
+                Timer::Push => {}
+                Timer::Pause => {
+                    if !self.has_devices() && !self.saved.paused {
+                        self.saved.paused = true;
+                        if !self.watching.is_empty() {
+                            let users = self.watching.keys().cloned().collect();
+                            effects.push(UserEffect::Call(UserCall::Watch {
+                                users,
+                                active: false,
+                                reply: None,
+                            }));
+                        }
+                    }
+                }
+                Timer::StreamExpiry(stream) => effects.extend(self.expire_stream(stream, now)),
+                Timer::Keepalive => effects.extend(self.keepalive(now)),
+            }
+        }
+        self.finish(&before, effects, now, true)
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        earliest(self.conns.next_deadline(), self.timers.next())
+    }
+
+    /// Re-adds a socket that survived hibernation; announces nothing (the frame budget is the
+    /// user's, not the socket's).
+    fn restore_conn(&mut self, info: UserConnInfo, _now: Timestamp) {
+        self.conns.add(info);
+    }
+
+    /// After the survivors are restored: re-arms the timers that live only in memory. When no
+    /// socket survived but the user still shows as present, the grace period starts now; the
+    /// effects persist that.
+    fn restored(&mut self, now: Timestamp) -> Vec<UserEffect> {
+        let before = self.saved.clone();
+        self.saved.presence.restore_sockets(self.conns.len(), now);
+        if self.conns.is_empty() && !self.saved.paused {
+            let left = self.saved.presence.left_at().unwrap_or(now);
+            self.timers.set(Timer::Pause, left.plus_millis(self.config.presence.grace_ms));
+        }
+        if self.saved.unpushed {
+            // A push was owed when the object went away: make it on the next alarm.
+            self.timers.set(Timer::Push, now);
+        }
+        // Stored and announced through the one path every change takes; no calls from here.
+        self.finish(&before, Vec::new(), now, false)
     }
 }
 

@@ -8,7 +8,7 @@
 //! every `SSE_KEEPALIVE_MS`, and ends with a `close` event at its token's `exp` plus the leeway.
 //! The shell owns the streams themselves and reports the ones that went away or fell behind.
 
-use super::{Timer, User, UserEffect, FRAME_RATE};
+use super::{Timer, User, UserCall, UserEffect, FRAME_RATE};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::presence::Change;
@@ -60,7 +60,7 @@ impl User {
             self.timers.set(Timer::Keepalive, now.plus_millis(self.config.limits.sse_keepalive_ms));
         }
         // The same moment a socket with this token is closed: exp plus the leeway.
-        self.timers.set(Timer::StreamExpiry(info.id.clone()), self.token_deadline(info.expires));
+        self.timers.set(Timer::StreamExpiry(info.id.clone()), self.conns.deadline(info.expires));
         let id = info.id.clone();
         self.streams.insert(id.clone(), info);
         let (mut effects, greeting, resume) = self.arrive(&id, policy, now);
@@ -130,7 +130,7 @@ impl User {
     pub(super) fn keepalive(&mut self, now: Timestamp) -> Option<UserEffect> {
         (!self.streams.is_empty()).then(|| {
             self.timers.set(Timer::Keepalive, now.plus_millis(self.config.limits.sse_keepalive_ms));
-            UserEffect::StreamKeepalive
+            UserEffect::Keepalive
         })
     }
 
@@ -200,7 +200,7 @@ impl User {
     ) -> (Value, Vec<UserEffect>) {
         let (data, mut effects, undo) = self.settle_subscribe(results);
         if !undo.is_empty() {
-            effects.push(UserEffect::Unwatch(undo));
+            effects.push(UserEffect::Call(UserCall::Unwatch(undo)));
         }
         (data, effects)
     }

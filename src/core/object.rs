@@ -1,0 +1,90 @@
+//! The contract every object core keeps with its shell: the [`Object`] trait, which rooms,
+//! users and documents implement, so the shell and the test simulator are written once for all
+//! of them. Its effects are [`crate::core::effect`] (re-exported here); its connections
+//! (strikes, token expiry, `auth:refresh`, replies) are [`crate::core::sessions`].
+
+pub use crate::core::effect::{phases, reply, Attachment, Effect, Never, Phases, SSE_KEEPALIVE};
+use crate::core::error::Error;
+use crate::core::ids::ConnId;
+use crate::core::protocol::{Envelope, Incoming};
+use crate::core::sessions::{self, Sessions};
+use crate::core::time::Timestamp;
+
+/// The effects of an object `O`.
+pub type EffectOf<O> = Effect<<O as Object>::Write, <O as Object>::Call, <O as Object>::Info>;
+
+/// The contract every object core implements: its inputs (`handle_*`, `now` passed in), its
+/// one timer ([`Object::poll_timeout`]), and its rebuild from socket attachments after a wake.
+/// The shell calls these and applies the effects in the order of [`phases`].
+pub trait Object {
+    /// The object's storage writes.
+    type Write;
+    /// The object's calls (to other objects, or reads answered with a frame).
+    type Call;
+    /// What a socket's attachment holds.
+    type Info: Attachment;
+    /// What the shell hands over with a new socket besides its attachment (a resume position,
+    /// the token's watch policy).
+    type Connect;
+    /// The storage a frame may read during its handling (a room's log, a user's inbox).
+    type Reader<'a>: ?Sized;
+
+    /// A socket was accepted: greet it.
+    fn handle_connect(
+        &mut self,
+        info: Self::Info,
+        with: Self::Connect,
+        now: Timestamp,
+        reader: &Self::Reader<'_>,
+    ) -> Vec<EffectOf<Self>>;
+
+    /// The object's sockets.
+    fn sessions(&mut self) -> &mut Sessions<Self::Info>;
+
+    /// Handles one request from `sender` that passed the sessions' checks (known socket, token
+    /// in time, decoded envelope): the object's own rights, budget and payload decoding, then
+    /// the request. An error is answered by [`Sessions::settle`].
+    fn dispatch(
+        &mut self,
+        sender: &Self::Info,
+        envelope: Envelope,
+        now: Timestamp,
+        reader: &Self::Reader<'_>,
+    ) -> Result<Vec<EffectOf<Self>>, Error>;
+
+    /// A frame arrived on `conn`: the sessions find and check its sender, the object dispatches
+    /// it, the sessions answer a failure (reply or error frame, strike, 4002 at the limit).
+    fn handle_frame(
+        &mut self,
+        conn: &ConnId,
+        frame: Incoming<'_>,
+        now: Timestamp,
+        reader: &Self::Reader<'_>,
+    ) -> Vec<EffectOf<Self>> {
+        let (sender, decoded) = match self.sessions().receive(conn, frame, now) {
+            Ok(received) => received,
+            Err(done) => return done,
+        };
+        let (reply_to, envelope) = sessions::split(decoded);
+        let outcome = envelope.and_then(|envelope| self.dispatch(&sender, envelope, now, reader));
+        self.sessions().settle(conn, reply_to.as_ref(), outcome, now)
+    }
+
+    /// A socket closed (or errored, or was closed by an effect).
+    fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<EffectOf<Self>>;
+
+    /// The alarm fired.
+    fn handle_alarm(&mut self, now: Timestamp) -> Vec<EffectOf<Self>>;
+
+    /// When the shell should next call [`Object::handle_alarm`]: the one alarm.
+    fn poll_timeout(&self) -> Option<Timestamp>;
+
+    /// Re-adds a socket that survived hibernation; announces nothing.
+    fn restore_conn(&mut self, info: Self::Info, now: Timestamp);
+
+    /// After every survivor is restored: what the rebuild decided (applied before anything else).
+    fn restored(&mut self, now: Timestamp) -> Vec<EffectOf<Self>> {
+        let _ = now;
+        Vec::new()
+    }
+}
