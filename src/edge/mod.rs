@@ -106,7 +106,12 @@ struct Call {
     req: Request,
     /// The query's pairs, decoded once: a socket route asks for several and the `token` is long.
     pairs: std::cell::OnceCell<Vec<(String, String)>>,
+    /// Whether the body was read (or its reading began).
+    body_taken: bool,
 }
+
+/// The most of an unread body a refusal reads away before answering (see [`Call::discard_body`]).
+const DISCARD_MAX: usize = 64 * 1024;
 
 impl Call {
     fn header(&self, name: &str) -> Option<String> {
@@ -123,6 +128,7 @@ impl Call {
     /// declared, so at most `max` bytes are ever held. (`Request::text()` would buffer the whole
     /// body, however large, before its size could be checked.)
     async fn body(&mut self, max: usize) -> Result<String, Error> {
+        self.body_taken = true;
         let mut body = CappedBody::new(max, self.header("content-length").as_deref())?;
         // A request without a body has no stream to read (`stream()` would fail).
         if self.req.inner().body().is_none() {
@@ -134,6 +140,25 @@ impl Call {
             body.push(&chunk.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?)?;
         }
         body.finish()
+    }
+
+    /// Reads away a small body the route refused before reading it (a bad key, a bad token), so
+    /// the answer is not a reset: a client still sending its body to a server that has answered
+    /// and closed sees `ECONNRESET` instead of the 401. Larger bodies are left, and cut off.
+    async fn discard_body(&mut self) {
+        let declared = self.header("content-length").and_then(|l| l.parse::<usize>().ok());
+        if self.body_taken || self.req.inner().body().is_none() || declared.is_some_and(|l| l > DISCARD_MAX) {
+            return;
+        }
+        self.body_taken = true;
+        let Ok(mut stream) = self.req.stream() else { return };
+        let mut read = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read = read.saturating_add(chunk.len());
+            if read > DISCARD_MAX {
+                return;
+            }
+        }
     }
 
     /// The caller of a route app servers and users share (see [`auth::http_caller`]).
@@ -181,8 +206,8 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         return http::preflight(target.methods(), cors.as_deref());
     }
     let route = target.route(&method, &path)?;
-    let mut call = Call { url, req, pairs: std::cell::OnceCell::new() };
-    match route {
+    let mut call = Call { url, req, pairs: std::cell::OnceCell::new(), body_taken: false };
+    let answer = match route {
         Route::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
         }
@@ -205,7 +230,11 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         Route::DocGet(doc) => docs::get(&call, &env, &doc).await,
         Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
         Route::DevToken => dev::token(&mut call, &env).await,
+    };
+    if answer.is_err() {
+        call.discard_body().await;
     }
+    answer
 }
 
 /// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable
