@@ -83,6 +83,10 @@ impl Outbox {
         cap: usize,
     ) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);
+        // Nothing queued: no walk over every open socket (a connect drains before accepting).
+        if items.is_empty() {
+            return Vec::new();
+        }
         // Sockets that receive the same subsequence of frames share one combined frame.
         let mut groups: HashMap<Vec<usize>, Vec<ConnId>> = HashMap::new();
         for conn in conns {
