@@ -254,3 +254,89 @@ fn a_join_in_a_large_room_sends_a_bounded_greeting_and_nothing_to_the_others() {
     let inboxes_with_frames = sim.inboxes.values().filter(|i| !i.is_empty()).count();
     assert_eq!(inboxes_with_frames, 0, "nobody else received anything for that join");
 }
+
+/// A member's view of the room, kept from the frames it receives as an SDK would.
+#[derive(Default)]
+struct View {
+    members: std::collections::BTreeSet<String>,
+    count: u64,
+}
+
+impl View {
+    fn apply(&mut self, frame: &Value) {
+        let d = &frame["d"];
+        match frame["t"].as_str().unwrap() {
+            "room:state" => {
+                self.members = users(&d["members"]).into_iter().collect();
+                self.count = d["memberCount"].as_u64().unwrap();
+            }
+            "member:join" => {
+                self.members.insert(d["user"].as_str().unwrap().to_owned());
+                self.count = self.members.len() as u64;
+            }
+            "member:leave" => {
+                self.members.remove(d["user"].as_str().unwrap());
+                self.count = self.members.len() as u64;
+            }
+            "members:diff" => {
+                if let Some(all) = d.get("members") {
+                    self.members = users(all).into_iter().collect();
+                } else {
+                    for u in users(&d["leaves"]) {
+                        self.members.remove(&u);
+                    }
+                    self.members.extend(users(&d["joins"]));
+                }
+                self.count = d["count"].as_u64().unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn random_comings_and_goings_across_the_setting_leave_every_view_right_once_the_diff_is_out() {
+    for seed in 1..40u64 {
+        let mut rng = support::Rng(seed * 7919);
+        let mut sim = sim(4);
+        let watcher = sim.connect("aaa-watcher");
+        let mut view = View::default();
+        let mut open: Vec<ConnId> = Vec::new();
+        for _ in 0..200 {
+            match rng.below(4) {
+                0 | 1 if open.len() < 12 => {
+                    let user = format!("u{}", rng.below(9));
+                    if sim.room.check_capacity(&switchboard::core::ids::UserId::parse(&user).unwrap()).is_ok()
+                    {
+                        let c = sim.connect(&user);
+                        sim.take(&c);
+                        open.push(c);
+                    }
+                }
+                2 if !open.is_empty() => {
+                    let c = open.remove(rng.below(open.len()));
+                    sim.close(&c);
+                }
+                _ => sim.advance(rng.below(700) as u64),
+            }
+            for f in sim.take(&watcher) {
+                if f["t"] == "members:diff" {
+                    let listed = f["d"]["joins"].as_array().unwrap().len()
+                        + f["d"]["leaves"].as_array().unwrap().len();
+                    assert!(listed <= 4, "seed {seed}: a diff lists at most the setting");
+                }
+                view.apply(&f);
+            }
+        }
+        sim.advance(2 * MEMBERS_DIFF_MS);
+        for f in sim.take(&watcher) {
+            view.apply(&f);
+        }
+        let actual: std::collections::BTreeSet<String> =
+            sim.room.members().map(|u| u.as_str().to_owned()).collect();
+        assert_eq!(view.count, actual.len() as u64, "seed {seed}: the count is exact");
+        if actual.len() <= 4 {
+            assert_eq!(view.members, actual, "seed {seed}: a small room's view is complete");
+        }
+    }
+}
