@@ -309,11 +309,22 @@ function Rooms({ rooms, current, onSelect, onAdd }: { rooms: string[]; current: 
 }
 
 function Members({ room, onSeen }: { room: string; onSeen: (users: string[]) => void }) {
-  const members = useMembers(room);
+  const { members, count, more, loadMore } = useMembers(room);
+  const [loading, setLoading] = useState(false);
   useEffect(() => onSeen(members), [members, onSeen]);
+  const showMore = () => {
+    setLoading(true);
+    loadMore()
+      .catch(() => {})
+      .finally(() => setLoading(false));
+  };
   return (
     <section className="panel" id="members">
       <h2>In #{room}</h2>
+      <p className="member-count" data-count={count}>
+        {count} {count === 1 ? "member" : "members"}
+        {members.length < count ? ` (showing ${members.length})` : ""}
+      </p>
       <ul className="people">
         {members.map((u) => (
           <li key={u} data-user={u}>
@@ -322,6 +333,11 @@ function Members({ room, onSeen }: { room: string; onSeen: (users: string[]) => 
           </li>
         ))}
       </ul>
+      {more ? (
+        <button type="button" className="load-more" onClick={showMore} disabled={loading}>
+          {loading ? "Loading…" : "Show more"}
+        </button>
+      ) : null}
     </section>
   );
 }

@@ -17,7 +17,7 @@ fn joining_greets_with_room_state_and_tells_the_others() {
     let state = sim.take_one(&alice);
     assert_eq!(
         state,
-        json!({"t":"room:state","d":{"room":"general","connId":"c1","user":"alice","seq":0,"epoch":"ep1","members":[{"user":"alice"}],"typing":[],"state":{}}})
+        json!({"t":"room:state","d":{"room":"general","connId":"c1","user":"alice","seq":0,"epoch":"ep1","members":[{"user":"alice"}],"memberCount":1,"typing":[],"state":{}}})
     );
     let bob = sim.connect("bob");
     assert_eq!(sim.take_one(&bob)["d"]["members"], json!([{"user":"alice"},{"user":"bob"}]));

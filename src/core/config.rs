@@ -51,6 +51,11 @@ pub struct Limits {
     /// Operations a document keeps for late submitters and reconnects (`DOC_LOG_RETAIN`,
     /// default 1,000): a submit based on an older version gets `snapshot_required`.
     pub doc_log_retain: u64,
+    /// Most members a room lists in `room:state` and announces one by one
+    /// (`ROOM_MEMBER_LIST_MAX`, default 100, 1 to 1,000). A room with more (a large room) lists
+    /// that many with `memberCount`, pages the rest with `members:get`, and coalesces member
+    /// changes into one `members:diff` a second.
+    pub room_member_list_max: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +77,7 @@ impl Default for Limits {
             doc_log_retain: 1000,
             room_history_max: 10_000,
             sse_keepalive_ms: 25_000,
+            room_member_list_max: 100,
         }
     }
 }
@@ -157,6 +163,8 @@ impl Config {
                 room_history_max: number("ROOM_HISTORY_MAX", defaults.room_history_max)?.clamp(1, 10_000_000),
                 sse_keepalive_ms: number("SSE_KEEPALIVE_MS", defaults.sse_keepalive_ms)?
                     .clamp(100, 3_600_000),
+                room_member_list_max: number("ROOM_MEMBER_LIST_MAX", defaults.room_member_list_max as u64)?
+                    .clamp(1, 1000) as usize,
             },
             presence: PresenceTimes {
                 away_ms: number("PRESENCE_AWAY_MS", presence.away_ms)?.clamp(100, 86_400_000),

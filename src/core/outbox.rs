@@ -76,6 +76,39 @@ impl Outbox {
         self.drain_within(conns, MAX_BATCH_BYTES)
     }
 
+    /// [`Outbox::drain`], where `is_open` says whether a socket is among `conns`: when only
+    /// frames for single sockets are queued (greetings and replies, as in a connect storm), only
+    /// those sockets are looked at instead of every open one. Same deliveries as `drain`.
+    pub fn drain_open<'a>(
+        &mut self,
+        conns: impl IntoIterator<Item = &'a ConnId>,
+        is_open: impl Fn(&ConnId) -> bool,
+    ) -> Vec<Delivery> {
+        if self.items.iter().any(|(target, _)| matches!(target, Target::All { .. })) {
+            return self.drain(conns);
+        }
+        let items = std::mem::take(&mut self.items);
+        let mut picks: HashMap<&ConnId, Vec<usize>> = HashMap::new();
+        for (i, (target, _)) in items.iter().enumerate() {
+            if let Target::One(conn) = target {
+                if is_open(conn) {
+                    picks.entry(conn).or_default().push(i);
+                }
+            }
+        }
+        let mut deliveries: Vec<(Vec<usize>, &ConnId)> = picks.into_iter().map(|(c, p)| (p, c)).collect();
+        deliveries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::new();
+        for (picked, conn) in deliveries {
+            let parts: Vec<&str> =
+                picked.iter().filter_map(|&i| items.get(i)).map(|(_, f)| f.as_str()).collect();
+            for frame in batches(&parts, MAX_BATCH_BYTES) {
+                out.push((frame, vec![conn.clone()]));
+            }
+        }
+        out
+    }
+
     /// [`Outbox::drain`] with batches of at most `cap` bytes.
     pub fn drain_within<'a>(
         &mut self,
@@ -83,6 +116,10 @@ impl Outbox {
         cap: usize,
     ) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);
+        // Nothing queued: no walk over every open socket (a connect drains before accepting).
+        if items.is_empty() {
+            return Vec::new();
+        }
         // Sockets that receive the same subsequence of frames share one combined frame.
         let mut groups: HashMap<Vec<usize>, Vec<ConnId>> = HashMap::new();
         for conn in conns {
@@ -138,6 +175,34 @@ fn batches(parts: &[&str], cap: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_open_delivers_what_drain_does() {
+        let conns: Vec<ConnId> = ["a", "b", "c", "d"].iter().map(|x| c(x)).collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let (mut slow, mut fast) = (Outbox::default(), Outbox::default());
+            for i in 0..(next() % 8) {
+                // Mostly single-socket frames, "e" among them closed; sometimes a broadcast.
+                let target = match next() % 7 {
+                    0 if round % 2 == 0 => Target::All { except: Some(c("b")) },
+                    k => Target::One(c(["a", "b", "c", "d", "e", "a"][(k as usize) % 6])),
+                };
+                let frame = format!("{{\"n\":{i}}}");
+                slow.push(target.clone(), frame.clone());
+                fast.push(target, frame);
+            }
+            let open = |x: &ConnId| conns.contains(x);
+            assert_eq!(fast.drain_open(&conns, open), slow.drain(&conns), "round {round}");
+            assert!(fast.is_empty());
+        }
+    }
 
     fn c(id: &str) -> ConnId {
         ConnId::parse(id).unwrap()

@@ -96,7 +96,8 @@ impl Live {
         // for the rest; it ends because every round with a failure removes a socket.
         loop {
             let mut failed: Vec<ConnId> = Vec::new();
-            for (frame, recipients) in self.outbox.drain(self.sockets.keys()) {
+            let sockets = &self.sockets;
+            for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
                 let frame = JsString::from(frame);
                 for conn in recipients {
                     // Nothing more after a refused frame: the socket must not see a gap.

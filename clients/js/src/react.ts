@@ -148,12 +148,27 @@ export function useTyping(id: string) {
   return { typing, onType, stop };
 }
 
-/** The room's members (user ids). */
-export function useMembers(id: string): string[] {
+/**
+ * The room's members: `members` (user ids, sorted; in a room of more than
+ * `ROOM_MEMBER_LIST_MAX` (100) members the ones loaded so far), `count` (everyone), `more`
+ * (whether `loadMore` has more to load) and `loadMore` (the next page).
+ */
+export function useMembers(id: string): { members: string[]; count: number; more: boolean; loadMore: () => Promise<boolean> } {
   const room = useRoom(id);
   const [members, setMembers] = useState<string[]>(room.members);
-  useEffect(() => room.on("members", setMembers), [room]);
-  return members;
+  const [count, setCount] = useState<number>(room.memberCount);
+  useEffect(() => {
+    const offs = [
+      room.on("members", (m) => {
+        setMembers(m);
+        setCount(room.memberCount);
+      }),
+      room.on("memberCount", setCount),
+    ];
+    return () => offs.forEach((off) => off());
+  }, [room]);
+  const loadMore = useCallback(() => room.loadMoreMembers(), [room]);
+  return { members, count, more: room.hasMoreMembers, loadMore };
 }
 
 function useMe(): Me {

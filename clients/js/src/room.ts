@@ -18,6 +18,9 @@ import type {
   Broadcast,
   BroadcastRequest,
   HistoryRequest,
+  MembersDiff,
+  MembersGetRequest,
+  MembersPage,
   Message,
   RoomState,
   SendAck,
@@ -36,8 +39,14 @@ export interface RoomEvents extends ChannelEvents {
   open: RoomState;
   /** A message from someone else (or your other tabs), in `seq` order, never twice. */
   message: Message;
-  /** Every member now (user ids, sorted), on join, leave and (re)connect. */
+  /**
+   * The members known now (user ids, sorted), on join, leave, `members:diff`, a loaded page and
+   * (re)connect. In a room of more than `ROOM_MEMBER_LIST_MAX` (100) members it is a view, not
+   * everyone: `memberCount` is the total and `loadMoreMembers()` pages in the rest.
+   */
   members: string[];
+  /** The number of members (distinct users), when it changes. */
+  memberCount: number;
   /** Users typing now (sorted), when the list changes. */
   typing: string[];
   /** A live state key changed. */
@@ -94,6 +103,10 @@ export class Room extends Channel<RoomEvents> {
   connId: string | undefined;
   /** Members (user ids), typing users and live state as last known. */
   members: string[] = [];
+  /** The total number of members (`members` may hold fewer in a large room). */
+  memberCount = 0;
+  /** Set while `members` is partial: where `loadMoreMembers()` continues. */
+  membersNext: string | undefined;
   typingUsers: string[] = [];
   state: Record<string, StateEntry> = {};
 
@@ -193,6 +206,57 @@ export class Room extends Channel<RoomEvents> {
     return reply.messages;
   }
 
+  /**
+   * One page of the room's members in id order after `after` (`members:get`), as the server
+   * answers it; `next` is the `after` of the following page. `room.members` is not changed.
+   */
+  async membersPage(options: { after?: string; limit?: number; timeoutMs?: number } = {}): Promise<MembersPage> {
+    const d: MembersGetRequest = {};
+    if (options.after !== undefined) d.after = options.after;
+    if (options.limit !== undefined) d.limit = options.limit;
+    return this.request<MembersPage>("members:get", d, { klass: "reads", timeoutMs: options.timeoutMs });
+  }
+
+  /** Whether `members` is partial and `loadMoreMembers()` has more to load. */
+  get hasMoreMembers(): boolean {
+    return this.membersNext !== undefined;
+  }
+
+  /**
+   * Loads the next page of members into `members` (a large room's list is partial) and emits
+   * `members`; resolves with whether more remain. Does nothing when the list is complete.
+   */
+  async loadMoreMembers(options: { limit?: number; timeoutMs?: number } = {}): Promise<boolean> {
+    const after = this.membersNext;
+    if (after === undefined) return false;
+    const page = await this.membersPage({ ...options, after });
+    // A reconnect meanwhile started the list over: this page belongs to the old one.
+    if (this.membersNext !== after) return this.hasMoreMembers;
+    this.membersNext = page.next;
+    this.setMembers(merge(this.members, page.members.map((m) => m.user)), page.count);
+    return this.hasMoreMembers;
+  }
+
+  private setMembers(members: string[], count: number): void {
+    this.members = members;
+    const changed = count !== this.memberCount;
+    this.memberCount = count;
+    this.emit("members", this.members);
+    if (changed) this.emit("memberCount", count);
+  }
+
+  private applyDiff(diff: MembersDiff): void {
+    if (diff.members) {
+      this.membersNext = undefined;
+      return this.setMembers(diff.members.map((m) => m.user).sort(), diff.count);
+    }
+    // A truncated diff lists nobody: the list stays as it was (page again to refresh it), the
+    // count is exact. Everyone asking for pages at once would be the storm diffs avoid.
+    const leaves = new Set(diff.leaves.map((m) => m.user));
+    const kept = this.members.filter((u) => !leaves.has(u));
+    this.setMembers(merge(kept, diff.joins.map((m) => m.user)), diff.count);
+  }
+
   /** Relays `data` to `to`'s sockets in this room (or only `toConn`). */
   signal(to: string, data: unknown, options: { toConn?: string } = {}): Promise<{ delivered: number }> {
     const d: SignalRequest = { to, data, ...(options.toConn ? { toConn: options.toConn } : {}) };
@@ -242,6 +306,9 @@ export class Room extends Channel<RoomEvents> {
     this.connId = state.connId;
     this.user = state.user;
     this.members = state.members.map((m) => m.user);
+    const countChanged = this.memberCount !== (state.memberCount ?? this.members.length);
+    this.memberCount = state.memberCount ?? this.members.length;
+    this.membersNext = state.membersNext;
     this.typingUsers = state.typing;
     this.state = state.state;
     const lost = recovering && state.recovered === false;
@@ -252,6 +319,7 @@ export class Room extends Channel<RoomEvents> {
     }
     this.emit("open", state);
     this.emit("members", this.members);
+    if (countChanged) this.emit("memberCount", this.memberCount);
     this.emit("typing", this.typingUsers);
     if (lost) void this.reload(state);
     this.pumpOutbox();
@@ -283,13 +351,19 @@ export class Room extends Channel<RoomEvents> {
         this.emit("message", m);
         return;
       }
-      case "member:join":
-        if (!this.members.includes(d.user as string)) this.members = [...this.members, d.user as string].sort();
-        this.emit("members", this.members);
+      // A small room: the list is complete, so its length is the count.
+      case "member:join": {
+        const members = this.members.includes(d.user as string) ? this.members : [...this.members, d.user as string].sort();
+        this.setMembers(members, this.membersNext === undefined ? members.length : this.memberCount + 1);
         return;
-      case "member:leave":
-        this.members = this.members.filter((u) => u !== d.user);
-        this.emit("members", this.members);
+      }
+      case "member:leave": {
+        const members = this.members.filter((u) => u !== d.user);
+        this.setMembers(members, this.membersNext === undefined ? members.length : Math.max(0, this.memberCount - 1));
+        return;
+      }
+      case "members:diff":
+        this.applyDiff(d as unknown as MembersDiff);
         return;
       case "typing:update":
         this.typingUsers = d.users as string[];
@@ -382,4 +456,10 @@ export class Room extends Channel<RoomEvents> {
     if (err) entry.reject(err);
     else entry.resolve(ack!);
   }
+}
+
+/** `a` and `b` as one sorted list without duplicates. */
+function merge(a: string[], b: string[]): string[] {
+  if (b.length === 0) return a;
+  return [...new Set([...a, ...b])].sort();
 }

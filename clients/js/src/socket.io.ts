@@ -407,7 +407,7 @@ export class Socket extends Events {
 
   private join(roomId: string): Promise<unknown> {
     const room = this.joined(roomId);
-    const answer = () => ({ roomId, members: room.members });
+    const answer = () => ({ roomId, members: room.members, memberCount: room.memberCount });
     if (room.isOpen) return Promise.resolve(answer());
     return new Promise((resolve) => {
       const off = room.on("open", () => {

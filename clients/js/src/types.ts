@@ -48,10 +48,40 @@ export interface RoomState {
   user: string;
   seq: number;
   epoch: string;
-  members: { user: string }[];
+  /** Every member in a room of up to `ROOM_MEMBER_LIST_MAX` (100); in a larger room the first that many by id. */
+  members: MemberEntry[];
+  /** How many users have a socket in the room (the total, also when `members` is partial). */
+  memberCount: number;
+  /** Only when `members` is partial: the `after` of the next `members:get` page. */
+  membersNext?: string;
   typing: string[];
   state: Record<string, StateEntry>;
   recovered?: boolean;
+}
+
+/** One member as `room:state`, `members:diff` and `members:get` list it. */
+export interface MemberEntry {
+  user: string;
+}
+
+/** `members:diff`: a large room's coalesced member changes (at most one a second). */
+export interface MembersDiff {
+  joins: MemberEntry[];
+  leaves: MemberEntry[];
+  /** The room's `memberCount` now. */
+  count: number;
+  /** More users changed than a diff lists: `joins` and `leaves` are empty, only `count` is exact. */
+  truncated?: boolean;
+  /** The room is small again: the complete list, replacing yours. */
+  members?: MemberEntry[];
+}
+
+/** The reply of `members:get`. */
+export interface MembersPage {
+  members: MemberEntry[];
+  count: number;
+  /** Present when more members follow: the `after` of the next page. */
+  next?: string;
 }
 
 /** The ack of `message:send`. */
@@ -200,12 +230,20 @@ export interface BroadcastRequest {
 export interface RoomRequests {
   "message:send": SendMessageRequest;
   "history:get": HistoryRequest;
+  "members:get": MembersGetRequest;
   "typing:start": void;
   "typing:stop": void;
   "state:set": StateSetRequest;
   signal: SignalRequest;
   broadcast: BroadcastRequest;
   "auth:refresh": RefreshRequest;
+}
+
+/** `members:get`: a page of members in id order after `after`. */
+export interface MembersGetRequest {
+  after?: string;
+  /** Default and at most `ROOM_MEMBER_LIST_MAX` (100). */
+  limit?: number;
 }
 
 /** `presence:set`: leaving `activity` out clears it. */

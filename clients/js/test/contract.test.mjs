@@ -118,6 +118,30 @@ test("every frame the worker sends matches the SDK's declared types", async () =
   }
 });
 
+test("a large room's frames match the SDK's declared types: room:state with its cursor, members:diff, members:get", async () => {
+  const types = declared();
+  const worker = await startWorker({ vars: { ROOM_MEMBER_LIST_MAX: "1" } });
+  try {
+    const alice = await join(worker, "contract-large", "alice");
+    const bob = await join(worker, "contract-large", "bob");
+    check(types, "RoomState", bob.state, "room:state of a large room");
+    assert.equal(bob.state.membersNext, "alice");
+    const diff = await alice.next("members:diff");
+    check(types, "MembersDiff", diff.d, "members:diff");
+    await bob.close();
+    const back = await alice.next((f) => f.t === "members:diff" && f.d.members);
+    check(types, "MembersDiff", back.d, "members:diff back under the setting");
+    const carol = await join(worker, "contract-large", "carol");
+    const page = await carol.request("members:get", { limit: 1 });
+    check(types, "MembersPage", page.d, "members:get reply");
+    for (const m of [...page.d.members, ...diff.d.joins, ...back.d.members]) check(types, "MemberEntry", m, "member entry");
+    await alice.close();
+    await carol.close();
+  } finally {
+    await worker.close();
+  }
+});
+
 // ---- requests (client → server) -------------------------------------------------------------
 
 /** The map in types.ts that lists each object's requests, by the name the Rust program uses. */

@@ -35,7 +35,8 @@ test("a chat built on the hooks: one room socket under StrictMode, history, live
   const seen = {};
   function Chat() {
     const { messages, send } = useMessages("react-chat");
-    Object.assign(seen, { messages, send, status: useConnectionStatus(), typing: useTyping("react-chat").typing, members: useMembers("react-chat") });
+    const { members, count: memberCount } = useMembers("react-chat");
+    Object.assign(seen, { messages, send, status: useConnectionStatus(), typing: useTyping("react-chat").typing, members, memberCount });
     return null;
   }
   try {
@@ -46,6 +47,7 @@ test("a chat built on the hooks: one room socket under StrictMode, history, live
     assert.equal(open("/rooms/").length, 1, "StrictMode's double mount opened one room socket");
     assert.equal(made.filter((ws) => ws.url.includes("/rooms/")).length, 1);
     assert.deepEqual(seen.members, ["alice", "bob"]);
+    assert.equal(seen.memberCount, 2);
 
     await b.send("live from bob");
     await until(() => seen.messages.length === 2, "a live message");

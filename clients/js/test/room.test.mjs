@@ -241,3 +241,45 @@ test("the heartbeat finds a silently dead socket and replaces it", async () => {
     bob.close();
   }
 });
+
+test("a large room: a partial member list with the count, diffs applied, loadMoreMembers pages the rest", async () => {
+  const small = await startWorker({ vars: { ROOM_MEMBER_LIST_MAX: "2" } });
+  const clients = ["ann", "ben", "cat", "dan"].map((u) => sdk(small.http, u));
+  try {
+    const [ann, ben, cat, dan] = clients.map((c) => c.room("big-1"));
+    await waitFor(ann, "open");
+    await waitFor(ben, "open");
+    assert.deepEqual(ann.members, ["ann", "ben"]);
+    assert.equal(ann.memberCount, 2);
+    assert.equal(ann.hasMoreMembers, false);
+
+    // Past the setting: cat's greeting is partial, ann hears of cat by a diff.
+    const counted = waitFor(ann, "memberCount", (n) => n === 3);
+    const state = await waitFor(cat, "open");
+    assert.deepEqual(state.members.map((m) => m.user), ["ann", "ben"]);
+    assert.equal(state.memberCount, 3);
+    assert.equal(cat.hasMoreMembers, true);
+    assert.deepEqual(cat.members, ["ann", "ben"]);
+    await counted;
+    assert.deepEqual(ann.members, ["ann", "ben", "cat"], "the diff's joins are added");
+
+    await waitFor(dan, "open");
+    assert.equal(await cat.loadMoreMembers({ limit: 1 }), true);
+    assert.deepEqual(cat.members, ["ann", "ben", "cat"]);
+    assert.equal(await cat.loadMoreMembers(), false);
+    assert.deepEqual(cat.members, ["ann", "ben", "cat", "dan"]);
+    assert.equal(cat.memberCount, 4);
+    const page = await cat.membersPage({ after: "ann", limit: 2 });
+    assert.deepEqual(page, { members: [{ user: "ben" }, { user: "cat" }], count: 4, next: "cat" });
+
+    // Back to the setting: the diff's complete list replaces the view.
+    clients[3].close();
+    clients[2].close();
+    await until(() => ann.memberCount === 2 && !ann.members.includes("cat"), "ann sees the room small again", 5000);
+    assert.deepEqual(ann.members, ["ann", "ben"]);
+    assert.equal(ann.hasMoreMembers, false);
+  } finally {
+    for (const c of clients) c.close();
+    await small.close();
+  }
+});

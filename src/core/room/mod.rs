@@ -7,11 +7,13 @@
 //! object's alarm to [`Room::poll_timeout`] after every input.
 //!
 //! `request.rs` lists what a socket may send, decoded once into a typed [`Request`]. The events
-//! are handled by concern: `messages.rs` (send, publish, history, recovery), `typing.rs`,
-//! `state.rs` (key/value live data) and `relay.rs` (signal, broadcast).
+//! are handled by concern: `messages.rs` (send, publish, history, recovery), `members.rs` (the
+//! member list, large rooms' paging and coalesced diffs), `typing.rs`, `state.rs` (key/value
+//! live data) and `relay.rs` (signal, broadcast).
 
 pub mod effect;
 pub mod log;
+mod members;
 mod messages;
 mod relay;
 pub mod request;
@@ -21,6 +23,7 @@ mod typing;
 
 pub use crate::core::object::SSE_KEEPALIVE;
 pub use effect::{ConnInfo, RoomEffect, RoomWrite, StateEntry};
+pub use members::MEMBERS_DIFF_MS;
 pub use messages::{Publish, Resume};
 pub use request::Request;
 pub use streams::StreamInfo;
@@ -55,7 +58,7 @@ pub enum EventClass {
     Signal,
     /// `broadcast`
     Broadcast,
-    /// `history:get`, `auth:refresh`
+    /// `history:get`, `members:get`, `auth:refresh`
     Read,
 }
 
@@ -102,6 +105,8 @@ enum Timer {
     StreamExpiry(ConnId),
     /// Open event streams are due a keepalive comment.
     Keepalive,
+    /// A large room's coalesced member changes are due (`members:diff`).
+    MembersDiff,
 }
 
 impl EventClasses for EventClass {
@@ -132,6 +137,12 @@ pub struct Room {
     /// Open event streams (the shell holds the streams themselves).
     streams: BTreeMap<ConnId, StreamInfo>,
     timers: Timers<Timer>,
+    /// Member changes waiting for the next `members:diff` (large rooms).
+    diff: members::MemberDiff,
+    /// The latest time an input brought (`handle_close` has no clock of its own).
+    clock: Timestamp,
+    /// When budgets of absent users were last pruned: at most once a second, not per join.
+    pruned: Option<Timestamp>,
 }
 
 impl Room {
@@ -148,6 +159,9 @@ impl Room {
             budgets: Budgets::default(),
             streams: BTreeMap::new(),
             timers: Timers::default(),
+            diff: members::MemberDiff::default(),
+            clock: Timestamp(0),
+            pruned: None,
         }
     }
 
@@ -176,6 +190,11 @@ impl Room {
         self.members.keys()
     }
 
+    /// How many users have at least one open connection.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
     /// Refuses a new socket or event stream for `user` over `MAX_SOCKETS_PER_USER` (sockets and
     /// streams count together); checked before accepting.
     pub fn check_capacity(&self, user: &UserId) -> Result<(), Error> {
@@ -193,6 +212,7 @@ impl Room {
     /// Adds a socket; `true` when it is its user's first.
     fn add(&mut self, info: ConnInfo, now: Timestamp) -> bool {
         // Budgets are pruned as sockets arrive (and on publishes): handle_close has no clock.
+        self.tick(now);
         self.forget_full_budgets(now);
         let user = info.user.clone();
         if !self.conns.add(info) {
@@ -208,9 +228,20 @@ impl Room {
     }
 
     /// Budgets of users without a socket here that have refilled are the same as new ones.
+    /// Forgetting them walks every budget, so it is done at most once a second (not on every
+    /// join of a connect storm); one forgotten a little later is still the same as a new one.
     fn forget_full_budgets(&mut self, now: Timestamp) {
+        if self.pruned.is_some_and(|at| now < at.plus_millis(1000)) {
+            return;
+        }
+        self.pruned = Some(now);
         let members = &self.members;
         self.budgets.forget_refilled(now, |user| members.contains_key(user));
+    }
+
+    /// Notes the time an input brought.
+    fn tick(&mut self, now: Timestamp) {
+        self.clock = self.clock.max(now);
     }
 
     fn refresh_token(
@@ -251,7 +282,8 @@ impl Object for Room {
     type Reader<'a> = dyn RoomLog + 'a;
 
     /// A socket was accepted: replay what it missed when it asked to `resume`, greet it with
-    /// `room:state`, and announce a new member to the others.
+    /// `room:state`, and announce a new member to the others (in a large room, with the next
+    /// `members:diff`).
     fn handle_connect(
         &mut self,
         info: ConnInfo,
@@ -273,25 +305,29 @@ impl Object for Room {
             }
             None => false,
         });
+        let listing = self.listing();
         let mut state = json!({
             "room": self.id,
             "connId": conn,
             "user": user,
             "seq": self.head.seq,
             "epoch": self.head.epoch,
-            "members": self.members().map(|u| json!({ "user": u })).collect::<Vec<_>>(),
+            "members": listing.members,
+            "memberCount": listing.count,
             "typing": self.typing,
             "state": self.state,
         });
-        if let (Some(recovered), Some(object)) = (recovered, state.as_object_mut()) {
-            object.insert("recovered".into(), Value::Bool(recovered));
+        if let Some(object) = state.as_object_mut() {
+            if let Some(recovered) = recovered {
+                object.insert("recovered".into(), Value::Bool(recovered));
+            }
+            if let Some(next) = listing.next {
+                object.insert("membersNext".into(), json!(next));
+            }
         }
         effects.push(Effect::Send { to: conn.clone(), frame: protocol::event("room:state", &state) });
         if first_socket {
-            effects.push(Effect::Broadcast {
-                except: Some(conn),
-                frame: protocol::event("member:join", &json!({ "user": user })),
-            });
+            effects.extend(self.member_changed(&user, true, Some(conn)));
         }
         effects
     }
@@ -307,6 +343,7 @@ impl Object for Room {
         now: Timestamp,
         log: &(dyn RoomLog + '_),
     ) -> Result<Vec<Effect>, Error> {
+        self.tick(now);
         let Envelope { event, reply_to, data } = envelope;
         // The event's rights and budget are checked before its payload is read.
         let event = Request::event(&event)?;
@@ -321,6 +358,7 @@ impl Object for Room {
         match Request::decode(event, data)? {
             Request::Send(p) => self.send_message(sender, r, p, now, log),
             Request::History(p) => self.history_get(sender, r, p, log),
+            Request::Members(p) => self.members_get(sender, r, p),
             Request::TypingStart => Ok(self.typing_start(sender, r, now)),
             Request::TypingStop => Ok(self.typing_stop(sender, r)),
             Request::StateSet(p) => self.state_set(sender, r, p),
@@ -330,8 +368,10 @@ impl Object for Room {
         }
     }
 
-    /// A socket closed (or errored): forget it and announce a departure on the user's last one.
-    fn handle_close(&mut self, conn: &ConnId, _now: Timestamp) -> Vec<Effect> {
+    /// A socket closed (or errored): forget it and announce a departure on the user's last one
+    /// (in a large room, with the next `members:diff`).
+    fn handle_close(&mut self, conn: &ConnId, now: Timestamp) -> Vec<Effect> {
+        self.tick(now);
         let Some(gone) = self.conns.remove(conn) else { return Vec::new() };
         let user = gone.user;
         let last_socket = match self.members.get_mut(&user) {
@@ -348,22 +388,21 @@ impl Object for Room {
         let mut effects = Vec::new();
         if last_socket {
             effects.extend(self.stop_typing(&user, None));
-            effects.push(Effect::Broadcast {
-                except: None,
-                frame: protocol::event("member:leave", &json!({ "user": user })),
-            });
+            effects.extend(self.member_changed(&user, false, None));
         }
         effects
     }
 
     /// The alarm fired: close sockets whose token expired, lapse stale typing entries.
     fn handle_alarm(&mut self, now: Timestamp) -> Vec<Effect> {
+        self.tick(now);
         let mut effects = self.conns.expired(now);
         for timer in self.timers.pop_due(now) {
             match timer {
                 Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
                 Timer::StreamExpiry(id) => effects.extend(self.expire_stream(id)),
                 Timer::Keepalive => effects.extend(self.keepalive(now)),
+                Timer::MembersDiff => effects.extend(self.send_member_diff(now)),
             }
         }
         effects

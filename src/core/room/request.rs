@@ -15,6 +15,8 @@ pub enum Event {
     Send,
     /// `history:get`
     History,
+    /// `members:get`
+    Members,
     /// `typing:start`
     TypingStart,
     /// `typing:stop`
@@ -38,13 +40,13 @@ impl Event {
             Event::StateSet => EventClass::State,
             Event::Signal => EventClass::Signal,
             Event::Broadcast => EventClass::Broadcast,
-            Event::History | Event::Refresh => EventClass::Read,
+            Event::History | Event::Members | Event::Refresh => EventClass::Read,
         }
     }
 
     /// Whether the event needs the token's `send` right; a read-only socket is refused it.
     pub fn writes(self) -> bool {
-        !matches!(self, Event::History | Event::Refresh)
+        !matches!(self, Event::History | Event::Members | Event::Refresh)
     }
 }
 
@@ -55,6 +57,8 @@ pub enum Request {
     Send(SendMessage),
     /// `history:get`
     History(HistoryGet),
+    /// `members:get`
+    Members(MembersGet),
     /// `typing:start` (its `d`, if any, is ignored)
     TypingStart,
     /// `typing:stop` (its `d`, if any, is ignored)
@@ -75,6 +79,7 @@ impl Requests for Request {
     const EVENTS: &'static [Event] = &[
         Event::Send,
         Event::History,
+        Event::Members,
         Event::TypingStart,
         Event::TypingStop,
         Event::StateSet,
@@ -87,6 +92,7 @@ impl Requests for Request {
         match event {
             Event::Send => "message:send",
             Event::History => "history:get",
+            Event::Members => "members:get",
             Event::TypingStart => "typing:start",
             Event::TypingStop => "typing:stop",
             Event::StateSet => "state:set",
@@ -100,6 +106,7 @@ impl Requests for Request {
         Ok(match event {
             Event::Send => Request::Send(SendMessage::deserialize(data)?),
             Event::History => Request::History(HistoryGet::deserialize(data)?),
+            Event::Members => Request::Members(MembersGet::deserialize(data)?),
             Event::TypingStart => Request::TypingStart,
             Event::TypingStop => Request::TypingStop,
             Event::StateSet => Request::StateSet(StateSet::deserialize(data)?),
@@ -130,6 +137,18 @@ pub struct HistoryGet {
     #[serde(default)]
     pub before: Option<u64>,
     /// Page size (default 50, at most `HISTORY_PAGE_MAX`).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `members:get`: a page of the room's members in id order, after `after` (default: from the
+/// first).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MembersGet {
+    /// Only members whose id sorts after this one (the previous page's `next`).
+    #[serde(default)]
+    pub after: Option<UserId>,
+    /// Page size (default and at most `ROOM_MEMBER_LIST_MAX`).
     #[serde(default)]
     pub limit: Option<u32>,
 }
