@@ -43,9 +43,9 @@ export const ASSETS = joinPath(root, "demo", "dist");
  * Starts the worker; `persist` is a directory for durable object storage (restart tests);
  * `build` another build of it (the previous release's, for the migration fixture). It serves the
  * static assets in front of the worker as `wrangler dev` and a deployment do (wrangler.toml
- * `[assets]`): a request matching no file goes to the worker.
+ * `[assets]`): a request matching no file goes to the worker; `assets: false` leaves them out.
  */
-export async function startWorker({ persist, vars = {}, preventEviction = false, build = joinPath(root, "build"), inspectorPort } = {}) {
+export async function startWorker({ persist, vars = {}, preventEviction = false, build = joinPath(root, "build"), inspectorPort, assets = true } = {}) {
   const object = (className) => ({ className, useSQLite: true, unsafePreventEviction: preventEviction });
   const mf = new Miniflare({
     modules: [
@@ -56,7 +56,9 @@ export async function startWorker({ persist, vars = {}, preventEviction = false,
     compatibilityDate: "2026-04-01",
     durableObjects: { ROOMS: object("RoomObject"), USERS: object("UserObject"), DOCS: object("DocumentObject") },
     durableObjectsPersist: persist ?? false,
-    assets: { directory: ASSETS, routerConfig: { has_user_worker: true }, assetConfig: { compatibility_date: "2026-04-01" } },
+    ...(assets
+      ? { assets: { directory: ASSETS, routerConfig: { has_user_worker: true }, assetConfig: { compatibility_date: "2026-04-01" } } }
+      : {}),
     bindings: { ...wranglerVars(), ...DEV, ...vars },
     host: "127.0.0.1",
     port: 0,
