@@ -1,5 +1,7 @@
 //! Typing indicators: one entry per user, expiring by itself after `TYPING_TTL_MS`, announced
-//! only when the set of typing users changes.
+//! only when the set of typing users changes. At most `ROOM_MEMBER_LIST_MAX` users are shown
+//! typing at once, so `typing:update` and `room:state` stay small in a large room; a
+//! `typing:start` past that is acknowledged and not shown.
 
 use super::{empty, ConnInfo, Effect, Room, Timer};
 use crate::core::ids::{ConnId, UserId};
@@ -15,11 +17,15 @@ impl Room {
         reply_to: Option<Ref>,
         now: Timestamp,
     ) -> Vec<Effect> {
-        let ttl = self.config.limits.typing_ttl_ms;
-        self.timers.set(Timer::Typing(sender.user.clone()), now.plus_millis(ttl));
         let mut effects = Vec::new();
-        if self.typing.insert(sender.user.clone()) {
-            effects.push(self.typing_update(Some(sender.conn.clone())));
+        let shown =
+            self.typing.contains(&sender.user) || self.typing.len() < self.config.limits.room_member_list_max;
+        if shown {
+            let ttl = self.config.limits.typing_ttl_ms;
+            self.timers.set(Timer::Typing(sender.user.clone()), now.plus_millis(ttl));
+            if self.typing.insert(sender.user.clone()) {
+                effects.push(self.typing_update(Some(sender.conn.clone())));
+            }
         }
         effects.extend(reply(&sender.conn, reply_to.as_ref(), &empty()));
         effects
