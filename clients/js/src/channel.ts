@@ -604,7 +604,11 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
    * after `timeoutMs`, and with `disconnected` if the socket goes after sending (the request is
    * not repeated: the SDK cannot know whether it was applied).
    */
-  request<T = unknown>(t: string, d?: unknown, opts: { timeoutMs?: number; klass?: string } = {}): Promise<T> {
+  request<T = unknown>(
+    t: string,
+    d?: unknown,
+    opts: { timeoutMs?: number; klass?: string; onReply?: (d: T) => void } = {},
+  ): Promise<T> {
     if (this.closedByUser || this.stopped) return Promise.reject(new SwitchboardError("closed", "the socket is closed"));
     this.start();
     return new Promise<T>((resolve, reject) => {
@@ -627,7 +631,13 @@ export abstract class Channel<E extends ChannelEvents> extends Emitter<E> {
               t,
               d,
               (frame) => {
-                if (frame.ok) return finish(null, frame.d ?? {});
+                if (frame.ok) {
+                  // Applied while the reply's frame is handled, before the frames after it in
+                  // the same batch: a promise's continuation would run after them and could
+                  // overwrite what they say with the reply's older view.
+                  opts.onReply?.((frame.d ?? {}) as T);
+                  return finish(null, frame.d ?? {});
+                }
                 const err = fromWire(frame.error);
                 // Over the server's rate (a budget shared with the user's other sockets): it
                 // was not applied, so wait as told and send it again, first in its class.

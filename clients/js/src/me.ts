@@ -72,9 +72,14 @@ export class Me extends Channel<MeEvents> {
   /** Watches `users`' status; resolves with their current statuses. Renewed on reconnect. */
   async subscribe(users: string[]): Promise<Presence[]> {
     for (const u of users) if (!this.watching.has(u)) this.watching.set(u, { user: u, status: "offline", lastSeen: 0 });
-    const reply = await this.request<{ presence: Presence[] }>("presence:subscribe", { users } satisfies UsersRequest);
-    for (const p of reply.presence) this.watching.set(p.user, p);
-    return reply.presence;
+    const reply = await this.request<{ presence: Presence[] }>("presence:subscribe", { users } satisfies UsersRequest, {
+      onReply: (d) => {
+        for (const p of d.presence) this.watching.set(p.user, p);
+      },
+    });
+    // What `watching` holds now, not the reply's view: a `presence:update` that followed the
+    // reply in the same batch is newer than it.
+    return reply.presence.map((p) => this.watching.get(p.user) ?? p);
   }
 
   /** Stops watching `users`. */

@@ -193,7 +193,9 @@ export function usePresence(watch: string[] = []) {
     const list = key ? key.split(",") : [];
     if (list.length) {
       me.subscribe(list)
-        .then((ps) => setStatuses((prev) => ({ ...prev, ...Object.fromEntries(ps.map((p) => [p.user, p])) })))
+        // `me.watching` is the newest view (the reply and every later update applied in wire
+        // order); the reply's own list may be older than an update of the same batch.
+        .then((ps) => setStatuses((prev) => ({ ...prev, ...Object.fromEntries(ps.map((p) => [p.user, me.watching.get(p.user) ?? p])) })))
         .catch(() => {});
     }
     return () => offs.forEach((off) => off());
