@@ -249,6 +249,8 @@ test("a large room: a partial member list with the count, diffs applied, loadMor
     const [ann, ben, cat, dan] = clients.map((c) => c.room("big-1"));
     await waitFor(ann, "open");
     await waitFor(ben, "open");
+    // Ben's greeting does not mean ann has had his member:join yet.
+    await until(() => ann.members.includes("ben"), "ann hears of ben", 5000);
     assert.deepEqual(ann.members, ["ann", "ben"]);
     assert.equal(ann.memberCount, 2);
     assert.equal(ann.hasMoreMembers, false);
