@@ -4,6 +4,7 @@
 use super::objects::{self, Kind};
 use super::{config, http, internal, Call};
 use crate::core::auth;
+use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::UserId;
 use crate::core::notify;
@@ -86,11 +87,17 @@ pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
 /// Objects a user object calls at once when pushing to watchers or subscribing.
 pub(crate) const CALL_CONCURRENCY: usize = 16;
 
+/// Who the token's holder may watch, as the internal header the user object reads: every route
+/// that opens a device or subscribes sends the token's own rights.
+fn policy_header(identity: &auth::Identity, config: &Config) -> Result<String, Error> {
+    serde_json::to_string(&policy_of(identity, config))
+        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))
+}
+
 /// `GET /v1/users/me/ws`: the caller's own object, with who they may watch.
 pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
     let (creds, identity, config) = super::upgrade_identity(call, env)?;
-    let policy = serde_json::to_string(&policy_of(&identity, &config))
-        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    let policy = policy_header(&identity, &config)?;
     let mut req = user_request(&identity.user, "connect", Method::Get, None)?;
     let h = req.headers_mut().map_err(http::internal)?;
     let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
@@ -134,8 +141,7 @@ pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> 
 pub(crate) async fn events(call: &Call, env: &Env) -> Result<Response, Error> {
     let config = config(env)?;
     let identity = call.user(&config)?;
-    let policy = serde_json::to_string(&policy_of(&identity, &config))
-        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    let policy = policy_header(&identity, &config)?;
     let mut req = user_request(&identity.user, "events", Method::Get, None)?;
     let h = req.headers_mut().map_err(http::internal)?;
     h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)?;
@@ -156,8 +162,7 @@ pub(crate) async fn write(call: &mut Call, env: &Env, endpoint: &str) -> Result<
     let body = call.body(MAX_WRITE_BODY).await?;
     let mut req = user_request(&identity.user, endpoint, Method::Post, Some(body))?;
     // A subscribe is judged by the token that asks, not by the one a device last connected with.
-    let policy = serde_json::to_string(&policy_of(&identity, &config))
-        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))?;
+    let policy = policy_header(&identity, &config)?;
     req.headers_mut().map_err(http::internal)?.set(internal::POLICY, &policy).map_err(http::internal)?;
     forward(env, &identity.user, req).await
 }
