@@ -392,6 +392,37 @@ fn a_log_that_jumps_is_cut_at_the_gap_instead_of_refusing_every_connect() {
 }
 
 #[test]
+fn sockets_that_survive_the_wake_that_repaired_a_document_are_closed_to_reload() {
+    let mut d = One::new(Limits::default(), "");
+    for seq in 1..=4 {
+        d.submit("w", seq - 1, json!(["y"]), "a", seq);
+    }
+    let survivor = |c: &str| DocConnInfo {
+        conn: conn(c),
+        user: UserId::parse("user-w").unwrap(),
+        expires: Timestamp(u64::MAX / 4),
+        can_write: true,
+    };
+    let mut stored = d.store.stored();
+    stored.ops.remove(1);
+    let (mut repaired, _) =
+        Doc::restore(DocId::parse("spec").unwrap(), stored, config(Limits::default()), "e2".into());
+    repaired.restore_conn(survivor("w"), Timestamp(0));
+    let closes = repaired.restored(Timestamp(0));
+    assert!(
+        matches!(closes.as_slice(), [Effect::Close { conn: c, code: 1011, .. }] if *c == conn("w")),
+        "its text is the one before the repair: {closes:?}"
+    );
+    assert_eq!(repaired.connection_count(), 0);
+    // A wake that repairs nothing keeps its survivors.
+    let (mut intact, _) =
+        Doc::restore(DocId::parse("spec").unwrap(), d.store.stored(), config(Limits::default()), "e3".into());
+    intact.restore_conn(survivor("w"), Timestamp(0));
+    assert!(intact.restored(Timestamp(0)).is_empty());
+    assert_eq!(intact.connection_count(), 1);
+}
+
+#[test]
 fn another_user_reusing_alices_src_cannot_make_her_next_op_a_duplicate() {
     let mut d = One::new(Limits::default(), "");
     d.connect("w2", true, None);

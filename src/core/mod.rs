@@ -4,6 +4,7 @@
 //! inputs and return effects ([`object::Effect`], under the contract [`object::Object`]); the wasm shell in `crate::edge` applies them. The core
 //! builds and is tested on the host (`cargo test`); `worker` is not even a dependency there.
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod caps;

@@ -87,4 +87,17 @@ pub trait Object {
         let _ = now;
         Vec::new()
     }
+
+    /// An event stream's client went away, or it fell too far behind and the shell ended it.
+    fn stream_closed(&mut self, id: &ConnId, now: Timestamp) -> Vec<EffectOf<Self>> {
+        let _ = (id, now);
+        Vec::new()
+    }
+
+    /// Whether an event stream whose client has `unread` bytes still queued may be sent more;
+    /// past the bound the shell ends it rather than buffer without limit.
+    fn stream_keeps_up(&self, unread: usize) -> bool {
+        let _ = unread;
+        true
+    }
 }

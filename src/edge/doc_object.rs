@@ -1,26 +1,25 @@
 //! `DocumentObject`: one per document, the single writer that orders its edits. Holds the
 //! editors' sockets through the Hibernation API, the op log, the remembered sources and
 //! periodic snapshots in SQLite, its one alarm (token expiry), and a [`Doc`] rebuilt lazily
-//! after every wake from the latest snapshot plus the ops after it.
+//! after every wake from the latest snapshot plus the ops after it. Everything else is the
+//! shell's (`edge::shell`): the document adds its schema, its SQL, `ops:get` reads and two
+//! endpoints.
 
-use super::sql::{self, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta};
-use super::{config, http, internal, now, socket};
+use super::http;
+use super::shell::{durable_object, Effects, Inbound, Kind, ReaderOf, Shell, WriteOf};
+use super::sql::{self, corrupt, random_id, read_meta, rows, run, safe_integer, write_meta};
+use crate::core::admission::Admission;
+use crate::core::config::Config;
 use crate::core::doc::{
     ops_page, Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, Repair, ResumeFrom,
     StoredDoc, StoredOp,
 };
-use crate::core::error::{close, Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::object::{phases, Object};
-use crate::core::protocol;
-use crate::core::time::Timestamp;
 use serde::Deserialize;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use worker::{
-    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
-};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use worker::{Response, SqlStorage};
 
 /// The schema's versions, in order (see [`sql::migrate`]).
 const MIGRATIONS: &[&str] = &[
@@ -38,295 +37,127 @@ const MIGRATIONS: &[&str] = &[
      UPDATE ops SET bytes = length(CAST(op AS BLOB));",
 ];
 
-struct Live {
-    doc: Doc,
-    sockets: HashMap<ConnId, WebSocket>,
-    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
-    alarm: Option<Timestamp>,
-    sql: SqlStorage,
+/// What a live document keeps beside its core: the writes staged for the next commit.
+#[derive(Default)]
+pub(crate) struct DocKind {
+    staged: Vec<DocWrite>,
 }
 
-/// A collaborative document's Durable Object.
-#[durable_object]
-pub struct DocumentObject {
-    state: State,
-    env: Env,
-    live: RefCell<Option<Live>>,
-}
+durable_object!(
+    /// A collaborative document's Durable Object.
+    DocumentObject,
+    DocKind
+);
 
-impl worker::DurableObject for DocumentObject {
-    fn new(state: State, env: Env) -> Self {
-        if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
-            let _ = state.as_raw().set_websocket_auto_response(&pair);
-        }
-        DocumentObject { state, env, live: RefCell::new(None) }
-    }
+impl Kind for DocKind {
+    type Core = Doc;
+    type Batch = Vec<DocWrite>;
+    type Memo = ();
+    const NAME: &'static str = "doc";
+    const LABEL: &'static str = "document";
+    const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+    /// A frame reads nothing: older ops are read by `DocCall::ReadOps` after the commit.
+    const READS_SEE_STAGED: bool = true;
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        let result = match req.path().as_str() {
-            "/connect" => self.accept_connection(&req),
-            "/snapshot" => self.snapshot(&req),
-            "/stats" => self.stats(&req),
-            _ => Err(Error::new(ErrorCode::NotFound, "no such document endpoint")),
-        };
-        result.or_else(|e| http::error(&e))
-    }
-
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> worker::Result<()> {
-        let Some(conn) = socket::conn_of::<DocConnInfo>(&ws) else {
-            socket::close(&ws, close::INTERNAL, "unknown connection");
-            return Ok(());
-        };
-        let mut slot = self.live.borrow_mut();
-        let live = match self.load(&mut slot, None) {
-            Ok(live) => live,
-            Err(e) => {
-                socket::send(&ws, &protocol::error_frame(&e));
-                socket::close(&ws, close::INTERNAL, "document unavailable");
-                return Ok(());
-            }
-        };
-        let frame = socket::incoming(&message);
-        let effects = live.doc.handle_frame(&conn, frame, now(), &());
-        self.apply(&mut slot, Some(&conn), effects);
-        Ok(())
-    }
-
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        reason: String,
-        _clean: bool,
-    ) -> worker::Result<()> {
-        socket::finish_close(&ws, code, &reason);
-        self.forget(&ws);
-        Ok(())
-    }
-
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        self.forget(&ws);
-        Ok(())
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        let mut slot = self.live.borrow_mut();
-        if let Ok(live) = self.load(&mut slot, None) {
-            live.alarm = None; // this alarm is spent
-            let effects = live.doc.handle_alarm(now());
-            self.apply(&mut slot, None, effects);
-        }
-        Response::ok("")
-    }
-}
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
-
-fn doc_hint(req: &Request) -> Option<DocId> {
-    header(req, internal::DOC).and_then(|d| DocId::parse(&d).ok())
-}
-
-impl DocumentObject {
-    fn accept_connection(&self, req: &Request) -> Result<Response, Error> {
-        let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
-        let doc = doc_hint(req).ok_or_else(bad)?;
-        let user = header(req, internal::USER).and_then(|u| UserId::parse(&u).ok()).ok_or_else(bad)?;
-        let expires =
-            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
-        let can_write = header(req, internal::CAN_SEND).as_deref() == Some("1");
-        let resume = header(req, internal::SINCE)
-            .and_then(|v| v.parse().ok())
-            .map(|v| ResumeFrom { v, epoch: header(req, internal::EPOCH) });
-        let info = DocConnInfo { conn: random_id()?, user, expires, can_write };
-
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, Some(&doc))?;
-        live.doc.check_capacity(&info.user)?;
-        let pair = WebSocketPair::new().map_err(http::internal)?;
-        let mut response = ResponseBuilder::new().with_status(101);
-        if let Some(protocol) = header(req, internal::PROTOCOL) {
-            response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
-        }
-        let tag = format!("c:{}", info.conn);
-        socket::accept(&self.state, &pair.server, &[tag.as_str()])
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        // The runtime now holds the socket: on any failure from here it is closed, or it would
-        // stay open without a snapshot (and come back as an editor after the next wake).
-        if let Err(e) = self.open(&mut slot, &pair.server, info, resume) {
-            socket::close(&pair.server, close::INTERNAL, "could not open the connection");
-            return Err(e);
-        }
-        Ok(response.with_websocket(pair.client).empty())
-    }
-
-    /// Makes an accepted socket an editor: its attachment, then the replay and snapshot.
-    fn open(
-        &self,
-        slot: &mut Option<Live>,
-        ws: &WebSocket,
-        info: DocConnInfo,
-        resume: Option<ResumeFrom>,
-    ) -> Result<(), Error> {
-        ws.serialize_attachment(&info).map_err(http::internal)?;
-        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "document not loaded"))?;
-        let conn = info.conn.clone();
-        live.sockets.insert(conn.clone(), ws.clone());
-        let effects = live.doc.handle_connect(info, resume, now(), &());
-        self.apply(slot, None, effects);
-        match slot.as_ref() {
-            Some(live) if live.sockets.contains_key(&conn) => Ok(()),
-            _ => Err(Error::new(ErrorCode::Internal, "could not open the connection")),
-        }
-    }
-
-    fn snapshot(&self, req: &Request) -> Result<Response, Error> {
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, doc_hint(req).as_ref())?;
-        let doc = &live.doc;
-        http::json(
-            200,
-            &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "epoch": doc.epoch(), "text": doc.text() }),
-        )
-    }
-
-    /// Counters for operators and tests; `wakes` counts rebuilds from storage.
-    fn stats(&self, req: &Request) -> Result<Response, Error> {
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, doc_hint(req).as_ref())?;
-        let doc = &live.doc;
-        http::json(
-            200,
-            &serde_json::json!({
-                "doc": doc.id(),
-                "v": doc.version(),
-                "epoch": doc.epoch(),
-                "logFloor": doc.log_floor(),
-                "logBytes": doc.log_bytes(),
-                "sources": doc.source_count(),
-                "chars": crate::core::ot::chars(doc.text()),
-                "connections": doc.connection_count(),
-                "alarm": live.alarm,
-                "wakes": sql::wakes(&live.sql)?,
-                "repair": read_meta(&live.sql, "repair")?
-                    .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
-            }),
-        )
-    }
-
-    fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&DocId>) -> Result<&'a mut Live, Error> {
-        if slot.is_none() {
-            let mut live = self.rebuild(hint)?;
-            live.alarm = sql::sync_alarm(&self.state, None, live.doc.poll_timeout());
-            *slot = Some(live);
-        }
-        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "document not loaded"))
-    }
-
-    fn rebuild(&self, hint: Option<&DocId>) -> Result<Live, Error> {
-        let config = config(&self.env)?;
-        let sql = self.state.storage().sql();
-        sql::migrate(&self.state, MIGRATIONS)?;
-        let id = match (read_meta(&sql, "doc")?, hint) {
-            (Some(stored), _) => DocId::parse(&stored).map_err(|_| corrupt("document id"))?,
-            (None, Some(hint)) => {
-                write_meta(&sql, "doc", hint.as_str())?;
-                hint.clone()
-            }
-            (None, None) => return Err(Error::new(ErrorCode::Internal, "document has no name yet")),
-        };
-        count_wake(&sql)?;
-        let snapshot_v = read_meta(&sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    fn load(
+        sql: &SqlStorage,
+        name: &str,
+        config: &Config,
+        _: &(),
+    ) -> Result<(Doc, Self, Effects<Self>), Error> {
+        let id = DocId::parse(name).map_err(|_| corrupt("document id"))?;
+        let snapshot_v = read_meta(sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let limits = &config.limits;
-        let mut ops = read_history(&sql, snapshot_v, limits.doc_log_retain, limits.recovery_max_bytes)?;
-        ops.extend(read_ops(&sql, snapshot_v, None, None)?);
+        let mut ops = read_history(sql, snapshot_v, limits.doc_log_retain, limits.recovery_max_bytes)?;
+        ops.extend(read_ops(sql, snapshot_v, None, None)?);
         let stored = StoredDoc {
-            epoch: read_meta(&sql, "epoch")?,
+            epoch: read_meta(sql, "epoch")?,
             snapshot_v,
-            snapshot_text: read_meta(&sql, "snapshot_text")?.unwrap_or_default(),
+            snapshot_text: read_meta(sql, "snapshot_text")?.unwrap_or_default(),
             ops,
-            sources: read_sources(&sql)?,
+            sources: read_sources(sql)?,
         };
-        let (mut doc, effects) = Doc::restore(id, stored, (*config).clone(), random_id()?.to_string());
-        let now = now();
-        let mut sockets = HashMap::new();
-        for (ws, info) in socket::restored::<DocConnInfo>(&self.state)? {
-            if doc.repair().is_some() {
-                // Their text is the one before the repair: they must reload, not edit on.
-                socket::close(&ws, close::INTERNAL, "document repaired; reconnect");
-                continue;
-            }
-            sockets.insert(info.conn.clone(), ws);
-            doc.restore_conn(info, now);
-        }
-        let mut live = Some(Live { doc, sockets, alarm: None, sql });
-        self.apply(&mut live, None, effects);
-        live.ok_or_else(|| Error::new(ErrorCode::Internal, "could not store the document's repair"))
+        let (doc, effects) = Doc::restore(id, stored, config.clone(), random_id()?.to_string());
+        Ok((doc, DocKind::default(), effects))
     }
 
-    /// Applies effects in phase order (writes, frames, reads) and re-aims the alarm. The writes
-    /// commit together, so a failure halfway (an op stored without its source) cannot be left
-    /// behind; a failed write drops the live state (rebuilt from storage on the next event),
-    /// tells `origin`, and skips the rest, so nothing unwritten is acknowledged.
-    fn apply(&self, slot: &mut Option<Live>, origin: Option<&ConnId>, effects: Vec<DocEffect>) {
-        let (writes, frames, reads) = phases(effects);
-        if !writes.is_empty() {
-            let Some(live) = slot.as_ref() else { return };
-            let sql = live.sql.clone();
-            let written =
-                sql::transaction(&self.state, move || writes.iter().try_for_each(|w| write(&sql, w)));
-            if let Err(e) = written {
-                socket::report_failure(&live.sockets, origin, &e);
-                *slot = None;
-                return;
-            }
-        }
-        let Some(live) = slot.as_mut() else { return };
-        let mut done = socket::Delivered::default();
-        for effect in frames {
-            // Documents have no event streams: every frame effect is a shared one.
-            let _ = socket::deliver(&live.sockets, effect, &mut done);
-        }
-        for DocCall::ReadOps { to, reply_to, from, until, max_bytes } in reads {
-            match read_ops(&live.sql, from, Some(until), Some(max_bytes)) {
-                Ok(rows) => {
-                    let page = ops_page(&reply_to, from, until, max_bytes, &rows);
-                    let effect = DocEffect::Send { to, frame: page };
-                    let _ = socket::deliver(&live.sockets, effect, &mut done);
-                }
-                Err(e) => socket::report_failure(&live.sockets, origin, &e),
-            }
-        }
-        socket::close_refused(&live.sockets, &done.refused);
-        let mut closed = done.closed;
-        closed.extend(done.refused);
-        closed.dedup();
-        for conn in closed {
-            self.forget_conn(slot, &conn);
-        }
-        if let Some(live) = slot.as_mut() {
-            live.alarm = sql::sync_alarm(&self.state, live.alarm, live.doc.poll_timeout());
-        }
+    fn stage(&mut self, write: WriteOf<Self>) {
+        self.staged.push(write);
     }
 
-    fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = socket::conn_of::<DocConnInfo>(ws) else { return };
-        let mut slot = self.live.borrow_mut();
-        if slot.is_some() {
-            self.forget_conn(&mut slot, &conn);
-        }
+    fn take_batch(&mut self) -> Option<Vec<DocWrite>> {
+        (!self.staged.is_empty()).then(|| std::mem::take(&mut self.staged))
     }
 
-    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) {
-        let Some(live) = slot.as_mut() else { return };
-        live.sockets.remove(conn);
-        let effects = live.doc.handle_close(conn, now());
-        self.apply(slot, None, effects);
+    fn write(sql: &SqlStorage, batch: &Vec<DocWrite>) -> Result<(), Error> {
+        batch.iter().try_for_each(|w| write(sql, w))
+    }
+
+    fn read<R>(
+        &self,
+        core: &mut Doc,
+        _: &SqlStorage,
+        f: impl for<'r> FnOnce(&mut Doc, &ReaderOf<'r, Self>) -> R,
+    ) -> R {
+        f(core, &())
+    }
+
+    fn admit(
+        doc: &Doc,
+        conn: ConnId,
+        admission: &Admission,
+    ) -> Result<(DocConnInfo, Option<ResumeFrom>), Error> {
+        let user = admission.user()?.clone();
+        doc.check_capacity(&user)?;
+        let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
+        let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
+        Ok((info, resume))
+    }
+
+    /// `ops:get` pages older than the live log, read once their batch is stored.
+    async fn call(shell: &Rc<Shell<Self>>, calls: Vec<DocCall>) {
+        let mut slot = shell.slot();
+        let Ok(live) = shell.load(&mut slot, None) else { return };
+        let mut effects: Effects<Self> = Vec::new();
+        for DocCall::ReadOps { to, reply_to, from, until, max_bytes } in calls {
+            let frame = match read_ops(&live.sql, from, Some(until), Some(max_bytes)) {
+                Ok(rows) => ops_page(&reply_to, from, until, max_bytes, &rows),
+                Err(e) => crate::core::protocol::error_frame(&e),
+            };
+            effects.push(DocEffect::Send { to, frame });
+        }
+        shell.apply(&mut slot, None, effects);
+    }
+
+    async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error> {
+        let mut slot = shell.slot();
+        let live = shell.load(&mut slot, inbound.name.as_deref())?;
+        let doc = &live.core;
+        match inbound.path.as_str() {
+            "/snapshot" => http::json(
+                200,
+                &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "epoch": doc.epoch(), "text": doc.text() }),
+            ),
+            // Counters for operators and tests; `wakes` counts rebuilds from storage.
+            "/stats" => http::json(
+                200,
+                &serde_json::json!({
+                    "doc": doc.id(),
+                    "v": doc.version(),
+                    "epoch": doc.epoch(),
+                    "logFloor": doc.log_floor(),
+                    "logBytes": doc.log_bytes(),
+                    "sources": doc.source_count(),
+                    "chars": crate::core::ot::chars(doc.text()),
+                    "connections": doc.connection_count(),
+                    "alarm": live.alarm,
+                    "wakes": sql::wakes(&live.sql)?,
+                    "repair": read_meta(&live.sql, "repair")?
+                        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
+                }),
+            ),
+            _ => Err(Error::new(ErrorCode::NotFound, "no such document endpoint")),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The Worker's document routes: the editing socket, the snapshot, and operators' stats.
 
 use super::objects::{self, Kind};
-use super::{config, http, internal, upgrade_identity, Call};
+use super::{config, http, upgrade_identity, Call};
+use crate::core::admission::Admission;
 use crate::core::auth::{self, Caller};
 use crate::core::caps::DocRights;
 use crate::core::error::{Error, ErrorCode};
@@ -9,8 +10,8 @@ use crate::core::ids::DocId;
 use crate::core::route::number_param;
 use worker::{Env, Method, Request, Response};
 
-fn doc_request(doc: &DocId, endpoint: &str) -> Result<Request, Error> {
-    objects::request(Kind::Doc, doc.as_str(), endpoint, Method::Get, None)
+fn doc_request(doc: &DocId, endpoint: &str, admission: &Admission) -> Result<Request, Error> {
+    objects::request(Kind::Doc, doc.as_str(), endpoint, Method::Get, None, admission)
 }
 
 async fn forward(env: &Env, doc: &DocId, req: Request) -> Result<Response, Error> {
@@ -27,22 +28,17 @@ pub(crate) async fn connect(call: &Call, env: &Env, doc: &DocId) -> Result<Respo
     if epoch.as_ref().is_some_and(|e| e.is_empty() || e.len() > 64) {
         return Err(Error::new(ErrorCode::BadRequest, "epoch must be 1 to 64 characters"));
     }
-    let mut req = doc_request(doc, "connect")?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
-    set("upgrade", "websocket")?;
-    set(internal::USER, identity.user.as_str())?;
-    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
-    set(internal::CAN_SEND, if rights.write { "1" } else { "0" })?;
-    if let Some(v) = resume {
-        set(internal::SINCE, &v.to_string())?;
-        if let Some(epoch) = &epoch {
-            set(internal::EPOCH, epoch)?;
-        }
-    }
-    if let Some(protocol) = creds.protocol {
-        set(internal::PROTOCOL, protocol)?;
-    }
+    let admission = Admission {
+        user: Some(identity.user.clone()),
+        expires: Some(identity.expires),
+        can_write: rights.write,
+        since: resume,
+        epoch: resume.and(epoch),
+        protocol: creds.protocol.map(str::to_owned),
+        ..Admission::default()
+    };
+    let mut req = doc_request(doc, "connect", &admission)?;
+    req.headers_mut().and_then(|h| h.set("upgrade", "websocket")).map_err(http::internal)?;
     forward(env, doc, req).await
 }
 
@@ -52,12 +48,12 @@ pub(crate) async fn get(call: &Call, env: &Env, doc: &DocId) -> Result<Response,
     if let Caller::User(identity) = call.caller(&config)? {
         DocRights::to_read(identity.caps_or(&config.default_caps), doc)?;
     }
-    forward(env, doc, doc_request(doc, "snapshot")?).await
+    forward(env, doc, doc_request(doc, "snapshot", &Admission::default())?).await
 }
 
 /// `GET /v1/docs/:doc/stats` (server key).
 pub(crate) async fn stats(call: &Call, env: &Env, doc: &DocId) -> Result<Response, Error> {
     let config = config(env)?;
     auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
-    forward(env, doc, doc_request(doc, "stats")?).await
+    forward(env, doc, doc_request(doc, "stats", &Admission::default())?).await
 }

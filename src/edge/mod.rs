@@ -11,6 +11,7 @@ mod http;
 mod objects;
 mod room_object;
 mod rooms;
+mod shell;
 mod socket;
 mod sql;
 mod sse;
@@ -26,25 +27,13 @@ use crate::core::time::Timestamp;
 use futures::StreamExt;
 use worker::{event, Context, Date, Env, Request, Response, Url};
 
-/// Headers on the Worker → object request carrying what the Worker already verified. An
-/// object is reachable only through its Worker, so it trusts them.
+/// Headers on the Worker → object request. An object is reachable only through its Worker, so
+/// it trusts them.
 pub(crate) mod internal {
-    pub const ROOM: &str = "x-switchboard-room";
-    /// In a room: the connecting, streaming or publishing user. In a user object: that object's user.
-    pub const USER: &str = "x-switchboard-user";
-    pub const DOC: &str = "x-switchboard-doc";
-    /// Who the connecting user may watch (JSON `WatchPolicy`).
-    pub const POLICY: &str = "x-switchboard-policy";
-    pub const EXPIRES: &str = "x-switchboard-expires";
-    /// Rooms: the token allows `send`; documents: it allows `write`.
-    pub const CAN_SEND: &str = "x-switchboard-can-send";
-    pub const PROTOCOL: &str = "x-switchboard-protocol";
-    /// Rooms: the `seq` to resume after; documents: the version `v` to resume from.
-    pub const SINCE: &str = "x-switchboard-since";
-    pub const EPOCH: &str = "x-switchboard-epoch";
-    pub const IDEMPOTENCY_KEY: &str = "x-switchboard-idempotency-key";
-    /// Rooms: `1` when the server key published the message (unthrottled, marked `server`).
-    pub const SERVER: &str = "x-switchboard-server";
+    /// The object's name (a room, user or document id): an object knows only its own id.
+    pub const OBJECT: &str = "x-switchboard-object";
+    /// What the Worker verified about the caller, as JSON (`core::admission::Admission`).
+    pub const ADMISSION: &str = "x-switchboard-admission";
 }
 
 pub(crate) fn now() -> Timestamp {

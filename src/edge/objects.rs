@@ -1,7 +1,9 @@
 //! Requests to the Durable Objects, from the Worker and from one object to another: which
-//! binding holds each kind, and the header that names the object (an object knows only its id).
+//! binding holds each kind, the header that names the object (an object knows only its id), and
+//! the one header that carries what the Worker verified ([`Admission`]).
 
 use super::{http, internal};
+use crate::core::admission::Admission;
 use crate::core::error::Error;
 use worker::{Env, Method, ObjectNamespace, Request, Response};
 
@@ -22,14 +24,6 @@ impl Kind {
         }
     }
 
-    fn name_header(self) -> &'static str {
-        match self {
-            Kind::Room => internal::ROOM,
-            Kind::User => internal::USER,
-            Kind::Doc => internal::DOC,
-        }
-    }
-
     fn host(self) -> &'static str {
         match self {
             Kind::Room => "room.internal",
@@ -39,16 +33,21 @@ impl Kind {
     }
 }
 
-/// A request for `endpoint` (with its query) of the object `id`, naming it.
+/// A request for `endpoint` (with its query) of the object `id`, naming it, with what the Worker
+/// verified about the caller.
 pub(crate) fn request(
     kind: Kind,
     id: &str,
     endpoint: &str,
     method: Method,
     body: Option<String>,
+    admission: &Admission,
 ) -> Result<Request, Error> {
     let headers = worker::Headers::new();
-    headers.set(kind.name_header(), id).map_err(http::internal)?;
+    headers.set(internal::OBJECT, id).map_err(http::internal)?;
+    if *admission != Admission::default() {
+        headers.set(internal::ADMISSION, &admission.to_header()).map_err(http::internal)?;
+    }
     let mut init = worker::RequestInit::new();
     init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
     Request::new_with_init(&format!("https://{}/{endpoint}", kind.host()), &init).map_err(http::internal)

@@ -2,7 +2,8 @@
 //! stream, and operators' stats.
 
 use super::objects::{self, Kind};
-use super::{config, http, internal, upgrade_identity, Call};
+use super::{config, http, upgrade_identity, Call};
+use crate::core::admission::Admission;
 use crate::core::auth::{self, Caller};
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
@@ -17,20 +18,22 @@ fn join_rights(identity: &auth::Identity, config: &Config, room: &RoomId) -> Res
     RoomRights::to_join(identity.caps_or(&config.default_caps), room)
 }
 
-fn set_resume(req: &mut Request, resume: Option<&Resume>) -> Result<(), Error> {
-    if let Some(resume) = resume {
-        let h = req.headers_mut().map_err(http::internal)?;
-        h.set(internal::SINCE, &resume.since.to_string()).map_err(http::internal)?;
-        h.set(internal::EPOCH, &resume.epoch).map_err(http::internal)?;
+/// The caller `identity`, resuming after `resume`.
+fn admission(identity: &auth::Identity, resume: Option<Resume>) -> Admission {
+    Admission {
+        user: Some(identity.user.clone()),
+        expires: Some(identity.expires),
+        since: resume.as_ref().map(|r| r.since),
+        epoch: resume.map(|r| r.epoch),
+        ..Admission::default()
     }
-    Ok(())
 }
 
 /// `GET /v1/rooms/:room/stats` (server key).
 pub(crate) async fn stats(call: &Call, env: &Env, room: &RoomId) -> Result<Response, Error> {
     let config = config(env)?;
     auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
-    forward(env, room, room_request(room, "stats", Method::Get)?).await
+    forward(env, room, room_request(room, "stats", Method::Get, &Admission::default())?).await
 }
 
 /// `GET /v1/rooms/:room/messages?before=&limit=`: a history page for a user who may join.
@@ -47,13 +50,9 @@ pub(crate) async fn history(call: &Call, env: &Env, room: &RoomId) -> Result<Res
     if let Some(limit) = limit {
         path.push_str(&format!("limit={}", limit.min(u64::from(u32::MAX))));
     }
-    let mut req = room_request(room, &path, Method::Get)?;
     // The page is drawn from this user's read budget in the room.
-    req.headers_mut()
-        .map_err(http::internal)?
-        .set(internal::USER, identity.user.as_str())
-        .map_err(http::internal)?;
-    forward(env, room, req).await
+    let admission = Admission { user: Some(identity.user), ..Admission::default() };
+    forward(env, room, room_request(room, &path, Method::Get, &admission)?).await
 }
 
 /// `GET /v1/rooms/:room/events`: the event stream, resumed from `Last-Event-ID` or
@@ -66,18 +65,9 @@ pub(crate) async fn events(call: &Call, env: &Env, room: &RoomId) -> Result<Resp
         Some(resume) => Some(resume),
         None => resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?,
     };
-    let mut req = room_request(room, "events", Method::Get)?;
-    set_resume(&mut req, resume.as_ref())?;
-    set_stream_owner(&mut req, &identity)?;
+    // The room counts the stream against the user's socket limit and ends it at the expiry.
+    let req = room_request(room, "events", Method::Get, &admission(&identity, resume))?;
     forward(env, room, req).await
-}
-
-/// Who holds an event stream and when its token expires: the room counts the stream against
-/// the user's socket limit and ends it at the expiry.
-fn set_stream_owner(req: &mut Request, identity: &auth::Identity) -> Result<(), Error> {
-    let h = req.headers_mut().map_err(http::internal)?;
-    h.set(internal::USER, identity.user.as_str()).map_err(http::internal)?;
-    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)
 }
 
 /// `GET /v1/rooms/:room/ws`: the common checks, then the room's (403), then the upgrade goes to
@@ -87,17 +77,13 @@ pub(crate) async fn connect(call: &Call, env: &Env, room: &RoomId) -> Result<Res
     let rights = join_rights(&identity, &config, room)?;
     let resume = resume_query(call.query("since").as_deref(), call.query("epoch").as_deref())?;
 
-    let mut req = room_request(room, "connect", Method::Get)?;
-    set_resume(&mut req, resume.as_ref())?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
-    set("upgrade", "websocket")?;
-    set(internal::USER, identity.user.as_str())?;
-    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
-    set(internal::CAN_SEND, if rights.send { "1" } else { "0" })?;
-    if let Some(protocol) = creds.protocol {
-        set(internal::PROTOCOL, protocol)?;
-    }
+    let admission = Admission {
+        can_write: rights.send,
+        protocol: creds.protocol.map(str::to_owned),
+        ..admission(&identity, resume)
+    };
+    let mut req = room_request(room, "connect", Method::Get, &admission)?;
+    req.headers_mut().and_then(|h| h.set("upgrade", "websocket")).map_err(http::internal)?;
     forward(env, room, req).await
 }
 
@@ -111,21 +97,24 @@ pub(crate) async fn publish(call: &mut Call, env: &Env, room: &RoomId) -> Result
         Error::new(ErrorCode::BadRequest, format!("body must be {{\"text\", \"data\"?, \"user\"?}}: {e}"))
     })?;
     let author = publish.author(&caller, &config.default_caps, room)?;
-    let mut req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body))?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    h.set(internal::USER, author.as_str()).map_err(http::internal)?;
-    if matches!(caller, Caller::Server) {
-        h.set(internal::SERVER, "1").map_err(http::internal)?;
-    }
-    if let Some(key) = call.header("idempotency-key") {
-        h.set(internal::IDEMPOTENCY_KEY, &key).map_err(http::internal)?;
-    }
+    let admission = Admission {
+        user: Some(author),
+        server: matches!(caller, Caller::Server),
+        idempotency_key: call.header("idempotency-key"),
+        ..Admission::default()
+    };
+    let req = objects::request(Kind::Room, room.as_str(), "publish", Method::Post, Some(body), &admission)?;
     forward(env, room, req).await
 }
 
 /// A Worker → room object request for `endpoint`.
-fn room_request(room: &RoomId, endpoint: &str, method: Method) -> Result<Request, Error> {
-    objects::request(Kind::Room, room.as_str(), endpoint, method, None)
+fn room_request(
+    room: &RoomId,
+    endpoint: &str,
+    method: Method,
+    admission: &Admission,
+) -> Result<Request, Error> {
+    objects::request(Kind::Room, room.as_str(), endpoint, method, None, admission)
 }
 
 async fn forward(env: &Env, room: &RoomId, req: Request) -> Result<Response, Error> {

@@ -2,7 +2,7 @@
 
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::ConnId;
-use crate::core::object::{Attachment, Effect};
+use crate::core::object::Attachment;
 use crate::core::protocol::Incoming;
 use js_sys::JsString;
 use std::collections::HashMap;
@@ -91,60 +91,6 @@ pub(crate) const SEND_FAILED: &str = "could not send; reconnect";
 pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) -> bool {
     let raw: &RawSocket = ws.as_ref().unchecked_ref();
     raw.send_js(frame).is_ok()
-}
-
-/// What applying a batch's frames did to the sockets: the ones that refused a frame (to be
-/// closed with 1011, [`SEND_FAILED`]) and the ones an effect closed; both are then handled as
-/// closes.
-#[derive(Default)]
-pub(crate) struct Delivered {
-    pub(crate) refused: Vec<ConnId>,
-    pub(crate) closed: Vec<ConnId>,
-}
-
-/// Applies one effect of the frame phase that every object applies alike (`Send`, `Broadcast`,
-/// `Close`, `UpdateConn`) to `sockets`; hands any other effect back. A socket that refused a
-/// frame gets nothing more, so it never sees a gap.
-pub(crate) fn deliver<W, C, I: Attachment>(
-    sockets: &HashMap<ConnId, WebSocket>,
-    effect: Effect<W, C, I>,
-    done: &mut Delivered,
-) -> Option<Effect<W, C, I>> {
-    match effect {
-        Effect::UpdateConn(info) => {
-            if let Some(ws) = sockets.get(info.conn()) {
-                let _ = ws.serialize_attachment(&info);
-            }
-        }
-        Effect::Send { to, frame } => {
-            if !done.refused.contains(&to) && sockets.get(&to).is_some_and(|ws| !send(ws, &frame)) {
-                done.refused.push(to);
-            }
-        }
-        Effect::Broadcast { except, frame } => {
-            let frame = JsString::from(frame);
-            for (conn, ws) in sockets {
-                if Some(conn) != except.as_ref() && !done.refused.contains(conn) && !send_js(ws, &frame) {
-                    done.refused.push(conn.clone());
-                }
-            }
-        }
-        Effect::Close { conn, code, reason } => {
-            if let Some(ws) = sockets.get(&conn) {
-                close(ws, code, reason);
-            }
-            done.closed.push(conn);
-        }
-        other => return Some(other),
-    }
-    None
-}
-
-/// Closes the sockets that refused a frame (1011: their clients reconnect and resume).
-pub(crate) fn close_refused(sockets: &HashMap<ConnId, WebSocket>, refused: &[ConnId]) {
-    for ws in refused.iter().filter_map(|c| sockets.get(c)) {
-        close(ws, close::INTERNAL, SEND_FAILED);
-    }
 }
 
 /// The failure path of every object: a write failed, so the socket whose frame caused it (if

@@ -1,37 +1,31 @@
 //! `UserObject`: one per user (JWT `sub`). Holds the user's sockets on every device through the
 //! Hibernation API, their status, watchers and inbox in SQLite, their one alarm, and a [`User`]
-//! rebuilt lazily after every wake. Calls to other users' objects (status pushes, watch
-//! requests) are made after the effects that caused them are applied, without holding the
-//! borrow, and their answers go back into the core.
+//! rebuilt lazily after every wake. The user object adds to the shell (`edge::shell`) its schema
+//! and SQL, its calls to other users' objects (status pushes, watch requests: made once their
+//! batch is stored, without holding the borrow, their answers going back into the core), and its
+//! HTTP endpoints: the event stream and the fallback's writes, notify, the inbox, and the
+//! object-to-object watch protocol.
 
-use super::sql::{
-    self, bound, corrupt, count_wake, random_id, read_meta, rows, run, safe_integer, write_meta,
-};
-use super::sse::{self, Stream};
+use super::shell::{durable_object, Effects, Inbound, Kind, ReaderOf, Shell, Slot, WriteOf};
+use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
 use super::users::{fan_out, CALL_CONCURRENCY};
-use super::{config, http, internal, now, socket};
+use super::{http, now, sse};
+use crate::core::admission::Admission;
+use crate::core::config::Config;
 use crate::core::error::LogError;
-use crate::core::error::{close, Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::notify::Delivery;
-use crate::core::object::{phases, Effect, Object, SSE_KEEPALIVE};
-use crate::core::protocol;
 use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::request::Users;
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{
-    StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserEffect, UserStreamInfo, UserWrite,
-};
+use crate::core::user::{StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserStreamInfo, UserWrite};
 use serde::Deserialize;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{
-    durable_object, Env, Request, Response, ResponseBuilder, SqlStorage, SqlStorageValue, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
-};
+use worker::{Response, SqlStorage, SqlStorageValue};
 
 /// The schema's versions, in order (see [`sql::migrate`]).
 const MIGRATIONS: &[&str] = &[
@@ -46,150 +40,132 @@ const MIGRATIONS: &[&str] = &[
 /// Ids per `IN (...)`: SQLite in a Durable Object binds at most 100 values per statement.
 const IDS_PER_STATEMENT: usize = 100;
 
-struct Live {
-    user: User,
-    sockets: HashMap<ConnId, WebSocket>,
-    /// Open Server-Sent Events responses, by the id the user knows them by. They live only in
-    /// this instance: an open response keeps the object in memory, and whatever drops the live
-    /// state (a failed write, a restart) ends them, so a rebuild never finds one.
-    streams: HashMap<ConnId, Stream>,
-    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
-    alarm: Option<Timestamp>,
-    sql: SqlStorage,
+/// What a live user object keeps beside its core: the writes staged for the next commit.
+#[derive(Default)]
+pub(crate) struct UserKind {
+    staged: Vec<UserWrite>,
 }
 
-/// A user's Durable Object.
-#[durable_object]
-pub struct UserObject {
-    /// Shared with background calls, which outlive the request that started them.
-    inner: Rc<Inner>,
-}
+durable_object!(
+    /// A user's Durable Object.
+    UserObject,
+    UserKind
+);
 
-struct Inner {
-    state: State,
-    env: Env,
-    live: RefCell<Option<Live>>,
-}
+impl Kind for UserKind {
+    type Core = User;
+    type Batch = Vec<UserWrite>;
+    type Memo = ();
+    const NAME: &'static str = "user";
+    const LABEL: &'static str = "user";
+    const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
+    /// The inbox is read from SQLite: reads see only committed writes.
+    const READS_SEE_STAGED: bool = false;
 
-impl worker::DurableObject for UserObject {
-    fn new(state: State, env: Env) -> Self {
-        if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
-            let _ = state.as_raw().set_websocket_auto_response(&pair);
-        }
-        UserObject { inner: Rc::new(Inner { state, env, live: RefCell::new(None) }) }
+    fn load(
+        sql: &SqlStorage,
+        name: &str,
+        config: &Config,
+        _: &(),
+    ) -> Result<(User, Self, Effects<Self>), Error> {
+        let id = UserId::parse(name).map_err(|_| corrupt("user id"))?;
+        let stored = StoredUser {
+            presence: match read_meta(sql, "presence")? {
+                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("presence"))?,
+                None => Default::default(),
+            },
+            policy: match read_meta(sql, "policy")? {
+                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("watch policy"))?,
+                None => WatchPolicy::default(),
+            },
+            watchers: read_watchers(sql)?,
+            watching: read_watching(sql)?,
+            inbox: inbox_counts(sql)?,
+        };
+        Ok((User::new(id, stored, config.clone()), UserKind::default(), Vec::new()))
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let this = &self.inner;
-        let path = req.path();
-        let body = if req.method() == worker::Method::Post { req.text().await.ok() } else { None };
-        let body = body.unwrap_or_default();
-        let result = match path.as_str() {
-            "/connect" => this.accept_connection(&req),
-            "/events" => this.events(&req),
-            "/status" => this.status(&req, &body),
-            "/active" => this.active(&req),
-            "/subscribe" => this.subscribe(&req, &body).await,
-            "/unsubscribe" => this.unsubscribe(&req, &body),
-            "/notify" => this.notify(&req, &body),
-            "/notifications" => this.list(&req),
-            "/read" => this.read(&req, &body),
-            "/watch" => this.watch(&req, &body),
-            "/unwatch" => this.unwatch(&req, &body),
-            "/presence" => this.presence(&req, &body),
-            "/stats" => this.stats(&req).map(|r| (r, Vec::new())),
+    fn stage(&mut self, write: WriteOf<Self>) {
+        self.staged.push(write);
+    }
+
+    fn take_batch(&mut self) -> Option<Vec<UserWrite>> {
+        (!self.staged.is_empty()).then(|| std::mem::take(&mut self.staged))
+    }
+
+    fn write(sql: &SqlStorage, batch: &Vec<UserWrite>) -> Result<(), Error> {
+        batch.iter().try_for_each(|w| write(sql, w))
+    }
+
+    fn read<R>(
+        &self,
+        user: &mut User,
+        sql: &SqlStorage,
+        f: impl for<'r> FnOnce(&mut User, &ReaderOf<'r, Self>) -> R,
+    ) -> R {
+        f(user, &SqlInbox(sql))
+    }
+
+    fn admit(user: &User, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
+        user.check_capacity()?;
+        Ok((UserConnInfo { conn, expires: admission.expires()? }, admission.policy()?.clone()))
+    }
+
+    /// Status pushes to watchers and watch requests to the watched, 16 objects at a time.
+    async fn call(shell: &Rc<Shell<Self>>, calls: Vec<UserCall>) {
+        let me = match shell.slot().as_ref() {
+            Some(live) => live.core.id().clone(),
+            None => return,
+        };
+        for call in calls {
+            // `with_core` finds the object rebuilt if it lost its state meanwhile; when it cannot,
+            // the answers are dropped: the stored state stays consistent and the next change retries.
+            match call {
+                UserCall::Push { to, update } => {
+                    let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
+                        fan_out(&shell.env, to, "presence", &update, CALL_CONCURRENCY).await;
+                    shell.with_core(|user| user.pushed(answers));
+                }
+                UserCall::Watch { users, active, reply } => {
+                    let request = WatchRequest { watcher: me.clone(), active };
+                    let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
+                        fan_out(&shell.env, users, "watch", &request, CALL_CONCURRENCY).await;
+                    shell.with_core(|user| match reply {
+                        Some(reply) => user.watched(reply, results),
+                        None => user.resumed(results),
+                    });
+                }
+                UserCall::Unwatch(users) => {
+                    let request = UnwatchRequest { watcher: me.clone() };
+                    let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
+                        fan_out(&shell.env, users, "unwatch", &request, CALL_CONCURRENCY).await;
+                }
+            }
+        }
+    }
+
+    async fn endpoint(shell: &Rc<Shell<Self>>, mut inbound: Inbound) -> Result<Response, Error> {
+        let body = match inbound.req.method() {
+            worker::Method::Post => inbound.req.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        let request = Endpoint { shell, inbound: &inbound, body: &body };
+        match inbound.path.as_str() {
+            "/events" => request.events(),
+            "/status" => request.status(),
+            "/active" => request.active(),
+            "/subscribe" => request.subscribe().await,
+            "/unsubscribe" => request.unsubscribe(),
+            "/notify" => request.notify(),
+            "/notifications" => request.list(),
+            "/read" => request.read(),
+            "/watch" => request.watch(),
+            "/unwatch" => request.unwatch(),
+            "/presence" => request.presence(),
+            "/stats" => request.stats(),
             _ => Err(Error::new(ErrorCode::NotFound, "no such user endpoint")),
-        };
-        match result {
-            Ok((response, calls)) => {
-                if path == "/connect" || path == "/events" {
-                    // The handshake (or the stream's headers) must not wait for other objects:
-                    // resume in the background.
-                    let inner = Rc::clone(this);
-                    worker::wasm_bindgen_futures::spawn_local(async move { inner.run(calls).await });
-                } else {
-                    this.run(calls).await;
-                }
-                Ok(response)
-            }
-            Err(e) => http::error(&e),
         }
     }
-
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> worker::Result<()> {
-        let Some(conn) = socket::conn_of::<UserConnInfo>(&ws) else {
-            socket::close(&ws, close::INTERNAL, "unknown connection");
-            return Ok(());
-        };
-        let this = &self.inner;
-        let calls = {
-            let mut slot = this.live.borrow_mut();
-            let live = match this.load(&mut slot, None) {
-                Ok(live) => live,
-                Err(e) => {
-                    socket::send(&ws, &protocol::error_frame(&e));
-                    socket::close(&ws, close::INTERNAL, "user unavailable");
-                    return Ok(());
-                }
-            };
-            let frame = socket::incoming(&message);
-            let inbox = SqlInbox(&live.sql);
-            let effects = live.user.handle_frame(&conn, frame, now(), &inbox);
-            this.apply(&mut slot, Some(&conn), effects)
-        };
-        this.run(calls).await;
-        Ok(())
-    }
-
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        reason: String,
-        _clean: bool,
-    ) -> worker::Result<()> {
-        socket::finish_close(&ws, code, &reason);
-        self.inner.forget(&ws);
-        Ok(())
-    }
-
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        self.inner.forget(&ws);
-        Ok(())
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        let this = &self.inner;
-        let calls = {
-            let mut slot = this.live.borrow_mut();
-            match this.load(&mut slot, None) {
-                Ok(live) => {
-                    live.alarm = None; // this alarm is spent
-                    let effects = live.user.handle_alarm(now());
-                    this.apply(&mut slot, None, effects)
-                }
-                Err(_) => Vec::new(),
-            }
-        };
-        this.run(calls).await;
-        Response::ok("")
-    }
-}
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
-
-fn user_hint(req: &Request) -> Option<UserId> {
-    header(req, internal::USER).and_then(|u| UserId::parse(&u).ok())
-}
-
-fn query(req: &Request, name: &str) -> Option<String> {
-    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T, Error> {
@@ -197,247 +173,144 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T,
         .map_err(|e| Error::new(ErrorCode::BadRequest, format!("body must be {what}: {e}")))
 }
 
-type Answer = Result<(Response, Vec<UserCall>), Error>;
+/// One HTTP request to the user object.
+struct Endpoint<'a> {
+    shell: &'a Rc<Shell<UserKind>>,
+    inbound: &'a Inbound,
+    body: &'a str,
+}
 
-impl Inner {
-    fn accept_connection(&self, req: &Request) -> Answer {
-        let bad = || Error::new(ErrorCode::Internal, "malformed internal connect request");
-        let user = user_hint(req).ok_or_else(bad)?;
-        let expires =
-            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
-        let policy: WatchPolicy =
-            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
-        let info = UserConnInfo { conn: random_id()?, expires };
-
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, Some(&user))?;
-        live.user.check_capacity()?;
-        let pair = WebSocketPair::new().map_err(http::internal)?;
-        let mut response = ResponseBuilder::new().with_status(101);
-        if let Some(protocol) = header(req, internal::PROTOCOL) {
-            response = response.with_header("sec-websocket-protocol", &protocol).map_err(http::internal)?;
-        }
-        let tag = format!("c:{}", info.conn);
-        socket::accept(&self.state, &pair.server, &[tag.as_str()])
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
-        // The runtime now holds the socket: on any failure from here it is closed, or the next
-        // wake would restore it as a connection that keeps the user online, whose client got no
-        // greeting.
-        match self.open(&mut slot, &pair.server, info, policy) {
-            Ok(calls) => Ok((response.with_websocket(pair.client).empty(), calls)),
-            Err(e) => {
-                socket::close(&pair.server, close::INTERNAL, "could not open the connection");
-                Err(e)
-            }
-        }
-    }
-
-    /// Makes an accepted socket one of the user's: its attachment, then the core's greeting
-    /// and status change. On an error the user has not kept it (a failed write drops the
-    /// live state; a stored `online` then ends through the grace period of the next wake).
-    fn open(
+impl Endpoint<'_> {
+    /// Runs `f` on the live user and its inbox; `f` answers with the body and its effects,
+    /// which are stored before the answer (200) leaves.
+    fn change<T: serde::Serialize>(
         &self,
-        slot: &mut Option<Live>,
-        ws: &WebSocket,
-        info: UserConnInfo,
-        policy: WatchPolicy,
-    ) -> Result<Vec<UserCall>, Error> {
-        ws.serialize_attachment(&info).map_err(http::internal)?;
-        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
-        live.sockets.insert(info.conn.clone(), ws.clone());
-        let effects = live.user.handle_connect(info, policy, now(), &SqlInbox(&live.sql));
-        let calls = self.apply(slot, None, effects);
-        if slot.is_none() {
-            return Err(Error::new(ErrorCode::Internal, "could not open the connection"));
-        }
-        Ok(calls)
+        f: impl FnOnce(&mut User, &dyn Inbox) -> Result<(T, Effects<UserKind>), Error>,
+    ) -> Result<Response, Error> {
+        let shell = self.shell;
+        let mut slot = shell.slot();
+        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+        let (answer, effects) = live.read(&shell.state, |user, inbox| f(user, inbox))??;
+        shell.apply_now(&mut slot, effects)?;
+        http::json(200, &answer)
     }
 
-    fn notify(&self, req: &Request, body: &str) -> Answer {
-        let body: Delivery = parse_body(body, r#"{"notification", "key"?}"#)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let (ack, effects) = live.user.notify(body.notification, body.key, now(), &SqlInbox(&live.sql))?;
-        self.applied(&mut slot, effects, &ack)
+    fn notify(&self) -> Result<Response, Error> {
+        let body: Delivery = parse_body(self.body, r#"{"notification", "key"?}"#)?;
+        self.change(|user, inbox| user.notify(body.notification, body.key, now(), inbox))
     }
 
-    fn list(&self, req: &Request) -> Answer {
-        let before = number_param("before", query(req, "before").as_deref())?;
-        let limit =
-            number_param("limit", query(req, "limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let page = live.user.notifications(before, limit, &SqlInbox(&live.sql))?;
-        let body = serde_json::json!({ "notifications": page, "unread": live.user.unread() });
-        Ok((http::json(200, &body)?, Vec::new()))
+    fn list(&self) -> Result<Response, Error> {
+        let before = number_param("before", self.inbound.query("before").as_deref())?;
+        let limit = number_param("limit", self.inbound.query("limit").as_deref())?
+            .map(|l| l.min(u64::from(u32::MAX)) as u32);
+        self.change(|user, inbox| {
+            let page = user.notifications(before, limit, inbox)?;
+            Ok((serde_json::json!({ "notifications": page, "unread": user.unread() }), Vec::new()))
+        })
     }
 
-    fn read(&self, req: &Request, body: &str) -> Answer {
-        let request: ReadRequest = parse_body(body, r#"{"ids": [...]} or {"all": true}"#)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let effects = live.user.mark_read(&request, &SqlInbox(&live.sql))?;
-        let unread = live.user.unread();
-        self.applied(&mut slot, effects, &serde_json::json!({ "unread": unread }))
+    fn read(&self) -> Result<Response, Error> {
+        let request: ReadRequest = parse_body(self.body, r#"{"ids": [...]} or {"all": true}"#)?;
+        self.change(|user, inbox| {
+            let effects = user.mark_read(&request, inbox)?;
+            Ok((serde_json::json!({ "unread": user.unread() }), effects))
+        })
     }
 
-    fn watch(&self, req: &Request, body: &str) -> Answer {
-        let request: WatchRequest = parse_body(body, r#"{"watcher", "active"}"#)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let (update, effects) = live.user.watch_requested(request)?;
-        self.applied(&mut slot, effects, &update)
+    fn watch(&self) -> Result<Response, Error> {
+        let request: WatchRequest = parse_body(self.body, r#"{"watcher", "active"}"#)?;
+        self.change(|user, _| user.watch_requested(request))
     }
 
-    fn unwatch(&self, req: &Request, body: &str) -> Answer {
-        let request: UnwatchRequest = parse_body(body, r#"{"watcher"}"#)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let effects = live.user.unwatch_requested(&request.watcher);
-        self.applied(&mut slot, effects, &serde_json::json!({}))
+    fn unwatch(&self) -> Result<Response, Error> {
+        let request: UnwatchRequest = parse_body(self.body, r#"{"watcher"}"#)?;
+        self.change(|user, _| Ok((serde_json::json!({}), user.unwatch_requested(&request.watcher))))
     }
 
-    fn presence(&self, req: &Request, body: &str) -> Answer {
-        let update: PresenceUpdate = parse_body(body, "a presence update")?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let (answer, effects) = live.user.presence_pushed(update);
-        self.applied(&mut slot, effects, &answer)
-    }
-
-    /// `GET /v1/users/me/events`: a Server-Sent Events stream that gets what the user's sockets
-    /// get, `user:state` first (see `core::user::streams`).
-    fn events(self: &Rc<Self>, req: &Request) -> Answer {
-        let bad = || Error::new(ErrorCode::Internal, "malformed internal events request");
-        let user = user_hint(req).ok_or_else(bad)?;
-        let expires =
-            header(req, internal::EXPIRES).and_then(|x| x.parse().ok()).map(Timestamp).ok_or_else(bad)?;
-        let policy: WatchPolicy =
-            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
-        let info = UserStreamInfo { id: random_id()?, expires };
-        let id = info.id.clone();
-
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, Some(&user))?;
-        live.user.check_capacity()?;
-        // A client that goes away is noticed when the runtime drops the body, not only at the
-        // next keepalive: its departure starts the grace period as a socket's close does.
-        let weak = Rc::downgrade(self);
-        let gone = id.clone();
-        let (stream, body) = Stream::watched(move || {
-            if let Some(inner) = weak.upgrade() {
-                worker::wasm_bindgen_futures::spawn_local(async move { inner.stream_gone(&gone) });
-            }
-        });
-        // Held before the effects are applied: the first one addressed to it is `user:state`.
-        live.streams.insert(id.clone(), stream);
-        let effects = match live.user.open_stream(info, policy, now()) {
-            Ok(effects) => effects,
-            Err(e) => {
-                live.streams.remove(&id);
-                return Err(e);
-            }
-        };
-        let calls = self.apply(&mut slot, None, effects);
-        if slot.is_none() {
-            return Err(Error::new(ErrorCode::Internal, "could not open the event stream"));
-        }
-        Ok((sse::response(body)?, calls))
-    }
-
-    /// A stream's client went away (its body was dropped).
-    fn stream_gone(&self, id: &ConnId) {
-        // Never waits for a borrow: a busy object notices at its next event instead (`load`).
-        let Ok(mut slot) = self.live.try_borrow_mut() else { return };
-        let Some(live) = slot.as_mut() else { return };
-        if live.streams.remove(id).is_none() {
-            return;
-        }
-        let effects = live.user.close_stream(id, now());
-        // A departure makes no calls.
-        let _ = self.apply(&mut slot, None, effects);
+    fn presence(&self) -> Result<Response, Error> {
+        let update: PresenceUpdate = parse_body(self.body, "a presence update")?;
+        self.change(|user, _| Ok(user.presence_pushed(update)))
     }
 
     /// `POST /v1/users/me/status` with `{"status", "activity"?}`.
-    fn status(&self, req: &Request, body: &str) -> Answer {
-        let request = StatusRequest::parse(body)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let (status, effects) = live.user.set_status(request, now())?;
-        self.applied(&mut slot, effects, &status)
+    fn status(&self) -> Result<Response, Error> {
+        let request = StatusRequest::parse(self.body)?;
+        self.change(|user, _| user.set_status(request, now()))
     }
 
     /// `POST /v1/users/me/active`.
-    fn active(&self, req: &Request) -> Answer {
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let effects = live.user.mark_active(now())?;
-        self.applied(&mut slot, effects, &serde_json::json!({}))
+    fn active(&self) -> Result<Response, Error> {
+        self.change(|user, _| Ok((serde_json::json!({}), user.mark_active(now())?)))
     }
 
     /// `POST /v1/users/me/subscribe` with `{"users": [...]}`: asks the watched users' objects,
     /// then answers as the `presence:subscribe` reply would.
-    async fn subscribe(&self, req: &Request, body: &str) -> Answer {
-        let bad = || Error::new(ErrorCode::Internal, "malformed internal subscribe request");
-        let policy: WatchPolicy =
-            header(req, internal::POLICY).and_then(|p| serde_json::from_str(&p).ok()).ok_or_else(bad)?;
-        let request: Users = parse_body(body, r#"{"users": [...]}"#)?;
-        let (me, wanted, mut calls) = {
-            let mut slot = self.live.borrow_mut();
-            let live = self.load(&mut slot, user_hint(req).as_ref())?;
-            let me = live.user.id().clone();
-            let (effects, wanted) = live.user.subscribe_over_http(request.users, policy, now());
+    async fn subscribe(&self) -> Result<Response, Error> {
+        let (shell, admission) = (self.shell, &self.inbound.admission);
+        let policy = admission.policy()?.clone();
+        let request: Users = parse_body(self.body, r#"{"users": [...]}"#)?;
+        let (me, wanted) = {
+            let mut slot = shell.slot();
+            let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+            let me = live.core.id().clone();
+            let (effects, wanted) = live.core.subscribe_over_http(request.users, policy, now());
             // The asking token's policy is stored (and what it no longer allows dropped) even
             // when it refuses this subscribe.
-            let calls = self.apply(&mut slot, None, effects);
-            if slot.is_none() {
-                return Err(Error::new(ErrorCode::Internal, "could not store the change"));
-            }
-            (me, wanted?, calls)
+            shell.apply_now(&mut slot, effects)?;
+            (me, wanted?)
         };
         // No borrow is held while the other objects answer.
         let results = if wanted.is_empty() {
             Vec::new()
         } else {
             let request = WatchRequest { watcher: me, active: true };
-            fan_out(&self.env, wanted, "watch", &request, CALL_CONCURRENCY).await
+            fan_out(&shell.env, wanted, "watch", &request, CALL_CONCURRENCY).await
         };
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, None)?;
-        let (data, effects) = live.user.subscribed(results);
-        let (response, more) = self.applied(&mut slot, effects, &data)?;
-        calls.extend(more);
-        Ok((response, calls))
+        self.change(|user, _| Ok(user.subscribed(results)))
     }
 
     /// `POST /v1/users/me/unsubscribe` with `{"users": [...]}`.
-    fn unsubscribe(&self, req: &Request, body: &str) -> Answer {
-        let request: Users = parse_body(body, r#"{"users": [...]}"#)?;
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let (users, effects) = live.user.unsubscribe_over_http(request.users, now())?;
-        self.applied(&mut slot, effects, &serde_json::json!({ "users": users }))
+    fn unsubscribe(&self) -> Result<Response, Error> {
+        let request: Users = parse_body(self.body, r#"{"users": [...]}"#)?;
+        self.change(|user, _| {
+            let (users, effects) = user.unsubscribe_over_http(request.users, now())?;
+            Ok((serde_json::json!({ "users": users }), effects))
+        })
     }
 
-    /// Applies `effects`; answers 200 with `body` when every write succeeded.
-    fn applied<T: serde::Serialize>(
-        &self,
-        slot: &mut Option<Live>,
-        effects: Vec<UserEffect>,
-        body: &T,
-    ) -> Answer {
-        let calls = self.apply(slot, None, effects);
-        if slot.is_none() {
-            return Err(Error::new(ErrorCode::Internal, "could not store the change"));
-        }
-        Ok((http::json(200, body)?, calls))
+    /// `GET /v1/users/me/events`: a Server-Sent Events stream that gets what the user's sockets
+    /// get, `user:state` first (see `core::user::streams`).
+    fn events(&self) -> Result<Response, Error> {
+        let (shell, admission) = (self.shell, &self.inbound.admission);
+        let info = UserStreamInfo { id: super::sql::random_id()?, expires: admission.expires()? };
+        let policy = admission.policy()?.clone();
+        let id = info.id.clone();
+        let mut slot = shell.slot();
+        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+        live.core.check_capacity()?;
+        let (stream, body) = shell.new_stream(&id);
+        // Held before the effects are applied: the first one addressed to it is `user:state`.
+        live.streams.insert(id.clone(), stream);
+        let effects = match live.core.open_stream(info, policy, now()) {
+            Ok(effects) => effects,
+            Err(e) => {
+                live.streams.remove(&id);
+                return Err(e);
+            }
+        };
+        shell
+            .apply_now(&mut slot, effects)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not open the event stream"))?;
+        sse::response(body)
     }
 
     /// Counters for operators and tests; `wakes` counts rebuilds from storage.
-    fn stats(&self, req: &Request) -> Result<Response, Error> {
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, user_hint(req).as_ref())?;
-        let user = &live.user;
+    fn stats(&self) -> Result<Response, Error> {
+        let shell = self.shell;
+        let mut slot: std::cell::RefMut<'_, Slot<UserKind>> = shell.slot();
+        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+        let user = &live.core;
         http::json(
             200,
             &serde_json::json!({
@@ -455,230 +328,10 @@ impl Inner {
             }),
         )
     }
-
-    fn load<'a>(&self, slot: &'a mut Option<Live>, hint: Option<&UserId>) -> Result<&'a mut Live, Error> {
-        self.load_with(slot, hint, None)
-    }
-
-    /// `load`, counting `closing` (the socket whose close woke the object) as connected.
-    fn load_with<'a>(
-        &self,
-        slot: &'a mut Option<Live>,
-        hint: Option<&UserId>,
-        closing: Option<UserConnInfo>,
-    ) -> Result<&'a mut Live, Error> {
-        if slot.is_none() {
-            let mut live = self.rebuild(hint, closing)?;
-            let effects = live.user.restored(now());
-            live.alarm = sql::sync_alarm(&self.state, None, live.user.poll_timeout());
-            *slot = Some(live);
-            // Stores a grace period the rebuild started (no socket survived); makes no calls.
-            let _ = self.apply(slot, None, effects);
-        }
-        // Every event first forgets streams whose client left, so none counts a dead stream.
-        let live = slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))?;
-        let gone: Vec<ConnId> =
-            live.streams.iter().filter(|(_, s)| s.is_gone()).map(|(id, _)| id.clone()).collect();
-        for id in gone {
-            let Some(live) = slot.as_mut() else { break };
-            live.streams.remove(&id);
-            let effects = live.user.close_stream(&id, now());
-            let _ = self.apply(slot, None, effects);
-        }
-        slot.as_mut().ok_or_else(|| Error::new(ErrorCode::Internal, "user not loaded"))
-    }
-
-    /// The user as stored, with the surviving sockets restored (then call `User::restored`).
-    fn rebuild(&self, hint: Option<&UserId>, closing: Option<UserConnInfo>) -> Result<Live, Error> {
-        let config = config(&self.env)?;
-        let sql = self.state.storage().sql();
-        sql::migrate(&self.state, MIGRATIONS)?;
-        let id = match (read_meta(&sql, "user")?, hint) {
-            (Some(stored), _) => UserId::parse(&stored).map_err(|_| corrupt("user id"))?,
-            (None, Some(hint)) => {
-                write_meta(&sql, "user", hint.as_str())?;
-                hint.clone()
-            }
-            (None, None) => return Err(Error::new(ErrorCode::Internal, "user object has no name yet")),
-        };
-        count_wake(&sql)?;
-        let json_meta = |key: &str| -> Result<Option<String>, Error> { read_meta(&sql, key) };
-        let stored = StoredUser {
-            presence: match json_meta("presence")? {
-                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("presence"))?,
-                None => Default::default(),
-            },
-            policy: match json_meta("policy")? {
-                Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("watch policy"))?,
-                None => WatchPolicy::default(),
-            },
-            watchers: read_watchers(&sql)?,
-            watching: read_watching(&sql)?,
-            inbox: inbox_counts(&sql)?,
-        };
-        let mut user = User::new(id, stored, (*config).clone());
-        let now = now();
-        let mut sockets = HashMap::new();
-        for (ws, info) in socket::restored::<UserConnInfo>(&self.state)? {
-            sockets.insert(info.conn.clone(), ws);
-            user.restore_conn(info, now);
-        }
-        // The closing socket is listed but no longer open (CLOSING, then CLOSED), so it was
-        // skipped above; count it once, with no socket to send to, until its close is handled.
-        // The check keeps it single should a runtime still report it open.
-        if let Some(info) = closing.filter(|c| !sockets.contains_key(&c.conn)) {
-            user.restore_conn(info, now);
-        }
-        Ok(Live { user, sockets, streams: HashMap::new(), alarm: None, sql })
-    }
-
-    /// Applies effects in phase order (writes, then frames), re-aims the alarm, and returns the
-    /// calls to make. A failed write drops the live state (the next event rebuilds it from
-    /// storage), tells `origin`, and skips the rest, so nothing unwritten is announced.
-    fn apply(
-        &self,
-        slot: &mut Option<Live>,
-        origin: Option<&ConnId>,
-        effects: Vec<UserEffect>,
-    ) -> Vec<UserCall> {
-        let (writes, frames, mut calls) = phases(effects);
-        let Some(live) = slot.as_mut() else { return Vec::new() };
-        if let Err(e) = writes.into_iter().try_for_each(|w| write(&live.sql, w)) {
-            socket::report_failure(&live.sockets, origin, &e);
-            *slot = None;
-            return Vec::new();
-        }
-        let mut done = socket::Delivered::default();
-        // Streams whose client went away or fell too far behind: ended, then their departure
-        // is handled like a socket's close.
-        let mut behind: Vec<ConnId> = Vec::new();
-        for effect in frames {
-            let Some(effect) = socket::deliver(&live.sockets, effect, &mut done) else { continue };
-            let mut feed = |id: &ConnId, stream: &Stream, bytes: &[u8]| {
-                if !behind.contains(id) && !feed(&live.user, stream, bytes) {
-                    behind.push(id.clone());
-                }
-            };
-            match effect {
-                Effect::StreamSend { to, event } => {
-                    if let Some(stream) = live.streams.get(&to) {
-                        feed(&to, stream, event.as_bytes());
-                    }
-                }
-                Effect::StreamBroadcast { event } => {
-                    live.streams.iter().for_each(|(id, stream)| feed(id, stream, event.as_bytes()));
-                }
-                Effect::Keepalive => {
-                    live.streams.iter().for_each(|(id, stream)| feed(id, stream, SSE_KEEPALIVE.as_bytes()));
-                }
-                Effect::StreamEnd { stream, last } => {
-                    if let Some(ended) = live.streams.remove(&stream) {
-                        ended.end(Some(last.as_bytes()));
-                    }
-                }
-                // `deliver` applied the rest; `phases` took out writes and calls.
-                _ => {}
-            }
-        }
-        socket::close_refused(&live.sockets, &done.refused);
-        for conn in done.closed.into_iter().chain(done.refused) {
-            calls.extend(self.forget_conn(slot, &conn));
-        }
-        for id in behind {
-            let Some(live) = slot.as_mut() else { break };
-            // Dropping it ends it and frees what it queued; its client reconnects.
-            live.streams.remove(&id);
-            let effects = live.user.close_stream(&id, now());
-            calls.extend(self.apply(slot, None, effects));
-        }
-        if let Some(live) = slot.as_mut() {
-            live.alarm = sql::sync_alarm(&self.state, live.alarm, live.user.poll_timeout());
-        }
-        calls
-    }
-
-    /// A socket closed or failed. The event may be what woke the object: then the user is
-    /// rebuilt with the closing socket still counted, so the close starts the grace period
-    /// (and the offline alarm) like any other.
-    fn forget(&self, ws: &WebSocket) {
-        let Some(info) = socket::attachment::<UserConnInfo>(ws) else { return };
-        let conn = info.conn.clone();
-        let mut slot = self.live.borrow_mut();
-        if slot.is_none() && self.load_with(&mut slot, None, Some(info)).is_err() {
-            return;
-        }
-        // Closing makes no calls (pausing waits for the grace period's alarm).
-        let _ = self.forget_conn(&mut slot, &conn);
-    }
-
-    fn forget_conn(&self, slot: &mut Option<Live>, conn: &ConnId) -> Vec<UserCall> {
-        let Some(live) = slot.as_mut() else { return Vec::new() };
-        live.sockets.remove(conn);
-        let effects = live.user.handle_close(conn, now());
-        self.apply(slot, None, effects)
-    }
-}
-
-impl Inner {
-    /// Makes the calls, feeds the answers back, and makes any calls those produce.
-    async fn run(&self, mut calls: Vec<UserCall>) {
-        let object = self;
-        let me = match object.live.borrow().as_ref() {
-            Some(live) => live.user.id().clone(),
-            None => return,
-        };
-        // An answer can make one more round of calls (a subscribe overtaken by an unsubscribe is
-        // undone at the watched object); the bound guards against a loop.
-        for _ in 0..4 {
-            if calls.is_empty() {
-                return;
-            }
-            let mut next = Vec::new();
-            for call in calls {
-                let effects = match call {
-                    UserCall::Push { to, update } => {
-                        let answers: Vec<(UserId, Result<PushAnswer, Error>)> =
-                            fan_out(&object.env, to, "presence", &update, CALL_CONCURRENCY).await;
-                        object.with_user(|user| user.pushed(answers))
-                    }
-                    UserCall::Watch { users, active, reply } => {
-                        let request = WatchRequest { watcher: me.clone(), active };
-                        let results: Vec<(UserId, Result<PresenceUpdate, Error>)> =
-                            fan_out(&object.env, users, "watch", &request, CALL_CONCURRENCY).await;
-                        object.with_user(|user| match reply {
-                            Some(reply) => user.watched(reply, results),
-                            None => user.resumed(results),
-                        })
-                    }
-                    UserCall::Unwatch(users) => {
-                        let request = UnwatchRequest { watcher: me.clone() };
-                        let _: Vec<(UserId, Result<serde_json::Value, Error>)> =
-                            fan_out(&object.env, users, "unwatch", &request, CALL_CONCURRENCY).await;
-                        None
-                    }
-                };
-                if let Some(effects) = effects {
-                    let mut slot = object.live.borrow_mut();
-                    next.extend(object.apply(&mut slot, None, effects));
-                }
-            }
-            calls = next;
-        }
-    }
-}
-
-impl Inner {
-    /// Runs `f` on the live user; `None` when the object lost its state meanwhile (the answers
-    /// are then dropped: the stored state stays consistent and the next change retries).
-    fn with_user(&self, f: impl FnOnce(&mut User) -> Vec<UserEffect>) -> Option<Vec<UserEffect>> {
-        let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, None).ok()?;
-        Some(f(&mut live.user))
-    }
 }
 
 /// Applies one storage write.
-fn write(sql: &SqlStorage, write: UserWrite) -> Result<(), Error> {
+fn write(sql: &SqlStorage, write: &UserWrite) -> Result<(), Error> {
     match write {
         UserWrite::SavePresence(saved) => serde_json::to_string(&saved)
             .map_err(|_| corrupt("presence"))
@@ -686,16 +339,16 @@ fn write(sql: &SqlStorage, write: UserWrite) -> Result<(), Error> {
         UserWrite::SavePolicy(policy) => serde_json::to_string(&policy)
             .map_err(|_| corrupt("policy"))
             .and_then(|p| write_meta(sql, "policy", &p)),
-        UserWrite::Inbox(write) => write_inbox(sql, &write),
+        UserWrite::Inbox(write) => write_inbox(sql, write),
         UserWrite::SaveWatcher { watcher, active } => run(
             sql,
             "INSERT INTO watchers (user, active) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET active = excluded.active",
-            vec![watcher.to_string().into(), SqlStorageValue::from(i64::from(active))],
+            vec![watcher.to_string().into(), SqlStorageValue::from(i64::from(*active))],
         ),
         UserWrite::RemoveWatcher(watcher) => {
             run(sql, "DELETE FROM watchers WHERE user = ?", vec![watcher.to_string().into()])
         }
-        UserWrite::SaveWatching { user, rev } => safe_integer(rev).and_then(|rev| {
+        UserWrite::SaveWatching { user, rev } => safe_integer(*rev).and_then(|rev| {
             run(
                 sql,
                 "INSERT INTO watching (user, rev) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET rev = excluded.rev",
@@ -706,12 +359,6 @@ fn write(sql: &SqlStorage, write: UserWrite) -> Result<(), Error> {
             run(sql, "DELETE FROM watching WHERE user = ?", vec![user.to_string().into()])
         }
     }
-}
-
-/// Queues `bytes` on a stream; `false` when its client went away or is more than
-/// `RECOVERY_MAX_BYTES` behind (the stream is to be ended rather than buffered without bound).
-fn feed(user: &User, stream: &Stream, bytes: &[u8]) -> bool {
-    user.stream_keeps_up(stream.unread()) && stream.push(bytes)
 }
 
 fn read_watchers(sql: &SqlStorage) -> Result<BTreeMap<UserId, bool>, Error> {

@@ -2,7 +2,8 @@
 //! which user objects also use to reach each other.
 
 use super::objects::{self, Kind};
-use super::{config, http, internal, Call};
+use super::{config, http, Call};
+use crate::core::admission::Admission;
 use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
@@ -23,8 +24,9 @@ fn user_request(
     endpoint: &str,
     method: Method,
     body: Option<String>,
+    admission: &Admission,
 ) -> Result<Request, Error> {
-    objects::request(Kind::User, user.as_str(), endpoint, method, body)
+    objects::request(Kind::User, user.as_str(), endpoint, method, body, admission)
 }
 
 async fn forward(env: &Env, user: &UserId, req: Request) -> Result<Response, Error> {
@@ -39,7 +41,7 @@ async fn call_user<T: DeserializeOwned>(
     endpoint: &str,
     body: &str,
 ) -> Result<T, Error> {
-    let req = user_request(user, endpoint, Method::Post, Some(body.to_owned()))?;
+    let req = user_request(user, endpoint, Method::Post, Some(body.to_owned()), &Admission::default())?;
     let mut response = objects::send_in(users, user.as_str(), req).await?;
     let status = response.status_code();
     let text = response.text().await.map_err(http::internal)?;
@@ -87,26 +89,23 @@ pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
 /// Objects a user object calls at once when pushing to watchers or subscribing.
 pub(crate) const CALL_CONCURRENCY: usize = 16;
 
-/// Who the token's holder may watch, as the internal header the user object reads: every route
-/// that opens a device or subscribes sends the token's own rights.
-fn policy_header(identity: &auth::Identity, config: &Config) -> Result<String, Error> {
-    serde_json::to_string(&policy_of(identity, config))
-        .map_err(|_| Error::new(ErrorCode::Internal, "unencodable policy"))
+/// The token's holder, with who they may watch: every route that opens a device or subscribes
+/// sends the token's own rights, and a device's end (its token's expiry).
+fn admission(identity: &auth::Identity, config: &Config) -> Admission {
+    Admission {
+        expires: Some(identity.expires),
+        policy: Some(policy_of(identity, config)),
+        ..Admission::default()
+    }
 }
 
 /// `GET /v1/users/me/ws`: the caller's own object, with who they may watch.
 pub(crate) async fn connect(call: &Call, env: &Env) -> Result<Response, Error> {
     let (creds, identity, config) = super::upgrade_identity(call, env)?;
-    let policy = policy_header(&identity, &config)?;
-    let mut req = user_request(&identity.user, "connect", Method::Get, None)?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    let set = |name: &str, value: &str| h.set(name, value).map_err(http::internal);
-    set("upgrade", "websocket")?;
-    set(internal::EXPIRES, &identity.expires.as_millis().to_string())?;
-    set(internal::POLICY, &policy)?;
-    if let Some(protocol) = creds.protocol {
-        set(internal::PROTOCOL, protocol)?;
-    }
+    let admission =
+        Admission { protocol: creds.protocol.map(str::to_owned), ..admission(&identity, &config) };
+    let mut req = user_request(&identity.user, "connect", Method::Get, None, &admission)?;
+    req.headers_mut().and_then(|h| h.set("upgrade", "websocket")).map_err(http::internal)?;
     forward(env, &identity.user, req).await
 }
 
@@ -125,14 +124,14 @@ pub(crate) async fn notifications(call: &Call, env: &Env) -> Result<Response, Er
     if let Some(limit) = number_param("limit", call.query("limit").as_deref())? {
         endpoint.push_str(&format!("limit={limit}"));
     }
-    forward(env, &user, user_request(&user, &endpoint, Method::Get, None)?).await
+    forward(env, &user, user_request(&user, &endpoint, Method::Get, None, &Admission::default())?).await
 }
 
 /// `POST /v1/users/me/notifications/read` with `{"ids": [...]}` or `{"all": true}`.
 pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> {
     let user = me(call, env)?;
     let body = call.body(64 * 1024).await?;
-    forward(env, &user, user_request(&user, "read", Method::Post, Some(body))?).await
+    forward(env, &user, user_request(&user, "read", Method::Post, Some(body), &Admission::default())?).await
 }
 
 /// `GET /v1/users/me/events`: the caller's object as Server-Sent Events (the token from
@@ -141,11 +140,7 @@ pub(crate) async fn read(call: &mut Call, env: &Env) -> Result<Response, Error> 
 pub(crate) async fn events(call: &Call, env: &Env) -> Result<Response, Error> {
     let config = config(env)?;
     let identity = call.user(&config)?;
-    let policy = policy_header(&identity, &config)?;
-    let mut req = user_request(&identity.user, "events", Method::Get, None)?;
-    let h = req.headers_mut().map_err(http::internal)?;
-    h.set(internal::EXPIRES, &identity.expires.as_millis().to_string()).map_err(http::internal)?;
-    h.set(internal::POLICY, &policy).map_err(http::internal)?;
+    let req = user_request(&identity.user, "events", Method::Get, None, &admission(&identity, &config))?;
     forward(env, &identity.user, req).await
 }
 
@@ -160,10 +155,9 @@ pub(crate) async fn write(call: &mut Call, env: &Env, endpoint: &str) -> Result<
     let config = config(env)?;
     let identity = call.user(&config)?;
     let body = call.body(MAX_WRITE_BODY).await?;
-    let mut req = user_request(&identity.user, endpoint, Method::Post, Some(body))?;
     // A subscribe is judged by the token that asks, not by the one a device last connected with.
-    let policy = policy_header(&identity, &config)?;
-    req.headers_mut().map_err(http::internal)?.set(internal::POLICY, &policy).map_err(http::internal)?;
+    let req =
+        user_request(&identity.user, endpoint, Method::Post, Some(body), &admission(&identity, &config))?;
     forward(env, &identity.user, req).await
 }
 
@@ -171,7 +165,7 @@ pub(crate) async fn write(call: &mut Call, env: &Env, endpoint: &str) -> Result<
 pub(crate) async fn stats(call: &Call, env: &Env, user: &UserId) -> Result<Response, Error> {
     let config = config(env)?;
     auth::check_server_key(call.header("authorization").as_deref(), config.server_api_key.as_deref())?;
-    forward(env, user, user_request(user, "stats", Method::Get, None)?).await
+    forward(env, user, user_request(user, "stats", Method::Get, None, &Admission::default())?).await
 }
 
 /// `POST /v1/notify` (server key): stores the notification in every listed user's inbox,

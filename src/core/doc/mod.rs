@@ -315,6 +315,9 @@ pub struct Doc {
     cursors: BTreeMap<ConnId, Cursor>,
     /// Rate budgets per user, shared by their sockets.
     budgets: Budgets<EventClass>,
+    /// Sockets that survived the wake which repaired the document: their text is the one before
+    /// the repair, so they are closed (to reload) instead of restored.
+    stale_editors: Vec<ConnId>,
 }
 
 /// What the shell read from storage.
@@ -426,6 +429,7 @@ impl Doc {
             config,
             cursors: BTreeMap::new(),
             budgets: Budgets::default(),
+            stale_editors: Vec::new(),
         };
         for logged in log {
             let entry = Logged::new(logged);
@@ -834,7 +838,23 @@ impl Object for Doc {
 
     /// Re-adds a socket that survived hibernation; announces nothing (cursors are ephemeral).
     fn restore_conn(&mut self, info: DocConnInfo, _now: Timestamp) {
-        self.conns.add(info);
+        if self.repair.is_some() {
+            self.stale_editors.push(info.conn);
+        } else {
+            self.conns.add(info);
+        }
+    }
+
+    /// Closes the survivors of a repairing wake (they must reload, not edit on).
+    fn restored(&mut self, _now: Timestamp) -> Vec<DocEffect> {
+        std::mem::take(&mut self.stale_editors)
+            .into_iter()
+            .map(|conn| DocEffect::Close {
+                conn,
+                code: crate::core::error::close::INTERNAL,
+                reason: "document repaired; reconnect",
+            })
+            .collect()
     }
 }
 

@@ -416,6 +416,15 @@ impl Object for Room {
     fn restore_conn(&mut self, info: ConnInfo, now: Timestamp) {
         self.add(info, now);
     }
+
+    fn stream_closed(&mut self, id: &ConnId, _now: Timestamp) -> Vec<Effect> {
+        self.close_stream(id);
+        Vec::new()
+    }
+
+    fn stream_keeps_up(&self, unread: usize) -> bool {
+        Room::stream_keeps_up(self, unread)
+    }
 }
 
 /// An empty `d` for replies that carry nothing.

@@ -835,6 +835,14 @@ impl Object for User {
         // Stored and announced through the one path every change takes; no calls from here.
         self.finish(&before, Vec::new(), now, false)
     }
+
+    fn stream_closed(&mut self, id: &ConnId, now: Timestamp) -> Vec<UserEffect> {
+        self.close_stream(id, now)
+    }
+
+    fn stream_keeps_up(&self, unread: usize) -> bool {
+        User::stream_keeps_up(self, unread)
+    }
 }
 
 /// Longest `presence:set` activity text, in characters.

@@ -1,0 +1,808 @@
+//! The one Durable Object shell. Rooms, user objects and documents are each a [`Kind`]: a core
+//! (`core::object::Object`), its schema and SQL, its own HTTP endpoints and its calls. Everything
+//! else is written here once, for all of them:
+//!
+//! - **live state**: the core rebuilt lazily from storage and the surviving sockets' attachments
+//!   on the first event after a wake (the socket whose close woke the object counted once, so its
+//!   departure is handled like any other), dropped when a write fails;
+//! - **one order per batch** (`core::effect`): writes, then the frames and stream bytes that
+//!   announce them, then calls to other objects;
+//! - **batching and group commit**: writes are staged and frames queued; while events arrive less
+//!   than 25 ms apart the drain waits for the runtime to be idle, so the writes of every event
+//!   handled meanwhile commit in one transaction and each socket gets one frame (an array) for all
+//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency;
+//! - **failure**: a failed write drops the live state, tells the socket whose frame caused it, and
+//!   closes every socket still owed a frame with 1011 (their clients resume), so nothing unwritten
+//!   is ever announced;
+//! - the **alarm** re-aimed at the core's next deadline, **event streams** fed and ended, sockets
+//!   that refuse a frame closed (1011) and handled as closes, and the handlers the runtime calls.
+//!
+//! No borrow of the live state is held across an `.await`.
+
+use super::socket;
+use super::sql::{self, count_wake, random_id, read_meta, write_meta};
+use super::sse::{Stream, StreamBody};
+use super::{config, http, internal, now};
+use crate::core::admission::Admission;
+use crate::core::config::Config;
+use crate::core::error::{close, Error, ErrorCode};
+use crate::core::ids::ConnId;
+use crate::core::object::{phases, Attachment, Effect, EffectOf, Object, SSE_KEEPALIVE};
+use crate::core::outbox::{self, Outbox, Target};
+use crate::core::protocol;
+use crate::core::time::Timestamp;
+use js_sys::JsString;
+use std::cell::{RefCell, RefMut};
+use std::collections::HashMap;
+use std::rc::Rc;
+use worker::{
+    Env, Request, Response, ResponseBuilder, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair, WebSocketRequestResponsePair,
+};
+
+/// The effects of a kind's core.
+pub(crate) type Effects<K> = Vec<EffectOf<<K as Kind>::Core>>;
+/// A kind's storage write.
+pub(crate) type WriteOf<K> = <<K as Kind>::Core as Object>::Write;
+/// A kind's call to another object.
+pub(crate) type CallOf<K> = <<K as Kind>::Core as Object>::Call;
+/// What a kind's sockets carry in their attachment.
+pub(crate) type InfoOf<K> = <<K as Kind>::Core as Object>::Info;
+/// What a kind's core gets with a new socket besides its attachment.
+pub(crate) type ConnectOf<K> = <<K as Kind>::Core as Object>::Connect;
+/// The storage a kind's core reads while it handles an input.
+pub(crate) type ReaderOf<'r, K> = <<K as Kind>::Core as Object>::Reader<'r>;
+
+/// One kind of object: what it adds to the shell. `Self` is what the kind keeps beside its core
+/// while it is live (staged writes, handles).
+pub(crate) trait Kind: Sized + 'static {
+    /// The object's core.
+    type Core: Object + 'static;
+    /// Writes staged for one commit.
+    type Batch: 'static;
+    /// What outlives the live state in this instance (a room's highest handed-out seq).
+    type Memo: Default;
+
+    /// The key of the object's name in `meta`.
+    const NAME: &'static str;
+    /// What errors and close reasons call it.
+    const LABEL: &'static str;
+    /// The schema's versions, in order (see [`sql::migrate`]).
+    const MIGRATIONS: &'static [&'static str];
+    /// Whether the core's reader sees staged writes; when not, they are committed before any
+    /// input that reads storage.
+    const READS_SEE_STAGED: bool;
+
+    /// The core as storage holds it, named `name` (stored or, the first time, from the Worker),
+    /// and the effects the load decided (a repair's writes).
+    fn load(
+        sql: &SqlStorage,
+        name: &str,
+        config: &Config,
+        memo: &Self::Memo,
+    ) -> Result<(Self::Core, Self, Effects<Self>), Error>;
+
+    /// Keeps one write for the next commit.
+    fn stage(&mut self, write: WriteOf<Self>);
+
+    /// Takes what was staged, if anything.
+    fn take_batch(&mut self) -> Option<Self::Batch>;
+
+    /// Writes one batch; the shell runs it in one transaction.
+    fn write(sql: &SqlStorage, batch: &Self::Batch) -> Result<(), Error>;
+
+    /// After a batch is stored: upkeep, and what announces it beyond the core's own effects.
+    fn stored(&mut self, core: &Self::Core, sql: &SqlStorage, batch: &Self::Batch) -> Effects<Self> {
+        let _ = (core, sql, batch);
+        Vec::new()
+    }
+
+    /// Runs `f` with the reader the core reads storage through.
+    fn read<R>(
+        &self,
+        core: &mut Self::Core,
+        sql: &SqlStorage,
+        f: impl for<'r> FnOnce(&mut Self::Core, &ReaderOf<'r, Self>) -> R,
+    ) -> R;
+
+    /// The live state is being dropped (a write failed, or the instance goes away).
+    fn dropped(&self, core: &Self::Core) {
+        let _ = core;
+    }
+
+    /// What a socket the Worker admitted is to the core, after the core's capacity checks.
+    fn admit(
+        core: &Self::Core,
+        conn: ConnId,
+        admission: &Admission,
+    ) -> Result<(InfoOf<Self>, ConnectOf<Self>), Error>;
+
+    /// The hibernation tags of a new socket.
+    fn tags(info: &InfoOf<Self>) -> Vec<String> {
+        vec![format!("c:{}", info.conn())]
+    }
+
+    /// Makes one round of calls; their answers go back in through [`Shell::apply`].
+    async fn call(shell: &Rc<Shell<Self>>, calls: Vec<CallOf<Self>>);
+
+    /// The kind's own HTTP endpoints (everything but `/connect`).
+    async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error>;
+}
+
+/// A Worker → object request: the endpoint, the object's name and what the Worker verified.
+pub(crate) struct Inbound {
+    pub(crate) path: String,
+    /// The object's name as the Worker routed it (an object knows only its id).
+    pub(crate) name: Option<String>,
+    pub(crate) admission: Admission,
+    pub(crate) req: Request,
+}
+
+impl Inbound {
+    /// A query parameter.
+    pub(crate) fn query(&self, name: &str) -> Option<String> {
+        self.req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The live state slot: `None` until the first event after a wake, and after a failed write.
+pub(crate) type Slot<K> = Option<Live<K>>;
+
+/// An object as it lives between events.
+pub(crate) struct Live<K: Kind> {
+    pub(crate) core: K::Core,
+    pub(crate) kind: K,
+    pub(crate) sockets: HashMap<ConnId, WebSocket>,
+    /// Open Server-Sent Events responses, by the id the core knows them by. They live only in
+    /// this instance: an open response keeps the object in memory, and whatever drops the live
+    /// state ends them, so a rebuild never finds one.
+    pub(crate) streams: HashMap<ConnId, Stream>,
+    pub(crate) sql: SqlStorage,
+    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
+    pub(crate) alarm: Option<Timestamp>,
+    staged: bool,
+    outbox: Outbox,
+    /// Stream effects waiting for the drain, in order.
+    stream_queue: Vec<EffectOf<K::Core>>,
+    /// Calls of batches not yet drained, and of drained ones (ready to be made).
+    calls: Vec<CallOf<K>>,
+    ready_calls: Vec<CallOf<K>>,
+    /// Sockets closed or refused, and streams ended, whose departure the core has not heard yet.
+    departed: Vec<ConnId>,
+    streams_gone: Vec<ConnId>,
+    flush_scheduled: bool,
+    /// When the previous batch was applied: events close together mean a backlog.
+    last_apply: Option<Timestamp>,
+}
+
+impl<K: Kind> Drop for Live<K> {
+    fn drop(&mut self) {
+        self.kind.dropped(&self.core);
+    }
+}
+
+impl<K: Kind> Live<K> {
+    /// Runs `f` on the core with its reader; staged writes the reader cannot see are committed
+    /// first.
+    pub(crate) fn read<R>(
+        &mut self,
+        state: &State,
+        f: impl for<'r> FnOnce(&mut K::Core, &ReaderOf<'r, K>) -> R,
+    ) -> Result<R, Error> {
+        if !K::READS_SEE_STAGED {
+            self.commit(state)?;
+        }
+        Ok(self.kind.read(&mut self.core, &self.sql, f))
+    }
+
+    /// Queues a batch in phase order: writes staged, frames and stream bytes queued, calls kept
+    /// until the drain that commits their writes. A `Close` first sends what is queued (the
+    /// socket's frames go out before its close frame, and the writes they announce first).
+    fn queue(&mut self, state: &State, effects: Effects<K>) -> Result<(), Error> {
+        let (writes, frames, calls) = phases(effects);
+        for write in writes {
+            self.kind.stage(write);
+            self.staged = true;
+        }
+        for effect in frames {
+            match effect {
+                Effect::UpdateConn(info) => {
+                    if let Some(ws) = self.sockets.get(info.conn()) {
+                        let _ = ws.serialize_attachment(&info);
+                    }
+                }
+                Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
+                Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
+                Effect::Close { conn, code, reason } => {
+                    self.commit(state)?;
+                    self.send_queued();
+                    if let Some(ws) = self.sockets.remove(&conn) {
+                        socket::close(&ws, code, reason);
+                    }
+                    self.departed.push(conn);
+                }
+                stream => self.stream_queue.push(stream),
+            }
+        }
+        self.calls.extend(calls);
+        Ok(())
+    }
+
+    /// Commits the staged writes in one transaction, then queues what announces them.
+    fn commit(&mut self, state: &State) -> Result<(), Error> {
+        self.staged = false;
+        let Some(batch) = self.kind.take_batch() else { return Ok(()) };
+        let batch = Rc::new(batch);
+        let (sql, written) = (self.sql.clone(), Rc::clone(&batch));
+        sql::transaction(state, move || K::write(&sql, &written))?;
+        let announced = self.kind.stored(&self.core, &self.sql, &batch);
+        self.queue(state, announced)
+    }
+
+    /// Sends every queued frame (each distinct one crosses into JS once for all its recipients)
+    /// and stream byte. Sockets that refuse a frame are closed (1011) and get nothing more, so
+    /// none sees a gap; streams whose client left or fell behind are ended. Both are noted as
+    /// departed.
+    fn send_queued(&mut self) {
+        for effect in std::mem::take(&mut self.stream_queue) {
+            match effect {
+                Effect::StreamSend { to, event } => self.feed(Some(&to), event.as_bytes()),
+                Effect::StreamBroadcast { event } => self.feed(None, event.as_bytes()),
+                Effect::Keepalive => self.feed(None, SSE_KEEPALIVE.as_bytes()),
+                Effect::StreamEnd { stream, last } => {
+                    if let Some(ended) = self.streams.remove(&stream) {
+                        ended.end(Some(last.as_bytes()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut refused: Vec<ConnId> = Vec::new();
+        let sockets = &self.sockets;
+        for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
+            let frame = JsString::from(frame);
+            for conn in recipients {
+                if refused.contains(&conn) {
+                    continue;
+                }
+                if sockets.get(&conn).is_some_and(|ws| !socket::send_js(ws, &frame)) {
+                    refused.push(conn);
+                }
+            }
+        }
+        for conn in refused {
+            if let Some(ws) = self.sockets.remove(&conn) {
+                socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
+            }
+            self.departed.push(conn);
+        }
+    }
+
+    /// Queues `bytes` on one stream or all; one that cannot take them is ended.
+    fn feed(&mut self, to: Option<&ConnId>, bytes: &[u8]) {
+        let core = &self.core;
+        let mut behind = Vec::new();
+        for (id, stream) in self.streams.iter().filter(|(id, _)| to.is_none_or(|to| to == *id)) {
+            if !(core.stream_keeps_up(stream.unread()) && stream.push(bytes)) {
+                behind.push(id.clone());
+            }
+        }
+        for id in behind {
+            // Dropping it ends it and frees what it queued; its client reconnects.
+            self.streams.remove(&id);
+            self.streams_gone.push(id);
+        }
+    }
+
+    /// Tells the core of every socket and stream that went away, and queues what it answers.
+    fn settle(&mut self, state: &State, now: Timestamp) -> Result<(), Error> {
+        while !self.departed.is_empty() || !self.streams_gone.is_empty() {
+            for conn in std::mem::take(&mut self.departed) {
+                let effects = self.core.handle_close(&conn, now);
+                self.queue(state, effects)?;
+            }
+            for id in std::mem::take(&mut self.streams_gone) {
+                let effects = self.core.stream_closed(&id, now);
+                self.queue(state, effects)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The drain: commit, send, hear the departures, until nothing is queued; the calls of
+    /// everything drained are then ready to be made.
+    fn flush(&mut self, state: &State) -> Result<(), Error> {
+        self.flush_scheduled = false;
+        loop {
+            self.commit(state)?;
+            self.send_queued();
+            if self.departed.is_empty() && self.streams_gone.is_empty() && !self.staged {
+                break;
+            }
+            self.settle(state, now())?;
+        }
+        self.ready_calls.append(&mut self.calls);
+        Ok(())
+    }
+
+    fn has_queued(&self) -> bool {
+        self.staged || !self.outbox.is_empty() || !self.stream_queue.is_empty() || !self.calls.is_empty()
+    }
+
+    /// Before the live state is dropped after a failed write: nothing queued may go out (it may
+    /// announce what was not written), so every socket owed a frame is closed with 1011; its
+    /// client reconnects, resumes and resends what was not acknowledged instead of waiting for a
+    /// frame that never comes. Closed, it is not restored on the next wake.
+    fn abandon(&mut self) {
+        let _ = self.kind.take_batch();
+        self.calls.clear();
+        for (_, recipients) in self.outbox.drain(self.sockets.keys()) {
+            for conn in recipients {
+                if let Some(ws) = self.sockets.remove(&conn) {
+                    socket::close(&ws, close::INTERNAL, unavailable::<K>());
+                }
+            }
+        }
+    }
+
+    fn sync_alarm(&mut self, state: &State) {
+        self.alarm = sql::sync_alarm(state, self.alarm, self.core.poll_timeout());
+    }
+}
+
+/// The close reason of a socket whose object lost its live state.
+fn unavailable<K: Kind>() -> &'static str {
+    match K::LABEL {
+        "room" => "room unavailable",
+        "user" => "user unavailable",
+        _ => "document unavailable",
+    }
+}
+
+/// What a kind's Durable Object holds: the runtime's state and environment, the live state.
+pub(crate) struct Shell<K: Kind> {
+    pub(crate) state: State,
+    pub(crate) env: Env,
+    live: RefCell<Slot<K>>,
+    memo: K::Memo,
+}
+
+impl<K: Kind> Shell<K> {
+    pub(crate) fn new(state: State, env: Env) -> Rc<Self> {
+        // Answered by the runtime without waking the object; failing to set it only costs wakes.
+        if let Ok(pair) = WebSocketRequestResponsePair::new(r#"{"t":"ping"}"#, r#"{"t":"pong"}"#) {
+            let _ = state.as_raw().set_websocket_auto_response(&pair);
+        }
+        Rc::new(Shell { state, env, live: RefCell::new(None), memo: K::Memo::default() })
+    }
+
+    /// The live state slot. Never held across an `.await`.
+    pub(crate) fn slot(&self) -> RefMut<'_, Slot<K>> {
+        self.live.borrow_mut()
+    }
+
+    /// The live object, rebuilt from storage and the surviving sockets when it just woke. Every
+    /// event first hears of the event streams whose client left, so none counts a dead stream.
+    pub(crate) fn load<'a>(
+        self: &Rc<Self>,
+        slot: &'a mut Slot<K>,
+        name: Option<&str>,
+    ) -> Result<&'a mut Live<K>, Error> {
+        self.load_with(slot, name, None)
+    }
+
+    /// `load`, counting `closing` (the socket whose close woke the object) as connected.
+    fn load_with<'a>(
+        self: &Rc<Self>,
+        slot: &'a mut Slot<K>,
+        name: Option<&str>,
+        closing: Option<InfoOf<K>>,
+    ) -> Result<&'a mut Live<K>, Error> {
+        if slot.is_none() {
+            let (live, effects) = self.rebuild(name, closing)?;
+            *slot = Some(live);
+            if !self.apply(slot, None, effects) {
+                return Err(Error::new(ErrorCode::Internal, format!("could not restore the {}", K::LABEL)));
+            }
+        }
+        let live = slot.as_mut().ok_or_else(|| not_loaded::<K>())?;
+        let gone: Vec<ConnId> =
+            live.streams.iter().filter(|(_, s)| s.is_gone()).map(|(id, _)| id.clone()).collect();
+        if !gone.is_empty() {
+            for id in gone {
+                live.streams.remove(&id);
+                live.streams_gone.push(id);
+            }
+            self.apply(slot, None, Vec::new());
+        }
+        slot.as_mut().ok_or_else(|| not_loaded::<K>())
+    }
+
+    /// The live object with everything queued drained, for reads that leave the object at once
+    /// (stats, HTTP history, an event stream's opening): they never show an unwritten write.
+    pub(crate) fn drained<'a>(
+        self: &Rc<Self>,
+        slot: &'a mut Slot<K>,
+        name: Option<&str>,
+    ) -> Result<&'a mut Live<K>, Error> {
+        let live = self.load(slot, name)?;
+        if let Err(e) = live.flush(&self.state) {
+            self.fail(slot, None, &e);
+            return Err(e);
+        }
+        slot.as_mut().ok_or_else(|| not_loaded::<K>())
+    }
+
+    fn rebuild(
+        self: &Rc<Self>,
+        hint: Option<&str>,
+        closing: Option<InfoOf<K>>,
+    ) -> Result<(Live<K>, Effects<K>), Error> {
+        let config = config(&self.env)?;
+        let sql = self.state.storage().sql();
+        sql::migrate(&self.state, K::MIGRATIONS)?;
+        let (name, first) = match (read_meta(&sql, K::NAME)?, hint) {
+            (Some(stored), _) => (stored, false),
+            (None, Some(hint)) => (hint.to_owned(), true),
+            (None, None) => {
+                return Err(Error::new(ErrorCode::Internal, format!("{} has no name yet", K::LABEL)))
+            }
+        };
+        let (mut core, kind, mut effects) = K::load(&sql, &name, &config, &self.memo)?;
+        if first {
+            write_meta(&sql, K::NAME, &name)?;
+        }
+        count_wake(&sql)?;
+        let now = now();
+        let mut sockets = HashMap::new();
+        for (ws, info) in socket::restored::<InfoOf<K>>(&self.state)? {
+            sockets.insert(info.conn().clone(), ws);
+            core.restore_conn(info, now);
+        }
+        // The closing socket is listed but no longer open (CLOSING, then CLOSED), so it was
+        // skipped above; count it once, with no socket to send to, until its close is handled.
+        // The check keeps it single should a runtime still report it open.
+        if let Some(info) = closing.filter(|c| !sockets.contains_key(c.conn())) {
+            core.restore_conn(info, now);
+        }
+        effects.extend(core.restored(now));
+        let live = Live {
+            core,
+            kind,
+            sockets,
+            streams: HashMap::new(),
+            sql,
+            alarm: None,
+            staged: false,
+            outbox: Outbox::default(),
+            stream_queue: Vec::new(),
+            calls: Vec::new(),
+            ready_calls: Vec::new(),
+            departed: Vec::new(),
+            streams_gone: Vec::new(),
+            flush_scheduled: false,
+            last_apply: None,
+        };
+        Ok((live, effects))
+    }
+
+    /// Applies a batch (see the module doc) and re-aims the alarm. An idle object drains at
+    /// once; under a backlog the drain waits for the runtime to be idle. A failed write drops
+    /// the live state, tells `origin`, and skips the rest; it returns `false` then.
+    pub(crate) fn apply(
+        self: &Rc<Self>,
+        slot: &mut Slot<K>,
+        origin: Option<&ConnId>,
+        effects: Effects<K>,
+    ) -> bool {
+        let Some(live) = slot.as_mut() else { return false };
+        let now = now();
+        if let Err(e) = live.queue(&self.state, effects).and_then(|()| live.settle(&self.state, now)) {
+            return self.fail(slot, origin, &e);
+        }
+        let previous = live.last_apply.replace(now);
+        if outbox::should_defer(now, previous, live.flush_scheduled) {
+            self.schedule_flush(live);
+        } else if let Err(e) = live.flush(&self.state) {
+            return self.fail(slot, origin, &e);
+        }
+        live.sync_alarm(&self.state);
+        true
+    }
+
+    /// [`Shell::apply`], drained at once: for an answer that says the writes are stored.
+    pub(crate) fn apply_now(self: &Rc<Self>, slot: &mut Slot<K>, effects: Effects<K>) -> Result<(), Error> {
+        let stored = || Error::new(ErrorCode::Internal, "could not store the change");
+        if !self.apply(slot, None, effects) {
+            return Err(stored());
+        }
+        let live = slot.as_mut().ok_or_else(stored)?;
+        if let Err(e) = live.flush(&self.state) {
+            self.fail(slot, None, &e);
+            return Err(stored());
+        }
+        Ok(())
+    }
+
+    /// Drains once the runtime is idle, after the events that queue up meanwhile.
+    fn schedule_flush(self: &Rc<Self>, live: &mut Live<K>) {
+        if live.flush_scheduled || !live.has_queued() {
+            return;
+        }
+        live.flush_scheduled = true;
+        let shell = Rc::clone(self);
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                worker::Delay::from(std::time::Duration::ZERO).await;
+                // No handler holds the borrow across an await, so this succeeds between events.
+                let Ok(mut slot) = shell.live.try_borrow_mut() else { continue };
+                if let Some(live) = slot.as_mut() {
+                    match live.flush(&shell.state) {
+                        Ok(()) => live.sync_alarm(&shell.state),
+                        Err(e) => {
+                            shell.fail(&mut slot, None, &e);
+                        }
+                    }
+                }
+                break;
+            }
+            shell.run_calls().await;
+        });
+    }
+
+    fn fail(&self, slot: &mut Slot<K>, origin: Option<&ConnId>, error: &Error) -> bool {
+        if let Some(live) = slot.as_mut() {
+            socket::report_failure(&live.sockets, origin, error);
+            live.abandon();
+        }
+        *slot = None;
+        false
+    }
+
+    /// Makes the calls of everything drained, and the calls their answers lead to; the bound
+    /// guards against two objects answering each other forever.
+    pub(crate) async fn run_calls(self: &Rc<Self>) {
+        for _ in 0..4 {
+            let calls = match self.live.try_borrow_mut() {
+                Ok(mut slot) => slot.as_mut().map(|live| std::mem::take(&mut live.ready_calls)),
+                Err(_) => None,
+            };
+            match calls {
+                Some(calls) if !calls.is_empty() => K::call(self, calls).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Runs `f` on the live core (rebuilt if it went away) and applies what it returns; `false`
+    /// when the object could not be loaded or the effects not stored.
+    pub(crate) fn with_core(self: &Rc<Self>, f: impl FnOnce(&mut K::Core) -> Effects<K>) -> bool {
+        let mut slot = self.live.borrow_mut();
+        let Ok(live) = self.load(&mut slot, None) else { return false };
+        let effects = f(&mut live.core);
+        self.apply(&mut slot, None, effects)
+    }
+
+    /// A new event stream for the kind's endpoint to register under `id`: when its client goes
+    /// away the core hears it at once, not only at the next write to the stream.
+    pub(crate) fn new_stream(self: &Rc<Self>, id: &ConnId) -> (Stream, StreamBody) {
+        let weak = Rc::downgrade(self);
+        let gone = id.clone();
+        Stream::watched(move || {
+            if let Some(shell) = weak.upgrade() {
+                worker::wasm_bindgen_futures::spawn_local(async move { shell.stream_gone(&gone) });
+            }
+        })
+    }
+
+    fn stream_gone(self: &Rc<Self>, id: &ConnId) {
+        // Never waits for a borrow: a busy object notices at its next event instead (`load`).
+        let Ok(mut slot) = self.live.try_borrow_mut() else { return };
+        let Some(live) = slot.as_mut() else { return };
+        if live.streams.remove(id).is_some() {
+            live.streams_gone.push(id.clone());
+            self.apply(&mut slot, None, Vec::new());
+        }
+    }
+}
+
+/// The handlers the runtime calls.
+impl<K: Kind> Shell<K> {
+    pub(crate) async fn fetch(self: &Rc<Self>, req: Request) -> worker::Result<Response> {
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        let (name, admission) = (header(internal::OBJECT), header(internal::ADMISSION));
+        let path = req.path();
+        let result = match Admission::parse(admission.as_deref()) {
+            Err(e) => Err(e),
+            Ok(admission) => {
+                let inbound = Inbound { path: path.clone(), name, admission, req };
+                if path == "/connect" {
+                    self.accept(&inbound)
+                } else {
+                    K::endpoint(self, inbound).await
+                }
+            }
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => return http::error(&e),
+        };
+        if path == "/connect" || path == "/events" {
+            // The handshake (or the stream's headers) must not wait for other objects.
+            let shell = Rc::clone(self);
+            worker::wasm_bindgen_futures::spawn_local(async move { shell.run_calls().await });
+        } else {
+            self.run_calls().await;
+        }
+        Ok(response)
+    }
+
+    pub(crate) async fn on_message(self: &Rc<Self>, ws: WebSocket, message: WebSocketIncomingMessage) {
+        let Some(conn) = socket::conn_of::<InfoOf<K>>(&ws) else {
+            socket::close(&ws, close::INTERNAL, "unknown connection");
+            return;
+        };
+        {
+            let mut slot = self.live.borrow_mut();
+            let live = match self.load(&mut slot, None) {
+                Ok(live) => live,
+                Err(e) => {
+                    socket::send(&ws, &protocol::error_frame(&e));
+                    socket::close(&ws, close::INTERNAL, unavailable::<K>());
+                    return;
+                }
+            };
+            let frame = socket::incoming(&message);
+            match live.read(&self.state, |core, reader| core.handle_frame(&conn, frame, now(), reader)) {
+                Ok(effects) => {
+                    self.apply(&mut slot, Some(&conn), effects);
+                }
+                Err(e) => {
+                    self.fail(&mut slot, Some(&conn), &e);
+                }
+            }
+        }
+        self.run_calls().await;
+    }
+
+    /// A socket closed (the client's close is finished here: in hibernation mode the handshake
+    /// is ours to complete) or failed.
+    pub(crate) async fn on_close(self: &Rc<Self>, ws: WebSocket, code: Option<(usize, String)>) {
+        if let Some((code, reason)) = code {
+            socket::finish_close(&ws, code, &reason);
+        }
+        self.forget(&ws);
+        self.run_calls().await;
+    }
+
+    pub(crate) async fn on_alarm(self: &Rc<Self>) -> worker::Result<Response> {
+        {
+            let mut slot = self.live.borrow_mut();
+            // The alarm may find the object evicted: rebuilding restores every token expiry.
+            if let Ok(live) = self.load(&mut slot, None) {
+                live.alarm = None; // this alarm is spent
+                let effects = live.core.handle_alarm(now());
+                self.apply(&mut slot, None, effects);
+            }
+        }
+        self.run_calls().await;
+        Response::ok("")
+    }
+
+    /// Accepts an upgrade the Worker admitted: the core's capacity checks, then the socket.
+    fn accept(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
+        let mut slot = self.live.borrow_mut();
+        let live = self.drained(&mut slot, inbound.name.as_deref())?;
+        // Drained first: frames queued before this socket existed are not for it, and a failed
+        // write fails the connect before any socket exists.
+        let (info, connect) = K::admit(&live.core, random_id()?, &inbound.admission)?;
+        let pair = WebSocketPair::new().map_err(http::internal)?;
+        let mut response = ResponseBuilder::new().with_status(101);
+        if let Some(protocol) = &inbound.admission.protocol {
+            response = response.with_header("sec-websocket-protocol", protocol).map_err(http::internal)?;
+        }
+        let tags = K::tags(&info);
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        socket::accept(&self.state, &pair.server, &tags)
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
+        // The runtime now holds the socket: on any failure from here it is closed, or the next
+        // wake would restore it as a connection nobody was told of, whose client got no greeting.
+        if let Err(e) = self.open(&mut slot, &pair.server, info, connect) {
+            socket::close(&pair.server, close::INTERNAL, "could not open the connection");
+            return Err(e);
+        }
+        Ok(response.with_websocket(pair.client).empty())
+    }
+
+    /// Makes an accepted socket the core's: its attachment, then the core's greeting.
+    fn open(
+        self: &Rc<Self>,
+        slot: &mut Slot<K>,
+        ws: &WebSocket,
+        info: InfoOf<K>,
+        connect: ConnectOf<K>,
+    ) -> Result<(), Error> {
+        let failed = || Error::new(ErrorCode::Internal, "could not open the connection");
+        ws.serialize_attachment(&info).map_err(http::internal)?;
+        let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
+        let conn = info.conn().clone();
+        live.sockets.insert(conn.clone(), ws.clone());
+        let effects =
+            live.read(&self.state, |core, reader| core.handle_connect(info, connect, now(), reader))?;
+        if !self.apply(slot, None, effects) {
+            return Err(failed());
+        }
+        match slot.as_ref() {
+            Some(live) if live.sockets.contains_key(&conn) => Ok(()),
+            _ => Err(failed()),
+        }
+    }
+
+    /// A socket closed or failed. The event may be what woke the object: then it is rebuilt with
+    /// the closing socket still counted, so its departure is handled like any other.
+    fn forget(self: &Rc<Self>, ws: &WebSocket) {
+        let Some(info) = socket::attachment::<InfoOf<K>>(ws) else { return };
+        let conn = info.conn().clone();
+        let mut slot = self.live.borrow_mut();
+        let Ok(live) = self.load_with(&mut slot, None, Some(info)) else { return };
+        live.sockets.remove(&conn);
+        live.departed.push(conn);
+        self.apply(&mut slot, None, Vec::new());
+    }
+}
+
+fn not_loaded<K: Kind>() -> Error {
+    Error::new(ErrorCode::Internal, format!("{} not loaded", K::LABEL))
+}
+
+/// Declares a kind's Durable Object: the class the runtime instantiates, whose handlers are the
+/// shell's.
+macro_rules! durable_object {
+    ($(#[$meta:meta])* $object:ident, $kind:ty) => {
+        $(#[$meta])*
+        #[worker::durable_object]
+        pub struct $object {
+            shell: std::rc::Rc<$crate::edge::shell::Shell<$kind>>,
+        }
+
+        impl worker::DurableObject for $object {
+            fn new(state: worker::State, env: worker::Env) -> Self {
+                $object { shell: $crate::edge::shell::Shell::new(state, env) }
+            }
+
+            async fn fetch(&self, req: worker::Request) -> worker::Result<worker::Response> {
+                self.shell.fetch(req).await
+            }
+
+            async fn websocket_message(
+                &self,
+                ws: worker::WebSocket,
+                message: worker::WebSocketIncomingMessage,
+            ) -> worker::Result<()> {
+                self.shell.on_message(ws, message).await;
+                Ok(())
+            }
+
+            async fn websocket_close(
+                &self,
+                ws: worker::WebSocket,
+                code: usize,
+                reason: String,
+                _clean: bool,
+            ) -> worker::Result<()> {
+                self.shell.on_close(ws, Some((code, reason))).await;
+                Ok(())
+            }
+
+            async fn websocket_error(&self, ws: worker::WebSocket, _error: worker::Error) -> worker::Result<()> {
+                self.shell.on_close(ws, None).await;
+                Ok(())
+            }
+
+            async fn alarm(&self) -> worker::Result<worker::Response> {
+                self.shell.on_alarm().await
+            }
+        }
+    };
+}
+pub(crate) use durable_object;
