@@ -48,13 +48,24 @@ use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
 use crate::core::object::Object;
-use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
-use crate::core::sessions::Sessions;
+use crate::core::protocol::{self, Envelope, Requests};
+use crate::core::sessions::{Access, Sessions};
 use crate::core::throttle::Budgets;
 use crate::core::time::Timestamp;
 use log::Logged;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
+
+/// How `auth:refresh` judges a document socket's new token: it must still allow reading;
+/// `write` is its write right.
+const ACCESS: Access = Access {
+    rights: |caps, doc| {
+        let rights = DocRights::of(caps, doc);
+        (rights.read, rights.write)
+    },
+    write_field: "canWrite",
+    refused: "the new token does not allow reading this document",
+};
 
 /// One document's live state.
 #[derive(Debug)]
@@ -153,34 +164,6 @@ impl Doc {
             }
         }
     }
-
-    fn refresh_token(
-        &mut self,
-        sender: &DocConnInfo,
-        reply_to: Option<Ref>,
-        p: Refresh,
-        now: Timestamp,
-    ) -> Result<Vec<DocEffect>, Error> {
-        let (config, doc) = (&self.config, self.id.as_str());
-        self.conns.refresh_rights(
-            sender,
-            reply_to.as_ref(),
-            &p.token,
-            &config.auth,
-            now,
-            "canWrite",
-            |identity| {
-                let rights = DocRights::of(identity.caps_or(&config.default_caps), doc);
-                if !rights.read {
-                    return Err(Error::new(
-                        ErrorCode::Forbidden,
-                        "the new token does not allow reading this document",
-                    ));
-                }
-                Ok(rights.write)
-            },
-        )
-    }
 }
 
 impl Object for Doc {
@@ -256,7 +239,10 @@ impl Object for Doc {
             Request::Submit(p) => self.submit(sender, reply_to, p),
             Request::Cursor(p) => self.cursor(sender, reply_to, p),
             Request::OpsGet(p) => self.ops_get(sender, reply_to, p),
-            Request::Refresh(p) => self.refresh_token(sender, reply_to, p, now),
+            Request::Refresh(p) => {
+                let id = self.id.as_str();
+                self.conns.refresh_rights(sender, reply_to.as_ref(), &p.token, &self.config, id, &ACCESS, now)
+            }
         }
     }
 
