@@ -51,17 +51,7 @@ pub enum EventClass {
 }
 
 impl EventClass {
-    const ALL: [EventClass; 4] = [EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
-
-    fn rate(self) -> Rate {
-        match self {
-            EventClass::Op => Rate { per_sec: 20, burst: 40 },
-            EventClass::Cursor => Rate { per_sec: 20, burst: 40 },
-            EventClass::Read => Rate { per_sec: 5, burst: 20 },
-            EventClass::Refresh => Rate { per_sec: 1, burst: 5 },
-        }
-    }
-
+    /// What a `rate_limited` refusal calls the events of this class.
     pub(super) fn noun(self) -> &'static str {
         match self {
             EventClass::Op => "ops",
@@ -73,10 +63,16 @@ impl EventClass {
 }
 
 impl EventClasses for EventClass {
-    const CLASSES: &'static [EventClass] = &EventClass::ALL;
+    const CLASSES: &'static [EventClass] =
+        &[EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
 
     fn rate(self) -> Rate {
-        EventClass::rate(self)
+        match self {
+            EventClass::Op => Rate { per_sec: 20, burst: 40 },
+            EventClass::Cursor => Rate { per_sec: 20, burst: 40 },
+            EventClass::Read => Rate { per_sec: 5, burst: 20 },
+            EventClass::Refresh => Rate { per_sec: 1, burst: 5 },
+        }
     }
 
     fn index(self) -> usize {
