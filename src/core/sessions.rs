@@ -12,7 +12,7 @@
 use crate::core::auth::{self, AuthConfig, Identity};
 use crate::core::caps::Capabilities;
 use crate::core::config::Config;
-use crate::core::effect::{reply, Attachment, Effect};
+use crate::core::effect::{impl_attachment, reply, Attachment, Effect};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol::{self, DecodeError, Envelope, Incoming, Ref, Strikes};
@@ -40,15 +40,7 @@ pub struct ConnInfo {
     pub can_write: bool,
 }
 
-impl Attachment for ConnInfo {
-    fn conn(&self) -> &ConnId {
-        &self.conn
-    }
-
-    fn expires(&self) -> Timestamp {
-        self.expires
-    }
-}
+impl_attachment!(ConnInfo);
 
 /// One open socket.
 #[derive(Debug)]
