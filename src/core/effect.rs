@@ -117,3 +117,20 @@ pub trait Attachment: Clone + std::fmt::Debug + Serialize + serde::de::Deseriali
     /// When the socket's token expires (`exp`, before the leeway).
     fn expires(&self) -> Timestamp;
 }
+
+/// Implements [`Attachment`] for a struct whose `conn` and `expires` fields are what the trait
+/// reads, as in every attachment so far (`sessions::ConnInfo`, `user::UserConnInfo`).
+macro_rules! impl_attachment {
+    ($attachment:ty) => {
+        impl $crate::core::effect::Attachment for $attachment {
+            fn conn(&self) -> &$crate::core::ids::ConnId {
+                &self.conn
+            }
+
+            fn expires(&self) -> $crate::core::time::Timestamp {
+                self.expires
+            }
+        }
+    };
+}
+pub(crate) use impl_attachment;

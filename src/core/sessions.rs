@@ -10,8 +10,9 @@
 //! in rooms and documents, one bucket in user objects).
 
 use crate::core::auth::{self, AuthConfig, Identity};
+use crate::core::caps::Capabilities;
 use crate::core::config::Config;
-use crate::core::effect::{reply, Attachment, Effect};
+use crate::core::effect::{impl_attachment, reply, Attachment, Effect};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::protocol::{self, DecodeError, Envelope, Incoming, Ref, Strikes};
@@ -39,15 +40,7 @@ pub struct ConnInfo {
     pub can_write: bool,
 }
 
-impl Attachment for ConnInfo {
-    fn conn(&self) -> &ConnId {
-        &self.conn
-    }
-
-    fn expires(&self) -> Timestamp {
-        self.expires
-    }
-}
+impl_attachment!(ConnInfo);
 
 /// One open socket.
 #[derive(Debug)]
@@ -219,28 +212,47 @@ impl<I: Attachment> Sessions<I> {
     }
 }
 
+/// How a room or a document judges the token of one of its sockets, in the object's own words
+/// (clients may read them): what the token's capabilities allow there, what the `auth:refresh`
+/// reply calls the write right, and why a new token that no longer lets the socket in is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    /// From a token's capabilities and the object's id: whether a socket may be open there (a
+    /// room's `join`, a document's `read`), and whether it may write (`send`, `write`).
+    pub rights: fn(&Capabilities, &str) -> (bool, bool),
+    /// The `auth:refresh` reply's field for the write right (`canSend`, `canWrite`).
+    pub write_field: &'static str,
+    /// The message of the `forbidden` refusal of a new token that does not let the socket stay.
+    pub refused: &'static str,
+}
+
 impl Sessions<ConnInfo> {
-    /// `auth:refresh` on a room's or document's socket: `rights` reads from the new token
-    /// whether the socket may stay (an error refuses the refresh) and whether it may write.
-    /// Answers `UpdateConn` and the reply `{"expires", <write_field>}`.
+    /// `auth:refresh` on a socket of the room or document `id`: the new token's rights there
+    /// ([`Access::rights`], with the configured default capabilities for a token without any)
+    /// must still let the socket in, or the refresh is refused ([`Access::refused`]); its write
+    /// right replaces the old one. Answers `UpdateConn` and the reply `{"expires", <write_field>}`.
     #[allow(clippy::too_many_arguments)]
     pub fn refresh_rights<W, C>(
         &mut self,
         sender: &ConnInfo,
         reply_to: Option<&Ref>,
         token: &str,
-        auth: &AuthConfig,
+        config: &Config,
+        id: &str,
+        access: &Access,
         now: Timestamp,
-        write_field: &str,
-        rights: impl FnOnce(&Identity) -> Result<bool, Error>,
     ) -> Result<Vec<Effect<W, C, ConnInfo>>, Error> {
-        let info = self.refresh(&sender.conn, &sender.user, token, auth, now, |identity, current| {
-            let can_write = rights(identity)?;
-            Ok(ConnInfo { expires: identity.expires, can_write, ..current.clone() })
-        })?;
+        let info =
+            self.refresh(&sender.conn, &sender.user, token, &config.auth, now, |identity, current| {
+                let (stays, can_write) = (access.rights)(identity.caps_or(&config.default_caps), id);
+                if !stays {
+                    return Err(Error::new(ErrorCode::Forbidden, access.refused));
+                }
+                Ok(ConnInfo { expires: identity.expires, can_write, ..current.clone() })
+            })?;
         let mut data = serde_json::Map::new();
         data.insert("expires".into(), serde_json::json!(info.expires));
-        data.insert(write_field.into(), serde_json::Value::Bool(info.can_write));
+        data.insert(access.write_field.into(), serde_json::Value::Bool(info.can_write));
         let mut effects = vec![Effect::UpdateConn(info)];
         effects.extend(reply(&sender.conn, reply_to, &data));
         Ok(effects)

@@ -1,9 +1,9 @@
 //! What a document socket may send: every event, its payload as a typed struct, its rate class
-//! and whether it needs the right to write. `docs/protocol.md` describes each one; the SDK's
+//! ([`EventClass`], each with its own bucket per user) and whether it needs the right to write. `docs/protocol.md` describes each one; the SDK's
 //! `clients/js/src/types.ts` declares the same payloads, checked against these in its tests.
 
-use super::{Cursor, EventClass};
 use crate::core::protocol::{Refresh, Requests};
+use crate::core::throttle::{EventClasses, Rate};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -34,6 +34,49 @@ impl Event {
     /// Whether the event needs the token's `write` right; a read-only socket is refused it.
     pub fn writes(self) -> bool {
         self == Event::Submit
+    }
+}
+
+/// Rate-limited classes of document events, each with its own bucket per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClass {
+    /// `op:submit`
+    Op,
+    /// `cursor:update`
+    Cursor,
+    /// `ops:get`
+    Read,
+    /// `auth:refresh` alone: reads in one tab must not starve another tab's token refresh.
+    Refresh,
+}
+
+impl EventClass {
+    /// What a `rate_limited` refusal calls the events of this class.
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            EventClass::Op => "ops",
+            EventClass::Cursor => "cursor updates",
+            EventClass::Read => "reads",
+            EventClass::Refresh => "token refreshes",
+        }
+    }
+}
+
+impl EventClasses for EventClass {
+    const CLASSES: &'static [EventClass] =
+        &[EventClass::Op, EventClass::Cursor, EventClass::Read, EventClass::Refresh];
+
+    fn rate(self) -> Rate {
+        match self {
+            EventClass::Op => Rate { per_sec: 20, burst: 40 },
+            EventClass::Cursor => Rate { per_sec: 20, burst: 40 },
+            EventClass::Read => Rate { per_sec: 5, burst: 20 },
+            EventClass::Refresh => Rate { per_sec: 1, burst: 5 },
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -101,17 +144,6 @@ pub struct CursorUpdate {
     pub head: Option<u64>,
     /// The version the positions refer to.
     pub v: u64,
-}
-
-impl CursorUpdate {
-    /// The cursor it describes, if it is one of the two shapes.
-    pub fn cursor(&self) -> Option<Cursor> {
-        match (self.pos, self.anchor, self.head) {
-            (Some(pos), None, None) => Some(Cursor::Caret(pos)),
-            (None, Some(anchor), Some(head)) => Some(Cursor::Selection { anchor, head }),
-            _ => None,
-        }
-    }
 }
 
 /// `ops:get`: a page of the ops from version `from`.

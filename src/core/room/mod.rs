@@ -33,9 +33,9 @@ use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::object::Object;
-use crate::core::protocol::{self, Envelope, Ref, Refresh, Requests};
+use crate::core::protocol::{self, Envelope, Requests};
 use crate::core::room::log::{LogHead, RoomLog};
-use crate::core::sessions::{self, Sessions};
+use crate::core::sessions::{self, Access, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::{earliest, Timers};
@@ -44,6 +44,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Inside the room, its effects are just `Effect`.
 type Effect = RoomEffect;
+
+/// How `auth:refresh` judges a room socket's new token: it must still allow joining; `send` is
+/// its write right.
+const ACCESS: Access = Access {
+    rights: |caps, room| {
+        let rights = RoomRights::of(caps, room);
+        (rights.join, rights.send)
+    },
+    write_field: "canSend",
+    refused: "the new token does not allow joining this room",
+};
 
 /// Rate-limited classes of client events, each with its own bucket per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -243,34 +254,6 @@ impl Room {
     fn tick(&mut self, now: Timestamp) {
         self.clock = self.clock.max(now);
     }
-
-    fn refresh_token(
-        &mut self,
-        sender: &ConnInfo,
-        reply_to: Option<Ref>,
-        p: Refresh,
-        now: Timestamp,
-    ) -> Result<Vec<Effect>, Error> {
-        let (config, room) = (&self.config, self.id.as_str());
-        self.conns.refresh_rights(
-            sender,
-            reply_to.as_ref(),
-            &p.token,
-            &config.auth,
-            now,
-            "canSend",
-            |identity| {
-                let rights = RoomRights::of(identity.caps_or(&config.default_caps), room);
-                if !rights.join {
-                    return Err(Error::new(
-                        ErrorCode::Forbidden,
-                        "the new token does not allow joining this room",
-                    ));
-                }
-                Ok(rights.send)
-            },
-        )
-    }
 }
 
 impl Object for Room {
@@ -364,7 +347,10 @@ impl Object for Room {
             Request::StateSet(p) => self.state_set(sender, r, p),
             Request::Signal(p) => self.signal(sender, r, p),
             Request::Broadcast(p) => self.broadcast(sender, r, p),
-            Request::Refresh(p) => self.refresh_token(sender, r, p, now),
+            Request::Refresh(p) => {
+                let id = self.id.as_str();
+                self.conns.refresh_rights(sender, r.as_ref(), &p.token, &self.config, id, &ACCESS, now)
+            }
         }
     }
 

@@ -3,8 +3,9 @@
 //! ([`UserCall`]) and the data it keeps per socket ([`UserConnInfo`]). This file imports
 //! nothing else of the user object but its leaf modules, so every part of it can use this one.
 
+use crate::core::effect::impl_attachment;
 use crate::core::ids::{ConnId, UserId};
-use crate::core::object::{Attachment, Effect};
+use crate::core::object::Effect;
 use crate::core::presence::Presence;
 use crate::core::protocol::Ref;
 use crate::core::time::Timestamp;
@@ -91,15 +92,7 @@ pub struct UserConnInfo {
     pub expires: Timestamp,
 }
 
-impl Attachment for UserConnInfo {
-    fn conn(&self) -> &ConnId {
-        &self.conn
-    }
-
-    fn expires(&self) -> Timestamp {
-        self.expires
-    }
-}
+impl_attachment!(UserConnInfo);
 
 /// The persisted part of the user's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,7 +90,7 @@ impl User {
     }
 
     /// Whether a stream whose client has `unread` bytes still queued may be sent more: one that
-    /// fell more than [`USER_STREAM_MAX_QUEUED`] (or `RECOVERY_MAX_BYTES`, if smaller) behind is
+    /// fell more than `USER_STREAM_MAX_QUEUED` (or `RECOVERY_MAX_BYTES`, if smaller) behind is
     /// ended instead of buffered (its client reconnects and gets a fresh `user:state`).
     pub fn stream_keeps_up(&self, unread: usize) -> bool {
         unread <= USER_STREAM_MAX_QUEUED.min(self.config.limits.recovery_max_bytes)
@@ -107,14 +107,6 @@ impl User {
         }
         self.device_left(now);
         true
-    }
-
-    /// A socket or stream left: the last device starts the grace period.
-    pub(super) fn device_left(&mut self, now: Timestamp) {
-        self.saved.presence.disconnect(now);
-        if !self.has_devices() {
-            self.timers.set(Timer::Pause, now.plus_millis(self.config.presence.grace_ms));
-        }
     }
 
     /// The stream's token expired: a `close` event, then the end (called from the alarm, which
