@@ -1,7 +1,8 @@
 // Large rooms in workerd, with ROOM_MEMBER_LIST_MAX set to 5: room:state stays capped with the
 // count and a cursor, joins past the setting reach the others as one members:diff a second (on
 // the room's alarm), members:get pages everyone once, and going back under the setting sends the
-// complete list and single member events again.
+// complete list and single member events again. Typing changes there come as at most one
+// typing:update a second to every socket, with the capped list as it is then.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, join, sleep } from "./harness.mjs";
@@ -75,4 +76,37 @@ test("past the setting: capped room:state, coalesced diffs, paging, and back", a
   await late.close();
   assert.deepEqual((await first.next("member:leave")).d, { user: "zz-late" });
   for (const c of clients.slice(0, MAX - 1)) await c.close();
+});
+
+test("past the setting: typing reaches every socket as at most one typing:update a second, the last state winning", async () => {
+  const room = "large-typing";
+  const clients = [];
+  for (let i = 0; i < MAX + 2; i++) clients.push(await join(worker, room, name(i)));
+  const [watcher, ...typists] = clients; // seven members: the room is large
+  await sleep(1_500); // the member diffs go out first
+  const arrivals = [];
+  watcher.ws.on("message", (data) => {
+    if (data.toString().includes('"typing:update"')) arrivals.push(Date.now());
+  });
+  const began = Date.now();
+  // Six typists, one more than the setting shows; then the first two stop within the second.
+  for (const t of typists) assert.deepEqual((await t.request("typing:start")).d, {}, "the reply is unchanged");
+  for (const t of typists.slice(0, 2)) assert.deepEqual((await t.request("typing:stop")).d, {});
+  const first = await watcher.next("typing:update");
+  assert.deepEqual(first.d.users, [name(1)], "the first change after a quiet second goes at once");
+  assert.ok(arrivals[0] - began < 900, `at once: ${arrivals[0] - began} ms`);
+  await sleep(2_500);
+  const updates = watcher.frames.filter((f) => f.t === "typing:update");
+  assert.ok(updates.length >= 1 && updates.length <= 2, `one update a second at most: ${JSON.stringify(updates)}`);
+  const shown = [3, 4, 5].map(name); // u06 was past the setting when it started: acked, not shown
+  assert.deepEqual(updates.at(-1).d.users, shown, "the stops went out with the interval: the last state wins");
+  for (const u of updates) assert.ok(u.d.users.length <= MAX, "at most the setting shown");
+  for (let i = 1; i < arrivals.length; i++) assert.ok(arrivals[i] - arrivals[i - 1] >= 800, `spaced: ${arrivals}`);
+  const own = typists[2].frames.filter((f) => f.t === "typing:update").at(-1);
+  assert.deepEqual(own.d.users, shown, "the typist's own socket gets the update too");
+  // Everyone stops: one more update, empty.
+  for (const t of typists.slice(2)) t.send({ t: "typing:stop" });
+  await sleep(1_500);
+  assert.deepEqual(watcher.frames.filter((f) => f.t === "typing:update").at(-1).d.users, []);
+  for (const c of clients) await c.close();
 });

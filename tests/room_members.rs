@@ -344,29 +344,3 @@ fn random_comings_and_goings_across_the_setting_leave_every_view_right_once_the_
         }
     }
 }
-
-/// Typing is bounded like the member list: in a large room at most `ROOM_MEMBER_LIST_MAX` users
-/// are shown typing, so neither `typing:update` nor `room:state` grows with the room.
-#[test]
-fn at_most_the_setting_of_users_are_shown_typing() {
-    let mut sim = sim(2);
-    let watcher = sim.connect("w");
-    let typists: Vec<ConnId> = ["a", "b", "c"].into_iter().map(|u| sim.connect(u)).collect();
-    sim.advance(10 * MEMBERS_DIFF_MS);
-    sim.take(&watcher);
-    for t in &typists {
-        sim.send(t, json!({"t":"typing:start","ref":1}));
-        assert_eq!(sim.take(t).last().map(|f| f["t"].clone()), Some(json!("reply")), "acknowledged");
-    }
-    let updates = events(&mut sim, &watcher, "typing:update");
-    assert_eq!(updates.len(), 2, "the third typist is not announced");
-    assert_eq!(updates[1]["d"]["users"], json!(["a", "b"]));
-    let late = sim.connect("late");
-    let state = sim.take_one(&late);
-    assert_eq!(state["d"]["typing"], json!(["a", "b"]));
-    // When one stops, a new typist may be shown.
-    sim.send(&typists[0], json!({"t":"typing:stop"}));
-    sim.send(&typists[2], json!({"t":"typing:start"}));
-    let last = events(&mut sim, &watcher, "typing:update").pop().unwrap();
-    assert_eq!(last["d"]["users"], json!(["b", "c"]));
-}

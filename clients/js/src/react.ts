@@ -138,7 +138,10 @@ export function useMessages(id: string, options: { limit?: number } = {}) {
   return { messages, send };
 }
 
-/** Who is typing in the room, and `onType` to call on every keystroke (throttled). */
+/**
+ * Who is typing in the room (it may name you: filter out your own id), and `onType` to call on
+ * every keystroke (throttled).
+ */
 export function useTyping(id: string) {
   const room = useRoom(id);
   const [typing, setTyping] = useState<string[]>(room.typingUsers);

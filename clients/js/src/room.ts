@@ -47,7 +47,11 @@ export interface RoomEvents extends ChannelEvents {
   members: string[];
   /** The number of members (distinct users), when it changes. */
   memberCount: number;
-  /** Users typing now (sorted), when the list changes. */
+  /**
+   * Users typing now (sorted, at most `ROOM_MEMBER_LIST_MAX`), when the list changes; in a large
+   * room at most once a second. It may name you (your other tabs; in a large room this socket
+   * too): leave `user` out when you show it.
+   */
   typing: string[];
   /** A live state key changed. */
   state: StateUpdate;

@@ -174,7 +174,7 @@ impl Room {
             }));
         }
         effects.push(Effect::Broadcast { except, frame: protocol::event("message:receive", &message) });
-        effects.extend(self.stop_typing(user, None));
+        effects.extend(self.stop_typing(user, None, now));
         Ok((ack(&message.receipt(), false), effects))
     }
 

@@ -27,6 +27,7 @@ pub use members::MEMBERS_DIFF_MS;
 pub use messages::{Publish, Resume};
 pub use request::Request;
 pub use streams::StreamInfo;
+pub use typing::TYPING_UPDATE_MS;
 
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
@@ -118,6 +119,8 @@ enum Timer {
     Keepalive,
     /// A large room's coalesced member changes are due (`members:diff`).
     MembersDiff,
+    /// A large room's coalesced typing changes are due (`typing:update`).
+    TypingUpdate,
 }
 
 impl EventClasses for EventClass {
@@ -150,6 +153,8 @@ pub struct Room {
     timers: Timers<Timer>,
     /// Member changes waiting for the next `members:diff` (large rooms).
     diff: members::MemberDiff,
+    /// Typing changes waiting for the next `typing:update` (large rooms).
+    typing_updates: typing::TypingUpdates,
     /// The latest time an input brought (`handle_close` has no clock of its own).
     clock: Timestamp,
     /// When budgets of absent users were last pruned: at most once a second, not per join.
@@ -171,6 +176,7 @@ impl Room {
             streams: BTreeMap::new(),
             timers: Timers::default(),
             diff: members::MemberDiff::default(),
+            typing_updates: typing::TypingUpdates::default(),
             clock: Timestamp(0),
             pruned: None,
         }
@@ -204,6 +210,11 @@ impl Room {
     /// How many users have at least one open connection.
     pub fn member_count(&self) -> usize {
         self.members.len()
+    }
+
+    /// Users shown typing now, in id order (at most `ROOM_MEMBER_LIST_MAX`).
+    pub fn typing_users(&self) -> impl Iterator<Item = &UserId> {
+        self.typing.iter()
     }
 
     /// Refuses a new socket or event stream for `user` over `MAX_SOCKETS_PER_USER` (sockets and
@@ -343,7 +354,7 @@ impl Object for Room {
             Request::History(p) => self.history_get(sender, r, p, log),
             Request::Members(p) => self.members_get(sender, r, p),
             Request::TypingStart => Ok(self.typing_start(sender, r, now)),
-            Request::TypingStop => Ok(self.typing_stop(sender, r)),
+            Request::TypingStop => Ok(self.typing_stop(sender, r, now)),
             Request::StateSet(p) => self.state_set(sender, r, p),
             Request::Signal(p) => self.signal(sender, r, p),
             Request::Broadcast(p) => self.broadcast(sender, r, p),
@@ -373,23 +384,30 @@ impl Object for Room {
         };
         let mut effects = Vec::new();
         if last_socket {
-            effects.extend(self.stop_typing(&user, None));
+            effects.extend(self.stop_typing(&user, None, now));
             effects.extend(self.member_changed(&user, false, None));
         }
         effects
     }
 
-    /// The alarm fired: close sockets whose token expired, lapse stale typing entries.
+    /// The alarm fired: close sockets whose token expired, lapse stale typing entries, send
+    /// what large rooms coalesce.
     fn handle_alarm(&mut self, now: Timestamp) -> Vec<Effect> {
         self.tick(now);
         let mut effects = self.conns.expired(now);
+        let mut typing_update = false;
         for timer in self.timers.pop_due(now) {
             match timer {
-                Timer::Typing(user) => effects.extend(self.stop_typing(&user, None)),
+                Timer::Typing(user) => effects.extend(self.stop_typing(&user, None, now)),
                 Timer::StreamExpiry(id) => effects.extend(self.expire_stream(id)),
                 Timer::Keepalive => effects.extend(self.keepalive(now)),
                 Timer::MembersDiff => effects.extend(self.send_member_diff(now)),
+                // After every lapse due now, so the update carries them.
+                Timer::TypingUpdate => typing_update = true,
             }
+        }
+        if typing_update {
+            effects.extend(self.send_typing_update(now));
         }
         effects
     }
