@@ -184,10 +184,16 @@ pub fn number_param(name: &str, value: Option<&str>) -> Result<Option<u64>, Erro
         .transpose()
 }
 
+/// Longest epoch a client may name: ours are 24 characters; anything longer cannot match.
+const MAX_EPOCH_BYTES: usize = 64;
+
 /// A reconnect position from `?since=&epoch=`: `None` for a plain connect. A `since` without
 /// an `epoch` cannot be checked against the log, so it resumes nothing (`recovered: false`).
 pub fn resume_query(since: Option<&str>, epoch: Option<&str>) -> Result<Option<Resume>, Error> {
     let since = number_param("since", since)?;
+    if epoch.is_some_and(|e| e.len() > MAX_EPOCH_BYTES) {
+        return Err(Error::new(ErrorCode::BadRequest, "epoch must be at most 64 characters"));
+    }
     Ok(match (since, epoch) {
         (None, None) => None,
         (since, epoch) => {
@@ -198,7 +204,7 @@ pub fn resume_query(since: Option<&str>, epoch: Option<&str>) -> Result<Option<R
 
 /// A reconnect position from an SSE `Last-Event-ID` (`<epoch>:<seq>`, the ids we send).
 pub fn resume_from_event_id(id: &str) -> Option<Resume> {
-    let (epoch, seq) = id.rsplit_once(':')?;
+    let (epoch, seq) = id.rsplit_once(':').filter(|(epoch, _)| epoch.len() <= MAX_EPOCH_BYTES)?;
     Some(Resume { since: seq.parse().ok()?, epoch: epoch.to_owned() })
 }
 
@@ -311,6 +317,11 @@ mod tests {
         assert_eq!(resume_from_event_id("ab12:9"), Some(Resume { since: 9, epoch: "ab12".into() }));
         assert_eq!(resume_from_event_id("9"), None);
         assert_eq!(resume_from_event_id("e:x"), None);
+        // An epoch longer than any we hand out cannot match; it would only grow internal headers.
+        let long = "e".repeat(65);
+        assert_eq!(resume_query(Some("7"), Some(&long)).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(resume_from_event_id(&format!("{long}:9")), None);
+        assert!(resume_query(Some("7"), Some(&long[..64])).is_ok());
     }
 
     #[test]

@@ -6,10 +6,9 @@
 //! endpoints.
 
 use super::http;
-use super::shell::{durable_object, Effects, Inbound, Kind, ReaderOf, Shell, WriteOf};
+use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, corrupt, random_id, read_meta, rows, run, safe_integer, write_meta};
 use crate::core::admission::Admission;
-use crate::core::config::Config;
 use crate::core::doc::{
     ops_page, Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, Repair, ResumeFrom,
     StoredDoc, StoredOp,
@@ -56,15 +55,9 @@ impl Kind for DocKind {
     const NAME: &'static str = "doc";
     const LABEL: &'static str = "document";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
-    /// A frame reads nothing: older ops are read by `DocCall::ReadOps` after the commit.
-    const READS_SEE_STAGED: bool = true;
 
-    fn load(
-        sql: &SqlStorage,
-        name: &str,
-        config: &Config,
-        _: &(),
-    ) -> Result<(Doc, Self, Effects<Self>), Error> {
+    fn load(from: Load<'_, Self>) -> Result<Loaded<Self>, Error> {
+        let Load { sql, name, config, .. } = from;
         let id = DocId::parse(name).map_err(|_| corrupt("document id"))?;
         let snapshot_v = read_meta(sql, "snapshot_v")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let limits = &config.limits;
@@ -93,10 +86,11 @@ impl Kind for DocKind {
         batch.iter().try_for_each(|w| write(sql, w))
     }
 
+    /// A frame reads nothing: older ops are read by `DocCall::ReadOps` after the commit.
     fn read<R>(
         &self,
         core: &mut Doc,
-        _: &SqlStorage,
+        _: &Store<'_>,
         f: impl for<'r> FnOnce(&mut Doc, &ReaderOf<'r, Self>) -> R,
     ) -> R {
         f(core, &())
@@ -112,6 +106,11 @@ impl Kind for DocKind {
         let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
         let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
         Ok((info, resume))
+    }
+
+    fn owed(call: &DocCall) -> Option<&ConnId> {
+        let DocCall::ReadOps { to, .. } = call;
+        Some(to)
     }
 
     /// `ops:get` pages older than the live log, read once their batch is stored.
@@ -131,7 +130,8 @@ impl Kind for DocKind {
 
     async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error> {
         let mut slot = shell.slot();
-        let live = shell.load(&mut slot, inbound.name.as_deref())?;
+        // Drained: an answer never shows an edit that could still fail to be stored.
+        let live = shell.drained(&mut slot, inbound.name.as_deref())?;
         let doc = &live.core;
         match inbound.path.as_str() {
             "/snapshot" => http::json(

@@ -4,11 +4,10 @@
 //! (group commit) and read meanwhile through an overlay, its history trimming, the seq floor, and
 //! four endpoints: stats, history, publish and the event stream.
 
-use super::shell::{durable_object, Effects, Inbound, Kind, ReaderOf, Shell, WriteOf};
+use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, storage, write_meta};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
-use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::object::{Effect, Never};
@@ -73,15 +72,9 @@ impl Kind for RoomKind {
     const NAME: &'static str = "room";
     const LABEL: &'static str = "room";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
-    /// The log reader overlays the pending messages.
-    const READS_SEE_STAGED: bool = true;
 
-    fn load(
-        sql: &SqlStorage,
-        name: &str,
-        config: &Config,
-        floor: &Rc<Cell<u64>>,
-    ) -> Result<(Room, Self, Effects<Self>), Error> {
+    fn load(from: Load<'_, Self>) -> Result<Loaded<Self>, Error> {
+        let Load { sql, name, config, memo: floor } = from;
         let id = RoomId::parse(name).map_err(|_| corrupt("room id"))?;
         let epoch = match read_meta(sql, "epoch")? {
             Some(epoch) => epoch,
@@ -142,13 +135,14 @@ impl Kind for RoomKind {
         vec![Effect::StreamBroadcast { event }]
     }
 
+    /// The log as SQLite holds it, with the pending messages over it.
     fn read<R>(
         &self,
         room: &mut Room,
-        sql: &SqlStorage,
+        store: &Store<'_>,
         f: impl for<'r> FnOnce(&mut Room, &ReaderOf<'r, Self>) -> R,
     ) -> R {
-        let base = SqlLog { sql, room: &self.id };
+        let base = SqlLog { sql: store.sql, room: &self.id };
         f(room, &Overlay { base: &base, pending: &self.pending })
     }
 
@@ -257,9 +251,9 @@ fn history(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, E
         number_param("limit", inbound.query("limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
     let user = inbound.admission.user()?;
     let mut slot = shell.slot();
-    let live = shell.drained(&mut slot, inbound.name.as_deref())?;
+    shell.drained(&mut slot, inbound.name.as_deref())?;
     let messages =
-        live.read(&shell.state, |room, log| room.http_history(user, before, limit, now(), log))??;
+        shell.read(&mut slot, None, |room, log| room.http_history(user, before, limit, now(), log))??;
     http::json(200, &serde_json::json!({ "messages": messages }))
 }
 
@@ -270,9 +264,9 @@ fn publish(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound, body: String) -> Resu
     let publish: Publish = serde_json::from_str(&body)
         .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad body: {e}")))?;
     let mut slot = shell.slot();
-    let live = shell.load(&mut slot, inbound.name.as_deref())?;
+    shell.load(&mut slot, inbound.name.as_deref())?;
     let key = admission.idempotency_key.clone();
-    let (ack, effects) = live.read(&shell.state, |room, log| {
+    let (ack, effects) = shell.read(&mut slot, None, |room, log| {
         room.handle_publish(user, publish, key, admission.server, now(), log)
     })??;
     shell
@@ -289,13 +283,15 @@ fn events(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Er
         StreamInfo { id: random_id()?, user: admission.user()?.clone(), expires: admission.expires()? };
     let id = info.id.clone();
     let mut slot = shell.slot();
-    let live = shell.drained(&mut slot, inbound.name.as_deref())?;
+    shell.drained(&mut slot, inbound.name.as_deref())?;
     let resume = resume_of(admission);
     let opening =
-        live.read(&shell.state, |room, log| room.open_stream(info, resume.as_ref(), now(), log))??;
+        shell.read(&mut slot, None, |room, log| room.open_stream(info, resume.as_ref(), now(), log))??;
     let (stream, body) = shell.new_stream(&id);
     stream.push(opening.as_bytes());
-    live.streams.insert(id, stream);
+    if let Some(live) = slot.as_mut() {
+        live.streams.insert(id, stream);
+    }
     // The stream's expiry and the keepalive are deadlines of the one alarm.
     shell.apply(&mut slot, None, Vec::new());
     sse::response(body)

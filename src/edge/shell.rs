@@ -33,7 +33,7 @@ use crate::core::protocol;
 use crate::core::time::Timestamp;
 use js_sys::JsString;
 use std::cell::{RefCell, RefMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use worker::{
     Env, Request, Response, ResponseBuilder, SqlStorage, State, WebSocket, WebSocketIncomingMessage,
@@ -53,6 +53,24 @@ pub(crate) type ConnectOf<K> = <<K as Kind>::Core as Object>::Connect;
 /// The storage a kind's core reads while it handles an input.
 pub(crate) type ReaderOf<'r, K> = <<K as Kind>::Core as Object>::Reader<'r>;
 
+/// What a kind loads from: its storage, its name (stored or, the first time, from the Worker),
+/// the settings, and what outlived the previous live state.
+pub(crate) struct Load<'a, K: Kind> {
+    pub(crate) sql: &'a SqlStorage,
+    pub(crate) name: &'a str,
+    pub(crate) config: &'a Config,
+    pub(crate) memo: &'a K::Memo,
+}
+
+/// The storage a reader reads and, for a reader that commits before it reads, the transaction.
+pub(crate) struct Store<'a> {
+    pub(crate) sql: &'a SqlStorage,
+    pub(crate) state: &'a State,
+}
+
+/// A loaded kind: its core, what it keeps beside the core, and the effects the load decided.
+pub(crate) type Loaded<K> = (<K as Kind>::Core, K, Effects<K>);
+
 /// One kind of object: what it adds to the shell. `Self` is what the kind keeps beside its core
 /// while it is live (staged writes, handles).
 pub(crate) trait Kind: Sized + 'static {
@@ -69,18 +87,10 @@ pub(crate) trait Kind: Sized + 'static {
     const LABEL: &'static str;
     /// The schema's versions, in order (see [`sql::migrate`]).
     const MIGRATIONS: &'static [&'static str];
-    /// Whether the core's reader sees staged writes; when not, they are committed before any
-    /// input that reads storage.
-    const READS_SEE_STAGED: bool;
 
-    /// The core as storage holds it, named `name` (stored or, the first time, from the Worker),
-    /// and the effects the load decided (a repair's writes).
-    fn load(
-        sql: &SqlStorage,
-        name: &str,
-        config: &Config,
-        memo: &Self::Memo,
-    ) -> Result<(Self::Core, Self, Effects<Self>), Error>;
+    /// The core as storage holds it, what the kind keeps beside it, and the effects the load
+    /// decided (a repair's writes).
+    fn load(from: Load<'_, Self>) -> Result<Loaded<Self>, Error>;
 
     /// Keeps one write for the next commit.
     fn stage(&mut self, write: WriteOf<Self>);
@@ -97,13 +107,27 @@ pub(crate) trait Kind: Sized + 'static {
         Vec::new()
     }
 
-    /// Runs `f` with the reader the core reads storage through.
+    /// Runs `f` with the reader the core reads storage through. Reads must see the staged
+    /// writes: a room's log overlays its pending messages; a reader that cannot overlay commits
+    /// what is staged before its first read, and reports a failure through `read_failure`.
     fn read<R>(
         &self,
         core: &mut Self::Core,
-        sql: &SqlStorage,
+        store: &Store<'_>,
         f: impl for<'r> FnOnce(&mut Self::Core, &ReaderOf<'r, Self>) -> R,
     ) -> R;
+
+    /// A commit the reader made that failed: the live state is then dropped.
+    fn read_failure(&self) -> Option<Error> {
+        None
+    }
+
+    /// The socket a call owes a reply to, if any: when the live state is dropped before the
+    /// call is made, that socket is closed (1011) rather than left waiting.
+    fn owed(call: &CallOf<Self>) -> Option<&ConnId> {
+        let _ = call;
+        None
+    }
 
     /// The live state is being dropped (a write failed, or the instance goes away).
     fn dropped(&self, core: &Self::Core) {
@@ -182,19 +206,6 @@ impl<K: Kind> Drop for Live<K> {
 }
 
 impl<K: Kind> Live<K> {
-    /// Runs `f` on the core with its reader; staged writes the reader cannot see are committed
-    /// first.
-    pub(crate) fn read<R>(
-        &mut self,
-        state: &State,
-        f: impl for<'r> FnOnce(&mut K::Core, &ReaderOf<'r, K>) -> R,
-    ) -> Result<R, Error> {
-        if !K::READS_SEE_STAGED {
-            self.commit(state)?;
-        }
-        Ok(self.kind.read(&mut self.core, &self.sql, f))
-    }
-
     /// Queues a batch in phase order: writes staged, frames and stream bytes queued, calls kept
     /// until the drain that commits their writes. A `Close` first sends what is queued (the
     /// socket's frames go out before its close frame, and the writes they announce first).
@@ -258,14 +269,16 @@ impl<K: Kind> Live<K> {
             }
         }
         let mut refused: Vec<ConnId> = Vec::new();
+        let mut seen = HashSet::new();
         let sockets = &self.sockets;
         for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
             let frame = JsString::from(frame);
             for conn in recipients {
-                if refused.contains(&conn) {
+                if seen.contains(&conn) {
                     continue;
                 }
                 if sockets.get(&conn).is_some_and(|ws| !socket::send_js(ws, &frame)) {
+                    seen.insert(conn.clone());
                     refused.push(conn);
                 }
             }
@@ -322,6 +335,7 @@ impl<K: Kind> Live<K> {
             self.settle(state, now())?;
         }
         self.ready_calls.append(&mut self.calls);
+        self.sync_alarm(state);
         Ok(())
     }
 
@@ -332,15 +346,20 @@ impl<K: Kind> Live<K> {
     /// Before the live state is dropped after a failed write: nothing queued may go out (it may
     /// announce what was not written), so every socket owed a frame is closed with 1011; its
     /// client reconnects, resumes and resends what was not acknowledged instead of waiting for a
-    /// frame that never comes. Closed, it is not restored on the next wake.
+    /// frame that never comes; so is one owed a reply by a call not yet made. Closed, it is not
+    /// restored on the next wake.
     fn abandon(&mut self) {
         let _ = self.kind.take_batch();
+        let calls = self.calls.iter().chain(&self.ready_calls);
+        let mut owed: Vec<ConnId> = calls.filter_map(K::owed).cloned().collect();
         self.calls.clear();
+        self.ready_calls.clear();
         for (_, recipients) in self.outbox.drain(self.sockets.keys()) {
-            for conn in recipients {
-                if let Some(ws) = self.sockets.remove(&conn) {
-                    socket::close(&ws, close::INTERNAL, unavailable::<K>());
-                }
+            owed.extend(recipients);
+        }
+        for conn in owed {
+            if let Some(ws) = self.sockets.remove(&conn) {
+                socket::close(&ws, close::INTERNAL, unavailable::<K>());
             }
         }
     }
@@ -418,6 +437,24 @@ impl<K: Kind> Shell<K> {
         slot.as_mut().ok_or_else(|| not_loaded::<K>())
     }
 
+    /// Runs `f` on the live core with its reader. A commit the reader made before reading that
+    /// failed drops the live state (telling `origin`), as any failed write does.
+    pub(crate) fn read<R>(
+        self: &Rc<Self>,
+        slot: &mut Slot<K>,
+        origin: Option<&ConnId>,
+        f: impl for<'r> FnOnce(&mut K::Core, &ReaderOf<'r, K>) -> R,
+    ) -> Result<R, Error> {
+        let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
+        let store = Store { sql: &live.sql, state: &self.state };
+        let out = live.kind.read(&mut live.core, &store, f);
+        if let Some(e) = live.kind.read_failure() {
+            self.fail(slot, origin, &e);
+            return Err(e);
+        }
+        Ok(out)
+    }
+
     /// The live object with everything queued drained, for reads that leave the object at once
     /// (stats, HTTP history, an event stream's opening): they never show an unwritten write.
     pub(crate) fn drained<'a>(
@@ -448,7 +485,8 @@ impl<K: Kind> Shell<K> {
                 return Err(Error::new(ErrorCode::Internal, format!("{} has no name yet", K::LABEL)))
             }
         };
-        let (mut core, kind, mut effects) = K::load(&sql, &name, &config, &self.memo)?;
+        let from = Load { sql: &sql, name: &name, config: &config, memo: &self.memo };
+        let (mut core, kind, mut effects) = K::load(from)?;
         if first {
             write_meta(&sql, K::NAME, &name)?;
         }
@@ -602,6 +640,9 @@ impl<K: Kind> Shell<K> {
         if live.streams.remove(id).is_some() {
             live.streams_gone.push(id.clone());
             self.apply(&mut slot, None, Vec::new());
+            drop(slot);
+            let shell = Rc::clone(self);
+            worker::wasm_bindgen_futures::spawn_local(async move { shell.run_calls().await });
         }
     }
 }
@@ -644,22 +685,16 @@ impl<K: Kind> Shell<K> {
         };
         {
             let mut slot = self.live.borrow_mut();
-            let live = match self.load(&mut slot, None) {
-                Ok(live) => live,
-                Err(e) => {
-                    socket::send(&ws, &protocol::error_frame(&e));
-                    socket::close(&ws, close::INTERNAL, unavailable::<K>());
-                    return;
-                }
-            };
+            if let Err(e) = self.load(&mut slot, None) {
+                socket::send(&ws, &protocol::error_frame(&e));
+                socket::close(&ws, close::INTERNAL, unavailable::<K>());
+                return;
+            }
             let frame = socket::incoming(&message);
-            match live.read(&self.state, |core, reader| core.handle_frame(&conn, frame, now(), reader)) {
-                Ok(effects) => {
-                    self.apply(&mut slot, Some(&conn), effects);
-                }
-                Err(e) => {
-                    self.fail(&mut slot, Some(&conn), &e);
-                }
+            let handled = self
+                .read(&mut slot, Some(&conn), |core, reader| core.handle_frame(&conn, frame, now(), reader));
+            if let Ok(effects) = handled {
+                self.apply(&mut slot, Some(&conn), effects);
             }
         }
         self.run_calls().await;
@@ -676,16 +711,23 @@ impl<K: Kind> Shell<K> {
     }
 
     pub(crate) async fn on_alarm(self: &Rc<Self>) -> worker::Result<Response> {
-        {
+        let handled = {
             let mut slot = self.live.borrow_mut();
             // The alarm may find the object evicted: rebuilding restores every token expiry.
-            if let Ok(live) = self.load(&mut slot, None) {
-                live.alarm = None; // this alarm is spent
-                let effects = live.core.handle_alarm(now());
-                self.apply(&mut slot, None, effects);
+            match self.load(&mut slot, None) {
+                Ok(live) => {
+                    live.alarm = None; // this alarm is spent
+                    let effects = live.core.handle_alarm(now());
+                    self.apply(&mut slot, None, effects)
+                }
+                Err(_) => false,
             }
-        }
+        };
         self.run_calls().await;
+        if !handled {
+            // Thrown, so the runtime retries the alarm (with backoff) instead of forgetting it.
+            return Err(worker::Error::RustError(format!("{} could not handle its alarm", K::LABEL)));
+        }
         Response::ok("")
     }
 
@@ -728,7 +770,7 @@ impl<K: Kind> Shell<K> {
         let conn = info.conn().clone();
         live.sockets.insert(conn.clone(), ws.clone());
         let effects =
-            live.read(&self.state, |core, reader| core.handle_connect(info, connect, now(), reader))?;
+            self.read(slot, None, |core, reader| core.handle_connect(info, connect, now(), reader))?;
         if !self.apply(slot, None, effects) {
             return Err(failed());
         }

@@ -6,12 +6,13 @@
 //! HTTP endpoints: the event stream and the fallback's writes, notify, the inbox, and the
 //! object-to-object watch protocol.
 
-use super::shell::{durable_object, Effects, Inbound, Kind, ReaderOf, Shell, Slot, WriteOf};
+use super::shell::{
+    durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Slot, Store, WriteOf,
+};
 use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
 use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
-use crate::core::config::Config;
 use crate::core::error::LogError;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
@@ -23,6 +24,7 @@ use crate::core::user::request::Users;
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
 use crate::core::user::{StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserStreamInfo, UserWrite};
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{Response, SqlStorage, SqlStorageValue};
@@ -40,10 +42,13 @@ const MIGRATIONS: &[&str] = &[
 /// Ids per `IN (...)`: SQLite in a Durable Object binds at most 100 values per statement.
 const IDS_PER_STATEMENT: usize = 100;
 
-/// What a live user object keeps beside its core: the writes staged for the next commit.
+/// What a live user object keeps beside its core: the writes staged for the next commit, which
+/// the inbox reader commits before its first read (in a cell: the reader has the kind shared).
 #[derive(Default)]
 pub(crate) struct UserKind {
-    staged: Vec<UserWrite>,
+    staged: RefCell<Vec<UserWrite>>,
+    /// A commit the inbox reader made that failed.
+    failure: RefCell<Option<Error>>,
 }
 
 durable_object!(
@@ -59,15 +64,9 @@ impl Kind for UserKind {
     const NAME: &'static str = "user";
     const LABEL: &'static str = "user";
     const MIGRATIONS: &'static [&'static str] = MIGRATIONS;
-    /// The inbox is read from SQLite: reads see only committed writes.
-    const READS_SEE_STAGED: bool = false;
 
-    fn load(
-        sql: &SqlStorage,
-        name: &str,
-        config: &Config,
-        _: &(),
-    ) -> Result<(User, Self, Effects<Self>), Error> {
+    fn load(from: Load<'_, Self>) -> Result<Loaded<Self>, Error> {
+        let Load { sql, name, config, .. } = from;
         let id = UserId::parse(name).map_err(|_| corrupt("user id"))?;
         let stored = StoredUser {
             presence: match read_meta(sql, "presence")? {
@@ -86,24 +85,38 @@ impl Kind for UserKind {
     }
 
     fn stage(&mut self, write: WriteOf<Self>) {
-        self.staged.push(write);
+        self.staged.get_mut().push(write);
     }
 
     fn take_batch(&mut self) -> Option<Vec<UserWrite>> {
-        (!self.staged.is_empty()).then(|| std::mem::take(&mut self.staged))
+        let staged = self.staged.get_mut();
+        (!staged.is_empty()).then(|| std::mem::take(staged))
     }
 
     fn write(sql: &SqlStorage, batch: &Vec<UserWrite>) -> Result<(), Error> {
         batch.iter().try_for_each(|w| write(sql, w))
     }
 
+    /// The inbox as SQLite holds it: it commits what is staged before its first read, so an
+    /// input that does not read the inbox leaves its predecessors' writes to the group commit.
     fn read<R>(
         &self,
         user: &mut User,
-        sql: &SqlStorage,
+        store: &Store<'_>,
         f: impl for<'r> FnOnce(&mut User, &ReaderOf<'r, Self>) -> R,
     ) -> R {
-        f(user, &SqlInbox(sql))
+        f(user, &SqlInbox { store, kind: self })
+    }
+
+    fn read_failure(&self) -> Option<Error> {
+        self.failure.borrow_mut().take()
+    }
+
+    fn owed(call: &UserCall) -> Option<&ConnId> {
+        match call {
+            UserCall::Watch { reply: Some(reply), .. } => Some(&reply.conn),
+            _ => None,
+        }
     }
 
     fn admit(user: &User, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
@@ -189,8 +202,8 @@ impl Endpoint<'_> {
     ) -> Result<Response, Error> {
         let shell = self.shell;
         let mut slot = shell.slot();
-        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
-        let (answer, effects) = live.read(&shell.state, |user, inbox| f(user, inbox))??;
+        shell.load(&mut slot, self.inbound.name.as_deref())?;
+        let (answer, effects) = shell.read(&mut slot, None, |user, inbox| f(user, inbox))??;
         shell.apply_now(&mut slot, effects)?;
         http::json(200, &answer)
     }
@@ -287,7 +300,8 @@ impl Endpoint<'_> {
         let policy = admission.policy()?.clone();
         let id = info.id.clone();
         let mut slot = shell.slot();
-        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+        // Drained: what was queued before the stream existed is not for it (`user:state` first).
+        let live = shell.drained(&mut slot, self.inbound.name.as_deref())?;
         live.core.check_capacity()?;
         let (stream, body) = shell.new_stream(&id);
         // Held before the effects are applied: the first one addressed to it is `user:state`.
@@ -309,7 +323,7 @@ impl Endpoint<'_> {
     fn stats(&self) -> Result<Response, Error> {
         let shell = self.shell;
         let mut slot: std::cell::RefMut<'_, Slot<UserKind>> = shell.slot();
-        let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
+        let live = shell.drained(&mut slot, self.inbound.name.as_deref())?;
         let user = &live.core;
         http::json(
             200,
@@ -437,8 +451,11 @@ fn write_inbox(sql: &SqlStorage, write: &InboxWrite) -> Result<(), Error> {
     }
 }
 
-/// The inbox as SQLite holds it.
-struct SqlInbox<'a>(&'a SqlStorage);
+/// The inbox as SQLite holds it, once the staged writes are committed.
+struct SqlInbox<'a> {
+    store: &'a Store<'a>,
+    kind: &'a UserKind,
+}
 
 #[derive(Deserialize)]
 struct NotificationRow {
@@ -460,9 +477,28 @@ impl NotificationRow {
 }
 
 impl SqlInbox<'_> {
+    /// Commits the staged writes (one transaction) so the reads below see them; a failure is
+    /// kept for the shell, which drops the live state.
+    fn exec<T: for<'de> Deserialize<'de>>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, LogError> {
+        let staged = std::mem::take(&mut *self.kind.staged.borrow_mut());
+        if !staged.is_empty() {
+            let sql = self.store.sql.clone();
+            if let Err(e) =
+                sql::transaction(self.store.state, move || staged.iter().try_for_each(|w| write(&sql, w)))
+            {
+                *self.kind.failure.borrow_mut() = Some(e.clone());
+                return Err(LogError(e.message));
+            }
+        }
+        self.store.sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))
+    }
+
     fn query(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Notification>, LogError> {
-        let found: Vec<NotificationRow> =
-            self.0.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+        let found: Vec<NotificationRow> = self.exec(query, bindings)?;
         found.into_iter().map(NotificationRow::notification).collect()
     }
 }
@@ -493,8 +529,7 @@ impl Inbox for SqlInbox<'_> {
             let marks = vec!["?"; chunk.len()].join(", ");
             let bindings: Vec<SqlStorageValue> = chunk.iter().map(|id| bound(*id)).collect();
             let q = format!("SELECT COUNT(*) AS n FROM notifications WHERE read = 0 AND id IN ({marks})");
-            let found: Vec<Count> =
-                self.0.exec(&q, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+            let found: Vec<Count> = self.exec(&q, bindings)?;
             total += found.first().map_or(0, |c| c.n.max(0) as u64);
         }
         Ok(total)
