@@ -120,6 +120,14 @@ impl Kind for RoomKind {
         })
     }
 
+    fn one_statement(batch: &RoomBatch) -> bool {
+        match (batch.messages.len(), batch.states.len()) {
+            (0, states) => states == 1,
+            (messages, 0) => messages <= ROWS_PER_INSERT,
+            _ => false,
+        }
+    }
+
     fn write(sql: &SqlStorage, batch: &RoomBatch) -> Result<(), Error> {
         write_messages(sql, &batch.messages)?;
         batch.states.iter().try_for_each(|(key, entry)| put_state(sql, key, entry))
@@ -128,7 +136,8 @@ impl Kind for RoomKind {
     /// Trims the history, and sends the stored messages to the event streams.
     fn stored(&mut self, room: &Room, sql: &SqlStorage, batch: &RoomBatch) -> Effects<Self> {
         self.trim_history(sql);
-        if batch.messages.is_empty() {
+        // Built only for open streams: most rooms have none.
+        if batch.messages.is_empty() || room.stream_count() == 0 {
             return Vec::new();
         }
         let event: String = batch.messages.iter().map(|m| room.message_event(m)).collect();

@@ -3,12 +3,11 @@
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::ConnId;
 use crate::core::object::Attachment;
-use crate::core::protocol::Incoming;
 use js_sys::JsString;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{Request, Response, ResponseBuilder, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
+use worker::{Request, Response, ResponseBuilder, State, WebSocket, WebSocketPair};
 
 #[wasm_bindgen]
 extern "C" {
@@ -27,14 +26,6 @@ pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
 /// The connection id in `ws`'s attachment of type `T`.
 pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
     attachment::<T>(ws).map(|info| info.conn().clone())
-}
-
-/// An incoming message as the core reads it.
-pub(crate) fn incoming(message: &WebSocketIncomingMessage) -> Incoming<'_> {
-    match message {
-        WebSocketIncomingMessage::String(text) => Incoming::Text(text),
-        WebSocketIncomingMessage::Binary(bytes) => Incoming::Binary(bytes.len()),
-    }
 }
 
 /// Finishes a close the client started. In hibernation mode the close handshake is ours to
