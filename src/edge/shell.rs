@@ -34,6 +34,7 @@ use crate::core::time::Timestamp;
 use js_sys::JsString;
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::rc::Rc;
 use wasm_bindgen::prelude::{wasm_bindgen, Closure};
 use wasm_bindgen::{JsCast, JsValue};
@@ -699,32 +700,42 @@ impl<K: Kind> Shell<K> {
 
 /// The handlers the runtime calls.
 impl<K: Kind> Shell<K> {
-    pub(crate) async fn fetch(self: &Rc<Self>, req: Request) -> worker::Result<Response> {
+    /// A request from the Worker. A connect is answered synchronously (no promise: a connect
+    /// storm is the hot path here); the kind's endpoints, which may read a body or wait for other
+    /// objects, get a future.
+    pub(crate) fn fetch(
+        self: &Rc<Self>,
+        req: Request,
+    ) -> Result<worker::Result<Response>, impl Future<Output = worker::Result<Response>>> {
         let header = |name: &str| req.headers().get(name).ok().flatten();
         let (name, admission) = (header(internal::OBJECT), header(internal::ADMISSION));
         let path = req.path();
-        let result = match Admission::parse(admission.as_deref()) {
-            Err(e) => Err(e),
-            Ok(admission) => {
-                let inbound = Inbound { path: path.clone(), name, admission, req };
-                if path == "/connect" {
-                    self.accept(&inbound)
-                } else {
-                    K::endpoint(self, inbound).await
-                }
-            }
-        };
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => return http::error(&e),
-        };
-        if path == "/connect" || path == "/events" {
-            // The handshake (or the stream's headers) must not wait for other objects.
+        let inbound = Admission::parse(admission.as_deref()).map(|admission| Inbound {
+            path: path.clone(),
+            name,
+            admission,
+            req,
+        });
+        if path == "/connect" {
+            let answer = inbound.and_then(|inbound| self.accept(&inbound));
+            // The handshake must not wait for other objects.
             self.spawn_calls();
-        } else {
-            self.run_calls().await;
+            return Ok(answer.or_else(|e| http::error(&e)));
         }
-        Ok(response)
+        let shell = Rc::clone(self);
+        Err(async move {
+            let answer = match inbound {
+                Ok(inbound) => K::endpoint(&shell, inbound).await,
+                Err(e) => Err(e),
+            };
+            if path == "/events" {
+                // The stream's headers must not wait for other objects.
+                shell.spawn_calls();
+            } else {
+                shell.run_calls().await;
+            }
+            answer.or_else(|e| http::error(&e))
+        })
     }
 
     /// A frame arrived. Handled synchronously (the runtime calls this export without a promise
@@ -852,30 +863,38 @@ fn not_loaded<K: Kind>() -> Error {
     Error::new(ErrorCode::Internal, format!("{} not loaded", K::LABEL))
 }
 
-/// Declares a kind's Durable Object: the class the runtime instantiates, whose handlers are the
-/// shell's. `fetch` goes through workers-rs; the socket handlers are exported directly and run
-/// synchronously (the crate's exports wrap every call in a promise and a spawned task, which cost
-/// ~16 % of a room message's busy time), and the alarm returns its own promise.
+/// Declares a kind's Durable Object: the class the runtime instantiates (exported to JS as
+/// workers-rs exports one), whose handlers are the shell's. The socket handlers and a connect run
+/// synchronously: workers-rs wraps every call in a promise and a spawned task, which cost ~16 %
+/// of a room message's busy time; the other requests and the alarm return a promise.
 macro_rules! durable_object {
     ($(#[$meta:meta])* $object:ident, $kind:ty) => {
         $(#[$meta])*
-        #[worker::durable_object(fetch)]
+        #[wasm_bindgen::prelude::wasm_bindgen]
         pub struct $object {
             shell: std::rc::Rc<$crate::edge::shell::Shell<$kind>>,
         }
 
-        impl worker::DurableObject for $object {
-            fn new(state: worker::State, env: worker::Env) -> Self {
-                $object { shell: $crate::edge::shell::Shell::new(state, env) }
-            }
-
-            async fn fetch(&self, req: worker::Request) -> worker::Result<worker::Response> {
-                self.shell.fetch(req).await
-            }
-        }
-
         #[wasm_bindgen::prelude::wasm_bindgen]
         impl $object {
+            #[wasm_bindgen(constructor)]
+            pub fn new(state: worker::worker_sys::DurableObjectState, env: worker::Env) -> Self {
+                $object { shell: $crate::edge::shell::Shell::new(worker::State::from(state), env) }
+            }
+
+            /// A `Response`, or a promise of one.
+            pub fn fetch(&self, req: worker::worker_sys::web_sys::Request) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+                fn answer(response: worker::Result<worker::Response>) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+                    response
+                        .map(|r| worker::worker_sys::web_sys::Response::from(r).into())
+                        .map_err(wasm_bindgen::JsValue::from)
+                }
+                match self.shell.fetch(worker::Request::from(req)) {
+                    Ok(response) => answer(response),
+                    Err(later) => Ok(worker::wasm_bindgen_futures::future_to_promise(async move { answer(later.await) }).into()),
+                }
+            }
+
             #[wasm_bindgen(js_name = webSocketMessage)]
             pub fn websocket_message(
                 &self,
@@ -901,7 +920,6 @@ macro_rules! durable_object {
                 self.shell.on_close(ws.into(), None);
             }
 
-            #[wasm_bindgen(js_name = alarm)]
             pub fn alarm(&self) -> js_sys::Promise {
                 let shell = std::rc::Rc::clone(&self.shell);
                 worker::wasm_bindgen_futures::future_to_promise(async move {
