@@ -19,6 +19,13 @@
 //!
 //! No borrow of the live state is held across an `.await`.
 
+mod export;
+mod live;
+
+pub(crate) use export::durable_object;
+use live::unavailable;
+pub(crate) use live::{Live, Slot};
+
 use super::socket;
 use super::sql::{self, count_wake, random_id, read_meta, write_meta};
 use super::sse::{Stream, StreamBody};
@@ -27,13 +34,11 @@ use crate::core::admission::Admission;
 use crate::core::config::Config;
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::ids::ConnId;
-use crate::core::object::{phases, Attachment, Effect, EffectOf, Object, SSE_KEEPALIVE};
-use crate::core::outbox::{self, Outbox, Target};
+use crate::core::object::{Attachment, EffectOf, Object};
+use crate::core::outbox;
 use crate::core::protocol::{self, Incoming};
-use crate::core::time::Timestamp;
-use js_sys::JsString;
 use std::cell::{OnceCell, RefCell, RefMut};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use wasm_bindgen::prelude::{wasm_bindgen, Closure};
@@ -179,219 +184,6 @@ impl Inbound {
     }
 }
 
-/// The live state slot: `None` until the first event after a wake, and after a failed write.
-pub(crate) type Slot<K> = Option<Live<K>>;
-
-/// An object as it lives between events.
-pub(crate) struct Live<K: Kind> {
-    pub(crate) core: K::Core,
-    pub(crate) kind: K,
-    pub(crate) sockets: HashMap<ConnId, WebSocket>,
-    /// Open Server-Sent Events responses, by the id the core knows them by. They live only in
-    /// this instance: an open response keeps the object in memory, and whatever drops the live
-    /// state ends them, so a rebuild never finds one.
-    pub(crate) streams: HashMap<ConnId, Stream>,
-    pub(crate) sql: SqlStorage,
-    /// The alarm this instance last set (`None` after a wake: unknown, so it is set again).
-    pub(crate) alarm: Option<Timestamp>,
-    staged: bool,
-    outbox: Outbox,
-    /// Stream effects waiting for the drain, in order.
-    stream_queue: Vec<EffectOf<K::Core>>,
-    /// Calls of batches not yet drained, and of drained ones (ready to be made).
-    calls: Vec<CallOf<K>>,
-    ready_calls: Vec<CallOf<K>>,
-    /// Sockets closed or refused, and streams ended, whose departure the core has not heard yet.
-    departed: Vec<ConnId>,
-    streams_gone: Vec<ConnId>,
-    flush_scheduled: bool,
-    /// When the previous batch was applied: events close together mean a backlog.
-    last_apply: Option<Timestamp>,
-}
-
-impl<K: Kind> Drop for Live<K> {
-    fn drop(&mut self) {
-        self.kind.dropped(&self.core);
-    }
-}
-
-impl<K: Kind> Live<K> {
-    /// Queues a batch in phase order: writes staged, frames and stream bytes queued, calls kept
-    /// until the drain that commits their writes. A `Close` first sends what is queued (the
-    /// socket's frames go out before its close frame, and the writes they announce first).
-    fn queue(&mut self, state: &State, effects: Effects<K>) -> Result<(), Error> {
-        let (writes, frames, calls) = phases(effects);
-        for write in writes {
-            self.kind.stage(write);
-            self.staged = true;
-        }
-        for effect in frames {
-            match effect {
-                Effect::UpdateConn(info) => {
-                    if let Some(ws) = self.sockets.get(info.conn()) {
-                        let _ = ws.serialize_attachment(&info);
-                    }
-                }
-                Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
-                Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
-                Effect::Close { conn, code, reason } => {
-                    self.commit(state)?;
-                    self.send_queued();
-                    if let Some(ws) = self.sockets.remove(&conn) {
-                        socket::close(&ws, code, reason);
-                    }
-                    self.departed.push(conn);
-                }
-                stream => self.stream_queue.push(stream),
-            }
-        }
-        self.calls.extend(calls);
-        Ok(())
-    }
-
-    /// Commits the staged writes in one transaction, then queues what announces them.
-    fn commit(&mut self, state: &State) -> Result<(), Error> {
-        self.staged = false;
-        let Some(batch) = self.kind.take_batch() else { return Ok(()) };
-        let batch = Rc::new(batch);
-        if K::one_statement(&batch) {
-            K::write(&self.sql, &batch)?;
-        } else {
-            let (sql, written) = (self.sql.clone(), Rc::clone(&batch));
-            sql::transaction(state, move || K::write(&sql, &written))?;
-        }
-        let announced = self.kind.stored(&self.core, &self.sql, &batch);
-        self.queue(state, announced)
-    }
-
-    /// Sends every queued frame (each distinct one crosses into JS once for all its recipients)
-    /// and stream byte. Sockets that refuse a frame are closed (1011) and get nothing more, so
-    /// none sees a gap; streams whose client left or fell behind are ended. Both are noted as
-    /// departed.
-    fn send_queued(&mut self) {
-        for effect in std::mem::take(&mut self.stream_queue) {
-            match effect {
-                Effect::StreamSend { to, event } => self.feed(Some(&to), event.as_bytes()),
-                Effect::StreamBroadcast { event } => self.feed(None, event.as_bytes()),
-                Effect::Keepalive => self.feed(None, SSE_KEEPALIVE.as_bytes()),
-                Effect::StreamEnd { stream, last } => {
-                    if let Some(ended) = self.streams.remove(&stream) {
-                        ended.end(Some(last.as_bytes()));
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut refused: Vec<ConnId> = Vec::new();
-        let mut seen = HashSet::new();
-        let sockets = &self.sockets;
-        for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
-            let frame = JsString::from(frame);
-            for conn in recipients {
-                if seen.contains(&conn) {
-                    continue;
-                }
-                if sockets.get(&conn).is_some_and(|ws| !socket::send_js(ws, &frame)) {
-                    seen.insert(conn.clone());
-                    refused.push(conn);
-                }
-            }
-        }
-        for conn in refused {
-            if let Some(ws) = self.sockets.remove(&conn) {
-                socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
-            }
-            self.departed.push(conn);
-        }
-    }
-
-    /// Queues `bytes` on one stream or all; one that cannot take them is ended.
-    fn feed(&mut self, to: Option<&ConnId>, bytes: &[u8]) {
-        let core = &self.core;
-        let mut behind = Vec::new();
-        for (id, stream) in self.streams.iter().filter(|(id, _)| to.is_none_or(|to| to == *id)) {
-            if !(core.stream_keeps_up(stream.unread()) && stream.push(bytes)) {
-                behind.push(id.clone());
-            }
-        }
-        for id in behind {
-            // Dropping it ends it and frees what it queued; its client reconnects.
-            self.streams.remove(&id);
-            self.streams_gone.push(id);
-        }
-    }
-
-    /// Tells the core of every socket and stream that went away, and queues what it answers.
-    fn settle(&mut self, state: &State, now: Timestamp) -> Result<(), Error> {
-        while !self.departed.is_empty() || !self.streams_gone.is_empty() {
-            for conn in std::mem::take(&mut self.departed) {
-                let effects = self.core.handle_close(&conn, now);
-                self.queue(state, effects)?;
-            }
-            for id in std::mem::take(&mut self.streams_gone) {
-                let effects = self.core.stream_closed(&id, now);
-                self.queue(state, effects)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The drain: commit, send, hear the departures, until nothing is queued; the calls of
-    /// everything drained are then ready to be made.
-    fn flush(&mut self, state: &State) -> Result<(), Error> {
-        self.flush_scheduled = false;
-        loop {
-            self.commit(state)?;
-            self.send_queued();
-            if self.departed.is_empty() && self.streams_gone.is_empty() && !self.staged {
-                break;
-            }
-            self.settle(state, now())?;
-        }
-        self.ready_calls.append(&mut self.calls);
-        self.sync_alarm(state);
-        Ok(())
-    }
-
-    fn has_queued(&self) -> bool {
-        self.staged || !self.outbox.is_empty() || !self.stream_queue.is_empty() || !self.calls.is_empty()
-    }
-
-    /// Before the live state is dropped after a failed write: nothing queued may go out (it may
-    /// announce what was not written), so every socket owed a frame is closed with 1011; its
-    /// client reconnects, resumes and resends what was not acknowledged instead of waiting for a
-    /// frame that never comes; so is one owed a reply by a call not yet made. Closed, it is not
-    /// restored on the next wake.
-    fn abandon(&mut self) {
-        let _ = self.kind.take_batch();
-        let calls = self.calls.iter().chain(&self.ready_calls);
-        let mut owed: Vec<ConnId> = calls.filter_map(K::owed).cloned().collect();
-        self.calls.clear();
-        self.ready_calls.clear();
-        for (_, recipients) in self.outbox.drain(self.sockets.keys()) {
-            owed.extend(recipients);
-        }
-        for conn in owed {
-            if let Some(ws) = self.sockets.remove(&conn) {
-                socket::close(&ws, close::INTERNAL, unavailable::<K>());
-            }
-        }
-    }
-
-    fn sync_alarm(&mut self, state: &State) {
-        self.alarm = sql::sync_alarm(state, self.alarm, self.core.poll_timeout());
-    }
-}
-
-/// The close reason of a socket whose object lost its live state.
-fn unavailable<K: Kind>() -> &'static str {
-    match K::LABEL {
-        "room" => "room unavailable",
-        "user" => "user unavailable",
-        _ => "document unavailable",
-    }
-}
-
 /// What a kind's Durable Object holds: the runtime's state and environment, the live state.
 pub(crate) struct Shell<K: Kind> {
     pub(crate) state: State,
@@ -533,24 +325,7 @@ impl<K: Kind> Shell<K> {
             core.restore_conn(info, now);
         }
         effects.extend(core.restored(now));
-        let live = Live {
-            core,
-            kind,
-            sockets,
-            streams: HashMap::new(),
-            sql,
-            alarm: None,
-            staged: false,
-            outbox: Outbox::default(),
-            stream_queue: Vec::new(),
-            calls: Vec::new(),
-            ready_calls: Vec::new(),
-            departed: Vec::new(),
-            streams_gone: Vec::new(),
-            flush_scheduled: false,
-            last_apply: None,
-        };
-        Ok((live, effects))
+        Ok((Live::new(core, kind, sockets, sql), effects))
     }
 
     /// Applies a batch (see the module doc) and re-aims the alarm. An idle object drains at
@@ -862,74 +637,3 @@ impl<K: Kind> Shell<K> {
 fn not_loaded<K: Kind>() -> Error {
     Error::new(ErrorCode::Internal, format!("{} not loaded", K::LABEL))
 }
-
-/// Declares a kind's Durable Object: the class the runtime instantiates (exported to JS as
-/// workers-rs exports one), whose handlers are the shell's. The socket handlers and a connect run
-/// synchronously: workers-rs wraps every call in a promise and a spawned task, which cost ~16 %
-/// of a room message's busy time; the other requests and the alarm return a promise.
-macro_rules! durable_object {
-    ($(#[$meta:meta])* $object:ident, $kind:ty) => {
-        $(#[$meta])*
-        #[wasm_bindgen::prelude::wasm_bindgen]
-        pub struct $object {
-            shell: std::rc::Rc<$crate::edge::shell::Shell<$kind>>,
-        }
-
-        #[wasm_bindgen::prelude::wasm_bindgen]
-        impl $object {
-            #[wasm_bindgen(constructor)]
-            pub fn new(state: worker::worker_sys::DurableObjectState, env: worker::Env) -> Self {
-                $object { shell: $crate::edge::shell::Shell::new(worker::State::from(state), env) }
-            }
-
-            /// A `Response`, or a promise of one.
-            pub fn fetch(&self, req: worker::worker_sys::web_sys::Request) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-                fn answer(response: worker::Result<worker::Response>) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-                    response
-                        .map(|r| worker::worker_sys::web_sys::Response::from(r).into())
-                        .map_err(wasm_bindgen::JsValue::from)
-                }
-                match self.shell.fetch(worker::Request::from(req)) {
-                    Ok(response) => answer(response),
-                    Err(later) => Ok(worker::wasm_bindgen_futures::future_to_promise(async move { answer(later.await) }).into()),
-                }
-            }
-
-            #[wasm_bindgen(js_name = webSocketMessage)]
-            pub fn websocket_message(
-                &self,
-                ws: worker::worker_sys::web_sys::WebSocket,
-                message: wasm_bindgen::JsValue,
-            ) {
-                self.shell.on_message(ws.into(), &message);
-            }
-
-            #[wasm_bindgen(js_name = webSocketClose)]
-            pub fn websocket_close(
-                &self,
-                ws: worker::worker_sys::web_sys::WebSocket,
-                code: usize,
-                reason: String,
-                _was_clean: bool,
-            ) {
-                self.shell.on_close(ws.into(), Some((code, reason)));
-            }
-
-            #[wasm_bindgen(js_name = webSocketError)]
-            pub fn websocket_error(&self, ws: worker::worker_sys::web_sys::WebSocket, _error: wasm_bindgen::JsValue) {
-                self.shell.on_close(ws.into(), None);
-            }
-
-            pub fn alarm(&self) -> js_sys::Promise {
-                let shell = std::rc::Rc::clone(&self.shell);
-                worker::wasm_bindgen_futures::future_to_promise(async move {
-                    match shell.on_alarm().await {
-                        Ok(response) => Ok(worker::worker_sys::web_sys::Response::from(response).into()),
-                        Err(e) => Err(wasm_bindgen::JsValue::from(e)),
-                    }
-                })
-            }
-        }
-    };
-}
-pub(crate) use durable_object;
