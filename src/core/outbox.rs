@@ -38,6 +38,9 @@ impl Target {
 #[derive(Debug, Default)]
 pub struct Outbox {
     items: Vec<(Target, String)>,
+    /// Sockets that joined while frames were queued, with how many were queued then: a
+    /// broadcast queued before a socket existed is not for it. Cleared by every drain.
+    late: HashMap<ConnId, usize>,
 }
 
 /// One distinct frame and every socket it goes to: the shell builds it once for all of them.
@@ -70,6 +73,15 @@ impl Outbox {
         self.items.is_empty()
     }
 
+    /// `conn` joins now: of what is queued, it gets only what is addressed to it by name. A
+    /// connect therefore need not drain the queue first, so the joins of a connect storm share
+    /// their drains (and each member gets its `member:join`s as one frame).
+    pub fn admit(&mut self, conn: ConnId) {
+        if !self.items.is_empty() {
+            self.late.insert(conn, self.items.len());
+        }
+    }
+
     /// Empties the queue into deliveries for the sockets `conns` (the ones open now); batches
     /// hold at most [`MAX_BATCH_BYTES`]. A socket's deliveries are in the order to send them.
     pub fn drain<'a>(&mut self, conns: impl IntoIterator<Item = &'a ConnId>) -> Vec<Delivery> {
@@ -88,6 +100,7 @@ impl Outbox {
             return self.drain(conns);
         }
         let items = std::mem::take(&mut self.items);
+        self.late.clear();
         let mut picks: HashMap<&ConnId, Vec<usize>> = HashMap::new();
         for (i, (target, _)) in items.iter().enumerate() {
             if let Target::One(conn) = target {
@@ -116,17 +129,21 @@ impl Outbox {
         cap: usize,
     ) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);
-        // Nothing queued: no walk over every open socket (a connect drains before accepting).
+        let late = std::mem::take(&mut self.late);
+        // Nothing queued: no walk over every open socket.
         if items.is_empty() {
             return Vec::new();
         }
         // Sockets that receive the same subsequence of frames share one combined frame.
         let mut groups: HashMap<Vec<usize>, Vec<ConnId>> = HashMap::new();
         for conn in conns {
+            let joined_at = late.get(conn).copied().unwrap_or(0);
             let picked: Vec<usize> = items
                 .iter()
                 .enumerate()
-                .filter(|(_, (target, _))| target.includes(conn))
+                .filter(|(i, (target, _))| {
+                    target.includes(conn) && (*i >= joined_at || matches!(target, Target::One(_)))
+                })
                 .map(|(i, _)| i)
                 .collect();
             if !picked.is_empty() {
@@ -277,6 +294,33 @@ mod tests {
         assert_eq!(batches(&["1", "big-one", "2"], 5), vec!["1", "big-one", "2"], "alone and unwrapped");
         assert_eq!(batches(&["1", "2", "3"], 7), vec!["[1,2,3]"]);
         assert!(batches(&[], 7).is_empty());
+    }
+
+    #[test]
+    fn a_socket_admitted_while_frames_wait_gets_only_what_comes_after_or_is_its_own() {
+        let mut outbox = Outbox::default();
+        outbox.push(Target::All { except: None }, r#"{"n":1}"#.into());
+        outbox.push(Target::One(c("new")), r#"{"n":2}"#.into());
+        outbox.admit(c("new"));
+        outbox.push(Target::All { except: Some(c("new")) }, r#"{"n":3}"#.into());
+        outbox.push(Target::One(c("new")), r#"{"n":4}"#.into());
+        outbox.push(Target::All { except: None }, r#"{"n":5}"#.into());
+        let conns = [c("old"), c("new")];
+        let mut got: Vec<(String, Vec<ConnId>)> = outbox.drain(conns.iter());
+        got.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            got,
+            vec![
+                (r#"[{"n":2},{"n":4},{"n":5}]"#.to_owned(), vec![c("new")]),
+                (r#"[{"n":1},{"n":3},{"n":5}]"#.to_owned(), vec![c("old")]),
+            ]
+        );
+        // A drain forgets who was late: the next broadcast is everyone's.
+        outbox.push(Target::All { except: None }, r#"{"n":6}"#.into());
+        assert_eq!(outbox.drain(conns.iter()), vec![(r#"{"n":6}"#.to_owned(), vec![c("old"), c("new")])]);
+        // Admitted to an empty queue, it is nobody's business.
+        outbox.admit(c("newer"));
+        assert!(outbox.late.is_empty());
     }
 
     #[test]

@@ -575,9 +575,14 @@ impl<K: Kind> Shell<K> {
     /// Accepts an upgrade the Worker admitted: the core's capacity checks, then the socket.
     fn accept(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
-        let live = self.drained(&mut slot, inbound.name.as_deref())?;
-        // Drained first: frames queued before this socket existed are not for it, and a failed
-        // write fails the connect before any socket exists.
+        let live = self.load(&mut slot, inbound.name.as_deref())?;
+        // Staged writes are committed first, so a failed write fails the connect before any
+        // socket exists; queued frames wait for the drain (none of them is for this socket).
+        if let Err(e) = live.commit(&self.state) {
+            self.fail(&mut slot, None, &e);
+            return Err(e);
+        }
+        let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
         let (info, connect) = K::admit(&live.core, random_id()?, &inbound.admission)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
         let mut response = ResponseBuilder::new().with_status(101);
@@ -610,6 +615,7 @@ impl<K: Kind> Shell<K> {
         let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
         let conn = info.conn().clone();
         live.sockets.insert(conn.clone(), ws.clone());
+        live.outbox.admit(conn.clone());
         let effects =
             self.read(slot, None, |core, reader| core.handle_connect(info, connect, now(), reader))?;
         if !self.apply(slot, None, effects) {
