@@ -192,6 +192,10 @@ pub(crate) struct Shell<K: Kind> {
     memo: K::Memo,
     /// The callback of a deferred drain, made on first use.
     drain: OnceCell<Closure<dyn FnMut()>>,
+    /// Each socket's connection id, by socket: one lookup per frame instead of reading the
+    /// attachment back (a JS object walked field by field). Empty after a wake; filled as
+    /// sockets connect or send.
+    conn_ids: js_sys::WeakMap,
 }
 
 #[wasm_bindgen]
@@ -213,6 +217,7 @@ impl<K: Kind> Shell<K> {
             live: RefCell::new(None),
             memo: K::Memo::default(),
             drain: OnceCell::new(),
+            conn_ids: js_sys::WeakMap::new(),
         })
     }
 
@@ -516,7 +521,7 @@ impl<K: Kind> Shell<K> {
     /// A frame arrived. Handled synchronously (the runtime calls this export without a promise
     /// or a microtask); the calls it leads to are made in the background.
     pub(crate) fn on_message(self: &Rc<Self>, ws: WebSocket, message: &JsValue) {
-        let Some(conn) = socket::conn_of::<InfoOf<K>>(&ws) else {
+        let Some(conn) = self.conn_of(&ws) else {
             socket::close(&ws, close::INTERNAL, "unknown connection");
             return;
         };
@@ -602,6 +607,17 @@ impl<K: Kind> Shell<K> {
         Ok(response.with_websocket(pair.client).empty())
     }
 
+    /// The connection id of `ws`.
+    fn conn_of(&self, ws: &WebSocket) -> Option<ConnId> {
+        let key: &js_sys::Object = ws.as_ref().unchecked_ref();
+        if let Some(id) = self.conn_ids.get(key).as_string() {
+            return ConnId::parse(&id).ok();
+        }
+        let conn = socket::conn_of::<InfoOf<K>>(ws)?;
+        self.conn_ids.set(key, &JsValue::from_str(conn.as_str()));
+        Some(conn)
+    }
+
     /// Makes an accepted socket the core's: its attachment, then the core's greeting.
     fn open(
         self: &Rc<Self>,
@@ -616,6 +632,7 @@ impl<K: Kind> Shell<K> {
         let conn = info.conn().clone();
         live.sockets.insert(conn.clone(), ws.clone());
         live.outbox.admit(conn.clone());
+        self.conn_ids.set(ws.as_ref().unchecked_ref(), &JsValue::from_str(conn.as_str()));
         let effects =
             self.read(slot, None, |core, reader| core.handle_connect(info, connect, now(), reader))?;
         if !self.apply(slot, None, effects) {
