@@ -108,14 +108,16 @@ impl<K: Kind> Live<K> {
     pub(super) fn commit(&mut self, state: &State) -> Result<(), Error> {
         self.staged = false;
         let Some(batch) = self.kind.take_batch() else { return Ok(()) };
-        let batch = Rc::new(batch);
-        if K::one_statement(&batch) {
+        let announced = if K::one_statement(&batch) {
             K::write(&self.sql, &batch)?;
+            self.kind.stored(&self.core, &self.sql, &batch)
         } else {
-            let (sql, written) = (self.sql.clone(), Rc::clone(&batch));
+            // The transaction's body must own what it writes; the batch comes back for `stored`.
+            let (sql, batch) = (self.sql.clone(), Rc::new(batch));
+            let written = Rc::clone(&batch);
             sql::transaction(state, move || K::write(&sql, &written))?;
-        }
-        let announced = self.kind.stored(&self.core, &self.sql, &batch);
+            self.kind.stored(&self.core, &self.sql, &batch)
+        };
         self.queue(state, announced)
     }
 
@@ -198,7 +200,7 @@ impl<K: Kind> Live<K> {
         loop {
             self.commit(state)?;
             self.send_queued();
-            if self.departed.is_empty() && self.streams_gone.is_empty() && !self.staged {
+            if self.departed.is_empty() && self.streams_gone.is_empty() {
                 break;
             }
             self.settle(state, now())?;
@@ -228,7 +230,7 @@ impl<K: Kind> Live<K> {
         }
         for conn in owed {
             if let Some(ws) = self.sockets.remove(&conn) {
-                socket::close(&ws, close::INTERNAL, unavailable::<K>());
+                socket::close(&ws, close::INTERNAL, &unavailable::<K>());
             }
         }
     }
@@ -239,10 +241,6 @@ impl<K: Kind> Live<K> {
 }
 
 /// The close reason of a socket whose object lost its live state.
-pub(super) fn unavailable<K: Kind>() -> &'static str {
-    match K::LABEL {
-        "room" => "room unavailable",
-        "user" => "user unavailable",
-        _ => "document unavailable",
-    }
+pub(super) fn unavailable<K: Kind>() -> String {
+    format!("{} unavailable", K::LABEL)
 }

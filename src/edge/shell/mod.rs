@@ -529,7 +529,7 @@ impl<K: Kind> Shell<K> {
             let mut slot = self.live.borrow_mut();
             if let Err(e) = self.load(&mut slot, None) {
                 socket::send(&ws, &protocol::error_frame(&e));
-                socket::close(&ws, close::INTERNAL, unavailable::<K>());
+                socket::close(&ws, close::INTERNAL, &unavailable::<K>());
                 return;
             }
             let text = message.as_string();
