@@ -15,7 +15,6 @@ use crate::core::protocol::{self, Ref};
 use crate::core::room::request::MembersGet;
 use crate::core::time::Timestamp;
 use serde::Serialize;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
@@ -95,11 +94,8 @@ impl Room {
         let now_count = self.members.len();
         let before = if joined { now_count.saturating_sub(1) } else { now_count + 1 };
         if !self.diff.pending && before <= max && now_count <= max {
-            let (event, data) = if joined { ("member:join", user) } else { ("member:leave", user) };
-            return Some(Effect::Broadcast {
-                except,
-                frame: protocol::event(event, &json!({ "user": data })),
-            });
+            let event = if joined { "member:join" } else { "member:leave" };
+            return Some(Effect::Broadcast { except, frame: protocol::event(event, &Member { user }) });
         }
         let diff = &mut self.diff;
         if !diff.truncated {

@@ -11,7 +11,7 @@ use crate::core::protocol::{self, Ref};
 use crate::core::room::log::{Message, Receipt, RoomLog};
 use crate::core::room::request::{HistoryGet, SendMessage};
 use crate::core::time::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Longest client message id, in bytes.
@@ -73,13 +73,22 @@ fn internal(e: crate::core::room::log::LogError) -> Error {
     Error::new(ErrorCode::Internal, format!("could not read the log: {}", e.0))
 }
 
-/// The ack for a stored message; `duplicate` when a resend found the original.
-fn ack(m: &Receipt, duplicate: bool) -> Value {
-    let mut ack = json!({ "seq": m.seq, "id": m.id, "ts": m.ts });
-    if duplicate {
-        ack["duplicate"] = Value::Bool(true);
-    }
-    ack
+/// The ack for a stored message (the reply to `message:send`, the answer to an HTTP publish).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ack {
+    /// Its position in the log.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+    /// When it was accepted.
+    pub ts: Timestamp,
+    /// A resend that found the original.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+fn ack(m: &Receipt, duplicate: bool) -> Ack {
+    Ack { seq: m.seq, id: m.id.clone(), ts: m.ts, duplicate }
 }
 
 impl Room {
@@ -109,7 +118,7 @@ impl Room {
         by_server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
-    ) -> Result<(Value, Vec<Effect>), Error> {
+    ) -> Result<(Ack, Vec<Effect>), Error> {
         if !by_server {
             self.throttle(&user, super::EventClass::Message, now)?;
         }
@@ -132,7 +141,7 @@ impl Room {
         server: bool,
         now: Timestamp,
         log: &dyn RoomLog,
-    ) -> Result<(Value, Vec<Effect>), Error> {
+    ) -> Result<(Ack, Vec<Effect>), Error> {
         let max = self.config.limits.max_text_chars;
         if text.chars().count() > max {
             return Err(Error::new(ErrorCode::TooLarge, format!("text is over {max} characters")));

@@ -24,7 +24,7 @@ mod typing;
 pub use crate::core::object::SSE_KEEPALIVE;
 pub use effect::{ConnInfo, RoomEffect, RoomWrite, StateEntry};
 pub use members::MEMBERS_DIFF_MS;
-pub use messages::{Publish, Resume};
+pub use messages::{Ack, Publish, Resume};
 pub use request::Request;
 pub use streams::StreamInfo;
 pub use typing::TYPING_UPDATE_MS;
@@ -40,7 +40,8 @@ use crate::core::sessions::{self, Access, Sessions};
 use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::{earliest, Timers};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Inside the room, its effects are just `Effect`.
@@ -267,6 +268,26 @@ impl Room {
     }
 }
 
+/// The `room:state` greeting, serialized straight from the room (no `serde_json::Value` tree:
+/// a greeting lists up to `ROOM_MEMBER_LIST_MAX` members and every state key).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomState<'a> {
+    room: &'a RoomId,
+    conn_id: &'a ConnId,
+    user: &'a UserId,
+    seq: u64,
+    epoch: &'a str,
+    members: &'a [members::Member<'a>],
+    member_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members_next: Option<&'a UserId>,
+    typing: &'a BTreeSet<UserId>,
+    state: &'a BTreeMap<String, StateEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+}
+
 impl Object for Room {
     type Write = RoomWrite;
     type Call = crate::core::object::Never;
@@ -300,26 +321,21 @@ impl Object for Room {
             None => false,
         });
         let listing = self.listing();
-        let mut state = json!({
-            "room": self.id,
-            "connId": conn,
-            "user": user,
-            "seq": self.head.seq,
-            "epoch": self.head.epoch,
-            "members": listing.members,
-            "memberCount": listing.count,
-            "typing": self.typing,
-            "state": self.state,
-        });
-        if let Some(object) = state.as_object_mut() {
-            if let Some(recovered) = recovered {
-                object.insert("recovered".into(), Value::Bool(recovered));
-            }
-            if let Some(next) = listing.next {
-                object.insert("membersNext".into(), json!(next));
-            }
-        }
-        effects.push(Effect::Send { to: conn.clone(), frame: protocol::event("room:state", &state) });
+        let state = RoomState {
+            room: &self.id,
+            conn_id: &conn,
+            user: &user,
+            seq: self.head.seq,
+            epoch: &self.head.epoch,
+            members: &listing.members,
+            member_count: listing.count,
+            members_next: listing.next,
+            typing: &self.typing,
+            state: &self.state,
+            recovered,
+        };
+        let frame = protocol::event("room:state", &state);
+        effects.push(Effect::Send { to: conn.clone(), frame });
         if first_socket {
             effects.extend(self.member_changed(&user, true, Some(conn)));
         }

@@ -3,10 +3,12 @@
 
 use super::{empty, ConnInfo, Effect, Room};
 use crate::core::error::{Error, ErrorCode};
+use crate::core::ids::{ConnId, UserId};
 use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
 use crate::core::room::request::{Broadcast, Signal};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 
 /// Longest `broadcast` event name, in bytes.
 pub const MAX_BROADCAST_EVENT_LEN: usize = 64;
@@ -18,10 +20,7 @@ impl Room {
         reply_to: Option<Ref>,
         p: Signal,
     ) -> Result<Vec<Effect>, Error> {
-        let frame = protocol::event(
-            "signal",
-            &json!({ "from": sender.user, "fromConn": sender.conn, "data": p.data }),
-        );
+        let frame = protocol::event("signal", &Relayed::new(None, &p.data, sender));
         let mut effects: Vec<Effect> = self
             .conns
             .iter()
@@ -53,12 +52,29 @@ impl Room {
                 format!("event must be 1 to {MAX_BROADCAST_EVENT_LEN} bytes"),
             ));
         }
-        let d = json!({ "event": p.event, "data": p.data, "from": sender.user, "fromConn": sender.conn });
+        let d = Relayed::new(Some(&p.event), &p.data, sender);
         let mut effects = vec![Effect::Broadcast {
             except: Some(sender.conn.clone()),
             frame: protocol::event("broadcast", &d),
         }];
         effects.extend(reply(&sender.conn, reply_to.as_ref(), &empty()));
         Ok(effects)
+    }
+}
+
+/// A relayed `signal` or `broadcast`, with who sent it.
+#[derive(Serialize)]
+struct Relayed<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    data: &'a Value,
+    from: &'a UserId,
+    #[serde(rename = "fromConn")]
+    from_conn: &'a ConnId,
+}
+
+impl<'a> Relayed<'a> {
+    fn new(event: Option<&'a str>, data: &'a Value, sender: &'a ConnInfo) -> Self {
+        Relayed { event, data, from: &sender.user, from_conn: &sender.conn }
     }
 }

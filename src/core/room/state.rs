@@ -6,6 +6,7 @@ use crate::core::error::{Error, ErrorCode};
 use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
 use crate::core::room::request::StateSet;
+use serde::Serialize;
 use serde_json::json;
 
 /// Longest state key, in bytes.
@@ -48,13 +49,21 @@ impl Room {
         }
         let entry = StateEntry { value: p.value, version: current + 1, user: sender.user.clone() };
         self.state.insert(p.key.clone(), entry.clone());
-        let update =
-            json!({ "key": p.key, "value": entry.value, "version": entry.version, "user": entry.user });
+        let update = StateUpdate { key: &p.key, entry: &entry };
+        let frame = protocol::event("state:update", &update);
         let mut effects = vec![
             Effect::Write(RoomWrite::PutState { key: p.key, entry: entry.clone() }),
-            Effect::Broadcast { except: None, frame: protocol::event("state:update", &update) },
+            Effect::Broadcast { except: None, frame },
         ];
         effects.extend(reply(&sender.conn, reply_to.as_ref(), &json!({ "version": entry.version })));
         Ok(effects)
     }
+}
+
+/// `state:update`: one key's new entry (`value`, `version`, `user`) beside its key.
+#[derive(Serialize)]
+struct StateUpdate<'a> {
+    key: &'a str,
+    #[serde(flatten)]
+    entry: &'a StateEntry,
 }

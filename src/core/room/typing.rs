@@ -15,7 +15,7 @@ use crate::core::ids::{ConnId, UserId};
 use crate::core::object::reply;
 use crate::core::protocol::{self, Ref};
 use crate::core::time::Timestamp;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// Shortest time between two `typing:update` frames of a large room, in milliseconds.
@@ -133,7 +133,13 @@ impl Room {
     fn typing_update(&self, except: Option<ConnId>) -> Effect {
         Effect::Broadcast {
             except,
-            frame: protocol::event("typing:update", &json!({ "users": self.typing })),
+            frame: protocol::event("typing:update", &TypingUpdate { users: &self.typing }),
         }
     }
+}
+
+/// `typing:update`: who is typing now.
+#[derive(Serialize)]
+struct TypingUpdate<'a> {
+    users: &'a BTreeSet<UserId>,
 }
