@@ -55,12 +55,13 @@ pub async fn open(
     token: &str,
     clock: Clock,
     received: Arc<AtomicU64>,
-) -> Result<(Conn, Duration), String> {
+) -> Result<(Conn, Duration, Duration), String> {
     let started = Instant::now();
     let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    let upgraded = started.elapsed();
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
@@ -130,7 +131,7 @@ pub async fn open(
         }
         receipts
     });
-    Ok((Conn { tx, stop, reader }, handshake))
+    Ok((Conn { tx, stop, reader }, handshake, upgraded))
 }
 
 /// POSTs `body` to `path` on `host:port` over HTTP/1.1 (the generator needs no HTTP client

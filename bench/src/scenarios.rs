@@ -24,7 +24,7 @@ async fn open_many(
     rate: u32,
     clock: Clock,
     received: &Arc<AtomicU64>,
-) -> (Vec<Conn>, Samples, usize) {
+) -> (Vec<Conn>, Samples, Samples, usize) {
     open_each(server, n, rate, clock, received, |i| (room.to_owned(), format!("{prefix}{i}"))).await
 }
 
@@ -37,7 +37,7 @@ async fn open_each(
     clock: Clock,
     received: &Arc<AtomicU64>,
     place: impl Fn(usize) -> (String, String),
-) -> (Vec<Conn>, Samples, usize) {
+) -> (Vec<Conn>, Samples, Samples, usize) {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -51,17 +51,19 @@ async fn open_each(
             async move { client::open(flavor, &url, &room, &token, clock, received).await },
         ));
     }
-    let (mut conns, mut handshakes, mut failures) = (Vec::with_capacity(n), Samples::default(), 0);
+    let (mut conns, mut handshakes, mut upgrades, mut failures) =
+        (Vec::with_capacity(n), Samples::default(), Samples::default(), 0);
     for task in tasks {
         match task.await {
-            Ok(Ok((conn, took))) => {
+            Ok(Ok((conn, took, upgraded))) => {
                 handshakes.record(took.as_micros() as u64);
+                upgrades.record(upgraded.as_micros() as u64);
                 conns.push(conn);
             }
             _ => failures += 1,
         }
     }
-    (conns, handshakes, failures)
+    (conns, handshakes, upgrades, failures)
 }
 
 async fn finish_all(conns: Vec<Conn>) -> Vec<Receipt> {
@@ -90,6 +92,10 @@ pub struct ConnectResult {
     pub connects_per_sec: f64,
     pub handshake_p50_ms: f64,
     pub handshake_p99_ms: f64,
+    /// The upgrade alone (the `101` answered), before the greeting: what the Worker → object hop
+    /// and accept cost, apart from when the object sends `room:state`.
+    pub upgrade_p50_ms: f64,
+    pub upgrade_p99_ms: f64,
     pub failures: usize,
     pub rss_per_socket_kib: f64,
     pub broadcast_received: u64,
@@ -105,7 +111,7 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
     let window = format!("connect-{n}-{room_size}");
     server.window(&window, true).await;
     let started = Instant::now();
-    let (conns, mut handshakes, failures) =
+    let (conns, mut handshakes, mut upgrades, failures) =
         open_each(server, n, rate, clock, &received, |i| (room(i / room_size), format!("c{n}-{i}"))).await;
     let elapsed = started.elapsed().as_secs_f64();
     server.window(&window, false).await;
@@ -113,7 +119,7 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
     let rss_after = server.rss_kib();
 
     let sender_received = Arc::new(AtomicU64::new(0));
-    let (senders, _, _) =
+    let (senders, _, _, _) =
         open_each(server, rooms, 1000, clock, &sender_received, |k| (room(k), format!("sender{n}-{k}")))
             .await;
     let sent_at = clock.now_us();
@@ -128,6 +134,7 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
     let last = receipts.iter().filter(|(s, _)| *s == sent_at).map(|(_, l)| *l).max().unwrap_or(0);
     let connected = handshakes.len();
     let (p50, p99, _) = handshakes.summary_ms();
+    let (upgrade_p50, upgrade_p99, _) = upgrades.summary_ms();
     ConnectResult {
         sockets: n,
         room_size,
@@ -135,6 +142,8 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
         connects_per_sec: connected as f64 / elapsed.max(1e-9),
         handshake_p50_ms: p50,
         handshake_p99_ms: p99,
+        upgrade_p50_ms: upgrade_p50,
+        upgrade_p99_ms: upgrade_p99,
         failures,
         rss_per_socket_kib: rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64,
         broadcast_received: received.load(Ordering::Relaxed),
@@ -175,11 +184,11 @@ pub async fn fanout(
 ) -> FanoutResult {
     let room = format!("fanout-{receivers}");
     let received = Arc::new(AtomicU64::new(0));
-    let (conns, _, _) = open_many(server, &room, "r", receivers, 1000, clock, &received).await;
+    let (conns, _, _, _) = open_many(server, &room, "r", receivers, 1000, clock, &received).await;
     let max_rate = rates.iter().copied().max().unwrap_or(1);
     let sender_count = max_rate.div_ceil(PER_SENDER_RATE) as usize;
     let ignored = Arc::new(AtomicU64::new(0));
-    let (senders, _, _) = open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
+    let (senders, _, _, _) = open_many(server, &room, "s", sender_count, 1000, clock, &ignored).await;
     // Every sender is in the room too; their receipts are not counted.
     let listeners = conns.len() as u64;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -280,7 +289,7 @@ pub async fn rooms(
     let mut by_room = Vec::with_capacity(rooms);
     for r in 0..rooms {
         let room = format!("small-{r}");
-        let (conns, _, _) =
+        let (conns, _, _, _) =
             open_many(server, &room, &format!("m{r}-"), members, 2000, clock, &received).await;
         by_room.push((room, conns));
     }
@@ -375,7 +384,7 @@ pub async fn notify(
     }
     let mut devices = Vec::with_capacity(connected);
     for task in tasks {
-        if let Ok(Ok((conn, _))) = task.await {
+        if let Ok(Ok((conn, _, _))) = task.await {
             devices.push(conn);
         }
     }
