@@ -25,7 +25,7 @@ use crate::core::error::{close, Error, ErrorCode};
 use crate::core::route::{Route, Target};
 use crate::core::time::Timestamp;
 use futures::StreamExt;
-use worker::{event, Context, Date, Env, Request, Response, Url};
+use worker::{event, Context, Env, Request, Response, Url};
 
 /// Headers on the Worker → object request. An object is reachable only through its Worker, so
 /// it trusts them.
@@ -36,8 +36,11 @@ pub(crate) mod internal {
     pub const ADMISSION: &str = "x-switchboard-admission";
 }
 
+/// The runtime's clock. `Date.now()` directly: `worker::Date::now()` builds a `Date` object per
+/// call, which was 2 % of a room message's busy time.
 pub(crate) fn now() -> Timestamp {
-    Timestamp(Date::now().as_millis())
+    // A float-to-int cast saturates: the clock can never make a bad timestamp.
+    Timestamp(js_sys::Date::now() as u64)
 }
 
 /// One setting from `[vars]` or secrets.

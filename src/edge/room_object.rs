@@ -169,10 +169,6 @@ impl Kind for RoomKind {
         Ok((info, resume_of(admission)))
     }
 
-    fn tags(info: &ConnInfo) -> Vec<String> {
-        vec![format!("u:{}", info.user), format!("c:{}", info.conn)]
-    }
-
     async fn call(_: &Rc<Shell<Self>>, calls: Vec<Never>) {
         if let Some(never) = calls.into_iter().next() {
             match never {}

@@ -39,10 +39,10 @@ pub(crate) fn finish_close(ws: &WebSocket, code: usize, reason: &str) {
 /// The WebSocket `readyState` of an open socket.
 const OPEN: u16 = 1;
 
-/// Accepts `ws` for hibernation with `tags`; the `worker` wrapper would panic on failure.
-pub(crate) fn accept(state: &State, ws: &WebSocket, tags: &[&str]) -> Result<(), JsValue> {
-    let tags = tags.iter().map(|t| JsValue::from_str(t)).collect();
-    state.as_raw().accept_websocket_with_tags(ws.as_ref(), tags)
+/// Accepts `ws` for hibernation, without tags (nothing looks sockets up by tag: the shell keeps
+/// them by connection id); the `worker` wrapper would panic on failure.
+pub(crate) fn accept(state: &State, ws: &WebSocket) -> Result<(), JsValue> {
+    state.as_raw().accept_websocket(ws.as_ref())
 }
 
 /// Every hibernatable socket the object holds that is still open.

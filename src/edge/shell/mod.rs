@@ -156,11 +156,6 @@ pub(crate) trait Kind: Sized + 'static {
         admission: &Admission,
     ) -> Result<(InfoOf<Self>, ConnectOf<Self>), Error>;
 
-    /// The hibernation tags of a new socket.
-    fn tags(info: &InfoOf<Self>) -> Vec<String> {
-        vec![format!("c:{}", info.conn())]
-    }
-
     /// Makes one round of calls; their answers go back in through [`Shell::apply`].
     async fn call(shell: &Rc<Shell<Self>>, calls: Vec<CallOf<Self>>);
 
@@ -594,9 +589,7 @@ impl<K: Kind> Shell<K> {
         if let Some(protocol) = &inbound.admission.protocol {
             response = response.with_header("sec-websocket-protocol", protocol).map_err(http::internal)?;
         }
-        let tags = K::tags(&info);
-        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        socket::accept(&self.state, &pair.server, &tags)
+        socket::accept(&self.state, &pair.server)
             .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
         // The runtime now holds the socket: on any failure from here it is closed, or the next
         // wake would restore it as a connection nobody was told of, whose client got no greeting.
