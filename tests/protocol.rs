@@ -8,7 +8,9 @@ const MAX: usize = 1024;
 
 fn ok(text: &str) -> (String, Option<Value>, Value) {
     let e = decode(Incoming::Text(text), MAX).expect("frame should decode");
-    (e.event, e.reply_to, e.data)
+    // The payload stays JSON text until its event's request reads it.
+    let data = e.data.map_or(Value::Null, |d| serde_json::from_str(d.get()).expect("d is JSON"));
+    (e.event, e.reply_to, data)
 }
 
 fn bad(text: &str) -> (Option<Value>, ErrorCode) {

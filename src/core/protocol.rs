@@ -14,7 +14,8 @@
 use crate::core::error::{Error, ErrorCode};
 use crate::core::time::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 /// Longest accepted `ref`, in bytes.
 pub const MAX_REF_LEN: usize = 64;
@@ -23,14 +24,15 @@ pub const MAX_REF_LEN: usize = 64;
 pub type Ref = Value;
 
 /// A decoded client frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Envelope {
     /// Event name, e.g. `message:send`.
     pub event: String,
     /// Present when the client wants a reply.
     pub reply_to: Option<Ref>,
-    /// The payload; `Value::Null` when absent.
-    pub data: Value,
+    /// The payload, still as its JSON text (`None` when absent or `null`): it is read once,
+    /// straight into the event's typed request ([`Requests::decode`]).
+    pub data: Option<Box<RawValue>>,
 }
 
 /// A frame that did not decode, with the `ref` when one could be read (then the answer is a
@@ -136,12 +138,29 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
     if text.len() > max_frame_bytes {
         return Err(bare(ErrorCode::TooLarge, format!("frame is over {max_frame_bytes} bytes")));
     }
-    let mut object: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(bare(ErrorCode::BadFrame, "frame must be a JSON object".into())),
+    // The envelope's fields, read in one pass; the payload stays text until its event is known.
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        #[serde(default)]
+        t: Option<Value>,
+        #[serde(default, rename = "ref")]
+        reply_to: Option<Value>,
+        #[serde(default, borrow)]
+        d: Option<&'a RawValue>,
+    }
+    // A struct also reads from a JSON array; only an object is an envelope.
+    if !text.trim_start().starts_with('{') {
+        let message = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => "frame must be a JSON object".to_owned(),
+            Err(e) => format!("invalid JSON: {e}"),
+        };
+        return Err(bare(ErrorCode::BadFrame, message));
+    }
+    let fields: Fields<'_> = match serde_json::from_str(text) {
+        Ok(fields) => fields,
         Err(e) => return Err(bare(ErrorCode::BadFrame, format!("invalid JSON: {e}"))),
     };
-    let reply_to = match object.remove("ref") {
+    let reply_to = match fields.reply_to {
         None | Some(Value::Null) => None,
         Some(v) => match usable_ref(&v) {
             Some(r) => Some(r),
@@ -153,7 +172,7 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
             }
         },
     };
-    let event = match object.remove("t") {
+    let event = match fields.t {
         Some(Value::String(t)) => t,
         _ => {
             return Err(DecodeError {
@@ -162,8 +181,7 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
             })
         }
     };
-    let data = object.remove("d").unwrap_or(Value::Null);
-    Ok(Envelope { event, reply_to, data })
+    Ok(Envelope { event, reply_to, data: fields.d.map(ToOwned::to_owned) })
 }
 
 /// The requests one kind of object accepts on its sockets: one variant per event, each with its
@@ -199,10 +217,15 @@ pub trait Requests: Sized {
     }
 
     /// Decodes `event`'s `d` (a missing `d` decodes as `{}`), or `bad_request` naming the event.
-    fn decode(event: Self::Event, data: Value) -> Result<Self, Error> {
-        let data = if data.is_null() { Value::Object(Map::new()) } else { data };
-        Self::deserialize(event, data)
-            .map_err(|e| Error::new(ErrorCode::BadRequest, format!("bad {} payload: {e}", Self::name(event))))
+    fn decode(event: Self::Event, data: Option<Box<RawValue>>) -> Result<Self, Error> {
+        let text = data.as_deref().map_or("{}", RawValue::get);
+        // `text` is one JSON value (the envelope checked it), so nothing can trail it.
+        Self::deserialize(event, &mut serde_json::Deserializer::from_str(text)).map_err(|e| {
+            Error::new(
+                ErrorCode::BadRequest,
+                format!("bad {} payload: {}", Self::name(event), without_position(&e)),
+            )
+        })
     }
 }
 
@@ -284,4 +307,14 @@ pub fn sse_event<D: Serialize>(event: &str, id: Option<&str>, data: &D) -> Strin
     // serde_json never emits a raw newline, so the data is a single `data:` line.
     out.push_str(&format!("data: {}\n\n", to_json(data)));
     out
+}
+
+/// A serde error's message without the " at line 1 column 9" the text deserializer appends:
+/// the position within `d` would only confuse (clients send `d` as an object, not as text).
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.rfind(" at line ") {
+        Some(at) if e.line() > 0 => message[..at].to_owned(),
+        _ => message,
+    }
 }
