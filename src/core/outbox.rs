@@ -82,6 +82,35 @@ impl Outbox {
         }
     }
 
+    /// Takes out the frames `conn` may get at once: those queued for it alone that no
+    /// broadcast it gets comes before (its greeting, after a connect), batched as a drain would.
+    /// A socket that just joined thus gets its greeting without waiting for the drain; the
+    /// broadcasts keep their place.
+    pub fn take_leading(&mut self, conn: &ConnId) -> Vec<String> {
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while let Some((target, _)) = self.items.get(i) {
+            let joined_at = self.late.get(conn).copied().unwrap_or(0);
+            let reaches = target.includes(conn) && (i >= joined_at || matches!(target, Target::One(_)));
+            match target {
+                Target::One(one) if one == conn => {
+                    let (_, frame) = self.items.remove(i);
+                    // Later items moved up by one: so do the join points after this one.
+                    for at in self.late.values_mut() {
+                        if *at > i {
+                            *at -= 1;
+                        }
+                    }
+                    taken.push(frame);
+                }
+                _ if reaches => break,
+                _ => i += 1,
+            }
+        }
+        let parts: Vec<&str> = taken.iter().map(String::as_str).collect();
+        batches(&parts, MAX_BATCH_BYTES)
+    }
+
     /// Empties the queue into deliveries for the sockets `conns` (the ones open now); batches
     /// hold at most [`MAX_BATCH_BYTES`]. A socket's deliveries are in the order to send them.
     pub fn drain<'a>(&mut self, conns: impl IntoIterator<Item = &'a ConnId>) -> Vec<Delivery> {
@@ -321,6 +350,91 @@ mod tests {
         // Admitted to an empty queue, it is nobody's business.
         outbox.admit(c("newer"));
         assert!(outbox.late.is_empty());
+    }
+
+    #[test]
+    fn a_new_socket_takes_its_greeting_and_every_delivery_keeps_its_order() {
+        let mut outbox = Outbox::default();
+        outbox.push(Target::All { except: None }, "1".into());
+        outbox.admit(c("late"));
+        outbox.push(Target::All { except: Some(c("new")) }, "2".into());
+        outbox.admit(c("new"));
+        outbox.push(Target::One(c("new")), "hello".into());
+        outbox.push(Target::All { except: Some(c("new")) }, "joined".into());
+        outbox.push(Target::One(c("new")), "more".into());
+        outbox.push(Target::All { except: None }, "3".into());
+        outbox.push(Target::One(c("new")), "after".into());
+        assert_eq!(outbox.take_leading(&c("new")), vec!["[hello,more]"], "stops at a broadcast it gets");
+        assert!(outbox.take_leading(&c("new")).is_empty(), "what is left waits behind the broadcast");
+        let mut got = outbox.drain([c("old"), c("late"), c("new")].iter());
+        got.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            got,
+            vec![
+                ("[2,joined,3]".to_owned(), vec![c("late")]),
+                ("[3,after]".to_owned(), vec![c("new")]),
+                ("[1,2,joined,3]".to_owned(), vec![c("old")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn taking_a_greeting_delivers_what_a_drain_would_in_the_same_order() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let names = ["a", "b", "c", "d"];
+        for round in 0..500 {
+            let (mut whole, mut taken) = (Outbox::default(), Outbox::default());
+            let mut joined: Vec<ConnId> = vec![c("a")];
+            for i in 0..(next() % 12) {
+                let who = c(names[(next() % 4) as usize]);
+                if next() % 4 == 0 && !joined.contains(&who) {
+                    whole.admit(who.clone());
+                    taken.admit(who.clone());
+                    joined.push(who);
+                    continue;
+                }
+                let target = match next() % 3 {
+                    0 => Target::All { except: Some(who) },
+                    _ => Target::One(who),
+                };
+                whole.push(target.clone(), i.to_string());
+                taken.push(target, i.to_string());
+            }
+            // Per socket: what it is sent at once, then its share of the drain, is what a drain
+            // alone would have sent it.
+            let who = c(names[(next() % 4) as usize]);
+            let envelopes = |frame: &str| -> Vec<String> {
+                match serde_json::from_str::<serde_json::Value>(frame) {
+                    Ok(serde_json::Value::Array(items)) => items.iter().map(|v| v.to_string()).collect(),
+                    _ => vec![frame.to_owned()],
+                }
+            };
+            let first: Vec<String> = taken.take_leading(&who).iter().flat_map(|f| envelopes(f)).collect();
+            let per_socket = |deliveries: Vec<Delivery>| {
+                let mut by: HashMap<ConnId, Vec<String>> = HashMap::new();
+                for (frame, recipients) in deliveries {
+                    let parts = envelopes(&frame);
+                    for r in recipients {
+                        by.entry(r).or_default().extend(parts.iter().cloned());
+                    }
+                }
+                by
+            };
+            let conns: Vec<ConnId> = names.iter().map(|n| c(n)).collect();
+            let expected = per_socket(whole.drain(conns.iter()));
+            let mut got = per_socket(taken.drain(conns.iter()));
+            if !first.is_empty() {
+                let rest = got.remove(&who).unwrap_or_default();
+                got.insert(who.clone(), first.into_iter().chain(rest).collect());
+            }
+            assert_eq!(got, expected, "round {round}");
+        }
     }
 
     #[test]

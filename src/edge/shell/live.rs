@@ -162,6 +162,24 @@ impl<K: Kind> Live<K> {
         }
     }
 
+    /// Sends a socket that just joined what is queued for it alone (its greeting) at once,
+    /// instead of at the drain; what is staged is committed first, so a greeting never announces
+    /// an unwritten write. Broadcasts wait for the drain, in their order.
+    pub(super) fn greet(&mut self, state: &State, conn: &ConnId) -> Result<(), Error> {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        self.commit(state)?;
+        let Some(ws) = self.sockets.get(conn) else { return Ok(()) };
+        if !self.outbox.take_leading(conn).iter().all(|frame| socket::send(ws, frame)) {
+            if let Some(ws) = self.sockets.remove(conn) {
+                socket::close(&ws, close::INTERNAL, socket::SEND_FAILED);
+            }
+            self.departed.push(conn.clone());
+        }
+        Ok(())
+    }
+
     /// Queues `bytes` on one stream or all; one that cannot take them is ended.
     fn feed(&mut self, to: Option<&ConnId>, bytes: &[u8]) {
         let core = &self.core;

@@ -631,6 +631,11 @@ impl<K: Kind> Shell<K> {
         if !self.apply(slot, None, effects) {
             return Err(failed());
         }
+        let live = slot.as_mut().ok_or_else(failed)?;
+        if let Err(e) = live.greet(&self.state, &conn) {
+            self.fail(slot, None, &e);
+            return Err(failed());
+        }
         match slot.as_ref() {
             Some(live) if live.sockets.contains_key(&conn) => Ok(()),
             _ => Err(failed()),
