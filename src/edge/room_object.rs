@@ -13,7 +13,6 @@ use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::object::{Effect, Never};
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::room::{ConnInfo, Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
-use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
 use std::cell::Cell;
@@ -255,9 +254,7 @@ fn stats(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Err
 
 /// A history page, drawn from the asking user's read budget.
 fn history(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Error> {
-    let before = number_param("before", inbound.query("before").as_deref())?;
-    let limit =
-        number_param("limit", inbound.query("limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
+    let Admission { before, limit, .. } = inbound.admission;
     let user = inbound.admission.user()?;
     let mut slot = shell.slot();
     shell.drained(&mut slot, inbound.name.as_deref())?;

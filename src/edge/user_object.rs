@@ -6,18 +6,17 @@
 //! HTTP endpoints: the event stream and the fallback's writes, notify, the inbox, and the
 //! object-to-object watch protocol.
 
+use super::objects::{fan_out, CALL_CONCURRENCY};
 use super::shell::{
     durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Slot, Store, WriteOf,
 };
 use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
-use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
 use crate::core::error::LogError;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, UserId};
 use crate::core::notify::Delivery;
-use crate::core::route::number_param;
 use crate::core::time::Timestamp;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
 use crate::core::user::request::Users;
@@ -214,9 +213,7 @@ impl Endpoint<'_> {
     }
 
     fn list(&self) -> Result<Response, Error> {
-        let before = number_param("before", self.inbound.query("before").as_deref())?;
-        let limit = number_param("limit", self.inbound.query("limit").as_deref())?
-            .map(|l| l.min(u64::from(u32::MAX)) as u32);
+        let Admission { before, limit, .. } = self.inbound.admission;
         self.change(|user, inbox| {
             let page = user.notifications(before, limit, inbox)?;
             Ok((serde_json::json!({ "notifications": page, "unread": user.unread() }), Vec::new()))

@@ -177,13 +177,6 @@ pub(crate) struct Inbound {
     pub(crate) req: Request,
 }
 
-impl Inbound {
-    /// A query parameter.
-    pub(crate) fn query(&self, name: &str) -> Option<String> {
-        self.req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-    }
-}
-
 /// What a kind's Durable Object holds: the runtime's state and environment, the live state.
 pub(crate) struct Shell<K: Kind> {
     pub(crate) state: State,
