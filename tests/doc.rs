@@ -740,3 +740,20 @@ fn a_tab_refused_for_the_users_shared_budget_is_not_struck_when_it_waits() {
     }
     assert!(!closed, "a client that honours retryAfterMs is never closed");
 }
+
+#[test]
+fn the_snapshot_and_stats_report_the_text_and_the_log() {
+    let mut sim = DocSim::new(2, 7, "héllo");
+    for i in 0..2 {
+        sim.edit(i);
+    }
+    sim.settle();
+    let doc = &sim.doc;
+    let text = doc.text().to_owned();
+    assert_eq!(doc.snapshot(), json!({ "doc": "d", "v": doc.version(), "epoch": "e1", "text": text }));
+    let stats = Value::Object(doc.stats());
+    assert_eq!(stats["chars"], json!(text.chars().count()));
+    assert_eq!((stats["v"].clone(), stats["connections"].clone()), (json!(doc.version()), json!(2)));
+    assert_eq!((stats["logFloor"].clone(), stats["sources"].clone()), (json!(doc.log_floor()), json!(2)));
+    assert_eq!(stats["logBytes"], json!(doc.log_bytes()));
+}

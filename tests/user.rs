@@ -798,3 +798,19 @@ fn a_socket_dropped_right_after_connect_leaves_no_presence() {
     assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
     assert_eq!(net.user(&alice).poll_timeout(), None, "no timer of the dropped socket is left");
 }
+
+#[test]
+fn stats_count_devices_the_inbox_and_the_watch_lists() {
+    let mut net = Users::new();
+    net.notify("alice", json!({ "type": "mention" }), None).unwrap();
+    net.connect("alice");
+    net.open_stream("alice").unwrap();
+    net.http_subscribe("alice", &["bob"]).unwrap();
+    let stats = Value::Object(net.user(&uid("alice")).stats());
+    assert_eq!(stats["user"], "alice");
+    assert_eq!(stats["presence"]["status"], "online");
+    assert_eq!((stats["connections"].clone(), stats["streams"].clone()), (json!(1), json!(1)));
+    assert_eq!((stats["unread"].clone(), stats["notifications"].clone()), (json!(1), json!(1)));
+    assert_eq!((stats["watching"].clone(), stats["paused"].clone()), (json!(["bob"]), json!(false)));
+    assert_eq!(Value::Object(net.user(&uid("bob")).stats())["watchers"], json!({ "alice": true }));
+}

@@ -9,6 +9,7 @@ use crate::core::ids::ConnId;
 use crate::core::protocol::{Envelope, Incoming};
 use crate::core::sessions::{self, Sessions};
 use crate::core::time::Timestamp;
+use serde_json::{Map, Value};
 
 /// The effects of an object `O`.
 pub type EffectOf<O> = Effect<<O as Object>::Write, <O as Object>::Call, <O as Object>::Info>;
@@ -99,5 +100,17 @@ pub trait Object {
     fn stream_keeps_up(&self, unread: usize) -> bool {
         let _ = unread;
         true
+    }
+
+    /// Counters for operators and tests (`GET /v1/.../stats`), as one JSON object; the shell
+    /// adds what only it knows (the alarm it set, the wakes it counted).
+    fn stats(&self) -> Map<String, Value>;
+}
+
+/// The counters of an object literal (`json!({...})`), for [`Object::stats`].
+pub fn counters(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(counters) => counters,
+        _ => Map::new(),
     }
 }

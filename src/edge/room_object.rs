@@ -2,7 +2,7 @@
 //! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake. The room
 //! adds to the shell (`edge::shell`) its schema and SQL, messages written together at each drain
 //! (group commit) and read meanwhile through an overlay, its history trimming, the seq floor, and
-//! four endpoints: stats, history, publish and the event stream.
+//! three endpoints: history, publish and the event stream.
 
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, storage, write_meta};
@@ -180,7 +180,6 @@ impl Kind for RoomKind {
 
     async fn endpoint(shell: &Rc<Shell<Self>>, mut inbound: Inbound) -> Result<Response, Error> {
         match inbound.path.as_str() {
-            "/stats" => stats(shell, &inbound),
             "/history" => history(shell, &inbound),
             "/publish" => {
                 // Read before borrowing the room: no borrow may live across an await.
@@ -230,26 +229,6 @@ impl RoomKind {
             self.trim = None;
         }
     }
-}
-
-/// Operational counters; `wakes` counts how often the room was rebuilt from storage.
-fn stats(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Error> {
-    let mut slot = shell.slot();
-    let live = shell.drained(&mut slot, inbound.name.as_deref())?;
-    let room = &live.core;
-    http::json(
-        200,
-        &serde_json::json!({
-            "room": room.id(),
-            "seq": room.seq(),
-            "epoch": room.epoch(),
-            "connections": room.connection_count(),
-            "members": room.members().count(),
-            "streams": room.stream_count(),
-            "alarm": live.alarm,
-            "wakes": sql::wakes(&live.sql)?,
-        }),
-    )
 }
 
 /// A history page, drawn from the asking user's read budget.

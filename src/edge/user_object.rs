@@ -7,9 +7,7 @@
 //! object-to-object watch protocol.
 
 use super::objects::{fan_out, CALL_CONCURRENCY};
-use super::shell::{
-    durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Slot, Store, WriteOf,
-};
+use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
@@ -174,7 +172,6 @@ impl Kind for UserKind {
             "/watch" => request.watch(),
             "/unwatch" => request.unwatch(),
             "/presence" => request.presence(),
-            "/stats" => request.stats(),
             _ => Err(Error::new(ErrorCode::NotFound, "no such user endpoint")),
         }
     }
@@ -314,30 +311,6 @@ impl Endpoint<'_> {
             .apply_now(&mut slot, effects)
             .map_err(|_| Error::new(ErrorCode::Internal, "could not open the event stream"))?;
         sse::response(body)
-    }
-
-    /// Counters for operators and tests; `wakes` counts rebuilds from storage.
-    fn stats(&self) -> Result<Response, Error> {
-        let shell = self.shell;
-        let mut slot: std::cell::RefMut<'_, Slot<UserKind>> = shell.slot();
-        let live = shell.drained(&mut slot, self.inbound.name.as_deref())?;
-        let user = &live.core;
-        http::json(
-            200,
-            &serde_json::json!({
-                "user": user.id(),
-                "presence": user.status(),
-                "connections": user.connection_count(),
-                "streams": user.stream_count(),
-                "unread": user.unread(),
-                "notifications": user.stored_notifications(),
-                "watchers": user.watchers(),
-                "watching": user.watching().keys().collect::<Vec<_>>(),
-                "paused": user.paused(),
-                "alarm": live.alarm,
-                "wakes": sql::wakes(&live.sql)?,
-            }),
-        )
     }
 }
 

@@ -47,13 +47,13 @@ use crate::core::caps::DocRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::protocol::{self, Envelope, Requests};
 use crate::core::sessions::{Access, Sessions};
 use crate::core::throttle::Budgets;
 use crate::core::time::Timestamp;
 use log::Logged;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 
 /// How `auth:refresh` judges a document socket's new token: it must still allow reading;
@@ -116,6 +116,11 @@ impl Doc {
     /// The current text.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// `GET /v1/docs/:doc`: `{doc, v, epoch, text}`.
+    pub fn snapshot(&self) -> Value {
+        json!({ "doc": self.id, "v": self.version, "epoch": self.epoch, "text": self.text })
     }
 
     /// The repair this load made, if it had to cut the stored log.
@@ -294,5 +299,18 @@ impl Object for Doc {
                 reason: "document repaired; reconnect",
             })
             .collect()
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "doc": self.id,
+            "v": self.version,
+            "epoch": self.epoch,
+            "logFloor": self.log_floor(),
+            "logBytes": self.log_bytes,
+            "sources": self.sources.len(),
+            "chars": crate::core::ot::chars(&self.text),
+            "connections": self.conns.len(),
+        }))
     }
 }

@@ -33,7 +33,7 @@ use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::protocol::{self, Envelope, Requests};
 use crate::core::room::log::{LogHead, RoomLog};
 use crate::core::sessions::{self, Access, Sessions};
@@ -428,6 +428,17 @@ impl Object for Room {
 
     fn stream_keeps_up(&self, unread: usize) -> bool {
         Room::stream_keeps_up(self, unread)
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "room": self.id,
+            "seq": self.seq(),
+            "epoch": self.epoch(),
+            "connections": self.connection_count(),
+            "members": self.member_count(),
+            "streams": self.stream_count(),
+        }))
     }
 }
 

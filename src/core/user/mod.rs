@@ -41,7 +41,7 @@ pub use watching::policy_of;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::ids::{ConnId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::presence::Change;
 use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::sessions::{self, SessionLimits, Sessions};
@@ -49,7 +49,7 @@ use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::{earliest, Timers};
 use inbox::{Inbox, InboxCounts, InboxState};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use watch::WatchPolicy;
 use watching::Subscribing;
@@ -368,5 +368,19 @@ impl Object for User {
 
     fn stream_keeps_up(&self, unread: usize) -> bool {
         User::stream_keeps_up(self, unread)
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "user": self.id,
+            "presence": self.status(),
+            "connections": self.conns.len(),
+            "streams": self.stream_count(),
+            "unread": self.unread(),
+            "notifications": self.stored_notifications(),
+            "watchers": self.watchers,
+            "watching": self.watching.keys().collect::<Vec<_>>(),
+            "paused": self.saved.paused,
+        }))
     }
 }

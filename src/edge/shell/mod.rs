@@ -37,6 +37,7 @@ use crate::core::ids::ConnId;
 use crate::core::object::{Attachment, EffectOf, Object};
 use crate::core::outbox;
 use crate::core::protocol::{self, Incoming};
+use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::future::Future;
@@ -164,7 +165,13 @@ pub(crate) trait Kind: Sized + 'static {
     /// Makes one round of calls; their answers go back in through [`Shell::apply`].
     async fn call(shell: &Rc<Shell<Self>>, calls: Vec<CallOf<Self>>);
 
-    /// The kind's own HTTP endpoints (everything but `/connect`).
+    /// What the kind adds to its core's counters from storage (see [`Shell::stats`]).
+    fn stats(sql: &SqlStorage, stats: &mut Map<String, Value>) -> Result<(), Error> {
+        let _ = (sql, stats);
+        Ok(())
+    }
+
+    /// The kind's own HTTP endpoints (everything but `/connect` and `/stats`).
     async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error>;
 }
 
@@ -498,6 +505,7 @@ impl<K: Kind> Shell<K> {
         let shell = Rc::clone(self);
         Err(async move {
             let answer = match inbound {
+                Ok(inbound) if inbound.path == "/stats" => shell.stats(&inbound),
                 Ok(inbound) => K::endpoint(&shell, inbound).await,
                 Err(e) => Err(e),
             };
@@ -568,6 +576,18 @@ impl<K: Kind> Shell<K> {
             return Err(worker::Error::RustError(format!("{} could not handle its alarm", K::LABEL)));
         }
         Response::ok("")
+    }
+
+    /// `GET /stats`: the core's counters, drained first, and what only the shell knows: the
+    /// alarm it set and how often the object was rebuilt from storage (`wakes`).
+    fn stats(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
+        let mut slot = self.slot();
+        let live = self.drained(&mut slot, inbound.name.as_deref())?;
+        let mut stats = live.core.stats();
+        stats.insert("alarm".into(), serde_json::json!(live.alarm));
+        stats.insert("wakes".into(), sql::wakes(&live.sql)?.into());
+        K::stats(&live.sql, &mut stats)?;
+        http::json(200, &stats)
     }
 
     /// Accepts an upgrade the Worker admitted: the core's capacity checks, then the socket.
