@@ -17,10 +17,12 @@
 //! - `watchers.rs`: who watches this user (pushes, `POST /watch`, `POST /unwatch`);
 //! - `watch.rs`: who may watch whom, and the messages user objects exchange;
 //! - `notifications.rs`: `POST /notify`, inbox pages, marking read; `inbox.rs` its rules;
-//! - `streams.rs`: event streams, and the HTTP writes of clients on that fallback.
+//! - `streams.rs`: event streams, and the HTTP writes of clients on that fallback;
+//! - `endpoint.rs`: the object's HTTP requests, decoded once, and the answers given at once.
 
 mod devices;
 mod effect;
+pub mod endpoint;
 pub mod inbox;
 mod notifications;
 pub mod request;
@@ -202,13 +204,11 @@ impl User {
                 effects.extend(reply(json!({ "users": users })));
                 effects.extend(unwatch);
             }
-            Request::List(p) => {
-                let page = self.inbox.page(p.before, p.limit, inbox)?;
-                effects.extend(reply(json!({ "notifications": page, "unread": self.unread() })));
-            }
+            Request::List(p) => effects.extend(reply(self.page(&p, inbox)?)),
             Request::Read(p) => {
-                effects.extend(self.mark_read(&p, inbox)?);
-                effects.extend(reply(json!({ "unread": self.unread() })));
+                let (unread, marked) = self.read(&p, inbox)?;
+                effects.extend(marked);
+                effects.extend(reply(unread));
             }
             Request::Refresh(p) => {
                 effects.extend(self.refresh_token(conn, p, now)?);
