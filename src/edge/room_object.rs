@@ -5,7 +5,7 @@
 //! three endpoints: history, publish and the event stream.
 
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
-use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, storage, write_meta};
+use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, write_meta};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
 use crate::core::error::{Error, ErrorCode};
@@ -290,11 +290,9 @@ fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
         version: i64,
         user: String,
     }
-    let rows: Vec<Row> = sql
-        .exec("SELECT key, value, version, user FROM state", None)
-        .and_then(|c| c.to_array())
-        .map_err(storage)?;
-    rows.into_iter()
+    let found: Vec<Row> = sql::rows(sql, "SELECT key, value, version, user FROM state", Vec::new())?;
+    found
+        .into_iter()
         .map(|r| {
             let entry = StateEntry {
                 value: serde_json::from_str(&r.value).map_err(|_| corrupt("state value"))?,
@@ -307,7 +305,8 @@ fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
 }
 
 fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Error> {
-    sql.exec(
+    run(
+        sql,
         "INSERT INTO state (key, value, version, user) VALUES (?, ?, ?, ?)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, user = excluded.user",
         vec![
@@ -317,8 +316,6 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
             entry.user.to_string().into(),
         ],
     )
-    .map(|_| ())
-    .map_err(storage)
 }
 
 /// Rows per INSERT: seven bound values each, under the per-statement limit of 100.
@@ -344,11 +341,8 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
             ]);
         }
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        sql.exec(
-            &format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}"),
-            bindings,
-        )
-        .map_err(storage)?;
+        let insert = format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}");
+        run(sql, &insert, bindings)?;
     }
     Ok(())
 }
@@ -374,8 +368,7 @@ const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts, server";
 
 impl SqlLog<'_> {
     fn query(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Message>, LogError> {
-        let rows: Vec<MessageRow> =
-            self.sql.exec(sql, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+        let rows: Vec<MessageRow> = sql::read(self.sql, sql, bindings)?;
         rows.into_iter().map(|r| self.message(r)).collect()
     }
 
@@ -445,20 +438,17 @@ impl RoomLog for SqlLog<'_> {
             ts: i64,
         }
         // A trimmed message's id is remembered in `trimmed`; a stored one is in `messages`.
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
-                 UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
-                vec![
-                    user.to_string().into(),
-                    id.to_owned().into(),
-                    user.to_string().into(),
-                    id.to_owned().into(),
-                ],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(|e| LogError(e.to_string()))?;
+        let rows: Vec<Row> = sql::read(
+            self.sql,
+            "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
+             UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
+            vec![
+                user.to_string().into(),
+                id.to_owned().into(),
+                user.to_string().into(),
+                id.to_owned().into(),
+            ],
+        )?;
         Ok(rows.into_iter().next().map(|r| Receipt {
             seq: r.seq.max(0) as u64,
             id: r.id,

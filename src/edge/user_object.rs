@@ -75,8 +75,10 @@ impl Kind for UserKind {
                 Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("watch policy"))?,
                 None => WatchPolicy::default(),
             },
-            watchers: read_watchers(sql)?,
-            watching: read_watching(sql)?,
+            watchers: read_users(sql, "SELECT user, active AS n FROM watchers", "watcher", |n| n != 0)?,
+            watching: read_users(sql, "SELECT user, rev AS n FROM watching", "watched user", |n| {
+                n.max(0) as u64
+            })?,
             inbox: inbox_counts(sql)?,
         };
         Ok((User::new(id, stored, config.clone()), UserKind::default(), Vec::new()))
@@ -272,30 +274,21 @@ fn write(sql: &SqlStorage, write: &UserWrite) -> Result<(), Error> {
     }
 }
 
-fn read_watchers(sql: &SqlStorage) -> Result<BTreeMap<UserId, bool>, Error> {
+/// Each user `query` selects, with its number `n` (a watcher's `active`, a watched user's `rev`),
+/// mapped by `value`; `what` names a row that does not read.
+fn read_users<T>(
+    sql: &SqlStorage,
+    query: &str,
+    what: &str,
+    value: fn(i64) -> T,
+) -> Result<BTreeMap<UserId, T>, Error> {
     #[derive(Deserialize)]
     struct Row {
         user: String,
-        active: i64,
+        n: i64,
     }
-    let found: Vec<Row> = rows(sql, "SELECT user, active FROM watchers", Vec::new())?;
-    found
-        .into_iter()
-        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watcher"))?, r.active != 0)))
-        .collect()
-}
-
-fn read_watching(sql: &SqlStorage) -> Result<BTreeMap<UserId, u64>, Error> {
-    #[derive(Deserialize)]
-    struct Row {
-        user: String,
-        rev: i64,
-    }
-    let found: Vec<Row> = rows(sql, "SELECT user, rev FROM watching", Vec::new())?;
-    found
-        .into_iter()
-        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watched user"))?, r.rev.max(0) as u64)))
-        .collect()
+    let found: Vec<Row> = rows(sql, query, Vec::new())?;
+    found.into_iter().map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt(what))?, value(r.n)))).collect()
 }
 
 fn inbox_counts(sql: &SqlStorage) -> Result<InboxCounts, Error> {
@@ -391,7 +384,7 @@ impl SqlInbox<'_> {
                 return Err(LogError(e.message));
             }
         }
-        self.store.sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))
+        sql::read(self.store.sql, query, bindings)
     }
 
     fn query(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Notification>, LogError> {

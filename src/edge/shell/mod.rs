@@ -410,9 +410,13 @@ impl<K: Kind> Shell<K> {
         self.spawn_calls();
     }
 
+    /// The failure path of every object: a write failed, so the socket whose frame caused it
+    /// (`origin`) gets an `error` frame, and the live state is dropped ([`Live::abandon`]).
     fn fail(&self, slot: &mut Slot<K>, origin: Option<&ConnId>, error: &Error) -> bool {
         if let Some(live) = slot.as_mut() {
-            socket::report_failure(&live.sockets, origin, error);
+            if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
+                socket::send(ws, &protocol::error_frame(error));
+            }
             live.abandon();
         }
         *slot = None;
@@ -550,8 +554,11 @@ impl<K: Kind> Shell<K> {
     /// A socket closed (the client's close is finished here: in hibernation mode the handshake
     /// is ours to complete) or failed.
     pub(crate) fn on_close(self: &Rc<Self>, ws: WebSocket, code: Option<(usize, String)>) {
+        // Without our close frame the client waits. In the handler the socket reads CLOSING (2)
+        // and is still listed by `getWebSockets`; after this it reads CLOSED (3), so a rebuild in
+        // the same handler does not restore it (measured in local workerd).
         if let Some((code, reason)) = code {
-            socket::finish_close(&ws, code, &reason);
+            socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
         }
         self.forget(&ws);
         self.spawn_calls();
@@ -626,7 +633,7 @@ impl<K: Kind> Shell<K> {
         if let Some(id) = self.conn_ids.get(key).as_string() {
             return ConnId::parse(&id).ok();
         }
-        let conn = socket::conn_of::<InfoOf<K>>(ws)?;
+        let conn = ws.deserialize_attachment::<InfoOf<K>>().ok().flatten()?.conn().clone();
         self.conn_ids.set(key, &JsValue::from_str(conn.as_str()));
         Some(conn)
     }
@@ -660,7 +667,7 @@ impl<K: Kind> Shell<K> {
     /// A socket closed or failed. The event may be what woke the object: then it is rebuilt with
     /// the closing socket still counted, so its departure is handled like any other.
     fn forget(self: &Rc<Self>, ws: &WebSocket) {
-        let Some(info) = socket::attachment::<InfoOf<K>>(ws) else { return };
+        let Ok(Some(info)) = ws.deserialize_attachment::<InfoOf<K>>() else { return };
         let conn = info.conn().clone();
         let mut slot = self.live.borrow_mut();
         let Ok(live) = self.load_with(&mut slot, None, Some(info)) else { return };
