@@ -757,3 +757,34 @@ fn the_snapshot_and_stats_report_the_text_and_the_log() {
     assert_eq!((stats["logFloor"].clone(), stats["sources"].clone()), (json!(doc.log_floor()), json!(2)));
     assert_eq!(stats["logBytes"], json!(doc.log_bytes()));
 }
+
+#[test]
+fn an_admitted_socket_carries_its_rights_and_where_it_resumes() {
+    use switchboard::core::admission::Admission;
+    use switchboard::core::error::ErrorCode;
+    let d = One::new(Limits { max_sockets_per_user: 1, ..Limits::default() }, "hi");
+    let ann = UserId::parse("ann").unwrap();
+    let admission = Admission {
+        user: Some(ann.clone()),
+        expires: Some(Timestamp(9)),
+        can_write: true,
+        since: Some(3),
+        epoch: Some("e1".into()),
+        ..Admission::default()
+    };
+    let (info, resume) = d.doc.admit(conn("c9"), &admission).unwrap();
+    assert_eq!(info, DocConnInfo { conn: conn("c9"), user: ann, expires: Timestamp(9), can_write: true });
+    assert_eq!(resume, Some(ResumeFrom { v: 3, epoch: Some("e1".into()) }));
+    let plain = Admission { since: None, epoch: None, ..admission.clone() };
+    assert_eq!(d.doc.admit(conn("c9"), &plain).unwrap().1, None);
+    // `user-w` already holds its one socket.
+    let writer = Admission { user: Some(UserId::parse("user-w").unwrap()), ..admission };
+    assert_eq!(d.doc.admit(conn("c9"), &writer).unwrap_err().code, ErrorCode::TooManyConnections);
+    assert_eq!(d.doc.admit(conn("c9"), &Admission::default()).unwrap_err().code, ErrorCode::Internal);
+}
+
+#[test]
+fn a_read_of_older_ops_owes_its_socket_a_reply() {
+    let call = DocCall::ReadOps { to: conn("c1"), reply_to: json!("r"), from: 0, until: 5, max_bytes: 1024 };
+    assert_eq!(Doc::owed(&call), Some(&conn("c1")));
+}

@@ -866,3 +866,17 @@ fn http_requests_are_decoded_once_and_answered_as_the_socket_answers() {
     let pushed = net.http("alice", "/presence", update).unwrap();
     assert_eq!(pushed["watching"], false, "alice does not watch bob");
 }
+
+#[test]
+fn a_subscribe_from_a_socket_owes_that_socket_its_reply_and_a_resume_owes_none() {
+    use switchboard::core::user::{User, UserCall};
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob"] } }));
+    let (_, call) = net.held.pop().expect("a held watch call");
+    assert_eq!(User::owed(&call), Some(&alice));
+    let resume = UserCall::Watch { users: vec![uid("bob")], active: true, reply: None };
+    assert_eq!(User::owed(&resume), None);
+    assert_eq!(User::owed(&UserCall::Unwatch(vec![uid("bob")])), None);
+}

@@ -3,6 +3,7 @@
 //! of them. Its effects are [`crate::core::effect`] (re-exported here); its connections
 //! (strikes, token expiry, `auth:refresh`, replies) are [`crate::core::sessions`].
 
+use crate::core::admission::Admission;
 pub use crate::core::effect::{phases, reply, Attachment, Effect, Never, Phases, SSE_KEEPALIVE};
 use crate::core::error::Error;
 use crate::core::ids::ConnId;
@@ -29,6 +30,11 @@ pub trait Object {
     type Connect;
     /// The storage a frame may read during its handling (a room's log, a user's inbox).
     type Reader<'a>: ?Sized;
+
+    /// A socket the Worker admitted (`admission`), after the object's own checks (the socket
+    /// limit, 429): what its attachment holds and what the object gets with it. Checked before
+    /// the socket is accepted.
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(Self::Info, Self::Connect), Error>;
 
     /// A socket was accepted: greet it.
     fn handle_connect(
@@ -100,6 +106,13 @@ pub trait Object {
     fn stream_keeps_up(&self, unread: usize) -> bool {
         let _ = unread;
         true
+    }
+
+    /// The socket a call owes a reply to, if any: should the shell drop the live state before
+    /// the call is made, it closes that socket (1011) rather than leave it waiting.
+    fn owed(call: &Self::Call) -> Option<&ConnId> {
+        let _ = call;
+        None
     }
 
     /// Counters for operators and tests (`GET /v1/.../stats`), as one JSON object; the shell

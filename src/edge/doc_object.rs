@@ -8,13 +8,11 @@
 use super::http;
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, corrupt, random_id, read_meta, rows, run, safe_integer, write_meta};
-use crate::core::admission::Admission;
 use crate::core::doc::{
-    ops_page, Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, Repair, ResumeFrom,
-    StoredDoc, StoredOp,
+    ops_page, Applied, Doc, DocCall, DocEffect, DocWrite, LoggedOp, Owner, Repair, StoredDoc, StoredOp,
 };
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, DocId, UserId};
+use crate::core::ids::{DocId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -95,23 +93,6 @@ impl Kind for DocKind {
         f: impl for<'r> FnOnce(&mut Doc, &ReaderOf<'r, Self>) -> R,
     ) -> R {
         f(core, &())
-    }
-
-    fn admit(
-        doc: &Doc,
-        conn: ConnId,
-        admission: &Admission,
-    ) -> Result<(DocConnInfo, Option<ResumeFrom>), Error> {
-        let user = admission.user()?.clone();
-        doc.check_capacity(&user)?;
-        let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
-        let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
-        Ok((info, resume))
-    }
-
-    fn owed(call: &DocCall) -> Option<&ConnId> {
-        let DocCall::ReadOps { to, .. } = call;
-        Some(to)
     }
 
     /// `ops:get` pages older than the live log, read once their batch is stored.

@@ -9,7 +9,7 @@ use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, 
 use super::{http, now, sse};
 use crate::core::admission::Admission;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, RoomId, UserId};
+use crate::core::ids::{RoomId, UserId};
 use crate::core::object::{Effect, Never};
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::room::{ConnInfo, Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
@@ -161,13 +161,6 @@ impl Kind for RoomKind {
         self.floor.set(self.floor.get().max(room.seq()));
     }
 
-    fn admit(room: &Room, conn: ConnId, admission: &Admission) -> Result<(ConnInfo, Option<Resume>), Error> {
-        let user = admission.user()?.clone();
-        room.check_capacity(&user)?;
-        let info = ConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
-        Ok((info, resume_of(admission)))
-    }
-
     fn tags(info: &ConnInfo) -> Vec<String> {
         vec![format!("u:{}", info.user), format!("c:{}", info.conn)]
     }
@@ -190,10 +183,6 @@ impl Kind for RoomKind {
             _ => Err(Error::new(ErrorCode::NotFound, "no such room endpoint")),
         }
     }
-}
-
-fn resume_of(admission: &Admission) -> Option<Resume> {
-    admission.since.map(|since| Resume { since, epoch: admission.epoch.clone().unwrap_or_default() })
 }
 
 /// The last seq handed out before a failed write (`floor`), kept in `meta` once it is ahead of
@@ -269,7 +258,7 @@ fn events(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Er
     let id = info.id.clone();
     let mut slot = shell.slot();
     shell.drained(&mut slot, inbound.name.as_deref())?;
-    let resume = resume_of(admission);
+    let resume = Resume::admitted(admission);
     let opening =
         shell.read(&mut slot, None, |room, log| room.open_stream(info, resume.as_ref(), now(), log))??;
     let (stream, body) = shell.new_stream(&id);

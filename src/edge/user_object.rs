@@ -10,16 +10,15 @@ use super::objects::{fan_out, CALL_CONCURRENCY};
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
 use super::{http, now, sse};
-use crate::core::admission::Admission;
 use crate::core::error::LogError;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, UserId};
+use crate::core::ids::UserId;
 use crate::core::time::Timestamp;
 use crate::core::user::endpoint::Endpoint;
 use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification};
 use crate::core::user::request::Users;
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{StoredUser, User, UserCall, UserConnInfo, UserStreamInfo, UserWrite};
+use crate::core::user::{StoredUser, User, UserCall, UserStreamInfo, UserWrite};
 use serde::Deserialize;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -110,18 +109,6 @@ impl Kind for UserKind {
 
     fn read_failure(&self) -> Option<Error> {
         self.failure.borrow_mut().take()
-    }
-
-    fn owed(call: &UserCall) -> Option<&ConnId> {
-        match call {
-            UserCall::Watch { reply: Some(reply), .. } => Some(&reply.conn),
-            _ => None,
-        }
-    }
-
-    fn admit(user: &User, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
-        user.check_capacity()?;
-        Ok((UserConnInfo { conn, expires: admission.expires()? }, admission.policy()?.clone()))
     }
 
     /// Status pushes to watchers and watch requests to the watched, 16 objects at a time.

@@ -43,6 +43,7 @@ pub use resume::{ops_page, ResumeFrom};
 pub use sources::{Applied, Owner, Sources};
 pub use submit::{MAX_OP_COMPONENTS, MAX_SRC_LEN, SNAPSHOT_EVERY};
 
+use crate::core::admission::Admission;
 use crate::core::caps::DocRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
@@ -182,6 +183,19 @@ impl Object for Doc {
     type Connect = Option<ResumeFrom>;
     /// Reads go out as [`DocCall::ReadOps`]: nothing is read during a frame.
     type Reader<'a> = ();
+
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(DocConnInfo, Option<ResumeFrom>), Error> {
+        let user = admission.user()?.clone();
+        self.check_capacity(&user)?;
+        let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
+        let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
+        Ok((info, resume))
+    }
+
+    fn owed(call: &DocCall) -> Option<&ConnId> {
+        let DocCall::ReadOps { to, .. } = call;
+        Some(to)
+    }
 
     /// A socket was accepted: replay the ops since `resume` when the live log still has them,
     /// in the same epoch and within `RECOVERY_MAX_BYTES`, then `doc:snapshot`.

@@ -29,6 +29,7 @@ pub use request::Request;
 pub use streams::StreamInfo;
 pub use typing::TYPING_UPDATE_MS;
 
+use crate::core::admission::Admission;
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
@@ -274,6 +275,13 @@ impl Object for Room {
     /// Where a reconnecting socket asked to `resume`.
     type Connect = Option<Resume>;
     type Reader<'a> = dyn RoomLog + 'a;
+
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(ConnInfo, Option<Resume>), Error> {
+        let user = admission.user()?.clone();
+        self.check_capacity(&user)?;
+        let info = ConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
+        Ok((info, Resume::admitted(admission)))
+    }
 
     /// A socket was accepted: replay what it missed when it asked to `resume`, greet it with
     /// `room:state`, and announce a new member to the others (in a large room, with the next

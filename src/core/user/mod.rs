@@ -40,6 +40,7 @@ pub use streams::{StatusRequest, UserStreamInfo};
 pub use watchers::PUSH_WINDOW_MS;
 pub use watching::policy_of;
 
+use crate::core::admission::Admission;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::ids::{ConnId, UserId};
@@ -239,6 +240,18 @@ impl Object for User {
     /// The token's watch policy.
     type Connect = WatchPolicy;
     type Reader<'a> = dyn Inbox + 'a;
+
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
+        self.check_capacity()?;
+        Ok((UserConnInfo { conn, expires: admission.expires()? }, admission.policy()?.clone()))
+    }
+
+    fn owed(call: &UserCall) -> Option<&ConnId> {
+        match call {
+            UserCall::Watch { reply: Some(reply), .. } => Some(&reply.conn),
+            _ => None,
+        }
+    }
 
     /// A socket was accepted with the token's watch `policy`: greet it with `user:state`, bring
     /// the user online, and resume paused subscriptions.

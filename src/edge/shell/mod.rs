@@ -138,24 +138,10 @@ pub(crate) trait Kind: Sized + 'static {
         None
     }
 
-    /// The socket a call owes a reply to, if any: when the live state is dropped before the
-    /// call is made, that socket is closed (1011) rather than left waiting.
-    fn owed(call: &CallOf<Self>) -> Option<&ConnId> {
-        let _ = call;
-        None
-    }
-
     /// The live state is being dropped (a write failed, or the instance goes away).
     fn dropped(&self, core: &Self::Core) {
         let _ = core;
     }
-
-    /// What a socket the Worker admitted is to the core, after the core's capacity checks.
-    fn admit(
-        core: &Self::Core,
-        conn: ConnId,
-        admission: &Admission,
-    ) -> Result<(InfoOf<Self>, ConnectOf<Self>), Error>;
 
     /// The hibernation tags of a new socket.
     fn tags(info: &InfoOf<Self>) -> Vec<String> {
@@ -608,7 +594,7 @@ impl<K: Kind> Shell<K> {
             return Err(e);
         }
         let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
-        let (info, connect) = K::admit(&live.core, random_id()?, &inbound.admission)?;
+        let (info, connect) = live.core.admit(random_id()?, &inbound.admission)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = &inbound.admission.protocol {
