@@ -740,3 +740,51 @@ fn a_tab_refused_for_the_users_shared_budget_is_not_struck_when_it_waits() {
     }
     assert!(!closed, "a client that honours retryAfterMs is never closed");
 }
+
+#[test]
+fn the_snapshot_and_stats_report_the_text_and_the_log() {
+    let mut sim = DocSim::new(2, 7, "héllo");
+    for i in 0..2 {
+        sim.edit(i);
+    }
+    sim.settle();
+    let doc = &sim.doc;
+    let text = doc.text().to_owned();
+    assert_eq!(doc.snapshot(), json!({ "doc": "d", "v": doc.version(), "epoch": "e1", "text": text }));
+    let stats = Value::Object(doc.stats());
+    assert_eq!(stats["chars"], json!(text.chars().count()));
+    assert_eq!((stats["v"].clone(), stats["connections"].clone()), (json!(doc.version()), json!(2)));
+    assert_eq!((stats["logFloor"].clone(), stats["sources"].clone()), (json!(doc.log_floor()), json!(2)));
+    assert_eq!(stats["logBytes"], json!(doc.log_bytes()));
+}
+
+#[test]
+fn an_admitted_socket_carries_its_rights_and_where_it_resumes() {
+    use switchboard::core::admission::Admission;
+    use switchboard::core::error::ErrorCode;
+    let d = One::new(Limits { max_sockets_per_user: 1, ..Limits::default() }, "hi");
+    let ann = UserId::parse("ann").unwrap();
+    let admission = Admission {
+        user: Some(ann.clone()),
+        expires: Some(Timestamp(9)),
+        can_write: true,
+        since: Some(3),
+        epoch: Some("e1".into()),
+        ..Admission::default()
+    };
+    let (info, resume) = d.doc.admit(conn("c9"), &admission).unwrap();
+    assert_eq!(info, DocConnInfo { conn: conn("c9"), user: ann, expires: Timestamp(9), can_write: true });
+    assert_eq!(resume, Some(ResumeFrom { v: 3, epoch: Some("e1".into()) }));
+    let plain = Admission { since: None, epoch: None, ..admission.clone() };
+    assert_eq!(d.doc.admit(conn("c9"), &plain).unwrap().1, None);
+    // `user-w` already holds its one socket.
+    let writer = Admission { user: Some(UserId::parse("user-w").unwrap()), ..admission };
+    assert_eq!(d.doc.admit(conn("c9"), &writer).unwrap_err().code, ErrorCode::TooManyConnections);
+    assert_eq!(d.doc.admit(conn("c9"), &Admission::default()).unwrap_err().code, ErrorCode::Internal);
+}
+
+#[test]
+fn a_read_of_older_ops_owes_its_socket_a_reply() {
+    let call = DocCall::ReadOps { to: conn("c1"), reply_to: json!("r"), from: 0, until: 5, max_bytes: 1024 };
+    assert_eq!(Doc::owed(&call), Some(&conn("c1")));
+}

@@ -210,3 +210,15 @@ fn a_socket_dropped_right_after_connect_leaves_no_member() {
     let again = sim.connect("bob");
     assert_eq!(sim.take_one(&again)["d"]["members"], json!([{"user":"alice"},{"user":"bob"}]), "no ghost");
 }
+
+#[test]
+fn stats_count_connections_members_and_the_log() {
+    let mut sim = Sim::new("general");
+    let alice = sim.connect("alice");
+    sim.connect("alice");
+    sim.connect("bob");
+    sim.send(&alice, json!({"t":"message:send","d":{"text":"hi"}}));
+    let stats = serde_json::Value::Object(sim.object.stats());
+    let expected = json!({"room":"general","seq":1,"epoch":"ep1","connections":3,"members":2,"streams":0});
+    assert_eq!(stats, expected);
+}

@@ -527,3 +527,34 @@ fn after_exp_plus_leeway_any_frame_but_auth_refresh_closes_with_4001() {
         Some(switchboard::core::time::Timestamp(exp_s as u64 * 1000 + 30_000))
     );
 }
+
+#[test]
+fn an_admitted_socket_carries_what_the_worker_verified() {
+    use switchboard::core::admission::Admission;
+    use switchboard::core::room::{ConnInfo, Resume};
+    use switchboard::core::time::Timestamp;
+    let mut sim = Sim::with_limits("cap", Limits { max_sockets_per_user: 1, ..Limits::default() });
+    let alice = UserId::parse("alice").unwrap();
+    let conn = ConnId::parse("c9").unwrap();
+    let admission = Admission {
+        user: Some(alice.clone()),
+        expires: Some(Timestamp(9)),
+        can_write: true,
+        since: Some(4),
+        epoch: Some("e".into()),
+        ..Admission::default()
+    };
+    let (info, resume) = sim.object.admit(conn.clone(), &admission).unwrap();
+    let expected =
+        ConnInfo { conn: conn.clone(), user: alice.clone(), expires: Timestamp(9), can_write: true };
+    assert_eq!((info, resume), (expected, Some(Resume { since: 4, epoch: "e".into() })));
+    // A `since` without an epoch resumes nothing it can check (`recovered: false`).
+    let no_epoch = Admission { epoch: None, ..admission.clone() };
+    assert_eq!(
+        sim.object.admit(conn.clone(), &no_epoch).unwrap().1,
+        Some(Resume { since: 4, epoch: String::new() })
+    );
+    sim.connect("alice");
+    assert_eq!(sim.object.admit(conn.clone(), &admission).unwrap_err().code, ErrorCode::TooManyConnections);
+    assert_eq!(sim.object.admit(conn, &Admission::default()).unwrap_err().code, ErrorCode::Internal);
+}

@@ -798,3 +798,85 @@ fn a_socket_dropped_right_after_connect_leaves_no_presence() {
     assert_eq!(net.user(&alice).status().status, switchboard::core::presence::Status::Offline);
     assert_eq!(net.user(&alice).poll_timeout(), None, "no timer of the dropped socket is left");
 }
+
+#[test]
+fn stats_count_devices_the_inbox_and_the_watch_lists() {
+    let mut net = Users::new();
+    net.notify("alice", json!({ "type": "mention" }), None).unwrap();
+    net.connect("alice");
+    net.open_stream("alice").unwrap();
+    net.http_subscribe("alice", &["bob"]).unwrap();
+    let stats = Value::Object(net.user(&uid("alice")).stats());
+    assert_eq!(stats["user"], "alice");
+    assert_eq!(stats["presence"]["status"], "online");
+    assert_eq!((stats["connections"].clone(), stats["streams"].clone()), (json!(1), json!(1)));
+    assert_eq!((stats["unread"].clone(), stats["notifications"].clone()), (json!(1), json!(1)));
+    assert_eq!((stats["watching"].clone(), stats["paused"].clone()), (json!(["bob"]), json!(false)));
+    assert_eq!(Value::Object(net.user(&uid("bob")).stats())["watchers"], json!({ "alice": true }));
+}
+
+#[test]
+fn http_requests_are_decoded_once_and_answered_as_the_socket_answers() {
+    use switchboard::core::admission::Admission;
+    use switchboard::core::error::ErrorCode;
+    use switchboard::core::user::endpoint::{Endpoint, HttpRequest};
+    use switchboard::core::user::request::{NotificationList, Users as UserList};
+    let none = Admission::default();
+    let page = Admission { before: Some(9), limit: Some(5), ..Admission::default() };
+    let list = NotificationList { before: Some(9), limit: Some(5) };
+    assert_eq!(Endpoint::parse("/notifications", "", &page), Ok(Endpoint::Now(HttpRequest::List(list))));
+    assert_eq!(Endpoint::parse("/events", "", &none), Ok(Endpoint::Events));
+    let bob = Endpoint::Subscribe(UserList { users: vec![uid("bob")] });
+    assert_eq!(Endpoint::parse("/subscribe", r#"{"users": ["bob"]}"#, &none), Ok(bob));
+    let unknown = Endpoint::parse("/nope", "", &none).unwrap_err();
+    assert_eq!((unknown.code, unknown.message.as_str()), (ErrorCode::NotFound, "no such user endpoint"));
+    for (path, what) in [
+        ("/notify", r#"{"notification", "key"?}"#),
+        ("/read", r#"{"ids": [...]} or {"all": true}"#),
+        ("/status", r#"{"status", "activity"?}"#),
+        ("/subscribe", r#"{"users": [...]}"#),
+        ("/unsubscribe", r#"{"users": [...]}"#),
+        ("/watch", r#"{"watcher", "active"}"#),
+        ("/unwatch", r#"{"watcher"}"#),
+        ("/presence", "a presence update"),
+    ] {
+        let e = Endpoint::parse(path, "1", &none).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{path}");
+        assert!(e.message.starts_with(&format!("body must be {what}: ")), "{path}: {}", e.message);
+    }
+
+    let mut net = Users::new();
+    let phone = net.connect("alice");
+    net.take(&phone, "user:state");
+    net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    net.notify("alice", json!({ "type": "t" }), None).unwrap();
+    let inbox = net.http("alice", "/notifications", Value::Null).unwrap();
+    assert_eq!(inbox["unread"], 2);
+    assert_eq!(inbox["notifications"][0]["id"], 2, "newest first");
+    net.send(&phone, json!({ "t": "notification:list", "ref": "l" }));
+    assert_eq!(net.reply(&phone, "l")["d"], inbox, "the socket's reply is the same page");
+    assert_eq!(net.http("alice", "/read", json!({ "all": true })).unwrap(), json!({ "unread": 0 }));
+    assert_eq!(net.take(&phone, "notification:count").last().unwrap()["d"]["unread"], 0);
+
+    let update = net.http("bob", "/watch", json!({ "watcher": "alice", "active": true })).unwrap();
+    assert_eq!(update["user"], "bob");
+    assert_eq!(net.user(&uid("bob")).watchers().get(&uid("alice")), Some(&true));
+    assert_eq!(net.http("bob", "/unwatch", json!({ "watcher": "alice" })).unwrap(), json!({}));
+    assert!(net.user(&uid("bob")).watchers().is_empty());
+    let pushed = net.http("alice", "/presence", update).unwrap();
+    assert_eq!(pushed["watching"], false, "alice does not watch bob");
+}
+
+#[test]
+fn a_subscribe_from_a_socket_owes_that_socket_its_reply_and_a_resume_owes_none() {
+    use switchboard::core::user::{User, UserCall};
+    let mut net = Users::new();
+    let alice = net.connect("alice");
+    net.hold_watch = true;
+    net.send(&alice, json!({ "t": "presence:subscribe", "ref": "s", "d": { "users": ["bob"] } }));
+    let (_, call) = net.held.pop().expect("a held watch call");
+    assert_eq!(User::owed(&call), Some(&alice));
+    let resume = UserCall::Watch { users: vec![uid("bob")], active: true, reply: None };
+    assert_eq!(User::owed(&resume), None);
+    assert_eq!(User::owed(&UserCall::Unwatch(vec![uid("bob")])), None);
+}

@@ -214,7 +214,7 @@ fn subscribing_over_http_answers_like_the_socket_reply() {
     assert!(net.user(&uid("carol")).watchers().contains_key(&uid("alice")));
 
     let gone = net.http_unsubscribe("alice", &["carol", "zed"]).unwrap();
-    assert_eq!(gone, json!(["carol"]));
+    assert_eq!(gone, json!({ "users": ["carol"] }));
     assert!(!net.user(&uid("carol")).watchers().contains_key(&uid("alice")));
     net.take_events(&stream, "presence:update");
 
@@ -294,4 +294,28 @@ fn a_long_subscribe_list_of_repeats_counts_each_user_once() {
         answer["presence"].as_array().unwrap().iter().map(|p| p["user"].as_str().unwrap()).collect();
     watched.sort();
     assert_eq!(watched, ["bob", "carol"]);
+}
+
+#[test]
+fn an_admitted_socket_carries_its_expiry_and_watch_policy() {
+    use switchboard::core::admission::Admission;
+    use switchboard::core::ids::ConnId;
+    use switchboard::core::time::Timestamp;
+    use switchboard::core::user::UserConnInfo;
+    let mut net = Users::with_limits(Limits { max_sockets_per_user: 1, ..Limits::default() });
+    let conn = ConnId::parse("c9").unwrap();
+    let admission =
+        Admission { expires: Some(Timestamp(9)), policy: Some(open_policy()), ..Admission::default() };
+    let (info, policy) = net.user(&uid("alice")).admit(conn.clone(), &admission).unwrap();
+    assert_eq!((info, policy), (UserConnInfo { conn: conn.clone(), expires: Timestamp(9) }, open_policy()));
+    let no_policy = Admission { policy: None, ..admission.clone() };
+    assert_eq!(
+        net.user(&uid("alice")).admit(conn.clone(), &no_policy).unwrap_err().code,
+        ErrorCode::Internal
+    );
+    net.open_stream("alice").unwrap();
+    assert_eq!(
+        net.user(&uid("alice")).admit(conn, &admission).unwrap_err().code,
+        ErrorCode::TooManyConnections
+    );
 }

@@ -1,5 +1,5 @@
-//! What the Worker verified about a request, as the object it routes the request to receives
-//! it: one typed value, serialized once into one internal header and parsed once by the
+//! What the Worker verified about a request, and the position the caller asked for, as the
+//! object it routes the request to receives it: one typed value, serialized once into one internal header and parsed once by the
 //! object, with the same meaning in rooms, user objects and documents.
 //!
 //! An object is reachable only through its Worker, so it trusts the value; the Worker builds it
@@ -33,6 +33,12 @@ pub struct Admission {
     /// The log epoch `since` belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+    /// A page of a room's history or a user's inbox: only entries below this `seq` or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    /// The page's size; the object caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
     /// The WebSocket subprotocol to echo in the handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -93,6 +99,8 @@ mod tests {
             policy: Some(WatchPolicy::default()),
             since: Some(42),
             epoch: Some("e1".into()),
+            before: Some(7),
+            limit: Some(50),
             protocol: Some("switchboard.v1".into()),
             server: false,
             idempotency_key: Some("k".into()),

@@ -13,6 +13,7 @@ pub mod dev_token;
 pub mod doc;
 pub mod effect;
 pub mod error;
+pub mod gate;
 pub mod ids;
 pub mod notify;
 pub mod object;

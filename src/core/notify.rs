@@ -10,6 +10,9 @@ use serde_json::Value;
 /// Most users in one call.
 pub const MAX_USERS: usize = 1000;
 
+/// Largest body: 1,000 user ids and a notification fit with room to spare.
+pub const MAX_BODY: usize = 256 * 1024;
+
 /// User objects called at once: bounds the Worker's open subrequests.
 pub const CONCURRENCY: usize = 50;
 

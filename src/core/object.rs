@@ -3,12 +3,14 @@
 //! of them. Its effects are [`crate::core::effect`] (re-exported here); its connections
 //! (strikes, token expiry, `auth:refresh`, replies) are [`crate::core::sessions`].
 
+use crate::core::admission::Admission;
 pub use crate::core::effect::{phases, reply, Attachment, Effect, Never, Phases, SSE_KEEPALIVE};
 use crate::core::error::Error;
 use crate::core::ids::ConnId;
 use crate::core::protocol::{Envelope, Incoming};
 use crate::core::sessions::{self, Sessions};
 use crate::core::time::Timestamp;
+use serde_json::{Map, Value};
 
 /// The effects of an object `O`.
 pub type EffectOf<O> = Effect<<O as Object>::Write, <O as Object>::Call, <O as Object>::Info>;
@@ -28,6 +30,11 @@ pub trait Object {
     type Connect;
     /// The storage a frame may read during its handling (a room's log, a user's inbox).
     type Reader<'a>: ?Sized;
+
+    /// A socket the Worker admitted (`admission`), after the object's own checks (the socket
+    /// limit, 429): what its attachment holds and what the object gets with it. Checked before
+    /// the socket is accepted.
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(Self::Info, Self::Connect), Error>;
 
     /// A socket was accepted: greet it.
     fn handle_connect(
@@ -99,5 +106,24 @@ pub trait Object {
     fn stream_keeps_up(&self, unread: usize) -> bool {
         let _ = unread;
         true
+    }
+
+    /// The socket a call owes a reply to, if any: should the shell drop the live state before
+    /// the call is made, it closes that socket (1011) rather than leave it waiting.
+    fn owed(call: &Self::Call) -> Option<&ConnId> {
+        let _ = call;
+        None
+    }
+
+    /// Counters for operators and tests (`GET /v1/.../stats`), as one JSON object; the shell
+    /// adds what only it knows (the alarm it set, the wakes it counted).
+    fn stats(&self) -> Map<String, Value>;
+}
+
+/// The counters of an object literal (`json!({...})`), for [`Object::stats`].
+pub fn counters(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(counters) => counters,
+        _ => Map::new(),
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP routing as a pure function of method and path, so every route and its error status is
 //! tested on the host. Checks run in the documented order: unknown route (404), wrong method
 //! (405), bad id (400); the Worker checks the origin (403) and answers `OPTIONS` between the 404
-//! and the 405 (see [`Target`]); the upgrade and token checks follow in the edge.
+//! and the 405 (see [`Target`]); each route's own checks follow ([`crate::core::gate`]).
 
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{DocId, IdError, RoomId, UserId};

@@ -4,6 +4,7 @@
 use super::{config, http, now, setting, Call};
 use crate::core::dev_token;
 use crate::core::error::{Error, ErrorCode};
+use crate::core::gate::Asked;
 use worker::{Env, Response};
 
 /// Whether `DEV_TOKENS` turns the route on; when it does not, the Worker answers 404.

@@ -2,20 +2,19 @@
 //! editors' sockets through the Hibernation API, the op log, the remembered sources and
 //! periodic snapshots in SQLite, its one alarm (token expiry), and a [`Doc`] rebuilt lazily
 //! after every wake from the latest snapshot plus the ops after it. Everything else is the
-//! shell's (`edge::shell`): the document adds its schema, its SQL, `ops:get` reads and two
-//! endpoints.
+//! shell's (`edge::shell`): the document adds its schema, its SQL, `ops:get` reads, its snapshot
+//! and a repair's report in its stats.
 
 use super::http;
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, corrupt, random_id, read_meta, rows, run, safe_integer, write_meta};
-use crate::core::admission::Admission;
 use crate::core::doc::{
-    ops_page, Applied, Doc, DocCall, DocConnInfo, DocEffect, DocWrite, LoggedOp, Owner, Repair, ResumeFrom,
-    StoredDoc, StoredOp,
+    ops_page, Applied, Doc, DocCall, DocEffect, DocWrite, LoggedOp, Owner, Repair, StoredDoc, StoredOp,
 };
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, DocId, UserId};
+use crate::core::ids::{DocId, UserId};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{Response, SqlStorage};
@@ -96,23 +95,6 @@ impl Kind for DocKind {
         f(core, &())
     }
 
-    fn admit(
-        doc: &Doc,
-        conn: ConnId,
-        admission: &Admission,
-    ) -> Result<(DocConnInfo, Option<ResumeFrom>), Error> {
-        let user = admission.user()?.clone();
-        doc.check_capacity(&user)?;
-        let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
-        let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
-        Ok((info, resume))
-    }
-
-    fn owed(call: &DocCall) -> Option<&ConnId> {
-        let DocCall::ReadOps { to, .. } = call;
-        Some(to)
-    }
-
     /// `ops:get` pages older than the live log, read once their batch is stored.
     async fn call(shell: &Rc<Shell<Self>>, calls: Vec<DocCall>) {
         let mut slot = shell.slot();
@@ -128,36 +110,21 @@ impl Kind for DocKind {
         shell.apply(&mut slot, None, effects);
     }
 
+    /// The repair a wake made, if any, as it was stored.
+    fn stats(sql: &SqlStorage, stats: &mut Map<String, Value>) -> Result<(), Error> {
+        let repair = read_meta(sql, "repair")?.and_then(|r| serde_json::from_str::<Value>(&r).ok());
+        stats.insert("repair".into(), repair.unwrap_or(Value::Null));
+        Ok(())
+    }
+
+    /// `GET /snapshot`, drained: an answer never shows an edit that could still fail to be stored.
     async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error> {
-        let mut slot = shell.slot();
-        // Drained: an answer never shows an edit that could still fail to be stored.
-        let live = shell.drained(&mut slot, inbound.name.as_deref())?;
-        let doc = &live.core;
-        match inbound.path.as_str() {
-            "/snapshot" => http::json(
-                200,
-                &serde_json::json!({ "doc": doc.id(), "v": doc.version(), "epoch": doc.epoch(), "text": doc.text() }),
-            ),
-            // Counters for operators and tests; `wakes` counts rebuilds from storage.
-            "/stats" => http::json(
-                200,
-                &serde_json::json!({
-                    "doc": doc.id(),
-                    "v": doc.version(),
-                    "epoch": doc.epoch(),
-                    "logFloor": doc.log_floor(),
-                    "logBytes": doc.log_bytes(),
-                    "sources": doc.source_count(),
-                    "chars": crate::core::ot::chars(doc.text()),
-                    "connections": doc.connection_count(),
-                    "alarm": live.alarm,
-                    "wakes": sql::wakes(&live.sql)?,
-                    "repair": read_meta(&live.sql, "repair")?
-                        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
-                }),
-            ),
-            _ => Err(Error::new(ErrorCode::NotFound, "no such document endpoint")),
+        if inbound.path != "/snapshot" {
+            return Err(Error::new(ErrorCode::NotFound, "no such document endpoint"));
         }
+        let mut slot = shell.slot();
+        let live = shell.drained(&mut slot, inbound.name.as_deref())?;
+        http::json(200, &live.core.snapshot())
     }
 }
 

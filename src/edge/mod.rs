@@ -1,27 +1,25 @@
 //! The wasm32 shell: the Worker's fetch handler and the Durable Objects. It translates between
 //! the platform (requests, sockets, SQLite, alarms) and the core; every rule lives in the core.
 //!
-//! The Worker authenticates and authorizes every request, then forwards it to the room's,
-//! user's or document's object with what it verified in [`internal`] headers.
+//! The Worker checks every request as the core decides ([`crate::core::gate`]), then forwards
+//! it to the room's, user's or document's object with what it verified in [`internal`] headers.
 
 mod dev;
 mod doc_object;
-mod docs;
 mod http;
 mod objects;
 mod room_object;
-mod rooms;
 mod shell;
 mod socket;
 mod sql;
 mod sse;
 mod user_object;
-mod users;
 
-use crate::core::auth::{self, Caller};
 use crate::core::body::CappedBody;
 use crate::core::config::{self as settings, Config};
 use crate::core::error::{close, Error, ErrorCode};
+use crate::core::gate::{self, Asked, Plan};
+use crate::core::notify;
 use crate::core::route::{Route, Target};
 use crate::core::time::Timestamp;
 use futures::StreamExt;
@@ -105,7 +103,7 @@ struct Call {
 /// The most of an unread body a refusal reads away before answering (see [`Call::discard_body`]).
 const DISCARD_MAX: usize = 64 * 1024;
 
-impl Call {
+impl Asked for Call {
     fn header(&self, name: &str) -> Option<String> {
         self.req.headers().get(name).ok().flatten()
     }
@@ -114,7 +112,9 @@ impl Call {
         let pairs = self.pairs.get_or_init(|| self.url.query_pairs().into_owned().collect());
         pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
+}
 
+impl Call {
     /// The request body, refused with 413 over `max` bytes: by its `Content-Length` before
     /// anything is read, and while streaming for a body without one (chunked) or one longer than
     /// declared, so at most `max` bytes are ever held. (`Request::text()` would buffer the whole
@@ -152,24 +152,6 @@ impl Call {
             }
         }
     }
-
-    /// The caller of a route app servers and users share (see [`auth::http_caller`]).
-    fn caller(&self, config: &Config) -> Result<Caller, Error> {
-        let (authorization, token) = (self.header("authorization"), self.query("token"));
-        auth::http_caller(
-            authorization.as_deref(),
-            token.as_deref(),
-            config.server_api_key.as_deref(),
-            &config.auth,
-            now(),
-        )
-    }
-
-    /// The user calling a route only users call (see [`auth::http_user`]).
-    fn user(&self, config: &Config) -> Result<auth::Identity, Error> {
-        let (authorization, token) = (self.header("authorization"), self.query("token"));
-        auth::http_user(authorization.as_deref(), token.as_deref(), &config.auth, now())
-    }
 }
 
 /// Answers a request in the documented order: unknown route (404), origin (403, setting `cors`
@@ -199,52 +181,43 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
     }
     let route = target.route(&method, &path)?;
     let mut call = Call { url, req, pairs: std::cell::OnceCell::new(), body_taken: false };
-    let answer = match route {
-        Route::Health => {
-            http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
-        }
-        Route::RoomSocket(room) => rooms::connect(&call, &env, &room).await,
-        Route::RoomStats(room) => rooms::stats(&call, &env, &room).await,
-        Route::RoomHistory(room) => rooms::history(&call, &env, &room).await,
-        Route::RoomPublish(room) => rooms::publish(&mut call, &env, &room).await,
-        Route::RoomEvents(room) => rooms::events(&call, &env, &room).await,
-        Route::UserSocket => users::connect(&call, &env).await,
-        Route::UserNotifications => users::notifications(&call, &env).await,
-        Route::UserRead => users::read(&mut call, &env).await,
-        Route::UserStats(user) => users::stats(&call, &env, &user).await,
-        Route::UserEvents => users::events(&call, &env).await,
-        Route::UserStatus => users::write(&mut call, &env, "status").await,
-        Route::UserActive => users::write(&mut call, &env, "active").await,
-        Route::UserSubscribe => users::write(&mut call, &env, "subscribe").await,
-        Route::UserUnsubscribe => users::write(&mut call, &env, "unsubscribe").await,
-        Route::Notify => users::notify(&mut call, &env).await,
-        Route::DocSocket(doc) => docs::connect(&call, &env, &doc).await,
-        Route::DocGet(doc) => docs::get(&call, &env, &doc).await,
-        Route::DocStats(doc) => docs::stats(&call, &env, &doc).await,
-        Route::DevToken => dev::token(&mut call, &env).await,
-    };
+    let answer = answer(&mut call, &env, &route).await;
     if answer.is_err() {
         call.discard_body().await;
     }
     answer
 }
 
-/// The checks every WebSocket route makes, in the documented order: an upgrade (426), usable
-/// credentials (400/401), a valid token (401).
-fn upgrade_identity(
-    call: &Call,
-    env: &Env,
-) -> Result<(auth::UpgradeCredentials, auth::Identity, std::rc::Rc<Config>), Error> {
-    let is_upgrade = call.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !is_upgrade {
-        return Err(Error::new(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade"));
+/// Does what the gate ([`gate::plan`]) decided once the route's checks passed.
+async fn answer(call: &mut Call, env: &Env, route: &Route) -> Result<Response, Error> {
+    match gate::plan(route, &*call, || config(env), now())? {
+        Plan::Health => {
+            http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+        }
+        Plan::DevToken => dev::token(call, env).await,
+        Plan::Notify => notify(call, env).await,
+        Plan::Publish(publishing) => {
+            let body = call.body(publishing.max_body).await?;
+            let to = publishing.forward(&body, &*config(env)?)?;
+            objects::forward(env, &to, Some(body)).await
+        }
+        Plan::Forward(to) => {
+            let body = match to.body {
+                Some(max) => Some(call.body(max).await?),
+                None => None,
+            };
+            objects::forward(env, &to, body).await
+        }
     }
-    let creds = auth::upgrade_credentials(
-        call.header("authorization").as_deref(),
-        call.header("sec-websocket-protocol").as_deref(),
-        call.query("token").as_deref(),
-    )?;
+}
+
+/// `POST /v1/notify` (the gate checked the server key): stores the notification in every listed
+/// user's inbox, [`notify::CONCURRENCY`] objects at a time, and reports each user's outcome with 202.
+async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error> {
     let config = config(env)?;
-    let identity = auth::authenticate(&creds, &config.auth, now())?;
-    Ok((creds, identity, config))
+    let body = call.body(notify::MAX_BODY).await?;
+    let request = notify::parse(&body, call.header("idempotency-key"), config.limits.max_text_chars)?;
+    let answers =
+        objects::fan_out(env, request.users, "notify", &request.delivery, notify::CONCURRENCY).await;
+    http::json(202, &notify::response(answers))
 }

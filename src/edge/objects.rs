@@ -1,45 +1,39 @@
 //! Requests to the Durable Objects, from the Worker and from one object to another: which
-//! binding holds each kind, the header that names the object (an object knows only its id), and
-//! the one header that carries what the Worker verified ([`Admission`]).
+//! binding holds each kind, the header that names the object (an object knows only its id), the
+//! one header that carries what the Worker verified ([`Admission`]), and calls to many user
+//! objects at once.
 
 use super::{http, internal};
 use crate::core::admission::Admission;
-use crate::core::error::Error;
+use crate::core::error::{Error, ErrorCode};
+use crate::core::gate::{Forward, ObjectKind};
+use crate::core::ids::UserId;
+use futures::stream::{self, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use worker::{Env, Method, ObjectNamespace, Request, Response};
 
-/// The three kinds of object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Room,
-    User,
-    Doc,
-}
-
-impl Kind {
-    fn binding(self) -> &'static str {
-        match self {
-            Kind::Room => "ROOMS",
-            Kind::User => "USERS",
-            Kind::Doc => "DOCS",
-        }
-    }
-
-    fn host(self) -> &'static str {
-        match self {
-            Kind::Room => "room.internal",
-            Kind::User => "user.internal",
-            Kind::Doc => "doc.internal",
-        }
+fn binding(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Room => "ROOMS",
+        ObjectKind::User => "USERS",
+        ObjectKind::Doc => "DOCS",
     }
 }
 
-/// A request for `endpoint` (with its query) of the object `id`, naming it, with what the Worker
-/// verified about the caller.
-pub(crate) fn request(
-    kind: Kind,
+fn host(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Room => "room.internal",
+        ObjectKind::User => "user.internal",
+        ObjectKind::Doc => "doc.internal",
+    }
+}
+
+/// A request for `endpoint` of the object `id`, naming it, with what the Worker verified.
+fn request(
+    kind: ObjectKind,
     id: &str,
     endpoint: &str,
-    method: Method,
     body: Option<String>,
     admission: &Admission,
 ) -> Result<Request, Error> {
@@ -49,22 +43,84 @@ pub(crate) fn request(
         headers.set(internal::ADMISSION, &admission.to_header()).map_err(http::internal)?;
     }
     let mut init = worker::RequestInit::new();
+    let method = if body.is_some() { Method::Post } else { Method::Get };
     init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
-    Request::new_with_init(&format!("https://{}/{endpoint}", kind.host()), &init).map_err(http::internal)
+    Request::new_with_init(&format!("https://{}/{endpoint}", host(kind)), &init).map_err(http::internal)
 }
 
-/// Sends `req` to the object `id` of `kind`.
-pub(crate) async fn send(env: &Env, kind: Kind, id: &str, req: Request) -> Result<Response, Error> {
-    send_in(&namespace(env, kind)?, id, req).await
+/// Sends a request the Worker checked ([`crate::core::gate`]) to its object, with the caller's
+/// `body` when it has one.
+pub(crate) async fn forward(env: &Env, to: &Forward, body: Option<String>) -> Result<Response, Error> {
+    let mut req = request(to.kind, &to.id, to.endpoint, body, &to.admission)?;
+    if to.is_socket() {
+        req.headers_mut().and_then(|h| h.set("upgrade", "websocket")).map_err(http::internal)?;
+    }
+    send_in(&namespace(env, to.kind)?, &to.id, req).await
 }
 
 /// Sends `req` to the object `id` of a namespace already looked up (fan-outs reuse it).
-pub(crate) async fn send_in(namespace: &ObjectNamespace, id: &str, req: Request) -> Result<Response, Error> {
+async fn send_in(namespace: &ObjectNamespace, id: &str, req: Request) -> Result<Response, Error> {
     let stub = namespace.id_from_name(id).and_then(|id| id.get_stub()).map_err(http::internal)?;
     stub.fetch_with_request(req).await.map_err(http::internal)
 }
 
-/// The namespace of `kind`, for [`send_in`].
-pub(crate) fn namespace(env: &Env, kind: Kind) -> Result<ObjectNamespace, Error> {
-    env.durable_object(kind.binding()).map_err(http::internal)
+fn namespace(env: &Env, kind: ObjectKind) -> Result<ObjectNamespace, Error> {
+    env.durable_object(binding(kind)).map_err(http::internal)
 }
+
+/// POSTs the JSON `body` to `user`'s object at `endpoint` and decodes the answer; an error
+/// answer becomes the error it carries.
+async fn call_user<T: DeserializeOwned>(
+    users: &ObjectNamespace,
+    user: &UserId,
+    endpoint: &str,
+    body: &str,
+) -> Result<T, Error> {
+    let req =
+        request(ObjectKind::User, user.as_str(), endpoint, Some(body.to_owned()), &Admission::default())?;
+    let mut response = send_in(users, user.as_str(), req).await?;
+    let status = response.status_code();
+    let text = response.text().await.map_err(http::internal)?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text).map_err(|_| Error::new(ErrorCode::Internal, "unreadable answer"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Failure {
+        error: Error,
+    }
+    Err(serde_json::from_str::<Failure>(&text)
+        .map(|f| f.error)
+        .unwrap_or_else(|_| Error::new(ErrorCode::Internal, format!("user object answered {status}"))))
+}
+
+/// Calls every user in `users` with the same body (serialized once), `concurrency` at a time;
+/// answers in the order of `users`.
+pub(crate) async fn fan_out<B: Serialize, T: DeserializeOwned>(
+    env: &Env,
+    users: Vec<UserId>,
+    endpoint: &str,
+    body: &B,
+    concurrency: usize,
+) -> Vec<(UserId, Result<T, Error>)> {
+    let failed = |users: Vec<UserId>, e: Error| users.into_iter().map(|u| (u, Err(e.clone()))).collect();
+    let body = match serde_json::to_string(body) {
+        Ok(body) => body,
+        Err(_) => return failed(users, Error::new(ErrorCode::Internal, "unencodable call")),
+    };
+    let namespace = match namespace(env, ObjectKind::User) {
+        Ok(namespace) => namespace,
+        Err(e) => return failed(users, e),
+    };
+    let (namespace, body) = (&namespace, body.as_str());
+    stream::iter(users)
+        .map(|user| async move {
+            let answer = call_user(namespace, &user, endpoint, body).await;
+            (user, answer)
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
+/// Objects a user object calls at once when pushing to watchers or subscribing.
+pub(crate) const CALL_CONCURRENCY: usize = 16;

@@ -2,18 +2,17 @@
 //! live state in SQLite, its one alarm, and a [`Room`] rebuilt lazily after every wake. The room
 //! adds to the shell (`edge::shell`) its schema and SQL, messages written together at each drain
 //! (group commit) and read meanwhile through an overlay, its history trimming, the seq floor, and
-//! four endpoints: stats, history, publish and the event stream.
+//! three endpoints: history, publish and the event stream.
 
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
-use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, storage, write_meta};
+use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, write_meta};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, RoomId, UserId};
+use crate::core::ids::{RoomId, UserId};
 use crate::core::object::{Effect, Never};
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
-use crate::core::room::{ConnInfo, Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
-use crate::core::route::number_param;
+use crate::core::room::{Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
 use crate::core::time::Timestamp;
 use serde::Deserialize;
 use std::cell::Cell;
@@ -162,13 +161,6 @@ impl Kind for RoomKind {
         self.floor.set(self.floor.get().max(room.seq()));
     }
 
-    fn admit(room: &Room, conn: ConnId, admission: &Admission) -> Result<(ConnInfo, Option<Resume>), Error> {
-        let user = admission.user()?.clone();
-        room.check_capacity(&user)?;
-        let info = ConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
-        Ok((info, resume_of(admission)))
-    }
-
     async fn call(_: &Rc<Shell<Self>>, calls: Vec<Never>) {
         if let Some(never) = calls.into_iter().next() {
             match never {}
@@ -177,7 +169,6 @@ impl Kind for RoomKind {
 
     async fn endpoint(shell: &Rc<Shell<Self>>, mut inbound: Inbound) -> Result<Response, Error> {
         match inbound.path.as_str() {
-            "/stats" => stats(shell, &inbound),
             "/history" => history(shell, &inbound),
             "/publish" => {
                 // Read before borrowing the room: no borrow may live across an await.
@@ -188,10 +179,6 @@ impl Kind for RoomKind {
             _ => Err(Error::new(ErrorCode::NotFound, "no such room endpoint")),
         }
     }
-}
-
-fn resume_of(admission: &Admission) -> Option<Resume> {
-    admission.since.map(|since| Resume { since, epoch: admission.epoch.clone().unwrap_or_default() })
 }
 
 /// The last seq handed out before a failed write (`floor`), kept in `meta` once it is ahead of
@@ -229,31 +216,9 @@ impl RoomKind {
     }
 }
 
-/// Operational counters; `wakes` counts how often the room was rebuilt from storage.
-fn stats(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Error> {
-    let mut slot = shell.slot();
-    let live = shell.drained(&mut slot, inbound.name.as_deref())?;
-    let room = &live.core;
-    http::json(
-        200,
-        &serde_json::json!({
-            "room": room.id(),
-            "seq": room.seq(),
-            "epoch": room.epoch(),
-            "connections": room.connection_count(),
-            "members": room.members().count(),
-            "streams": room.stream_count(),
-            "alarm": live.alarm,
-            "wakes": sql::wakes(&live.sql)?,
-        }),
-    )
-}
-
 /// A history page, drawn from the asking user's read budget.
 fn history(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Error> {
-    let before = number_param("before", inbound.query("before").as_deref())?;
-    let limit =
-        number_param("limit", inbound.query("limit").as_deref())?.map(|l| l.min(u64::from(u32::MAX)) as u32);
+    let Admission { before, limit, .. } = inbound.admission;
     let user = inbound.admission.user()?;
     let mut slot = shell.slot();
     shell.drained(&mut slot, inbound.name.as_deref())?;
@@ -289,7 +254,7 @@ fn events(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, Er
     let id = info.id.clone();
     let mut slot = shell.slot();
     shell.drained(&mut slot, inbound.name.as_deref())?;
-    let resume = resume_of(admission);
+    let resume = Resume::admitted(admission);
     let opening =
         shell.read(&mut slot, None, |room, log| room.open_stream(info, resume.as_ref(), now(), log))??;
     let (stream, body) = shell.new_stream(&id);
@@ -310,11 +275,9 @@ fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
         version: i64,
         user: String,
     }
-    let rows: Vec<Row> = sql
-        .exec("SELECT key, value, version, user FROM state", None)
-        .and_then(|c| c.to_array())
-        .map_err(storage)?;
-    rows.into_iter()
+    let found: Vec<Row> = sql::rows(sql, "SELECT key, value, version, user FROM state", Vec::new())?;
+    found
+        .into_iter()
         .map(|r| {
             let entry = StateEntry {
                 value: serde_json::from_str(&r.value).map_err(|_| corrupt("state value"))?,
@@ -327,7 +290,8 @@ fn read_state(sql: &SqlStorage) -> Result<BTreeMap<String, StateEntry>, Error> {
 }
 
 fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Error> {
-    sql.exec(
+    run(
+        sql,
         "INSERT INTO state (key, value, version, user) VALUES (?, ?, ?, ?)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, user = excluded.user",
         vec![
@@ -337,8 +301,6 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
             entry.user.to_string().into(),
         ],
     )
-    .map(|_| ())
-    .map_err(storage)
 }
 
 /// Rows per INSERT: seven bound values each, under the per-statement limit of 100.
@@ -364,11 +326,8 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
             ]);
         }
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        sql.exec(
-            &format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}"),
-            bindings,
-        )
-        .map_err(storage)?;
+        let insert = format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}");
+        run(sql, &insert, bindings)?;
     }
     Ok(())
 }
@@ -394,8 +353,7 @@ const MESSAGE_COLUMNS: &str = "seq, id, user, text, data, ts, server";
 
 impl SqlLog<'_> {
     fn query(&self, sql: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Message>, LogError> {
-        let rows: Vec<MessageRow> =
-            self.sql.exec(sql, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))?;
+        let rows: Vec<MessageRow> = sql::read(self.sql, sql, bindings)?;
         rows.into_iter().map(|r| self.message(r)).collect()
     }
 
@@ -465,20 +423,17 @@ impl RoomLog for SqlLog<'_> {
             ts: i64,
         }
         // A trimmed message's id is remembered in `trimmed`; a stored one is in `messages`.
-        let rows: Vec<Row> = self
-            .sql
-            .exec(
-                "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
-                 UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
-                vec![
-                    user.to_string().into(),
-                    id.to_owned().into(),
-                    user.to_string().into(),
-                    id.to_owned().into(),
-                ],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(|e| LogError(e.to_string()))?;
+        let rows: Vec<Row> = sql::read(
+            self.sql,
+            "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
+             UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
+            vec![
+                user.to_string().into(),
+                id.to_owned().into(),
+                user.to_string().into(),
+                id.to_owned().into(),
+            ],
+        )?;
         Ok(rows.into_iter().next().map(|r| Receipt {
             seq: r.seq.max(0) as u64,
             id: r.id,

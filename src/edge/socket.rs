@@ -1,10 +1,8 @@
 //! Socket operations the `worker` crate either unwraps internally or converts per call.
 
 use crate::core::error::{close, Error, ErrorCode};
-use crate::core::ids::ConnId;
 use crate::core::object::Attachment;
 use js_sys::JsString;
-use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::{Request, Response, ResponseBuilder, State, WebSocket, WebSocketPair};
@@ -18,24 +16,6 @@ extern "C" {
     fn send_js(this: &RawSocket, data: &JsString) -> Result<(), JsValue>;
 }
 
-/// `ws`'s attachment of type `T`, when it has a readable one.
-pub(crate) fn attachment<T: Attachment>(ws: &WebSocket) -> Option<T> {
-    ws.deserialize_attachment::<T>().ok().flatten()
-}
-
-/// The connection id in `ws`'s attachment of type `T`.
-pub(crate) fn conn_of<T: Attachment>(ws: &WebSocket) -> Option<ConnId> {
-    attachment::<T>(ws).map(|info| info.conn().clone())
-}
-
-/// Finishes a close the client started. In hibernation mode the close handshake is ours to
-/// finish, or the client waits for our close frame. In the handler the socket reads CLOSING (2)
-/// and is still listed by `getWebSockets`; after this it reads CLOSED (3), so a rebuild in the
-/// same handler does not restore it (measured in local workerd).
-pub(crate) fn finish_close(ws: &WebSocket, code: usize, reason: &str) {
-    close(ws, u16::try_from(code).unwrap_or(close::NORMAL), reason);
-}
-
 /// The WebSocket `readyState` of an open socket.
 const OPEN: u16 = 1;
 
@@ -45,23 +25,15 @@ pub(crate) fn accept(state: &State, ws: &WebSocket) -> Result<(), JsValue> {
     state.as_raw().accept_websocket(ws.as_ref())
 }
 
-/// Every hibernatable socket the object holds that is still open.
-pub(crate) fn open_sockets(state: &State) -> Result<Vec<WebSocket>, JsValue> {
-    Ok(state
-        .as_raw()
-        .get_websockets()?
-        .into_iter()
-        .filter(|ws| ws.ready_state() == OPEN)
-        .map(WebSocket::from)
-        .collect())
-}
-
 /// The open sockets with the state each carries in its attachment, after a wake; a socket
 /// without readable state is closed with 1011 (the client reconnects) and left out.
 pub(crate) fn restored<T: Attachment>(state: &State) -> Result<Vec<(WebSocket, T)>, Error> {
-    let open = open_sockets(state).map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
-    Ok(open
+    let listed = state.as_raw().get_websockets();
+    let listed = listed.map_err(|_| Error::new(ErrorCode::Internal, "could not list sockets"))?;
+    Ok(listed
         .into_iter()
+        .filter(|ws| ws.ready_state() == OPEN)
+        .map(WebSocket::from)
         .filter_map(|ws| match ws.deserialize_attachment::<T>() {
             Ok(Some(info)) => Some((ws, info)),
             _ => {
@@ -82,14 +54,6 @@ pub(crate) const SEND_FAILED: &str = "could not send; reconnect";
 pub(crate) fn send_js(ws: &WebSocket, frame: &JsString) -> bool {
     let raw: &RawSocket = ws.as_ref().unchecked_ref();
     raw.send_js(frame).is_ok()
-}
-
-/// The failure path of every object: a write failed, so the socket whose frame caused it (if
-/// any) is told with an `error` frame; the caller drops the live state.
-pub(crate) fn report_failure(sockets: &HashMap<ConnId, WebSocket>, origin: Option<&ConnId>, error: &Error) {
-    if let Some(ws) = origin.and_then(|c| sockets.get(c)) {
-        send(ws, &crate::core::protocol::error_frame(error));
-    }
 }
 
 /// Sends a frame; `false` when the runtime refused it (see [`send_js`]).

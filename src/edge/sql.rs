@@ -1,7 +1,7 @@
 //! What every object does with its SQLite storage and its alarm: the `meta` table, integer
 //! bindings, storage errors, random ids, and pointing the one alarm at a deadline.
 
-use crate::core::error::{Error, ErrorCode};
+use crate::core::error::{Error, ErrorCode, LogError};
 use crate::core::ids::ConnId;
 use crate::core::time::Timestamp;
 use serde::Deserialize;
@@ -96,6 +96,16 @@ pub(crate) fn rows<T: for<'de> Deserialize<'de>>(
     bindings: Vec<SqlStorageValue>,
 ) -> Result<Vec<T>, Error> {
     sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(storage)
+}
+
+/// Runs a query for a reader the core reads through (a room's log, a user's inbox): its
+/// failure is the core's [`LogError`].
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(
+    sql: &SqlStorage,
+    query: &str,
+    bindings: Vec<SqlStorageValue>,
+) -> Result<Vec<T>, LogError> {
+    sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))
 }
 
 /// Runs a statement whose result is not needed.

@@ -2,28 +2,25 @@
 //! Hibernation API, their status, watchers and inbox in SQLite, their one alarm, and a [`User`]
 //! rebuilt lazily after every wake. The user object adds to the shell (`edge::shell`) its schema
 //! and SQL, its calls to other users' objects (status pushes, watch requests: made once their
-//! batch is stored, without holding the borrow, their answers going back into the core), and its
-//! HTTP endpoints: the event stream and the fallback's writes, notify, the inbox, and the
-//! object-to-object watch protocol.
+//! batch is stored, without holding the borrow, their answers going back into the core), and
+//! what its HTTP endpoints (`core::user::endpoint`) need of the shell: loading, the inbox's
+//! reads, event streams, and the calls a subscribe waits for.
 
-use super::shell::{
-    durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Slot, Store, WriteOf,
-};
+use super::objects::{fan_out, CALL_CONCURRENCY};
+use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
 use super::sql::{self, bound, corrupt, read_meta, rows, run, safe_integer, write_meta};
-use super::users::{fan_out, CALL_CONCURRENCY};
 use super::{http, now, sse};
-use crate::core::admission::Admission;
 use crate::core::error::LogError;
 use crate::core::error::{Error, ErrorCode};
-use crate::core::ids::{ConnId, UserId};
-use crate::core::notify::Delivery;
-use crate::core::route::number_param;
+use crate::core::ids::UserId;
 use crate::core::time::Timestamp;
-use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification, ReadRequest};
+use crate::core::user::endpoint::Endpoint;
+use crate::core::user::inbox::{Inbox, InboxCounts, InboxWrite, Notification};
 use crate::core::user::request::Users;
 use crate::core::user::watch::{PresenceUpdate, PushAnswer, UnwatchRequest, WatchPolicy, WatchRequest};
-use crate::core::user::{StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserStreamInfo, UserWrite};
+use crate::core::user::{StoredUser, User, UserCall, UserStreamInfo, UserWrite};
 use serde::Deserialize;
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -77,8 +74,10 @@ impl Kind for UserKind {
                 Some(p) => serde_json::from_str(&p).map_err(|_| corrupt("watch policy"))?,
                 None => WatchPolicy::default(),
             },
-            watchers: read_watchers(sql)?,
-            watching: read_watching(sql)?,
+            watchers: read_users(sql, "SELECT user, active AS n FROM watchers", "watcher", |n| n != 0)?,
+            watching: read_users(sql, "SELECT user, rev AS n FROM watching", "watched user", |n| {
+                n.max(0) as u64
+            })?,
             inbox: inbox_counts(sql)?,
         };
         Ok((User::new(id, stored, config.clone()), UserKind::default(), Vec::new()))
@@ -110,18 +109,6 @@ impl Kind for UserKind {
 
     fn read_failure(&self) -> Option<Error> {
         self.failure.borrow_mut().take()
-    }
-
-    fn owed(call: &UserCall) -> Option<&ConnId> {
-        match call {
-            UserCall::Watch { reply: Some(reply), .. } => Some(&reply.conn),
-            _ => None,
-        }
-    }
-
-    fn admit(user: &User, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
-        user.check_capacity()?;
-        Ok((UserConnInfo { conn, expires: admission.expires()? }, admission.policy()?.clone()))
     }
 
     /// Status pushes to watchers and watch requests to the watched, 16 objects at a time.
@@ -157,191 +144,90 @@ impl Kind for UserKind {
         }
     }
 
+    /// Decoded and answered by the core ([`Endpoint`]); an event stream and a subscribe's calls
+    /// are the shell's.
     async fn endpoint(shell: &Rc<Shell<Self>>, mut inbound: Inbound) -> Result<Response, Error> {
         let body = match inbound.req.method() {
             worker::Method::Post => inbound.req.text().await.unwrap_or_default(),
             _ => String::new(),
         };
-        let request = Endpoint { shell, inbound: &inbound, body: &body };
-        match inbound.path.as_str() {
-            "/events" => request.events(),
-            "/status" => request.status(),
-            "/active" => request.active(),
-            "/subscribe" => request.subscribe().await,
-            "/unsubscribe" => request.unsubscribe(),
-            "/notify" => request.notify(),
-            "/notifications" => request.list(),
-            "/read" => request.read(),
-            "/watch" => request.watch(),
-            "/unwatch" => request.unwatch(),
-            "/presence" => request.presence(),
-            "/stats" => request.stats(),
-            _ => Err(Error::new(ErrorCode::NotFound, "no such user endpoint")),
+        match Endpoint::parse(&inbound.path, &body, &inbound.admission)? {
+            Endpoint::Events => events(shell, &inbound),
+            Endpoint::Subscribe(request) => subscribe(shell, &inbound, request).await,
+            Endpoint::Now(request) => {
+                change(shell, &inbound, |user, inbox| user.answer(request, now(), inbox))
+            }
         }
     }
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &str, what: &str) -> Result<T, Error> {
-    serde_json::from_str(body)
-        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("body must be {what}: {e}")))
+/// Runs `f` on the live user and its inbox; `f` answers with the body and its effects, which
+/// are stored before the answer (200) leaves.
+fn change(
+    shell: &Rc<Shell<UserKind>>,
+    inbound: &Inbound,
+    f: impl FnOnce(&mut User, &dyn Inbox) -> Result<(Value, Effects<UserKind>), Error>,
+) -> Result<Response, Error> {
+    let mut slot = shell.slot();
+    shell.load(&mut slot, inbound.name.as_deref())?;
+    let (answer, effects) = shell.read(&mut slot, None, |user, inbox| f(user, inbox))??;
+    shell.apply_now(&mut slot, effects)?;
+    http::json(200, &answer)
 }
 
-/// One HTTP request to the user object.
-struct Endpoint<'a> {
-    shell: &'a Rc<Shell<UserKind>>,
-    inbound: &'a Inbound,
-    body: &'a str,
-}
-
-impl Endpoint<'_> {
-    /// Runs `f` on the live user and its inbox; `f` answers with the body and its effects,
-    /// which are stored before the answer (200) leaves.
-    fn change<T: serde::Serialize>(
-        &self,
-        f: impl FnOnce(&mut User, &dyn Inbox) -> Result<(T, Effects<UserKind>), Error>,
-    ) -> Result<Response, Error> {
-        let shell = self.shell;
+/// `POST /v1/users/me/subscribe`: asks the watched users' objects, then answers as the
+/// `presence:subscribe` reply would.
+async fn subscribe(
+    shell: &Rc<Shell<UserKind>>,
+    inbound: &Inbound,
+    request: Users,
+) -> Result<Response, Error> {
+    let policy = inbound.admission.policy()?.clone();
+    let (me, wanted) = {
         let mut slot = shell.slot();
-        shell.load(&mut slot, self.inbound.name.as_deref())?;
-        let (answer, effects) = shell.read(&mut slot, None, |user, inbox| f(user, inbox))??;
+        let live = shell.load(&mut slot, inbound.name.as_deref())?;
+        let me = live.core.id().clone();
+        let (effects, wanted) = live.core.subscribe_over_http(request.users, policy, now());
+        // The asking token's policy is stored (and what it no longer allows dropped) even
+        // when it refuses this subscribe.
         shell.apply_now(&mut slot, effects)?;
-        http::json(200, &answer)
-    }
+        (me, wanted?)
+    };
+    // No borrow is held while the other objects answer.
+    let results = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        let request = WatchRequest { watcher: me, active: true };
+        fan_out(&shell.env, wanted, "watch", &request, CALL_CONCURRENCY).await
+    };
+    change(shell, inbound, |user, _| Ok(user.subscribed(results)))
+}
 
-    fn notify(&self) -> Result<Response, Error> {
-        let body: Delivery = parse_body(self.body, r#"{"notification", "key"?}"#)?;
-        self.change(|user, inbox| user.notify(body.notification, body.key, now(), inbox))
-    }
-
-    fn list(&self) -> Result<Response, Error> {
-        let before = number_param("before", self.inbound.query("before").as_deref())?;
-        let limit = number_param("limit", self.inbound.query("limit").as_deref())?
-            .map(|l| l.min(u64::from(u32::MAX)) as u32);
-        self.change(|user, inbox| {
-            let page = user.notifications(before, limit, inbox)?;
-            Ok((serde_json::json!({ "notifications": page, "unread": user.unread() }), Vec::new()))
-        })
-    }
-
-    fn read(&self) -> Result<Response, Error> {
-        let request: ReadRequest = parse_body(self.body, r#"{"ids": [...]} or {"all": true}"#)?;
-        self.change(|user, inbox| {
-            let effects = user.mark_read(&request, inbox)?;
-            Ok((serde_json::json!({ "unread": user.unread() }), effects))
-        })
-    }
-
-    fn watch(&self) -> Result<Response, Error> {
-        let request: WatchRequest = parse_body(self.body, r#"{"watcher", "active"}"#)?;
-        self.change(|user, _| user.watch_requested(request))
-    }
-
-    fn unwatch(&self) -> Result<Response, Error> {
-        let request: UnwatchRequest = parse_body(self.body, r#"{"watcher"}"#)?;
-        self.change(|user, _| Ok((serde_json::json!({}), user.unwatch_requested(&request.watcher))))
-    }
-
-    fn presence(&self) -> Result<Response, Error> {
-        let update: PresenceUpdate = parse_body(self.body, "a presence update")?;
-        self.change(|user, _| Ok(user.presence_pushed(update)))
-    }
-
-    /// `POST /v1/users/me/status` with `{"status", "activity"?}`.
-    fn status(&self) -> Result<Response, Error> {
-        let request = StatusRequest::parse(self.body)?;
-        self.change(|user, _| user.set_status(request, now()))
-    }
-
-    /// `POST /v1/users/me/active`.
-    fn active(&self) -> Result<Response, Error> {
-        self.change(|user, _| Ok((serde_json::json!({}), user.mark_active(now())?)))
-    }
-
-    /// `POST /v1/users/me/subscribe` with `{"users": [...]}`: asks the watched users' objects,
-    /// then answers as the `presence:subscribe` reply would.
-    async fn subscribe(&self) -> Result<Response, Error> {
-        let (shell, admission) = (self.shell, &self.inbound.admission);
-        let policy = admission.policy()?.clone();
-        let request: Users = parse_body(self.body, r#"{"users": [...]}"#)?;
-        let (me, wanted) = {
-            let mut slot = shell.slot();
-            let live = shell.load(&mut slot, self.inbound.name.as_deref())?;
-            let me = live.core.id().clone();
-            let (effects, wanted) = live.core.subscribe_over_http(request.users, policy, now());
-            // The asking token's policy is stored (and what it no longer allows dropped) even
-            // when it refuses this subscribe.
-            shell.apply_now(&mut slot, effects)?;
-            (me, wanted?)
-        };
-        // No borrow is held while the other objects answer.
-        let results = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            let request = WatchRequest { watcher: me, active: true };
-            fan_out(&shell.env, wanted, "watch", &request, CALL_CONCURRENCY).await
-        };
-        self.change(|user, _| Ok(user.subscribed(results)))
-    }
-
-    /// `POST /v1/users/me/unsubscribe` with `{"users": [...]}`.
-    fn unsubscribe(&self) -> Result<Response, Error> {
-        let request: Users = parse_body(self.body, r#"{"users": [...]}"#)?;
-        self.change(|user, _| {
-            let (users, effects) = user.unsubscribe_over_http(request.users, now())?;
-            Ok((serde_json::json!({ "users": users }), effects))
-        })
-    }
-
-    /// `GET /v1/users/me/events`: a Server-Sent Events stream that gets what the user's sockets
-    /// get, `user:state` first (see `core::user::streams`).
-    fn events(&self) -> Result<Response, Error> {
-        let (shell, admission) = (self.shell, &self.inbound.admission);
-        let info = UserStreamInfo { id: super::sql::random_id()?, expires: admission.expires()? };
-        let policy = admission.policy()?.clone();
-        let id = info.id.clone();
-        let mut slot = shell.slot();
-        // Drained: what was queued before the stream existed is not for it (`user:state` first).
-        let live = shell.drained(&mut slot, self.inbound.name.as_deref())?;
-        live.core.check_capacity()?;
-        let (stream, body) = shell.new_stream(&id);
-        // Held before the effects are applied: the first one addressed to it is `user:state`.
-        live.streams.insert(id.clone(), stream);
-        let effects = match live.core.open_stream(info, policy, now()) {
-            Ok(effects) => effects,
-            Err(e) => {
-                live.streams.remove(&id);
-                return Err(e);
-            }
-        };
-        shell
-            .apply_now(&mut slot, effects)
-            .map_err(|_| Error::new(ErrorCode::Internal, "could not open the event stream"))?;
-        sse::response(body)
-    }
-
-    /// Counters for operators and tests; `wakes` counts rebuilds from storage.
-    fn stats(&self) -> Result<Response, Error> {
-        let shell = self.shell;
-        let mut slot: std::cell::RefMut<'_, Slot<UserKind>> = shell.slot();
-        let live = shell.drained(&mut slot, self.inbound.name.as_deref())?;
-        let user = &live.core;
-        http::json(
-            200,
-            &serde_json::json!({
-                "user": user.id(),
-                "presence": user.status(),
-                "connections": user.connection_count(),
-                "streams": user.stream_count(),
-                "unread": user.unread(),
-                "notifications": user.stored_notifications(),
-                "watchers": user.watchers(),
-                "watching": user.watching().keys().collect::<Vec<_>>(),
-                "paused": user.paused(),
-                "alarm": live.alarm,
-                "wakes": sql::wakes(&live.sql)?,
-            }),
-        )
-    }
+/// `GET /v1/users/me/events`: a Server-Sent Events stream that gets what the user's sockets
+/// get, `user:state` first (see `core::user::streams`).
+fn events(shell: &Rc<Shell<UserKind>>, inbound: &Inbound) -> Result<Response, Error> {
+    let admission = &inbound.admission;
+    let info = UserStreamInfo { id: sql::random_id()?, expires: admission.expires()? };
+    let policy = admission.policy()?.clone();
+    let id = info.id.clone();
+    let mut slot = shell.slot();
+    // Drained: what was queued before the stream existed is not for it (`user:state` first).
+    let live = shell.drained(&mut slot, inbound.name.as_deref())?;
+    live.core.check_capacity()?;
+    let (stream, body) = shell.new_stream(&id);
+    // Held before the effects are applied: the first one addressed to it is `user:state`.
+    live.streams.insert(id.clone(), stream);
+    let effects = match live.core.open_stream(info, policy, now()) {
+        Ok(effects) => effects,
+        Err(e) => {
+            live.streams.remove(&id);
+            return Err(e);
+        }
+    };
+    shell
+        .apply_now(&mut slot, effects)
+        .map_err(|_| Error::new(ErrorCode::Internal, "could not open the event stream"))?;
+    sse::response(body)
 }
 
 /// Applies one storage write.
@@ -375,30 +261,21 @@ fn write(sql: &SqlStorage, write: &UserWrite) -> Result<(), Error> {
     }
 }
 
-fn read_watchers(sql: &SqlStorage) -> Result<BTreeMap<UserId, bool>, Error> {
+/// Each user `query` selects, with its number `n` (a watcher's `active`, a watched user's `rev`),
+/// mapped by `value`; `what` names a row that does not read.
+fn read_users<T>(
+    sql: &SqlStorage,
+    query: &str,
+    what: &str,
+    value: fn(i64) -> T,
+) -> Result<BTreeMap<UserId, T>, Error> {
     #[derive(Deserialize)]
     struct Row {
         user: String,
-        active: i64,
+        n: i64,
     }
-    let found: Vec<Row> = rows(sql, "SELECT user, active FROM watchers", Vec::new())?;
-    found
-        .into_iter()
-        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watcher"))?, r.active != 0)))
-        .collect()
-}
-
-fn read_watching(sql: &SqlStorage) -> Result<BTreeMap<UserId, u64>, Error> {
-    #[derive(Deserialize)]
-    struct Row {
-        user: String,
-        rev: i64,
-    }
-    let found: Vec<Row> = rows(sql, "SELECT user, rev FROM watching", Vec::new())?;
-    found
-        .into_iter()
-        .map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt("watched user"))?, r.rev.max(0) as u64)))
-        .collect()
+    let found: Vec<Row> = rows(sql, query, Vec::new())?;
+    found.into_iter().map(|r| Ok((UserId::parse(&r.user).map_err(|_| corrupt(what))?, value(r.n)))).collect()
 }
 
 fn inbox_counts(sql: &SqlStorage) -> Result<InboxCounts, Error> {
@@ -494,7 +371,7 @@ impl SqlInbox<'_> {
                 return Err(LogError(e.message));
             }
         }
-        self.store.sql.exec(query, bindings).and_then(|c| c.to_array()).map_err(|e| LogError(e.to_string()))
+        sql::read(self.store.sql, query, bindings)
     }
 
     fn query(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Notification>, LogError> {

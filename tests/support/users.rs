@@ -5,8 +5,9 @@
 
 use super::config;
 use super::shell::{self, Shell};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use switchboard::core::admission::Admission;
 use switchboard::core::caps::Capabilities;
 use switchboard::core::config::{Config, Limits};
 use switchboard::core::error::Error;
@@ -15,11 +16,11 @@ use switchboard::core::object::{Object, SSE_KEEPALIVE};
 use switchboard::core::presence::PresenceTimes;
 use switchboard::core::protocol::Incoming;
 use switchboard::core::time::Timestamp;
+use switchboard::core::user::endpoint::Endpoint;
 use switchboard::core::user::inbox::MemoryInbox;
 use switchboard::core::user::watch::{UnwatchRequest, WatchPolicy, WatchRequest};
 use switchboard::core::user::{
-    SavedPresence, StatusRequest, StoredUser, User, UserCall, UserConnInfo, UserEffect, UserStreamInfo,
-    UserWrite,
+    SavedPresence, StoredUser, User, UserCall, UserConnInfo, UserEffect, UserStreamInfo, UserWrite,
 };
 
 pub const TIMES: PresenceTimes = PresenceTimes { away_ms: 300_000, offline_ms: 600_000, grace_ms: 30_000 };
@@ -270,23 +271,28 @@ impl Users {
         matching.into_iter().map(|(_, d)| d).collect()
     }
 
-    /// `POST /v1/users/me/status`.
-    pub fn http_status(&mut self, user: &str, body: Value) -> Result<Value, Error> {
+    /// An HTTP request to `user`'s object that is answered at once, taken as the shell takes it
+    /// (`Endpoint::parse`, then `User::answer`); its answer is the 200's body.
+    pub fn http(&mut self, user: &str, path: &str, body: Value) -> Result<Value, Error> {
         let id = uid(user);
         let now = self.now;
-        let request = StatusRequest::parse(&body.to_string())?;
-        let (status, effects) = self.user(&id).set_status(request, now)?;
+        let Endpoint::Now(request) = Endpoint::parse(path, &body.to_string(), &Admission::default())? else {
+            panic!("{path} is not answered at once");
+        };
+        let inbox = self.stores.entry(id.clone()).or_default().inbox.clone();
+        let (answer, effects) = self.user(&id).answer(request, now, &inbox)?;
         self.apply(&id, effects);
-        Ok(serde_json::to_value(status).unwrap())
+        Ok(answer)
+    }
+
+    /// `POST /v1/users/me/status`.
+    pub fn http_status(&mut self, user: &str, body: Value) -> Result<Value, Error> {
+        self.http(user, "/status", body)
     }
 
     /// `POST /v1/users/me/active`.
     pub fn http_active(&mut self, user: &str) -> Result<(), Error> {
-        let id = uid(user);
-        let now = self.now;
-        let effects = self.user(&id).mark_active(now)?;
-        self.apply(&id, effects);
-        Ok(())
+        self.http(user, "/active", Value::Null).map(|_| ())
     }
 
     /// `POST /v1/users/me/subscribe`: the watched objects are asked at once, as the shell does
@@ -324,12 +330,7 @@ impl Users {
 
     /// `POST /v1/users/me/unsubscribe`.
     pub fn http_unsubscribe(&mut self, user: &str, users: &[&str]) -> Result<Value, Error> {
-        let id = uid(user);
-        let now = self.now;
-        let (gone, effects) =
-            self.user(&id).unsubscribe_over_http(users.iter().map(|u| uid(u)).collect(), now)?;
-        self.apply(&id, effects);
-        Ok(serde_json::to_value(gone).unwrap())
+        self.http(user, "/unsubscribe", json!({ "users": users }))
     }
 
     fn open_streams(&self, id: &UserId) -> Vec<ConnId> {
@@ -394,13 +395,7 @@ impl Users {
 
     /// The app server's `POST /v1/notify` for one user.
     pub fn notify(&mut self, user: &str, notification: Value, key: Option<&str>) -> Result<Value, Error> {
-        let id = uid(user);
-        let now = self.now;
-        let inbox = self.stores.entry(id.clone()).or_default().inbox.clone();
-        let content = serde_json::from_value(notification).unwrap();
-        let (ack, effects) = self.user(&id).notify(content, key.map(str::to_owned), now, &inbox)?;
-        self.apply(&id, effects);
-        Ok(serde_json::to_value(ack).unwrap())
+        self.http(user, "/notify", json!({ "notification": notification, "key": key }))
     }
 
     /// Moves the clock, firing every user's alarm at each deadline on the way.

@@ -43,17 +43,18 @@ pub use resume::{ops_page, ResumeFrom};
 pub use sources::{Applied, Owner, Sources};
 pub use submit::{MAX_OP_COMPONENTS, MAX_SRC_LEN, SNAPSHOT_EVERY};
 
+use crate::core::admission::Admission;
 use crate::core::caps::DocRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, DocId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::protocol::{self, Envelope, Requests};
 use crate::core::sessions::{Access, Sessions};
 use crate::core::throttle::Budgets;
 use crate::core::time::Timestamp;
 use log::Logged;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 
 /// How `auth:refresh` judges a document socket's new token: it must still allow reading;
@@ -118,6 +119,11 @@ impl Doc {
         &self.text
     }
 
+    /// `GET /v1/docs/:doc`: `{doc, v, epoch, text}`.
+    pub fn snapshot(&self) -> Value {
+        json!({ "doc": self.id, "v": self.version, "epoch": self.epoch, "text": self.text })
+    }
+
     /// The repair this load made, if it had to cut the stored log.
     pub fn repair(&self) -> Option<&Repair> {
         self.repair.as_ref()
@@ -177,6 +183,19 @@ impl Object for Doc {
     type Connect = Option<ResumeFrom>;
     /// Reads go out as [`DocCall::ReadOps`]: nothing is read during a frame.
     type Reader<'a> = ();
+
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(DocConnInfo, Option<ResumeFrom>), Error> {
+        let user = admission.user()?.clone();
+        self.check_capacity(&user)?;
+        let resume = admission.since.map(|v| ResumeFrom { v, epoch: admission.epoch.clone() });
+        let info = DocConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
+        Ok((info, resume))
+    }
+
+    fn owed(call: &DocCall) -> Option<&ConnId> {
+        let DocCall::ReadOps { to, .. } = call;
+        Some(to)
+    }
 
     /// A socket was accepted: replay the ops since `resume` when the live log still has them,
     /// in the same epoch and within `RECOVERY_MAX_BYTES`, then `doc:snapshot`.
@@ -294,5 +313,18 @@ impl Object for Doc {
                 reason: "document repaired; reconnect",
             })
             .collect()
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "doc": self.id,
+            "v": self.version,
+            "epoch": self.epoch,
+            "logFloor": self.log_floor(),
+            "logBytes": self.log_bytes,
+            "sources": self.sources.len(),
+            "chars": crate::core::ot::chars(&self.text),
+            "connections": self.conns.len(),
+        }))
     }
 }

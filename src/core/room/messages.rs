@@ -2,6 +2,7 @@
 //! reconnecting client missed.
 
 use super::{ConnInfo, Effect, Room, RoomWrite};
+use crate::core::admission::Admission;
 use crate::core::auth::Caller;
 use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::error::{Error, ErrorCode};
@@ -27,6 +28,14 @@ pub struct Resume {
     pub since: u64,
     /// The epoch that `since` belongs to.
     pub epoch: String,
+}
+
+impl Resume {
+    /// The position the Worker admitted a socket or event stream with (`?since=&epoch=` or
+    /// `Last-Event-ID`), if any.
+    pub fn admitted(admission: &Admission) -> Option<Resume> {
+        admission.since.map(|since| Resume { since, epoch: admission.epoch.clone().unwrap_or_default() })
+    }
 }
 
 /// A message published over HTTP (`POST /v1/rooms/:room/messages`).

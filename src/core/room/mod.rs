@@ -29,11 +29,12 @@ pub use request::Request;
 pub use streams::StreamInfo;
 pub use typing::TYPING_UPDATE_MS;
 
+use crate::core::admission::Admission;
 use crate::core::caps::RoomRights;
 use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::protocol::{self, Envelope, Requests};
 use crate::core::room::log::{LogHead, RoomLog};
 use crate::core::sessions::{self, Access, Sessions};
@@ -41,7 +42,7 @@ use crate::core::throttle::{Budgets, EventClasses, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::{earliest, Timers};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Inside the room, its effects are just `Effect`.
@@ -296,6 +297,13 @@ impl Object for Room {
     type Connect = Option<Resume>;
     type Reader<'a> = dyn RoomLog + 'a;
 
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(ConnInfo, Option<Resume>), Error> {
+        let user = admission.user()?.clone();
+        self.check_capacity(&user)?;
+        let info = ConnInfo { conn, user, expires: admission.expires()?, can_write: admission.can_write };
+        Ok((info, Resume::admitted(admission)))
+    }
+
     /// A socket was accepted: replay what it missed when it asked to `resume`, greet it with
     /// `room:state`, and announce a new member to the others (in a large room, with the next
     /// `members:diff`).
@@ -444,6 +452,17 @@ impl Object for Room {
 
     fn stream_keeps_up(&self, unread: usize) -> bool {
         Room::stream_keeps_up(self, unread)
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "room": self.id,
+            "seq": self.seq(),
+            "epoch": self.epoch(),
+            "connections": self.connection_count(),
+            "members": self.member_count(),
+            "streams": self.stream_count(),
+        }))
     }
 }
 

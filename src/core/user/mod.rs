@@ -17,10 +17,12 @@
 //! - `watchers.rs`: who watches this user (pushes, `POST /watch`, `POST /unwatch`);
 //! - `watch.rs`: who may watch whom, and the messages user objects exchange;
 //! - `notifications.rs`: `POST /notify`, inbox pages, marking read; `inbox.rs` its rules;
-//! - `streams.rs`: event streams, and the HTTP writes of clients on that fallback.
+//! - `streams.rs`: event streams, and the HTTP writes of clients on that fallback;
+//! - `endpoint.rs`: the object's HTTP requests, decoded once, and the answers given at once.
 
 mod devices;
 mod effect;
+pub mod endpoint;
 pub mod inbox;
 mod notifications;
 pub mod request;
@@ -38,10 +40,11 @@ pub use streams::{StatusRequest, UserStreamInfo};
 pub use watchers::PUSH_WINDOW_MS;
 pub use watching::policy_of;
 
+use crate::core::admission::Admission;
 use crate::core::config::Config;
 use crate::core::error::Error;
 use crate::core::ids::{ConnId, UserId};
-use crate::core::object::Object;
+use crate::core::object::{counters, Object};
 use crate::core::presence::Change;
 use crate::core::protocol::{self, Envelope, Incoming, Ref, Refresh, Requests};
 use crate::core::sessions::{self, SessionLimits, Sessions};
@@ -49,7 +52,7 @@ use crate::core::throttle::{Bucket, Rate};
 use crate::core::time::Timestamp;
 use crate::core::timers::{earliest, Timers};
 use inbox::{Inbox, InboxCounts, InboxState};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use watch::WatchPolicy;
 use watching::Subscribing;
@@ -202,13 +205,11 @@ impl User {
                 effects.extend(reply(json!({ "users": users })));
                 effects.extend(unwatch);
             }
-            Request::List(p) => {
-                let page = self.inbox.page(p.before, p.limit, inbox)?;
-                effects.extend(reply(json!({ "notifications": page, "unread": self.unread() })));
-            }
+            Request::List(p) => effects.extend(reply(self.page(&p, inbox)?)),
             Request::Read(p) => {
-                effects.extend(self.mark_read(&p, inbox)?);
-                effects.extend(reply(json!({ "unread": self.unread() })));
+                let (unread, marked) = self.read(&p, inbox)?;
+                effects.extend(marked);
+                effects.extend(reply(unread));
             }
             Request::Refresh(p) => {
                 effects.extend(self.refresh_token(conn, p, now)?);
@@ -239,6 +240,18 @@ impl Object for User {
     /// The token's watch policy.
     type Connect = WatchPolicy;
     type Reader<'a> = dyn Inbox + 'a;
+
+    fn admit(&self, conn: ConnId, admission: &Admission) -> Result<(UserConnInfo, WatchPolicy), Error> {
+        self.check_capacity()?;
+        Ok((UserConnInfo { conn, expires: admission.expires()? }, admission.policy()?.clone()))
+    }
+
+    fn owed(call: &UserCall) -> Option<&ConnId> {
+        match call {
+            UserCall::Watch { reply: Some(reply), .. } => Some(&reply.conn),
+            _ => None,
+        }
+    }
 
     /// A socket was accepted with the token's watch `policy`: greet it with `user:state`, bring
     /// the user online, and resume paused subscriptions.
@@ -368,5 +381,19 @@ impl Object for User {
 
     fn stream_keeps_up(&self, unread: usize) -> bool {
         User::stream_keeps_up(self, unread)
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        counters(json!({
+            "user": self.id,
+            "presence": self.status(),
+            "connections": self.conns.len(),
+            "streams": self.stream_count(),
+            "unread": self.unread(),
+            "notifications": self.stored_notifications(),
+            "watchers": self.watchers,
+            "watching": self.watching.keys().collect::<Vec<_>>(),
+            "paused": self.saved.paused,
+        }))
     }
 }

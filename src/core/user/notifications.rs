@@ -1,15 +1,16 @@
 //! The user object's side of the notification inbox: `POST /notify` (store, then tell every
-//! device), a page of the inbox (socket or HTTP), marking read, and the `notification:count`
+//! device), a page of the inbox (socket or HTTP), marking read (socket or HTTP), and the `notification:count`
 //! frame every device gets when the unread count changes. The inbox's rules — ids, duplicates,
 //! retention, the counts — are `inbox.rs`; reads go through its [`Inbox`].
 
 use super::effect::{UserEffect, UserWrite};
-use super::inbox::{Inbox, NewNotification, Notification, ReadRequest};
+use super::inbox::{Inbox, NewNotification, ReadRequest};
+use super::request::NotificationList;
 use super::User;
 use crate::core::error::Error;
 use crate::core::time::Timestamp;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The answer to `POST /notify` for this user.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,14 +46,21 @@ impl User {
         Ok((ack, effects))
     }
 
-    /// A page of the inbox, newest first.
-    pub fn notifications(
-        &self,
-        before: Option<u64>,
-        limit: Option<u32>,
+    /// A page of the inbox, newest first, with the unread count: `notification:list`'s reply
+    /// and `GET /notifications`' answer.
+    pub(super) fn page(&self, page: &NotificationList, inbox: &dyn Inbox) -> Result<Value, Error> {
+        let notifications = self.inbox.page(page.before, page.limit, inbox)?;
+        Ok(json!({ "notifications": notifications, "unread": self.unread() }))
+    }
+
+    /// Marks notifications read, answering the unread count (`notification:read`, `POST /read`).
+    pub(super) fn read(
+        &mut self,
+        request: &ReadRequest,
         inbox: &dyn Inbox,
-    ) -> Result<Vec<Notification>, Error> {
-        self.inbox.page(before, limit, inbox)
+    ) -> Result<(Value, Vec<UserEffect>), Error> {
+        let effects = self.mark_read(request, inbox)?;
+        Ok((json!({ "unread": self.unread() }), effects))
     }
 
     /// Marks notifications read; every device gets the new count when it changed.

@@ -34,15 +34,6 @@ pub const USER_STREAM_MAX_QUEUED: usize = 64 * 1024;
 /// `POST /v1/users/me/status`: its body is the `presence:set` payload.
 pub type StatusRequest = super::request::PresenceSet;
 
-impl StatusRequest {
-    /// Reads a request body; anything but `{"status", "activity"?}` is a 400.
-    pub fn parse(body: &str) -> Result<StatusRequest, Error> {
-        serde_json::from_str(body).map_err(|e| {
-            Error::new(ErrorCode::BadRequest, format!("body must be {{\"status\", \"activity\"?}}: {e}"))
-        })
-    }
-}
-
 impl User {
     /// Opens an event stream with the token's watch `policy`: refused over
     /// `MAX_SOCKETS_PER_USER` (sockets and streams together); otherwise `user:state` goes to

@@ -240,7 +240,7 @@ impl<K: Kind> Live<K> {
     pub(super) fn abandon(&mut self) {
         let _ = self.kind.take_batch();
         let calls = self.calls.iter().chain(&self.ready_calls);
-        let mut owed: Vec<ConnId> = calls.filter_map(K::owed).cloned().collect();
+        let mut owed: Vec<ConnId> = calls.filter_map(K::Core::owed).cloned().collect();
         self.calls.clear();
         self.ready_calls.clear();
         for (_, recipients) in self.outbox.drain(self.sockets.keys()) {

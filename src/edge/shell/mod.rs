@@ -37,6 +37,7 @@ use crate::core::ids::ConnId;
 use crate::core::object::{Attachment, EffectOf, Object};
 use crate::core::outbox;
 use crate::core::protocol::{self, Incoming};
+use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::future::Future;
@@ -137,29 +138,21 @@ pub(crate) trait Kind: Sized + 'static {
         None
     }
 
-    /// The socket a call owes a reply to, if any: when the live state is dropped before the
-    /// call is made, that socket is closed (1011) rather than left waiting.
-    fn owed(call: &CallOf<Self>) -> Option<&ConnId> {
-        let _ = call;
-        None
-    }
-
     /// The live state is being dropped (a write failed, or the instance goes away).
     fn dropped(&self, core: &Self::Core) {
         let _ = core;
     }
 
-    /// What a socket the Worker admitted is to the core, after the core's capacity checks.
-    fn admit(
-        core: &Self::Core,
-        conn: ConnId,
-        admission: &Admission,
-    ) -> Result<(InfoOf<Self>, ConnectOf<Self>), Error>;
-
     /// Makes one round of calls; their answers go back in through [`Shell::apply`].
     async fn call(shell: &Rc<Shell<Self>>, calls: Vec<CallOf<Self>>);
 
-    /// The kind's own HTTP endpoints (everything but `/connect`).
+    /// What the kind adds to its core's counters from storage (see [`Shell::stats`]).
+    fn stats(sql: &SqlStorage, stats: &mut Map<String, Value>) -> Result<(), Error> {
+        let _ = (sql, stats);
+        Ok(())
+    }
+
+    /// The kind's own HTTP endpoints (everything but `/connect` and `/stats`).
     async fn endpoint(shell: &Rc<Shell<Self>>, inbound: Inbound) -> Result<Response, Error>;
 }
 
@@ -170,13 +163,6 @@ pub(crate) struct Inbound {
     pub(crate) name: Option<String>,
     pub(crate) admission: Admission,
     pub(crate) req: Request,
-}
-
-impl Inbound {
-    /// A query parameter.
-    pub(crate) fn query(&self, name: &str) -> Option<String> {
-        self.req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-    }
 }
 
 /// What a kind's Durable Object holds: the runtime's state and environment, the live state.
@@ -405,9 +391,13 @@ impl<K: Kind> Shell<K> {
         self.spawn_calls();
     }
 
+    /// The failure path of every object: a write failed, so the socket whose frame caused it
+    /// (`origin`) gets an `error` frame, and the live state is dropped ([`Live::abandon`]).
     fn fail(&self, slot: &mut Slot<K>, origin: Option<&ConnId>, error: &Error) -> bool {
         if let Some(live) = slot.as_mut() {
-            socket::report_failure(&live.sockets, origin, error);
+            if let Some(ws) = origin.and_then(|c| live.sockets.get(c)) {
+                socket::send(ws, &protocol::error_frame(error));
+            }
             live.abandon();
         }
         *slot = None;
@@ -500,6 +490,7 @@ impl<K: Kind> Shell<K> {
         let shell = Rc::clone(self);
         Err(async move {
             let answer = match inbound {
+                Ok(inbound) if inbound.path == "/stats" => shell.stats(&inbound),
                 Ok(inbound) => K::endpoint(&shell, inbound).await,
                 Err(e) => Err(e),
             };
@@ -544,8 +535,11 @@ impl<K: Kind> Shell<K> {
     /// A socket closed (the client's close is finished here: in hibernation mode the handshake
     /// is ours to complete) or failed.
     pub(crate) fn on_close(self: &Rc<Self>, ws: WebSocket, code: Option<(usize, String)>) {
+        // Without our close frame the client waits. In the handler the socket reads CLOSING (2)
+        // and is still listed by `getWebSockets`; after this it reads CLOSED (3), so a rebuild in
+        // the same handler does not restore it (measured in local workerd).
         if let Some((code, reason)) = code {
-            socket::finish_close(&ws, code, &reason);
+            socket::close(&ws, u16::try_from(code).unwrap_or(close::NORMAL), &reason);
         }
         self.forget(&ws);
         self.spawn_calls();
@@ -572,6 +566,18 @@ impl<K: Kind> Shell<K> {
         Response::ok("")
     }
 
+    /// `GET /stats`: the core's counters, drained first, and what only the shell knows: the
+    /// alarm it set and how often the object was rebuilt from storage (`wakes`).
+    fn stats(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
+        let mut slot = self.slot();
+        let live = self.drained(&mut slot, inbound.name.as_deref())?;
+        let mut stats = live.core.stats();
+        stats.insert("alarm".into(), serde_json::json!(live.alarm));
+        stats.insert("wakes".into(), sql::wakes(&live.sql)?.into());
+        K::stats(&live.sql, &mut stats)?;
+        http::json(200, &stats)
+    }
+
     /// Accepts an upgrade the Worker admitted: the core's capacity checks, then the socket.
     fn accept(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
         let mut slot = self.live.borrow_mut();
@@ -583,7 +589,7 @@ impl<K: Kind> Shell<K> {
             return Err(e);
         }
         let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
-        let (info, connect) = K::admit(&live.core, random_id()?, &inbound.admission)?;
+        let (info, connect) = live.core.admit(random_id()?, &inbound.admission)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
         let mut response = ResponseBuilder::new().with_status(101);
         if let Some(protocol) = &inbound.admission.protocol {
@@ -606,7 +612,7 @@ impl<K: Kind> Shell<K> {
         if let Some(id) = self.conn_ids.get(key).as_string() {
             return ConnId::parse(&id).ok();
         }
-        let conn = socket::conn_of::<InfoOf<K>>(ws)?;
+        let conn = ws.deserialize_attachment::<InfoOf<K>>().ok().flatten()?.conn().clone();
         self.conn_ids.set(key, &JsValue::from_str(conn.as_str()));
         Some(conn)
     }
@@ -645,7 +651,7 @@ impl<K: Kind> Shell<K> {
     /// A socket closed or failed. The event may be what woke the object: then it is rebuilt with
     /// the closing socket still counted, so its departure is handled like any other.
     fn forget(self: &Rc<Self>, ws: &WebSocket) {
-        let Some(info) = socket::attachment::<InfoOf<K>>(ws) else { return };
+        let Ok(Some(info)) = ws.deserialize_attachment::<InfoOf<K>>() else { return };
         let conn = info.conn().clone();
         let mut slot = self.live.borrow_mut();
         let Ok(live) = self.load_with(&mut slot, None, Some(info)) else { return };
