@@ -3,6 +3,7 @@
 use crate::core::error::{Error, ErrorCode};
 use crate::core::origin;
 use serde::Serialize;
+use worker::worker_sys::web_sys;
 use worker::{Response, ResponseBuilder};
 
 /// A JSON response with `status`.
@@ -42,16 +43,23 @@ pub(crate) fn preflight(methods: &str, origin: Option<&str>) -> Result<Response,
 
 /// `response` with `Vary: Origin`, plus the CORS headers for the allowed `origin`. The 101 of a
 /// WebSocket upgrade is left alone: it carries the socket, and browsers ignore CORS on it.
-pub(crate) fn with_cors(response: Response, origin: Option<&str>) -> worker::Result<Response> {
-    if response.status_code() == 101 {
+pub(crate) fn with_cors(
+    response: web_sys::Response,
+    origin: Option<&str>,
+) -> worker::Result<web_sys::Response> {
+    if response.status() == 101 {
         return Ok(response);
     }
     // A response forwarded from an object has immutable headers: set them on a copy. The body
     // (an event stream included) passes through untouched.
-    let headers = response.headers().clone();
+    let headers = web_sys::Headers::new_with_headers(&response.headers())?;
     headers.set("vary", "Origin")?;
     for (name, value) in origin.map(origin::response_headers).unwrap_or_default() {
         headers.set(name, &value)?;
     }
-    Ok(response.with_headers(headers))
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status());
+    init.set_status_text(&response.status_text());
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_readable_stream_and_init(response.body().as_ref(), &init)?)
 }

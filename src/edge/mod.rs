@@ -20,10 +20,12 @@ use crate::core::config::{self as settings, Config};
 use crate::core::error::{close, Error, ErrorCode};
 use crate::core::gate::{self, Asked, Plan};
 use crate::core::notify;
+use crate::core::origin::AllowedOrigins;
 use crate::core::route::{Route, Target};
 use crate::core::time::Timestamp;
 use futures::StreamExt;
-use worker::{event, Context, Env, Request, Response, Url};
+use worker::worker_sys::web_sys;
+use worker::{event, Context, Env, Url};
 
 /// Headers on the Worker → object request. An object is reachable only through its Worker, so
 /// it trusts them.
@@ -63,8 +65,27 @@ pub(crate) fn config(env: &Env) -> Result<std::rc::Rc<Config>, Error> {
     Ok(CONFIG.with(|c| c.get_or_init(|| config).clone()))
 }
 
+thread_local! {
+    /// `ALLOWED_ORIGINS`, read once per isolate like the settings.
+    static ORIGINS: std::cell::OnceCell<std::rc::Rc<AllowedOrigins>> = const { std::cell::OnceCell::new() };
+}
+
+/// The origins allowed to call; a bad `ALLOWED_ORIGINS` is an error on every request until fixed.
+fn allowed_origins(env: &Env) -> Result<std::rc::Rc<AllowedOrigins>, Error> {
+    if let Some(allowed) = ORIGINS.with(|o| o.get().cloned()) {
+        return Ok(allowed);
+    }
+    let allowed = settings::allowed_origins(|name| setting(env, name))
+        .map(std::rc::Rc::new)
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(ORIGINS.with(|o| o.get_or_init(|| allowed).clone()))
+}
+
+/// The Worker's entry. It works on the runtime's own request and response objects: an object's
+/// answer (the `101` of every socket above all) is passed on as it came, not copied into
+/// workers-rs types and back, which cost a new `Response` and ~10 crossings per connect.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
     let refusable = socket::refusable_upgrade(&req);
     let origin_sent = req.headers().get("origin").ok().flatten().is_some();
     // The allowed origin to answer with CORS headers, once `serve` has checked it; errors get
@@ -77,14 +98,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         Err(error) => {
             match close::for_refused_upgrade(error.http_status(), refusable, origin_refused(&cors)) {
                 Some(code) => return socket::refuse(code, &error),
-                None => http::error(&error)?,
+                None => http::error(&error)?.into(),
             }
         }
     };
     // The socket limit is the object's refusal: it arrives as the object's HTTP answer.
-    if let Some(code) = close::for_refused_upgrade(response.status_code(), refusable, origin_refused(&cors)) {
-        let mut response = response;
-        let error = socket::error_of(&mut response).await;
+    if let Some(code) = close::for_refused_upgrade(response.status(), refusable, origin_refused(&cors)) {
+        let error = socket::error_of(&response).await;
         return socket::refuse(code, &error);
     }
     http::with_cors(response, cors.as_deref())
@@ -93,7 +113,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 /// The request's parts the handlers read.
 struct Call {
     url: Url,
-    req: Request,
+    req: web_sys::Request,
     /// The query's pairs, decoded once: a socket route asks for several and the `token` is long.
     pairs: std::cell::OnceCell<Vec<(String, String)>>,
     /// Whether the body was read (or its reading began).
@@ -105,7 +125,7 @@ const DISCARD_MAX: usize = 64 * 1024;
 
 impl Asked for Call {
     fn header(&self, name: &str) -> Option<String> {
-        self.req.headers().get(name).ok().flatten()
+        header(&self.req, name)
     }
 
     fn query(&self, name: &str) -> Option<String> {
@@ -123,10 +143,10 @@ impl Call {
         self.body_taken = true;
         let mut body = CappedBody::new(max, self.header("content-length").as_deref())?;
         // A request without a body has no stream to read (`stream()` would fail).
-        if self.req.inner().body().is_none() {
+        if self.req.body().is_none() {
             return body.finish();
         }
-        let mut stream = self.req.stream().map_err(http::internal)?;
+        let mut stream = self.stream().map_err(http::internal)?;
         while let Some(chunk) = stream.next().await {
             // Returning early drops the stream, which cancels the rest of the upload.
             body.push(&chunk.map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable body"))?)?;
@@ -139,11 +159,11 @@ impl Call {
     /// and closed sees `ECONNRESET` instead of the 401. Larger bodies are left, and cut off.
     async fn discard_body(&mut self) {
         let declared = self.header("content-length").and_then(|l| l.parse::<usize>().ok());
-        if self.body_taken || self.req.inner().body().is_none() || declared.is_some_and(|l| l > DISCARD_MAX) {
+        if self.body_taken || self.req.body().is_none() || declared.is_some_and(|l| l > DISCARD_MAX) {
             return;
         }
         self.body_taken = true;
-        let Ok(mut stream) = self.req.stream() else { return };
+        let Ok(mut stream) = self.stream() else { return };
         let mut read = 0usize;
         while let Some(Ok(chunk)) = stream.next().await {
             read = read.saturating_add(chunk.len());
@@ -154,16 +174,31 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The body as a stream of chunks (workers-rs reads it; only routes with a body get here).
+    fn stream(&self) -> worker::Result<worker::ByteStream> {
+        worker::Request::from(Clone::clone(&self.req)).stream()
+    }
+}
+
+/// A request header.
+fn header(req: &web_sys::Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
 /// Answers a request in the documented order: unknown route (404), origin (403, setting `cors`
 /// when allowed), `OPTIONS` preflight (204), method (405), then each route's own checks.
-async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Response, Error> {
-    let url = req.url().map_err(http::internal)?;
+async fn serve(
+    req: web_sys::Request,
+    env: Env,
+    cors: &mut Option<String>,
+) -> Result<web_sys::Response, Error> {
+    let url = Url::parse(&req.url()).map_err(|_| Error::new(ErrorCode::BadRequest, "unreadable URL"))?;
     let path = url.path().to_owned();
     let target = Target::of(&path);
-    let origin = req.headers().get("origin").ok().flatten();
+    let origin = header(&req, "origin");
     // Decided before the 404 is returned, so a page on an allowed origin can read its 404 too.
-    let checked = settings::allowed_origins(|name| setting(&env, name))
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+    let checked = allowed_origins(&env)
         .and_then(|allowed| allowed.check(origin.as_deref(), &url.origin().ascii_serialization()));
     if let Ok(Some(allowed)) = checked {
         *cors = Some(allowed.to_owned());
@@ -174,10 +209,10 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
         return Err(Error::new(ErrorCode::NotFound, format!("no route for {path}")));
     }
     checked?;
-    // The raw method: `Request::method()` turns a method it does not know into GET.
-    let method = req.inner().method();
+    // The raw method (workers-rs turns a method it does not know into GET).
+    let method = req.method();
     if method.eq_ignore_ascii_case("OPTIONS") {
-        return http::preflight(target.methods(), cors.as_deref());
+        return http::preflight(target.methods(), cors.as_deref()).map(Into::into);
     }
     let route = target.route(&method, &path)?;
     let mut call = Call { url, req, pairs: std::cell::OnceCell::new(), body_taken: false };
@@ -189,13 +224,14 @@ async fn serve(req: Request, env: Env, cors: &mut Option<String>) -> Result<Resp
 }
 
 /// Does what the gate ([`gate::plan`]) decided once the route's checks passed.
-async fn answer(call: &mut Call, env: &Env, route: &Route) -> Result<Response, Error> {
+async fn answer(call: &mut Call, env: &Env, route: &Route) -> Result<web_sys::Response, Error> {
     match gate::plan(route, &*call, || config(env), now())? {
         Plan::Health => {
             http::json(200, &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+                .map(Into::into)
         }
-        Plan::DevToken => dev::token(call, env).await,
-        Plan::Notify => notify(call, env).await,
+        Plan::DevToken => dev::token(call, env).await.map(Into::into),
+        Plan::Notify => notify(call, env).await.map(Into::into),
         Plan::Publish(publishing) => {
             let body = call.body(publishing.max_body).await?;
             let to = publishing.forward(&body, &*config(env)?)?;
@@ -213,7 +249,7 @@ async fn answer(call: &mut Call, env: &Env, route: &Route) -> Result<Response, E
 
 /// `POST /v1/notify` (the gate checked the server key): stores the notification in every listed
 /// user's inbox, [`notify::CONCURRENCY`] objects at a time, and reports each user's outcome with 202.
-async fn notify(call: &mut Call, env: &Env) -> Result<Response, Error> {
+async fn notify(call: &mut Call, env: &Env) -> Result<worker::Response, Error> {
     let config = config(env)?;
     let body = call.body(notify::MAX_BODY).await?;
     let request = notify::parse(&body, call.header("idempotency-key"), config.limits.max_text_chars)?;

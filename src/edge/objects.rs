@@ -11,7 +11,10 @@ use crate::core::ids::UserId;
 use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Env, Method, ObjectNamespace, Request, Response};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::worker_sys::web_sys;
+use worker::{Env, ObjectNamespace};
 
 fn binding(kind: ObjectKind) -> &'static str {
     match kind {
@@ -29,39 +32,59 @@ fn host(kind: ObjectKind) -> &'static str {
     }
 }
 
-/// A request for `endpoint` of the object `id`, naming it, with what the Worker verified.
+/// A request for `endpoint` of the object `id`, naming it, with what the Worker verified; a
+/// socket's asks for the upgrade. Built and sent as the runtime's own objects (see `send_in`).
 fn request(
     kind: ObjectKind,
     id: &str,
     endpoint: &str,
     body: Option<String>,
     admission: &Admission,
-) -> Result<Request, Error> {
-    let headers = worker::Headers::new();
-    headers.set(internal::OBJECT, id).map_err(http::internal)?;
+    upgrade: bool,
+) -> Result<web_sys::Request, Error> {
+    let failed = |e: JsValue| http::internal(e.into());
+    let headers = web_sys::Headers::new().map_err(failed)?;
+    headers.set(internal::OBJECT, id).map_err(failed)?;
     if *admission != Admission::default() {
-        headers.set(internal::ADMISSION, &admission.to_header()).map_err(http::internal)?;
+        headers.set(internal::ADMISSION, &admission.to_header()).map_err(failed)?;
     }
-    let mut init = worker::RequestInit::new();
-    let method = if body.is_some() { Method::Post } else { Method::Get };
-    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
-    Request::new_with_init(&format!("https://{}/{endpoint}", host(kind)), &init).map_err(http::internal)
+    if upgrade {
+        headers.set("upgrade", "websocket").map_err(failed)?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(if body.is_some() { "POST" } else { "GET" });
+    init.set_headers(&headers);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(&body));
+    }
+    web_sys::Request::new_with_str_and_init(&format!("https://{}/{endpoint}", host(kind)), &init)
+        .map_err(failed)
 }
 
 /// Sends a request the Worker checked ([`crate::core::gate`]) to its object, with the caller's
-/// `body` when it has one.
-pub(crate) async fn forward(env: &Env, to: &Forward, body: Option<String>) -> Result<Response, Error> {
-    let mut req = request(to.kind, &to.id, to.endpoint, body, &to.admission)?;
-    if to.is_socket() {
-        req.headers_mut().and_then(|h| h.set("upgrade", "websocket")).map_err(http::internal)?;
-    }
-    send_in(&namespace(env, to.kind)?, &to.id, req).await
+/// `body` when it has one. The object's answer is the Worker's, as it came.
+pub(crate) async fn forward(
+    env: &Env,
+    to: &Forward,
+    body: Option<String>,
+) -> Result<web_sys::Response, Error> {
+    let req = request(to.kind, &to.id, to.endpoint, body, &to.admission, to.is_socket())?;
+    send_in(&namespace(env, to.kind)?, &to.id, &req).await
 }
 
-/// Sends `req` to the object `id` of a namespace already looked up (fan-outs reuse it).
-async fn send_in(namespace: &ObjectNamespace, id: &str, req: Request) -> Result<Response, Error> {
+/// Sends `req` to the object `id` of a namespace already looked up (fan-outs reuse it), through
+/// the stub's own `fetch`: workers-rs would copy the answer into its types (headers, status, body,
+/// socket: a crossing each) and the Worker back into a new `Response`.
+async fn send_in(
+    namespace: &ObjectNamespace,
+    id: &str,
+    req: &web_sys::Request,
+) -> Result<web_sys::Response, Error> {
+    let failed = |e: JsValue| http::internal(e.into());
     let stub = namespace.id_from_name(id).and_then(|id| id.get_stub()).map_err(http::internal)?;
-    stub.fetch_with_request(req).await.map_err(http::internal)
+    let stub: worker::worker_sys::DurableObject = stub.into_rpc();
+    let answer = JsFuture::from(stub.fetch_with_request(req).map_err(failed)?).await.map_err(failed)?;
+    answer.dyn_into::<web_sys::Response>().map_err(failed)
 }
 
 fn namespace(env: &Env, kind: ObjectKind) -> Result<ObjectNamespace, Error> {
@@ -76,11 +99,19 @@ async fn call_user<T: DeserializeOwned>(
     endpoint: &str,
     body: &str,
 ) -> Result<T, Error> {
-    let req =
-        request(ObjectKind::User, user.as_str(), endpoint, Some(body.to_owned()), &Admission::default())?;
-    let mut response = send_in(users, user.as_str(), req).await?;
-    let status = response.status_code();
-    let text = response.text().await.map_err(http::internal)?;
+    let req = request(
+        ObjectKind::User,
+        user.as_str(),
+        endpoint,
+        Some(body.to_owned()),
+        &Admission::default(),
+        false,
+    )?;
+    let response = send_in(users, user.as_str(), &req).await?;
+    let status = response.status();
+    let text = super::socket::text(&response)
+        .await
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "unreadable answer"))?;
     if (200..300).contains(&status) {
         return serde_json::from_str(&text).map_err(|_| Error::new(ErrorCode::Internal, "unreadable answer"));
     }

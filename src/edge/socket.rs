@@ -5,7 +5,8 @@ use crate::core::object::Attachment;
 use js_sys::JsString;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{Request, Response, ResponseBuilder, State, WebSocket, WebSocketPair};
+use worker::worker_sys::web_sys;
+use worker::{ResponseBuilder, State, WebSocket, WebSocketPair};
 
 #[wasm_bindgen]
 extern "C" {
@@ -69,32 +70,40 @@ pub(crate) fn close(ws: &WebSocket, code: u16, reason: &str) {
 
 /// Whether a refused upgrade of `req` is reported on an accepted socket (4401/4403/4429) rather
 /// than with its HTTP status: a WebSocket upgrade to a socket route offering `switchboard.v1`.
-pub(crate) fn refusable_upgrade(req: &Request) -> bool {
+pub(crate) fn refusable_upgrade(req: &web_sys::Request) -> bool {
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let offers = header("sec-websocket-protocol")
         .is_some_and(|p| p.split(',').any(|p| p.trim() == crate::core::auth::SUBPROTOCOL));
-    let socket_route = req.path().ends_with("/ws");
+    let url = req.url();
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let socket_route = path.ends_with("/ws");
     is_upgrade && offers && socket_route
 }
 
 /// The error an object's HTTP refusal carries (`{"error": {...}}`), or a generic one.
-pub(crate) async fn error_of(response: &mut Response) -> Error {
+pub(crate) async fn error_of(response: &web_sys::Response) -> Error {
     let fallback = || Error::new(ErrorCode::TooManyConnections, "refused");
     #[derive(serde::Deserialize)]
     struct Body {
         error: Error,
     }
-    match response.text().await {
-        Ok(text) => serde_json::from_str::<Body>(&text).map(|b| b.error).unwrap_or_else(|_| fallback()),
-        Err(_) => fallback(),
+    match text(response).await {
+        Some(text) => serde_json::from_str::<Body>(&text).map(|b| b.error).unwrap_or_else(|_| fallback()),
+        None => fallback(),
     }
+}
+
+/// A response's body as text.
+pub(crate) async fn text(response: &web_sys::Response) -> Option<String> {
+    let promise = response.text().ok()?;
+    worker::wasm_bindgen_futures::JsFuture::from(promise).await.ok()?.as_string()
 }
 
 /// Accepts the upgrade and closes the socket at once with `code`, after an `error` frame saying
 /// why, echoing `switchboard.v1` as every accepted handshake does. This is how a browser, which
 /// never sees the HTTP status of a refused handshake, learns that retrying cannot help.
-pub(crate) fn refuse(code: u16, error: &Error) -> worker::Result<Response> {
+pub(crate) fn refuse(code: u16, error: &Error) -> worker::Result<web_sys::Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
     send(&pair.server, &crate::core::protocol::error_frame(error));
@@ -108,5 +117,6 @@ pub(crate) fn refuse(code: u16, error: &Error) -> worker::Result<Response> {
         .with_status(101)
         .with_header("sec-websocket-protocol", crate::core::auth::SUBPROTOCOL)?
         .with_websocket(pair.client)
-        .empty())
+        .empty()
+        .into())
 }
