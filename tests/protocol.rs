@@ -38,6 +38,8 @@ fn rejects_what_is_not_an_envelope() {
     assert_eq!(bad(r#"{"t":5}"#), (None, ErrorCode::BadFrame));
     assert_eq!(bad(r#"{"ref":"a"}"#), (Some(json!("a")), ErrorCode::BadFrame), "a readable ref gets a reply");
     assert_eq!(bad(r#"{"t":"x","ref":1.5}"#), (None, ErrorCode::BadFrame));
+    assert_eq!(bad(r#"{"t":"x","t":"y"}"#), (None, ErrorCode::BadFrame), "a field given twice");
+    assert_eq!(bad(r#"  ["t","x"]"#), (None, ErrorCode::BadFrame), "an array is not an envelope");
     assert_eq!(bad(r#"{"t":"x","ref":[1]}"#), (None, ErrorCode::BadFrame));
     assert_eq!(bad(&format!(r#"{{"t":"x","ref":"{}"}}"#, "r".repeat(65))), (None, ErrorCode::BadFrame));
 }
