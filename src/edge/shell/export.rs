@@ -21,12 +21,10 @@ macro_rules! durable_object {
 
             /// A `Response`, or a promise of one.
             pub fn fetch(&self, req: worker::worker_sys::web_sys::Request) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-                fn answer(response: worker::Result<worker::Response>) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-                    response
-                        .map(|r| worker::worker_sys::web_sys::Response::from(r).into())
-                        .map_err(wasm_bindgen::JsValue::from)
+                fn answer(response: worker::Result<worker::worker_sys::web_sys::Response>) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+                    response.map(Into::into).map_err(wasm_bindgen::JsValue::from)
                 }
-                match self.shell.fetch(worker::Request::from(req)) {
+                match self.shell.fetch(req) {
                     Ok(response) => answer(response),
                     Err(later) => Ok(worker::wasm_bindgen_futures::future_to_promise(async move { answer(later.await) }).into()),
                 }

@@ -44,9 +44,10 @@ use std::future::Future;
 use std::rc::Rc;
 use wasm_bindgen::prelude::{wasm_bindgen, Closure};
 use wasm_bindgen::{JsCast, JsValue};
+use worker::worker_sys::ext::ResponseInitExt;
+use worker::worker_sys::web_sys;
 use worker::{
-    Env, Request, Response, ResponseBuilder, SqlStorage, State, WebSocket, WebSocketPair,
-    WebSocketRequestResponsePair,
+    Env, Request, Response, SqlStorage, State, WebSocket, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 /// The effects of a kind's core.
@@ -468,25 +469,33 @@ impl<K: Kind> Shell<K> {
     /// A request from the Worker. A connect is answered synchronously (no promise: a connect
     /// storm is the hot path here); the kind's endpoints, which may read a body or wait for other
     /// objects, get a future.
+    /// A connect works on the runtime's own request and response objects (workers-rs would copy
+    /// both, a crossing per field); the other endpoints get workers-rs' request.
     pub(crate) fn fetch(
         self: &Rc<Self>,
-        req: Request,
-    ) -> Result<worker::Result<Response>, impl Future<Output = worker::Result<Response>>> {
+        req: web_sys::Request,
+    ) -> Result<worker::Result<web_sys::Response>, impl Future<Output = worker::Result<web_sys::Response>>>
+    {
         let header = |name: &str| req.headers().get(name).ok().flatten();
         let (name, admission) = (header(internal::OBJECT), header(internal::ADMISSION));
-        let path = req.path();
-        let inbound = Admission::parse(admission.as_deref()).map(|admission| Inbound {
+        let admission = Admission::parse(admission.as_deref());
+        let url = req.url();
+        // `https://<kind>.internal/<endpoint>`: the path starts at the first `/` after the host.
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+        let path = path.split(['?', '#']).next().unwrap_or("/").to_owned();
+        if path == "/connect" {
+            let answer = admission.and_then(|admission| self.accept(name.as_deref(), &admission));
+            // The handshake must not wait for other objects.
+            self.spawn_calls();
+            return Ok(answer.or_else(|e| http::error(&e).map(Into::into)));
+        }
+        let inbound = admission.map(|admission| Inbound {
             path: path.clone(),
             name,
             admission,
-            req,
+            req: Request::from(req),
         });
-        if path == "/connect" {
-            let answer = inbound.and_then(|inbound| self.accept(&inbound));
-            // The handshake must not wait for other objects.
-            self.spawn_calls();
-            return Ok(answer.or_else(|e| http::error(&e)));
-        }
         let shell = Rc::clone(self);
         Err(async move {
             let answer = match inbound {
@@ -500,7 +509,7 @@ impl<K: Kind> Shell<K> {
             } else {
                 shell.run_calls().await;
             }
-            answer.or_else(|e| http::error(&e))
+            answer.or_else(|e| http::error(&e)).map(Into::into)
         })
     }
 
@@ -579,9 +588,13 @@ impl<K: Kind> Shell<K> {
     }
 
     /// Accepts an upgrade the Worker admitted: the core's capacity checks, then the socket.
-    fn accept(self: &Rc<Self>, inbound: &Inbound) -> Result<Response, Error> {
+    fn accept(
+        self: &Rc<Self>,
+        name: Option<&str>,
+        admission: &Admission,
+    ) -> Result<web_sys::Response, Error> {
         let mut slot = self.live.borrow_mut();
-        let live = self.load(&mut slot, inbound.name.as_deref())?;
+        let live = self.load(&mut slot, name)?;
         // Staged writes are committed first, so a failed write fails the connect before any
         // socket exists; queued frames wait for the drain (none of them is for this socket).
         if let Err(e) = live.commit(&self.state) {
@@ -589,12 +602,10 @@ impl<K: Kind> Shell<K> {
             return Err(e);
         }
         let live = slot.as_mut().ok_or_else(not_loaded::<K>)?;
-        let (info, connect) = live.core.admit(random_id()?, &inbound.admission)?;
+        let (info, connect) = live.core.admit(random_id()?, admission)?;
         let pair = WebSocketPair::new().map_err(http::internal)?;
-        let mut response = ResponseBuilder::new().with_status(101);
-        if let Some(protocol) = &inbound.admission.protocol {
-            response = response.with_header("sec-websocket-protocol", protocol).map_err(http::internal)?;
-        }
+        let response = upgraded(&pair.client, admission.protocol.as_deref())
+            .map_err(|_| Error::new(ErrorCode::Internal, "could not answer the upgrade"))?;
         socket::accept(&self.state, &pair.server)
             .map_err(|_| Error::new(ErrorCode::Internal, "could not accept the socket"))?;
         // The runtime now holds the socket: on any failure from here it is closed, or the next
@@ -603,7 +614,7 @@ impl<K: Kind> Shell<K> {
             socket::close(&pair.server, close::INTERNAL, "could not open the connection");
             return Err(e);
         }
-        Ok(response.with_websocket(pair.client).empty())
+        Ok(response)
     }
 
     /// The connection id of `ws`.
@@ -659,6 +670,19 @@ impl<K: Kind> Shell<K> {
         live.departed.push(conn);
         self.apply(&mut slot, None, Vec::new());
     }
+}
+
+/// The `101` that hands `client` over, echoing the subprotocol the Worker accepted.
+fn upgraded(client: &WebSocket, protocol: Option<&str>) -> Result<web_sys::Response, JsValue> {
+    let mut init = web_sys::ResponseInit::new();
+    init.set_status(101);
+    if let Some(protocol) = protocol {
+        let headers = web_sys::Headers::new()?;
+        headers.set("sec-websocket-protocol", protocol)?;
+        init.set_headers(&headers);
+    }
+    init.websocket(client.as_ref())?;
+    web_sys::Response::new_with_opt_str_and_init(None, &init)
 }
 
 fn not_loaded<K: Kind>() -> Error {
