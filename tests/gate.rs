@@ -153,7 +153,16 @@ fn a_document_socket_resumes_from_a_version_and_its_epoch() {
     let reader = || Req::default().upgrade().bearer(&token("ann", Some(json!({"doc:spec": ["read"]}))));
     assert_eq!(forward("GET", path, &reader().query("epoch", "e9")).admission.epoch, None);
     let (code, message) = refused("GET", path, &reader().query("epoch", ""));
-    assert_eq!((code, message.as_str()), (ErrorCode::BadRequest, "epoch must be 1 to 64 characters"));
+    assert_eq!(
+        (code, message.as_str()),
+        (ErrorCode::BadRequest, "epoch must be 1 to 64 printable ASCII characters")
+    );
+    // Nothing outside printable ASCII travels on in the header to the object.
+    assert_eq!(refused("GET", path, &reader().query("v", "1").query("epoch", "é9")).0, ErrorCode::BadRequest);
+    assert_eq!(
+        refused("GET", path, &reader().query("v", "1").query("epoch", "a b")).0,
+        ErrorCode::BadRequest
+    );
     assert_eq!(refused("GET", path, &reader().query("v", "-1")).0, ErrorCode::BadRequest);
 }
 

@@ -323,6 +323,10 @@ fn a_frame_is_answered_with_its_first_failure_event_then_right_then_rate_then_pa
     // Typing takes no payload: whatever `d` holds is ignored.
     sim.send(&w, json!({"t":"typing:start","ref":7,"d":5}));
     assert_eq!(sim.take_one(&w)["ok"], true);
+    // A payload field given twice is refused, not read as whichever came last.
+    sim.send_raw(&w, r#"{"t":"message:send","ref":8,"d":{"text":"a","text":"b"}}"#);
+    let twice = sim.take_one(&w);
+    assert_eq!((twice["ref"].clone(), twice["error"]["code"].clone()), (json!(8), json!("bad_request")));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::core::config::Config;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::RoomId;
 use crate::core::room::{Publish, Resume};
-use crate::core::route::{number_param, resume_from_event_id, resume_query, Route};
+use crate::core::route::{number_param, resume_from_event_id, resume_query, usable_epoch, Route};
 use crate::core::time::Timestamp;
 use crate::core::user::policy_of;
 use std::ops::Deref;
@@ -154,8 +154,11 @@ pub fn plan<C: Deref<Target = Config>>(
             let rights = DocRights::to_read(identity.caps_or(&config.default_caps), doc)?;
             let since = number_param("v", asked.query("v").as_deref())?;
             let epoch = asked.query("epoch");
-            if epoch.as_ref().is_some_and(|e| e.is_empty() || e.len() > 64) {
-                return Err(Error::new(ErrorCode::BadRequest, "epoch must be 1 to 64 characters"));
+            if epoch.as_ref().is_some_and(|e| e.is_empty() || !usable_epoch(e)) {
+                return Err(Error::new(
+                    ErrorCode::BadRequest,
+                    "epoch must be 1 to 64 printable ASCII characters",
+                ));
             }
             let admission = Admission {
                 user: Some(identity.user),

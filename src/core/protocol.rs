@@ -158,6 +158,10 @@ pub fn decode(frame: Incoming<'_>, max_frame_bytes: usize) -> Result<Envelope, D
     }
     let fields: Fields<'_> = match serde_json::from_str(text) {
         Ok(fields) => fields,
+        // Every field reads any JSON value, so the only data error is a field given twice.
+        Err(e) if e.is_data() => {
+            return Err(bare(ErrorCode::BadFrame, format!("not an envelope: {}", without_position(&e))))
+        }
         Err(e) => return Err(bare(ErrorCode::BadFrame, format!("invalid JSON: {e}"))),
     };
     let reply_to = match fields.reply_to {

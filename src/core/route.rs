@@ -187,12 +187,18 @@ pub fn number_param(name: &str, value: Option<&str>) -> Result<Option<u64>, Erro
 /// Longest epoch a client may name: ours are 24 characters; anything longer cannot match.
 const MAX_EPOCH_BYTES: usize = 64;
 
+/// Whether `epoch` could be one of ours: at most 64 printable ASCII characters (ours are 24 hex
+/// digits). Anything else cannot match, and could not travel in the header to the object.
+pub fn usable_epoch(epoch: &str) -> bool {
+    epoch.len() <= MAX_EPOCH_BYTES && epoch.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A reconnect position from `?since=&epoch=`: `None` for a plain connect. A `since` without
 /// an `epoch` cannot be checked against the log, so it resumes nothing (`recovered: false`).
 pub fn resume_query(since: Option<&str>, epoch: Option<&str>) -> Result<Option<Resume>, Error> {
     let since = number_param("since", since)?;
-    if epoch.is_some_and(|e| e.len() > MAX_EPOCH_BYTES) {
-        return Err(Error::new(ErrorCode::BadRequest, "epoch must be at most 64 characters"));
+    if epoch.is_some_and(|e| !usable_epoch(e)) {
+        return Err(Error::new(ErrorCode::BadRequest, "epoch must be at most 64 printable ASCII characters"));
     }
     Ok(match (since, epoch) {
         (None, None) => None,
@@ -204,7 +210,7 @@ pub fn resume_query(since: Option<&str>, epoch: Option<&str>) -> Result<Option<R
 
 /// A reconnect position from an SSE `Last-Event-ID` (`<epoch>:<seq>`, the ids we send).
 pub fn resume_from_event_id(id: &str) -> Option<Resume> {
-    let (epoch, seq) = id.rsplit_once(':').filter(|(epoch, _)| epoch.len() <= MAX_EPOCH_BYTES)?;
+    let (epoch, seq) = id.rsplit_once(':').filter(|(epoch, _)| usable_epoch(epoch))?;
     Some(Resume { since: seq.parse().ok()?, epoch: epoch.to_owned() })
 }
 
@@ -322,6 +328,9 @@ mod tests {
         assert_eq!(resume_query(Some("7"), Some(&long)).unwrap_err().code, ErrorCode::BadRequest);
         assert_eq!(resume_from_event_id(&format!("{long}:9")), None);
         assert!(resume_query(Some("7"), Some(&long[..64])).is_ok());
+        assert_eq!(resume_query(Some("7"), Some("ü")).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(resume_query(Some("7"), Some("a\u{7f}")).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(resume_from_event_id("é:9"), None);
     }
 
     #[test]

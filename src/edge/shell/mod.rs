@@ -10,7 +10,10 @@
 //! - **batching and group commit**: writes are staged and frames queued; while events arrive less
 //!   than 25 ms apart the drain waits for the runtime to be idle, so the writes of every event
 //!   handled meanwhile commit in one transaction and each socket gets one frame (an array) for all
-//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency;
+//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency. A connect
+//!   is the exception: it commits what is staged before the socket exists, and again before the
+//!   new socket's greeting leaves at once (`Outbox::take_leading`), so a joining client never
+//!   waits for the drain;
 //! - **failure**: a failed write drops the live state, tells the socket whose frame caused it, and
 //!   closes every socket still owed a frame with 1011 (their clients resume), so nothing unwritten
 //!   is ever announced;
