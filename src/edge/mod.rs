@@ -56,13 +56,20 @@ thread_local! {
 
 /// Every setting from `[vars]` and secrets; a bad one is an error on every request until fixed.
 pub(crate) fn config(env: &Env) -> Result<std::rc::Rc<Config>, Error> {
-    if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
-        return Ok(config);
+    per_isolate(&CONFIG, || Config::from_lookup(|name| setting(env, name)))
+}
+
+/// What `make` reads from the deployment, made once per isolate and kept in `cell`. A failure is
+/// not kept: it is an error on every request until the deployment is fixed.
+fn per_isolate<T, E: std::fmt::Display>(
+    cell: &'static std::thread::LocalKey<std::cell::OnceCell<std::rc::Rc<T>>>,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<std::rc::Rc<T>, Error> {
+    if let Some(made) = cell.with(|c| c.get().cloned()) {
+        return Ok(made);
     }
-    let config = Config::from_lookup(|name| setting(env, name))
-        .map(std::rc::Rc::new)
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(CONFIG.with(|c| c.get_or_init(|| config).clone()))
+    let made = make().map(std::rc::Rc::new).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(cell.with(|c| c.get_or_init(|| made).clone()))
 }
 
 thread_local! {
@@ -72,13 +79,7 @@ thread_local! {
 
 /// The origins allowed to call; a bad `ALLOWED_ORIGINS` is an error on every request until fixed.
 fn allowed_origins(env: &Env) -> Result<std::rc::Rc<AllowedOrigins>, Error> {
-    if let Some(allowed) = ORIGINS.with(|o| o.get().cloned()) {
-        return Ok(allowed);
-    }
-    let allowed = settings::allowed_origins(|name| setting(env, name))
-        .map(std::rc::Rc::new)
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(ORIGINS.with(|o| o.get_or_init(|| allowed).clone()))
+    per_isolate(&ORIGINS, || settings::allowed_origins(|name| setting(env, name)))
 }
 
 /// The Worker's entry. It works on the runtime's own request and response objects: an object's
