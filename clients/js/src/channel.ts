@@ -19,32 +19,9 @@ import { Emitter } from "./emitter.js";
 import { SwitchboardError, fromWire } from "./errors.js";
 import type { RefreshRequest, ServerFrame } from "./types.js";
 import { backoffDelay, Pacer, tokenExpiry, utf8Length } from "./util.js";
-import type { ClientCore } from "./client.js";
+import type { ChannelStatus, ClientCore, StreamSocketConstructor, WebSocketLike } from "./core.js";
 
-/** A channel's connection status. `idle`: not opened yet. */
-export type ChannelStatus = "idle" | "connecting" | "open" | "reconnecting" | "offline" | "closed";
-
-/** The part of the WebSocket API the SDK uses (browsers' and `ws`'s both fit). */
-export interface WebSocketLike {
-  readonly readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
-
-/** What an event-stream transport is told besides the URL and protocols. */
-export interface StreamOptions {
-  /** The server's `SSE_KEEPALIVE_MS`. */
-  keepaliveMs?: number;
-}
-
-/** An event-stream transport: made like a WebSocket, plus `StreamOptions`. */
-export type StreamSocketConstructor = new (url: string, protocols: string[], options: StreamOptions) => WebSocketLike;
+export type { ChannelStatus, StreamOptions, StreamSocketConstructor, WebSocketConstructor, WebSocketLike } from "./core.js";
 
 /** Close codes after which reconnecting cannot help: stop and report. */
 const FATAL_CLOSE = new Set([4002, 4400, 4401, 4403, 4404, 4429]);

@@ -5,7 +5,7 @@
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError } from "./errors.js";
-import type { ChannelStatus, WebSocketConstructor } from "./channel.js";
+import type { ChannelStatus, ClientCore, ResolvedOptions, WebSocketConstructor } from "./core.js";
 import { Room } from "./room.js";
 import { Me } from "./me.js";
 import { Doc } from "./doc.js";
@@ -70,35 +70,6 @@ export interface ClientOptions {
   openTimeoutMs?: number;
 }
 
-export interface ResolvedOptions {
-  reconnectDelayMs: number;
-  reconnectDelayMaxMs: number;
-  heartbeatMs: number;
-  pongTimeoutMs: number;
-  requestTimeoutMs: number;
-  refreshLeadMs: number;
-  maxFrameBytes: number;
-  maxTextChars: number;
-  maxReconnectAttempts: number;
-  fallbackAfter: number;
-  fallbackProbeMs: number;
-  sseKeepaliveMs: number;
-  openTimeoutMs: number;
-}
-
-/** What channels need from their client. Not part of the public API. */
-export interface ClientCore {
-  readonly options: ResolvedOptions;
-  readonly wsBase: string;
-  readonly httpBase: string;
-  readonly WebSocket: WebSocketConstructor;
-  readonly tokenIsCallback: boolean;
-  readonly offline: boolean;
-  readonly random: () => number;
-  getToken(): Promise<string>;
-  statusChanged(): void;
-  reportError(error: SwitchboardError): void;
-}
 
 export interface ClientEvents {
   status: ClientStatus;

@@ -15,7 +15,7 @@
  */
 import { type } from "ot-text-unicode";
 import { Channel, type ChannelEvents } from "./channel.js";
-import type { Client } from "./client.js";
+import type { ClientCore } from "./core.js";
 import { SwitchboardError, fromWire } from "./errors.js";
 import type { CursorUpdateRequest, DocSnapshot, OpSubmitRequest, Operation, ServerFrame, TextOp, WireCursor } from "./types.js";
 import { Pacer, pacerFor, randomId } from "./util.js";
@@ -87,7 +87,7 @@ export class Doc extends Channel<DocEvents> {
   private readyWaiters: (() => void)[] = [];
 
   constructor(
-    client: Client,
+    client: ClientCore,
     readonly id: string,
     private readonly onClose: () => void,
   ) {

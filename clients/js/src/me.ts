@@ -6,7 +6,7 @@
  * with the same API (see `Channel` for when it falls back and comes back).
  */
 import { Channel, type ChannelEvents, type StreamSocketConstructor } from "./channel.js";
-import type { Client } from "./client.js";
+import type { ClientCore } from "./core.js";
 import type {
   Notification,
   NotificationListRequest,
@@ -49,7 +49,7 @@ export class Me extends Channel<MeEvents> {
   private lastActive = 0;
 
   constructor(
-    client: Client,
+    client: ClientCore,
     private readonly onClose: () => void,
   ) {
     super(client);

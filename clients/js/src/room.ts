@@ -12,7 +12,7 @@
  */
 import { Channel, type ChannelEvents, type WebSocketConstructor } from "./channel.js";
 import { RoomStreamSocket } from "./stream.js";
-import type { Client } from "./client.js";
+import type { ClientCore } from "./core.js";
 import { SwitchboardError, fromWire } from "./errors.js";
 import type {
   Broadcast,
@@ -126,7 +126,7 @@ export class Room extends Channel<RoomEvents> {
   private lastTyping = 0;
 
   constructor(
-    client: Client,
+    client: ClientCore,
     readonly id: string,
     private readonly onClose: () => void,
   ) {
