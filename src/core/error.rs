@@ -134,6 +134,16 @@ impl Error {
     pub fn to_http_body(&self) -> String {
         serde_json::json!({ "error": self }).to_string()
     }
+
+    /// The error an HTTP error body carries ([`Error::to_http_body`]), when it is one: how the
+    /// Worker reads an object's refusal and an object reads another's.
+    pub fn from_http_body(body: &str) -> Option<Error> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Error,
+        }
+        serde_json::from_str::<Body>(body).ok().map(|b| b.error)
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -193,6 +203,17 @@ mod tests {
         for status in [400, 404, 405, 426, 500] {
             assert_eq!(for_refused_upgrade(status, true, false), None, "{status} stays HTTP");
         }
+    }
+    #[test]
+    fn an_http_error_body_reads_back_as_its_error() {
+        use super::{Error, ErrorCode};
+        let error = Error::new(ErrorCode::TooManyConnections, "socket limit");
+        assert_eq!(
+            Error::from_http_body(&error.to_http_body()).map(|e| (e.code, e.message)),
+            Some((ErrorCode::TooManyConnections, "socket limit".to_owned()))
+        );
+        assert_eq!(Error::from_http_body(r#"{"ok":true}"#), None);
+        assert_eq!(Error::from_http_body("not json"), None);
     }
 }
 

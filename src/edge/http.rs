@@ -41,6 +41,12 @@ pub(crate) fn preflight(methods: &str, origin: Option<&str>) -> Result<Response,
     Ok(ResponseBuilder::new().with_status(204).with_headers(headers).empty())
 }
 
+/// A response's body as text.
+pub(crate) async fn text(response: &web_sys::Response) -> Option<String> {
+    let promise = response.text().ok()?;
+    worker::wasm_bindgen_futures::JsFuture::from(promise).await.ok()?.as_string()
+}
+
 /// `response` with `Vary: Origin`, plus the CORS headers for the allowed `origin`. The 101 of a
 /// WebSocket upgrade is left alone: it carries the socket, and browsers ignore CORS on it.
 pub(crate) fn with_cors(

@@ -109,19 +109,13 @@ async fn call_user<T: DeserializeOwned>(
     )?;
     let response = send_in(users, user.as_str(), &req).await?;
     let status = response.status();
-    let text = super::socket::text(&response)
-        .await
-        .ok_or_else(|| Error::new(ErrorCode::Internal, "unreadable answer"))?;
+    let text =
+        http::text(&response).await.ok_or_else(|| Error::new(ErrorCode::Internal, "unreadable answer"))?;
     if (200..300).contains(&status) {
         return serde_json::from_str(&text).map_err(|_| Error::new(ErrorCode::Internal, "unreadable answer"));
     }
-    #[derive(serde::Deserialize)]
-    struct Failure {
-        error: Error,
-    }
-    Err(serde_json::from_str::<Failure>(&text)
-        .map(|f| f.error)
-        .unwrap_or_else(|_| Error::new(ErrorCode::Internal, format!("user object answered {status}"))))
+    Err(Error::from_http_body(&text)
+        .unwrap_or_else(|| Error::new(ErrorCode::Internal, format!("user object answered {status}"))))
 }
 
 /// Calls every user in `users` with the same body (serialized once), `concurrency` at a time;

@@ -83,21 +83,10 @@ pub(crate) fn refusable_upgrade(req: &web_sys::Request) -> bool {
 
 /// The error an object's HTTP refusal carries (`{"error": {...}}`), or a generic one.
 pub(crate) async fn error_of(response: &web_sys::Response) -> Error {
-    let fallback = || Error::new(ErrorCode::TooManyConnections, "refused");
-    #[derive(serde::Deserialize)]
-    struct Body {
-        error: Error,
-    }
-    match text(response).await {
-        Some(text) => serde_json::from_str::<Body>(&text).map(|b| b.error).unwrap_or_else(|_| fallback()),
-        None => fallback(),
-    }
-}
-
-/// A response's body as text.
-pub(crate) async fn text(response: &web_sys::Response) -> Option<String> {
-    let promise = response.text().ok()?;
-    worker::wasm_bindgen_futures::JsFuture::from(promise).await.ok()?.as_string()
+    let body = super::http::text(response).await;
+    body.as_deref()
+        .and_then(Error::from_http_body)
+        .unwrap_or_else(|| Error::new(ErrorCode::TooManyConnections, "refused"))
 }
 
 /// Accepts the upgrade and closes the socket at once with `code`, after an `error` frame saying
