@@ -44,6 +44,18 @@ pub enum Effect<W, C, I> {
         /// A complete JSON text frame, serialized once for all recipients.
         frame: String,
     },
+    /// [`Effect::Broadcast`] for news nobody waits on (a member joined or left): while events
+    /// arrive in quick succession it may wait up to [`ANNOUNCE_HOLD_MS`] for the frames that
+    /// follow, so a join storm sends each member one frame per hold instead of one per join.
+    /// Any other frame queued meanwhile takes it along at once, in order.
+    ///
+    /// [`ANNOUNCE_HOLD_MS`]: crate::core::outbox::ANNOUNCE_HOLD_MS
+    Announce {
+        /// The connection left out.
+        except: Option<ConnId>,
+        /// A complete JSON text frame, serialized once for all recipients.
+        frame: String,
+    },
     /// Close one connection with a code from [`crate::core::error::close`]; the shell then
     /// reports the closure back through `handle_close`.
     Close {

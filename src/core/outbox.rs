@@ -38,6 +38,8 @@ impl Target {
 #[derive(Debug, Default)]
 pub struct Outbox {
     items: Vec<(Target, String)>,
+    /// How many of `items` are announcements, which may wait ([`Outbox::announce`]).
+    announcements: usize,
     /// Sockets that joined while frames were queued, with how many were queued then: a
     /// broadcast queued before a socket existed is not for it. Cleared by every drain.
     late: HashMap<ConnId, usize>,
@@ -54,6 +56,12 @@ pub const MAX_BATCH_BYTES: usize = 65_536;
 /// Events closer together than this mean a backlog is forming (milliseconds).
 pub const BUSY_GAP_MS: u64 = 25;
 
+/// How long a queue of nothing but announcements (member joins and leaves) may wait for its
+/// drain while events arrive in quick succession (milliseconds): a join storm into a room then
+/// costs each member one frame per hold rather than one per join. Any other frame drains the
+/// queue at once, so nothing else waits for it.
+pub const ANNOUNCE_HOLD_MS: u64 = 20;
+
 /// Whether to hold this event's frames for a batch rather than send them now: only while a
 /// backlog exists, judged by how soon after the previous event this one came. An idle room
 /// sends at once and adds no latency.
@@ -68,9 +76,21 @@ impl Outbox {
         self.items.push((target, frame));
     }
 
+    /// Queues an announcement for every socket but `except`: a frame that may wait for the
+    /// ones that follow. (Always a broadcast, so `take_leading` never takes one out.)
+    pub fn announce(&mut self, except: Option<ConnId>, frame: String) {
+        self.items.push((Target::All { except }, frame));
+        self.announcements += 1;
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Whether what is queued may wait [`ANNOUNCE_HOLD_MS`]: it is all announcements.
+    pub fn can_wait(&self) -> bool {
+        self.announcements == self.items.len()
     }
 
     /// `conn` joins now: of what is queued, it gets only what is addressed to it by name. A
@@ -129,6 +149,7 @@ impl Outbox {
             return self.drain(conns);
         }
         let items = std::mem::take(&mut self.items);
+        self.announcements = 0;
         self.late.clear();
         let mut picks: HashMap<&ConnId, Vec<usize>> = HashMap::new();
         for (i, (target, _)) in items.iter().enumerate() {
@@ -158,6 +179,7 @@ impl Outbox {
         cap: usize,
     ) -> Vec<Delivery> {
         let items = std::mem::take(&mut self.items);
+        self.announcements = 0;
         let late = std::mem::take(&mut self.late);
         // Nothing queued: no walk over every open socket.
         if items.is_empty() {
@@ -262,6 +284,35 @@ mod tests {
         assert_eq!(out.drain(&conns), vec![(r#"{"t":"x"}"#.to_string(), vec![c("b"), c("c")])]);
         assert!(out.is_empty());
         assert!(out.drain(&conns).is_empty());
+    }
+
+    #[test]
+    fn only_a_queue_of_announcements_may_wait_and_they_keep_their_place() {
+        let mut out = Outbox::default();
+        assert!(out.can_wait(), "nothing queued waits for nothing");
+        // b joined, then c: the member already there (a) is told of both; c is not told of b.
+        out.announce(Some(c("b")), "join-b".into());
+        out.admit(c("c"));
+        out.announce(Some(c("c")), "join-c".into());
+        assert!(out.can_wait());
+        // A greeting taken out at once leaves the announcements waiting.
+        out.push(Target::One(c("c")), "greeting-c".into());
+        assert!(!out.can_wait());
+        assert_eq!(out.take_leading(&c("c")), vec!["greeting-c".to_string()]);
+        assert!(out.can_wait());
+        // Anything else may not wait, and takes the announcements along in order.
+        out.push(Target::All { except: Some(c("c")) }, "message-c".into());
+        assert!(!out.can_wait());
+        let mut got = out.drain(&[c("a"), c("b"), c("c")]);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("[join-b,join-c,message-c]".to_string(), vec![c("a")]),
+                ("[join-c,message-c]".to_string(), vec![c("b")]),
+            ]
+        );
+        assert!(out.can_wait() && out.is_empty(), "a drain forgets what it counted");
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub fn apply<O: Object, S: Shell<O>>(shell: &mut S, effects: Vec<EffectOf<O>>) {
     for effect in frames {
         match effect {
             Effect::Send { to, frame } => shell.send(to, frame),
-            Effect::Broadcast { except, frame } => shell.broadcast(except, frame),
+            Effect::Broadcast { except, frame } | Effect::Announce { except, frame } => {
+                shell.broadcast(except, frame)
+            }
             Effect::Close { conn, code, .. } => shell.close(conn, code),
             Effect::UpdateConn(info) => shell.update_conn(info),
             Effect::StreamSend { to, event } => shell.stream_send(to, event),

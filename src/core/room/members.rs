@@ -95,7 +95,7 @@ impl Room {
         let before = if joined { now_count.saturating_sub(1) } else { now_count + 1 };
         if !self.diff.pending && before <= max && now_count <= max {
             let event = if joined { "member:join" } else { "member:leave" };
-            return Some(Effect::Broadcast { except, frame: protocol::event(event, &Member { user }) });
+            return Some(Effect::Announce { except, frame: protocol::event(event, &Member { user }) });
         }
         let diff = &mut self.diff;
         if !diff.truncated {

@@ -40,6 +40,8 @@ pub(crate) struct Live<K: Kind> {
     pub(super) departed: Vec<ConnId>,
     pub(super) streams_gone: Vec<ConnId>,
     pub(super) flush_scheduled: bool,
+    /// The scheduled drain waits `ANNOUNCE_HOLD_MS` (only announcements were queued).
+    pub(super) flush_held: bool,
     /// When the previous batch was applied: events close together mean a backlog.
     pub(super) last_apply: Option<Timestamp>,
 }
@@ -67,6 +69,7 @@ impl<K: Kind> Live<K> {
             departed: Vec::new(),
             streams_gone: Vec::new(),
             flush_scheduled: false,
+            flush_held: false,
             last_apply: None,
         }
     }
@@ -89,6 +92,7 @@ impl<K: Kind> Live<K> {
                 }
                 Effect::Send { to, frame } => self.outbox.push(Target::One(to), frame),
                 Effect::Broadcast { except, frame } => self.outbox.push(Target::All { except }, frame),
+                Effect::Announce { except, frame } => self.outbox.announce(except, frame),
                 Effect::Close { conn, code, reason } => {
                     self.commit(state)?;
                     self.send_queued();
@@ -215,6 +219,7 @@ impl<K: Kind> Live<K> {
     /// everything drained are then ready to be made.
     pub(super) fn flush(&mut self, state: &State) -> Result<(), Error> {
         self.flush_scheduled = false;
+        self.flush_held = false;
         loop {
             self.commit(state)?;
             self.send_queued();
@@ -226,6 +231,12 @@ impl<K: Kind> Live<K> {
         self.ready_calls.append(&mut self.calls);
         self.sync_alarm(state);
         Ok(())
+    }
+
+    /// Whether the queued work may wait [`ANNOUNCE_HOLD_MS`](crate::core::outbox::ANNOUNCE_HOLD_MS):
+    /// nothing but announcements, no write, stream bytes or call.
+    pub(super) fn can_wait(&self) -> bool {
+        !self.staged && self.stream_queue.is_empty() && self.calls.is_empty() && self.outbox.can_wait()
     }
 
     pub(super) fn has_queued(&self) -> bool {

@@ -10,7 +10,10 @@
 //! - **batching and group commit**: writes are staged and frames queued; while events arrive less
 //!   than 25 ms apart the drain waits for the runtime to be idle, so the writes of every event
 //!   handled meanwhile commit in one transaction and each socket gets one frame (an array) for all
-//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency. A connect
+//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency. A queue
+//!   of nothing but announcements (member joins and leaves) waits `ANNOUNCE_HOLD_MS` more, until
+//!   a frame that may not wait overtakes it, so a join storm costs each member one frame per
+//!   hold. A connect
 //!   is the exception: it commits what is staged before the socket exists, and again before the
 //!   new socket's greeting leaves at once (`Outbox::take_leading`), so a joining client never
 //!   waits for the drain;
@@ -327,9 +330,22 @@ impl<K: Kind> Shell<K> {
         origin: Option<&ConnId>,
         effects: Effects<K>,
     ) -> bool {
+        self.apply_greeting(slot, origin, effects, None)
+    }
+
+    /// [`Shell::apply`] that first sends `greeted`, a socket that just joined, its greeting
+    /// ([`Live::greet`]): what is left queued then decides how soon the drain runs.
+    fn apply_greeting(
+        self: &Rc<Self>,
+        slot: &mut Slot<K>,
+        origin: Option<&ConnId>,
+        effects: Effects<K>,
+        greeted: Option<&ConnId>,
+    ) -> bool {
         let Some(live) = slot.as_mut() else { return false };
         let now = now();
-        if let Err(e) = live.queue(&self.state, effects).and_then(|()| live.settle(&self.state, now)) {
+        let queued = live.queue(&self.state, effects).and_then(|()| live.settle(&self.state, now));
+        if let Err(e) = queued.and_then(|()| greeted.map_or(Ok(()), |conn| live.greet(&self.state, conn))) {
             return self.fail(slot, origin, &e);
         }
         let previous = live.last_apply.replace(now);
@@ -356,18 +372,27 @@ impl<K: Kind> Shell<K> {
         Ok(())
     }
 
-    /// Drains once the runtime is idle, after the events that queue up meanwhile.
-    /// One `setTimeout(0)` with a callback made once per instance: no promise, no task, no
+    /// Drains once the runtime is idle, after the events that queue up meanwhile; a queue of
+    /// nothing but announcements waits `ANNOUNCE_HOLD_MS` more, until a frame that may not
+    /// wait is queued and a drain at once overtakes it.
+    /// One `setTimeout` with a callback made once per instance: no promise, no task, no
     /// future to poll (a spawned task with a `Delay` cost ~13 % of a room message's busy time).
     fn schedule_flush(self: &Rc<Self>, live: &mut Live<K>) {
-        if live.flush_scheduled || !live.has_queued() {
+        if !live.has_queued() {
+            return;
+        }
+        let hold = live.can_wait();
+        if live.flush_scheduled && (hold || !live.flush_held) {
             return;
         }
         live.flush_scheduled = true;
-        self.after_idle();
+        live.flush_held = hold;
+        self.after(if hold { outbox::ANNOUNCE_HOLD_MS } else { 0 });
     }
 
-    fn after_idle(self: &Rc<Self>) {
+    /// Drains after `delay_ms`, and after the events queued by then. A timer that finds the
+    /// queue already drained does nothing; one that finds a later drain scheduled runs it early.
+    fn after(self: &Rc<Self>, delay_ms: u64) {
         let drain = self.drain.get_or_init(|| {
             let shell = Rc::downgrade(self);
             Closure::new(move || {
@@ -376,13 +401,13 @@ impl<K: Kind> Shell<K> {
                 }
             })
         });
-        set_timeout(drain.as_ref().unchecked_ref(), 0);
+        set_timeout(drain.as_ref().unchecked_ref(), i32::try_from(delay_ms).unwrap_or(i32::MAX));
     }
 
     fn deferred_flush(self: &Rc<Self>) {
         // No handler holds the borrow across an await, so this succeeds between events.
         let Ok(mut slot) = self.live.try_borrow_mut() else {
-            self.after_idle();
+            self.after(0);
             return;
         };
         // A handler may have drained meanwhile (an HTTP answer, a connect).
@@ -648,12 +673,7 @@ impl<K: Kind> Shell<K> {
         self.conn_ids.set(ws.as_ref().unchecked_ref(), &JsValue::from_str(conn.as_str()));
         let effects =
             self.read(slot, None, |core, reader| core.handle_connect(info, connect, now(), reader))?;
-        if !self.apply(slot, None, effects) {
-            return Err(failed());
-        }
-        let live = slot.as_mut().ok_or_else(failed)?;
-        if let Err(e) = live.greet(&self.state, &conn) {
-            self.fail(slot, None, &e);
+        if !self.apply_greeting(slot, None, effects, Some(&conn)) {
             return Err(failed());
         }
         match slot.as_ref() {
