@@ -51,6 +51,10 @@ struct Profile {
 
 /// Ops per second each OT editor aims at (with one op in flight, as real clients).
 const OT_EDITOR_RATE: f64 = 5.0;
+/// Before the connect scenario each target takes 2 new rooms of 10 sockets: the first requests
+/// of a fresh process (code compiled on first use) are reported apart, not as a join storm.
+const WARM_UP_ROOMS: usize = 2;
+const WARM_UP_PER_ROOM: usize = 10;
 
 const PROFILES: [Profile; 3] = [
     Profile {
@@ -156,6 +160,14 @@ async fn main() {
                 std::process::exit(1);
             }
         };
+        let mut warm_up = None;
+        if runs("connect") {
+            server.settle().await;
+            let w = scenarios::warm_up(&server, WARM_UP_ROOMS, WARM_UP_PER_ROOM, profile.connect_rate, clock)
+                .await;
+            eprintln!("   warm-up: {w:?}");
+            warm_up = Some(w);
+        }
         let mut connect = Vec::new();
         for &(n, room_size) in connect_runs.iter().filter(|_| runs("connect")) {
             server.settle().await;
@@ -221,7 +233,7 @@ async fn main() {
         }
         results.insert(
             flavor.name().into(),
-            json!({ "connect": connect, "fanout": fanout, "rooms": rooms, "notify": notify, "ot": ot }),
+            json!({ "warm_up": warm_up, "connect": connect, "fanout": fanout, "rooms": rooms, "notify": notify, "ot": ot }),
         );
         server.stop().await;
     }

@@ -156,22 +156,39 @@ pub fn tables(run: &Value) -> String {
         num(&run["core_us_per_message"])
     );
 
-    out += "### 1. connect\n\nEvery socket its own user, at 1,000/s, into rooms of the size shown; then one message into each room.\n\n| target | sockets | room size | connects/s | handshake p50 ms | p99 ms | failures | RSS KiB/socket | broadcast received | last delivery ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
+    out += "### 1. connect\n\nEvery socket its own user, at 1,000/s, into rooms of the size shown; then one message into each room. Server CPU: the server process's user + system time while the sockets connected.\n\n| target | sockets | room size | connects/s | handshake p50 ms | p99 ms | failures | server CPU ms | RSS KiB/socket | broadcast received | last delivery ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
     for t in &present {
         for c in r[*t]["connect"].as_array().into_iter().flatten() {
             out += &format!(
-                "| {t} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} |\n",
+                "| {t} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {:.1} |\n",
                 c["sockets"],
                 c["room_size"],
                 num(&c["connects_per_sec"]),
                 num(&c["handshake_p50_ms"]),
                 num(&c["handshake_p99_ms"]),
                 c["failures"],
+                c["server_cpu_ms"],
                 num(&c["rss_per_socket_kib"]),
                 c["broadcast_received"],
                 num(&c["broadcast_last_ms"]),
             );
         }
+    }
+    let warm: Vec<String> = present
+        .iter()
+        .filter(|t| r[**t]["warm_up"].is_object())
+        .map(|t| {
+            let w = &r[*t]["warm_up"];
+            format!("{t} {:.1} / {:.1} ms", num(&w["handshake_p50_ms"]), num(&w["handshake_max_ms"]))
+        })
+        .collect();
+    if let Some(w) = present.iter().map(|t| &r[*t]["warm_up"]).find(|w| w.is_object()) {
+        out += &format!(
+            "\nBefore these rows each target's fresh process took {} sockets into {} new rooms (code compiled on first use, the first objects), not counted above; their handshake p50 / max: {}.\n",
+            w["sockets"],
+            w["rooms"],
+            warm.join(", ")
+        );
     }
 
     out += "\n### 2. fan-out\n\n| target | receivers | msgs/s sent | delivered/s | p50 ms | p99 ms | max ms | losses | server CPU µs/delivery |\n|---|---|---|---|---|---|---|---|---|\n";
@@ -303,6 +320,7 @@ mod tests {
 
     fn run(losses: u64) -> Value {
         let target = json!({
+            "warm_up": {"sockets": 20, "rooms": 2, "handshake_p50_ms": 3.0, "handshake_max_ms": 30.0},
             "connect": [{"sockets": 2, "room_size": 2, "failures": 0, "broadcast_received": 2, "handshake_p99_ms": 4.0}],
             "fanout": {"receivers": 2, "steps": [{"rate": 10, "losses": losses, "delivered": 20}], "best_delivered_per_sec": 20.0},
             "rooms": {"rooms": 1, "members": 2, "delivered": 4, "expected": 4, "p99_ms": 2.0, "server_cpu_percent": 5.0},
@@ -329,6 +347,8 @@ mod tests {
         assert!(text.ends_with("\nanalysis\n"));
         assert!(!text.contains("old"));
         assert!(text.contains("| Switchboard / socket.io | 1.00 |"));
+        assert!(text.contains("took 20 sockets into 2 new rooms"));
+        assert!(text.contains("switchboard 3.0 / 30.0 ms, socket.io 3.0 / 30.0 ms"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

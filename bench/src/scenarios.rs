@@ -81,6 +81,32 @@ async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) {
     }
 }
 
+/// The first connects after a server started: code compiled on first use and the first
+/// objects make them slower than any later ones, once per process. Measured apart, so that the
+/// connect scenario measures joins rather than the start.
+#[derive(Debug, Serialize)]
+pub struct WarmUp {
+    pub sockets: usize,
+    pub rooms: usize,
+    pub handshake_p50_ms: f64,
+    pub handshake_max_ms: f64,
+}
+
+/// Opens `rooms × per_room` sockets, each its own user, at `rate`/s into new rooms, then closes
+/// them and waits for the server to settle.
+pub async fn warm_up(server: &Server, rooms: usize, per_room: usize, rate: u32, clock: Clock) -> WarmUp {
+    let n = rooms * per_room;
+    let ignored = Arc::new(AtomicU64::new(0));
+    let (conns, mut handshakes, _, _) = open_each(server, n, rate, clock, &ignored, |i| {
+        (format!("warm-up-{}", i / per_room), format!("w{i}"))
+    })
+    .await;
+    finish_all(conns).await;
+    server.settle().await;
+    let (p50, _, max) = handshakes.summary_ms();
+    WarmUp { sockets: n, rooms, handshake_p50_ms: p50, handshake_max_ms: max }
+}
+
 /// Scenario 1: `n` sockets, each its own user, connect at `rate`/s into rooms of `room_size`
 /// (room `k` takes sockets `k·room_size …`, so every join lands in a room that is filling up);
 /// then one message into each room, which every member must receive.
@@ -97,6 +123,8 @@ pub struct ConnectResult {
     pub upgrade_p50_ms: f64,
     pub upgrade_p99_ms: f64,
     pub failures: usize,
+    /// The server's CPU time (user + system, every thread) while the sockets connected.
+    pub server_cpu_ms: u64,
     pub rss_per_socket_kib: f64,
     pub broadcast_received: u64,
     pub broadcast_last_ms: f64,
@@ -111,9 +139,11 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
     let window = format!("connect-{n}-{room_size}");
     server.window(&window, true).await;
     let started = Instant::now();
+    let cpu_before = server.cpu_ms();
     let (conns, mut handshakes, mut upgrades, failures) =
         open_each(server, n, rate, clock, &received, |i| (room(i / room_size), format!("c{n}-{i}"))).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu_ms = server.cpu_ms().saturating_sub(cpu_before);
     server.window(&window, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = server.rss_kib();
@@ -145,6 +175,7 @@ pub async fn connect(server: &Server, n: usize, room_size: usize, rate: u32, clo
         upgrade_p50_ms: upgrade_p50,
         upgrade_p99_ms: upgrade_p99,
         failures,
+        server_cpu_ms,
         rss_per_socket_kib: rss_after.saturating_sub(rss_before) as f64 / connected.max(1) as f64,
         broadcast_received: received.load(Ordering::Relaxed),
         broadcast_last_ms: last as f64 / 1000.0,
