@@ -78,16 +78,16 @@ test("a join storm: the joins reach a member together, each once, before what fo
   const watcher = await join(worker, "chat-storm", "watcher");
   const frames = []; // every frame as it arrived: an array is one batch
   watcher.ws.on("message", (data) => frames.push(JSON.parse(data.toString())));
-  // Joins in quick succession (each under 25 ms after the previous): the room holds its
-  // member:join announcements for a few milliseconds, so they share frames.
+  // Joins in quick succession (each under 25 ms after the previous): once the room has 16
+  // sockets it holds its member:join announcements for a few milliseconds, so they share frames.
   const joiners = [];
-  for (let i = 0; i < 8; i++) joiners.push(await join(worker, "chat-storm", `storm-${i}`));
+  for (let i = 0; i < 24; i++) joiners.push(await join(worker, "chat-storm", `storm-${String(i).padStart(2, "0")}`));
   // The last one speaks at once: its message overtakes the hold and comes after every join.
   await joiners.at(-1).request("message:send", { text: "hello all" });
   await watcher.next((f) => f.t === "message:receive" && f.d.text === "hello all");
   const flat = frames.flatMap((f) => (Array.isArray(f) ? f : [f]));
   const joined = flat.filter((f) => f.t === "member:join").map((f) => f.d.user);
-  assert.deepEqual(joined, joiners.map((_, i) => `storm-${i}`), "each join once, in order");
+  assert.deepEqual(joined, joiners.map((c) => c.state.user), "each join once, in order");
   assert.ok(flat.findIndex((f) => f.t === "message:receive") > flat.findLastIndex((f) => f.t === "member:join"));
   const joinFrames = frames.filter((f) => (Array.isArray(f) ? f : [f]).some((e) => e.t === "member:join"));
   assert.ok(joinFrames.length < joined.length, `joins share frames: ${JSON.stringify(frames)}`);

@@ -62,12 +62,24 @@ pub const BUSY_GAP_MS: u64 = 25;
 /// queue at once, so nothing else waits for it.
 pub const ANNOUNCE_HOLD_MS: u64 = 20;
 
+/// An object with fewer receivers than this (sockets and event streams) sends every event's
+/// frames at once: the timer of a deferred drain costs about as much as ten sends in workerd,
+/// more than batching saves when each frame has a few recipients.
+pub const BATCH_MIN_RECEIVERS: usize = 16;
+
 /// Whether to hold this event's frames for a batch rather than send them now: only while a
-/// backlog exists, judged by how soon after the previous event this one came. An idle room
-/// sends at once and adds no latency.
-pub fn should_defer(now: Timestamp, previous_event: Option<Timestamp>, drain_pending: bool) -> bool {
+/// backlog exists, judged by how soon after the previous event this one came, and where a
+/// drain is worth batching (`receivers`, see [`BATCH_MIN_RECEIVERS`]). An idle object sends at
+/// once and adds no latency. While a drain is pending every event joins it, to keep order.
+pub fn should_defer(
+    now: Timestamp,
+    previous_event: Option<Timestamp>,
+    drain_pending: bool,
+    receivers: usize,
+) -> bool {
     drain_pending
-        || previous_event.is_some_and(|p| now.as_millis().saturating_sub(p.as_millis()) < BUSY_GAP_MS)
+        || (receivers >= BATCH_MIN_RECEIVERS
+            && previous_event.is_some_and(|p| now.as_millis().saturating_sub(p.as_millis()) < BUSY_GAP_MS))
 }
 
 impl Outbox {
@@ -336,11 +348,12 @@ mod tests {
 
     #[test]
     fn only_a_backlog_defers() {
-        let t = Timestamp(10_000);
-        assert!(!should_defer(t, None, false), "first event: send now");
-        assert!(!should_defer(t, Some(Timestamp(9_000)), false), "idle room: send now");
-        assert!(should_defer(t, Some(Timestamp(9_990)), false), "events 10 ms apart: batch");
-        assert!(should_defer(t, Some(Timestamp(1)), true), "a drain is pending: join it, keep order");
+        let (t, many) = (Timestamp(10_000), BATCH_MIN_RECEIVERS);
+        assert!(!should_defer(t, None, false, many), "first event: send now");
+        assert!(!should_defer(t, Some(Timestamp(9_000)), false, many), "idle room: send now");
+        assert!(should_defer(t, Some(Timestamp(9_990)), false, many), "events 10 ms apart: batch");
+        assert!(!should_defer(t, Some(Timestamp(9_990)), false, many - 1), "a few receivers: send now");
+        assert!(should_defer(t, Some(Timestamp(1)), true, 1), "a drain is pending: join it, keep order");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - **one order per batch** (`core::effect`): writes, then the frames and stream bytes that
 //!   announce them, then calls to other objects;
 //! - **batching and group commit**: writes are staged and frames queued; while events arrive less
-//!   than 25 ms apart the drain waits for the runtime to be idle, so the writes of every event
+//!   than 25 ms apart at an object with `BATCH_MIN_RECEIVERS` or more the drain waits for the runtime to be idle, so the writes of every event
 //!   handled meanwhile commit in one transaction and each socket gets one frame (an array) for all
 //!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency. A queue
 //!   of nothing but announcements (member joins and leaves) waits `ANNOUNCE_HOLD_MS` more, until
@@ -349,7 +349,8 @@ impl<K: Kind> Shell<K> {
             return self.fail(slot, origin, &e);
         }
         let previous = live.last_apply.replace(now);
-        if outbox::should_defer(now, previous, live.flush_scheduled) {
+        let receivers = live.sockets.len() + live.streams.len();
+        if outbox::should_defer(now, previous, live.flush_scheduled, receivers) {
             self.schedule_flush(live);
         } else if let Err(e) = live.flush(&self.state) {
             return self.fail(slot, origin, &e);
