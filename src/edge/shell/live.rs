@@ -40,8 +40,8 @@ pub(crate) struct Live<K: Kind> {
     pub(super) departed: Vec<ConnId>,
     pub(super) streams_gone: Vec<ConnId>,
     pub(super) flush_scheduled: bool,
-    /// The scheduled drain waits `ANNOUNCE_HOLD_MS` (only announcements were queued).
-    pub(super) flush_held: bool,
+    /// When the scheduled drain's timer fires (see `outbox::drain_delay_ms`).
+    pub(super) flush_at: Timestamp,
     /// When the previous batch was applied: events close together mean a backlog.
     pub(super) last_apply: Option<Timestamp>,
 }
@@ -69,7 +69,7 @@ impl<K: Kind> Live<K> {
             departed: Vec::new(),
             streams_gone: Vec::new(),
             flush_scheduled: false,
-            flush_held: false,
+            flush_at: Timestamp(0),
             last_apply: None,
         }
     }
@@ -219,7 +219,6 @@ impl<K: Kind> Live<K> {
     /// everything drained are then ready to be made.
     pub(super) fn flush(&mut self, state: &State) -> Result<(), Error> {
         self.flush_scheduled = false;
-        self.flush_held = false;
         loop {
             self.commit(state)?;
             self.send_queued();

@@ -43,6 +43,7 @@ use crate::core::ids::ConnId;
 use crate::core::object::{Attachment, EffectOf, Object};
 use crate::core::outbox;
 use crate::core::protocol::{self, Incoming};
+use crate::core::time::Timestamp;
 use serde_json::{Map, Value};
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
@@ -351,7 +352,7 @@ impl<K: Kind> Shell<K> {
         let previous = live.last_apply.replace(now);
         let receivers = live.sockets.len() + live.streams.len();
         if outbox::should_defer(now, previous, live.flush_scheduled, receivers) {
-            self.schedule_flush(live);
+            self.schedule_flush(live, now);
         } else if let Err(e) = live.flush(&self.state) {
             return self.fail(slot, origin, &e);
         }
@@ -374,21 +375,22 @@ impl<K: Kind> Shell<K> {
     }
 
     /// Drains once the runtime is idle, after the events that queue up meanwhile; a queue of
-    /// nothing but announcements waits `ANNOUNCE_HOLD_MS` more, until a frame that may not
-    /// wait is queued and a drain at once overtakes it.
+    /// nothing but announcements waits `ANNOUNCE_HOLD_MS` more (`outbox::drain_delay_ms`), until
+    /// a frame that may not wait schedules an earlier drain, which takes everything along.
     /// One `setTimeout` with a callback made once per instance: no promise, no task, no
     /// future to poll (a spawned task with a `Delay` cost ~13 % of a room message's busy time).
-    fn schedule_flush(self: &Rc<Self>, live: &mut Live<K>) {
+    fn schedule_flush(self: &Rc<Self>, live: &mut Live<K>, now: Timestamp) {
         if !live.has_queued() {
             return;
         }
-        let hold = live.can_wait();
-        if live.flush_scheduled && (hold || !live.flush_held) {
+        let delay = outbox::drain_delay_ms(live.can_wait());
+        let at = now.plus_millis(delay);
+        if live.flush_scheduled && live.flush_at <= at {
             return;
         }
         live.flush_scheduled = true;
-        live.flush_held = hold;
-        self.after(if hold { outbox::ANNOUNCE_HOLD_MS } else { 0 });
+        live.flush_at = at;
+        self.after(delay);
     }
 
     /// Drains after `delay_ms`, and after the events queued by then. A timer that finds the
