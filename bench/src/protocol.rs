@@ -94,15 +94,62 @@ pub enum Incoming {
 /// A Switchboard frame may be a batch: a JSON array of envelopes, each interpreted in order.
 pub fn interpret(flavor: Flavor, frame: &str, room: &str, token: &str) -> Vec<Incoming> {
     match flavor {
-        Flavor::Switchboard | Flavor::JsDo => match serde_json::from_str::<Value>(frame) {
-            Ok(Value::Array(batch)) => batch.iter().map(switchboard_envelope).collect(),
-            Ok(v) => vec![switchboard_envelope(&v)],
-            Err(_) => vec![Incoming::Other],
+        Flavor::Switchboard | Flavor::JsDo => match typed(frame) {
+            Some(incoming) => incoming,
+            None => match serde_json::from_str::<Value>(frame) {
+                Ok(Value::Array(batch)) => batch.iter().map(switchboard_envelope).collect(),
+                Ok(v) => vec![switchboard_envelope(&v)],
+                Err(_) => vec![Incoming::Other],
+            },
         },
         Flavor::SocketIo => vec![socketio::interpret(frame, room, token)],
         Flavor::Ceiling => {
             vec![serde_json::from_str::<Value>(frame).map(|v| sent_of(&v)).unwrap_or(Incoming::Other)]
         }
+    }
+}
+
+/// An envelope read only as far as the generator needs: its event, and its payload left as
+/// text unless it is a message. At 400,000 messages a second the generator shares the machine
+/// with the server; a `Value` tree per message took most of a core.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    t: &'a str,
+    #[serde(borrow)]
+    d: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Payload {
+    data: Option<SentAt>,
+}
+
+#[derive(serde::Deserialize)]
+struct SentAt {
+    sent: Option<u64>,
+}
+
+/// `frame` read with the typed envelope; `None` when it does not fit (then the `Value` path
+/// decides).
+fn typed(frame: &str) -> Option<Vec<Incoming>> {
+    let one = |e: &Envelope| match e.t {
+        "room:state" | "user:state" => Some(Incoming::Joined),
+        "message:receive" | "notification:new" => {
+            let payload: Payload = serde_json::from_str(e.d?.get()).ok()?;
+            Some(
+                payload
+                    .data
+                    .and_then(|d| d.sent)
+                    .map_or(Incoming::Other, |sent_us| Incoming::Message { sent_us }),
+            )
+        }
+        _ => Some(Incoming::Other),
+    };
+    if frame.starts_with('[') {
+        let batch: Vec<Envelope> = serde_json::from_str(frame).ok()?;
+        batch.iter().map(one).collect()
+    } else {
+        one(&serde_json::from_str(frame).ok()?).map(|i| vec![i])
     }
 }
 
@@ -184,6 +231,30 @@ mod tests {
             interpret(Flavor::Switchboard, batch, "r", "t"),
             vec![Incoming::Message { sent_us: 1 }, Incoming::Other, Incoming::Message { sent_us: 2 }]
         );
+    }
+
+    #[test]
+    fn the_typed_reading_agrees_with_the_value_reading() {
+        let frames = [
+            r#"{"t":"room:state","d":{"room":"r","members":[{"user":"a"}]}}"#,
+            r#"{"t":"user:state","d":{}}"#,
+            r#"{"t":"message:receive","d":{"room":"r","seq":1,"text":"bench","data":{"sent":42},"ts":7}}"#,
+            r#"{"t":"message:receive","d":{"text":"no data"}}"#,
+            r#"{"t":"notification:new","d":{"data":{"sent":9}}}"#,
+            r#"[{"t":"member:join","d":{"user":"b"}},{"t":"message:receive","d":{"data":{"sent":3}}}]"#,
+            r#"{"t":"reply","ref":"1","ok":true}"#,
+        ];
+        for frame in frames {
+            let by_value: Vec<Incoming> = match serde_json::from_str::<Value>(frame).unwrap() {
+                Value::Array(batch) => batch.iter().map(switchboard_envelope).collect(),
+                v => vec![switchboard_envelope(&v)],
+            };
+            assert_eq!(typed(frame), Some(by_value), "{frame}");
+        }
+        // What the typed reading cannot hold falls back to the `Value` reading.
+        let odd = r#"{"t":"message:receive","d":{"data":"text, not an object"}}"#;
+        assert_eq!(typed(odd), None);
+        assert_eq!(interpret(Flavor::Switchboard, odd, "r", "t"), vec![Incoming::Other]);
     }
 
     fn one(flavor: Flavor, frame: &str, room: &str, token: &str) -> Incoming {
