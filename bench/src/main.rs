@@ -51,10 +51,12 @@ struct Profile {
 
 /// Ops per second each OT editor aims at (with one op in flight, as real clients).
 const OT_EDITOR_RATE: f64 = 5.0;
-/// Before the connect scenario each target takes 2 new rooms of 10 sockets: the first requests
-/// of a fresh process (code compiled on first use) are reported apart, not as a join storm.
+/// Before the connect scenario each target takes 2 new rooms of 100 sockets: the first requests
+/// of a fresh process (code compiled on first use, then recompiled optimized once it is hot:
+/// 20 connects were too few, the next 1,000 still paid ~150 ms of it) are reported apart, not
+/// as a join storm.
 const WARM_UP_ROOMS: usize = 2;
-const WARM_UP_PER_ROOM: usize = 10;
+const WARM_UP_PER_ROOM: usize = 100;
 
 const PROFILES: [Profile; 3] = [
     Profile {
