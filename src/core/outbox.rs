@@ -74,6 +74,21 @@ pub fn drain_delay_ms(only_announcements: bool) -> u64 {
     }
 }
 
+/// The delay of a drain timer to set now, if one is needed: none is scheduled (`due`), or the
+/// one scheduled fires later than this queue may wait. A timer that fires after its drain ran
+/// early finds nothing due, or runs a later drain early: harmless either way.
+pub fn drain_timer(due: Option<Timestamp>, now: Timestamp, only_announcements: bool) -> Option<u64> {
+    let delay = drain_delay_ms(only_announcements);
+    match due {
+        Some(due) if due <= now.plus_millis(delay) => None,
+        _ => Some(delay),
+    }
+}
+
+/// At most this many announcements wait for one held drain: each socket that joined meanwhile
+/// gets its own suffix of them, so a drain of `n` costs about n²/2 envelopes.
+pub const MAX_HELD_ANNOUNCEMENTS: usize = 64;
+
 /// An object with fewer receivers than this (sockets and event streams) sends every event's
 /// frames at once: the timer of a deferred drain costs about as much as ten sends in workerd,
 /// more than batching saves when each frame has a few recipients.
@@ -112,9 +127,10 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Whether what is queued may wait [`ANNOUNCE_HOLD_MS`]: it is all announcements.
+    /// Whether what is queued may wait [`ANNOUNCE_HOLD_MS`]: it is all announcements, and fewer
+    /// than [`MAX_HELD_ANNOUNCEMENTS`].
     pub fn can_wait(&self) -> bool {
-        self.announcements == self.items.len()
+        self.announcements == self.items.len() && self.announcements < MAX_HELD_ANNOUNCEMENTS
     }
 
     /// `conn` joins now: of what is queued, it gets only what is addressed to it by name. A
@@ -337,6 +353,29 @@ mod tests {
             ]
         );
         assert!(out.can_wait() && out.is_empty(), "a drain forgets what it counted");
+    }
+
+    #[test]
+    fn a_drain_timer_is_set_when_none_is_due_soon_enough() {
+        let now = Timestamp(1_000);
+        assert_eq!(drain_timer(None, now, false), Some(0), "nothing scheduled: drain when idle");
+        assert_eq!(drain_timer(None, now, true), Some(ANNOUNCE_HOLD_MS), "announcements wait");
+        let held = Some(now.plus_millis(ANNOUNCE_HOLD_MS));
+        assert_eq!(drain_timer(held, now, true), None, "a held drain is already due in time");
+        assert_eq!(drain_timer(held, now.plus_millis(5), true), None, "later announcements join it");
+        assert_eq!(drain_timer(held, now, false), Some(0), "a frame that may not wait overtakes it");
+        assert_eq!(drain_timer(Some(now), now, false), None, "a drain due now takes it along");
+        assert_eq!(drain_timer(Some(now), now.plus_millis(30), false), None, "an overdue one too");
+    }
+
+    #[test]
+    fn only_so_many_announcements_wait() {
+        let mut out = Outbox::default();
+        for i in 0..MAX_HELD_ANNOUNCEMENTS {
+            assert!(out.can_wait(), "{i} held");
+            out.announce(None, format!("{i}"));
+        }
+        assert!(!out.can_wait(), "past the cap the drain runs at once");
     }
 
     #[test]

@@ -39,9 +39,8 @@ pub(crate) struct Live<K: Kind> {
     /// Sockets closed or refused, and streams ended, whose departure the core has not heard yet.
     pub(super) departed: Vec<ConnId>,
     pub(super) streams_gone: Vec<ConnId>,
-    pub(super) flush_scheduled: bool,
-    /// When the scheduled drain's timer fires (see `outbox::drain_delay_ms`).
-    pub(super) flush_at: Timestamp,
+    /// When the scheduled drain's timer fires, if one is scheduled (`outbox::drain_timer`).
+    pub(super) drain_due: Option<Timestamp>,
     /// When the previous batch was applied: events close together mean a backlog.
     pub(super) last_apply: Option<Timestamp>,
 }
@@ -68,8 +67,7 @@ impl<K: Kind> Live<K> {
             ready_calls: Vec::new(),
             departed: Vec::new(),
             streams_gone: Vec::new(),
-            flush_scheduled: false,
-            flush_at: Timestamp(0),
+            drain_due: None,
             last_apply: None,
         }
     }
@@ -218,7 +216,7 @@ impl<K: Kind> Live<K> {
     /// The drain: commit, send, hear the departures, until nothing is queued; the calls of
     /// everything drained are then ready to be made.
     pub(super) fn flush(&mut self, state: &State) -> Result<(), Error> {
-        self.flush_scheduled = false;
+        self.drain_due = None;
         loop {
             self.commit(state)?;
             self.send_queued();

@@ -45,7 +45,7 @@ use crate::core::outbox;
 use crate::core::protocol::{self, Incoming};
 use crate::core::time::Timestamp;
 use serde_json::{Map, Value};
-use std::cell::{OnceCell, RefCell, RefMut};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -185,6 +185,9 @@ pub(crate) struct Shell<K: Kind> {
     /// attachment back (a JS object walked field by field). Empty after a wake; filled as
     /// sockets connect or send.
     conn_ids: js_sys::WeakMap,
+    /// A round of calls is being made (`run_calls`), and whether more were asked for meanwhile.
+    calling: Cell<bool>,
+    more_calls: Cell<bool>,
 }
 
 #[wasm_bindgen]
@@ -206,6 +209,8 @@ impl<K: Kind> Shell<K> {
             live: RefCell::new(None),
             memo: K::Memo::default(),
             drain: OnceCell::new(),
+            calling: Cell::new(false),
+            more_calls: Cell::new(false),
             conn_ids: js_sys::WeakMap::new(),
         })
     }
@@ -345,13 +350,16 @@ impl<K: Kind> Shell<K> {
     ) -> bool {
         let Some(live) = slot.as_mut() else { return false };
         let now = now();
-        let queued = live.queue(&self.state, effects).and_then(|()| live.settle(&self.state, now));
-        if let Err(e) = queued.and_then(|()| greeted.map_or(Ok(()), |conn| live.greet(&self.state, conn))) {
+        // The greeting goes before the departures are heard: a socket that refused it departs
+        // with the others, in this batch.
+        let queued = live.queue(&self.state, effects);
+        let greeted = queued.and_then(|()| greeted.map_or(Ok(()), |conn| live.greet(&self.state, conn)));
+        if let Err(e) = greeted.and_then(|()| live.settle(&self.state, now)) {
             return self.fail(slot, origin, &e);
         }
         let previous = live.last_apply.replace(now);
         let receivers = live.sockets.len() + live.streams.len();
-        if outbox::should_defer(now, previous, live.flush_scheduled, receivers) {
+        if outbox::should_defer(now, previous, live.drain_due.is_some(), receivers) {
             self.schedule_flush(live, now);
         } else if let Err(e) = live.flush(&self.state) {
             return self.fail(slot, origin, &e);
@@ -383,14 +391,10 @@ impl<K: Kind> Shell<K> {
         if !live.has_queued() {
             return;
         }
-        let delay = outbox::drain_delay_ms(live.can_wait());
-        let at = now.plus_millis(delay);
-        if live.flush_scheduled && live.flush_at <= at {
-            return;
+        if let Some(delay) = outbox::drain_timer(live.drain_due, now, live.can_wait()) {
+            live.drain_due = Some(now.plus_millis(delay));
+            self.after(delay);
         }
-        live.flush_scheduled = true;
-        live.flush_at = at;
-        self.after(delay);
     }
 
     /// Drains after `delay_ms`, and after the events queued by then. A timer that finds the
@@ -414,7 +418,7 @@ impl<K: Kind> Shell<K> {
             return;
         };
         // A handler may have drained meanwhile (an HTTP answer, a connect).
-        if let Some(live) = slot.as_mut().filter(|live| live.flush_scheduled) {
+        if let Some(live) = slot.as_mut().filter(|live| live.drain_due.is_some()) {
             if let Err(e) = live.flush(&self.state) {
                 self.fail(&mut slot, None, &e);
             }
@@ -438,17 +442,31 @@ impl<K: Kind> Shell<K> {
 
     /// Makes the calls of everything drained, and the calls their answers lead to; the bound
     /// guards against two objects answering each other forever.
+    /// One task makes them at a time: calls asked for while it runs are made by it, after the
+    /// ones before them, so one event's calls never overtake an earlier event's (a `Watch` then
+    /// an `Unwatch` to the same user); a caller that finds it running returns at once.
     pub(crate) async fn run_calls(self: &Rc<Self>) {
-        for _ in 0..4 {
-            let calls = match self.live.try_borrow_mut() {
-                Ok(mut slot) => slot.as_mut().map(|live| std::mem::take(&mut live.ready_calls)),
-                Err(_) => None,
-            };
-            match calls {
-                Some(calls) if !calls.is_empty() => K::call(self, calls).await,
-                _ => return,
+        if self.calling.replace(true) {
+            self.more_calls.set(true);
+            return;
+        }
+        loop {
+            self.more_calls.set(false);
+            for _ in 0..4 {
+                let calls = match self.live.try_borrow_mut() {
+                    Ok(mut slot) => slot.as_mut().map(|live| std::mem::take(&mut live.ready_calls)),
+                    Err(_) => None,
+                };
+                match calls {
+                    Some(calls) if !calls.is_empty() => K::call(self, calls).await,
+                    _ => break,
+                }
+            }
+            if !self.more_calls.get() {
+                break;
             }
         }
+        self.calling.set(false);
     }
 
     /// [`Shell::run_calls`] in the background, when there are calls to make.
