@@ -8,15 +8,15 @@
 //! - **one order per batch** (`core::effect`): writes, then the frames and stream bytes that
 //!   announce them, then calls to other objects;
 //! - **batching and group commit**: writes are staged and frames queued; while events arrive less
-//!   than 25 ms apart at an object with `BATCH_MIN_RECEIVERS` or more the drain waits for the runtime to be idle, so the writes of every event
-//!   handled meanwhile commit in one transaction and each socket gets one frame (an array) for all
-//!   its envelopes (`core::outbox`); an idle object drains at once and adds no latency. A queue
-//!   of nothing but announcements (member joins and leaves) waits `ANNOUNCE_HOLD_MS` more, until
-//!   a frame that may not wait overtakes it, so a join storm costs each member one frame per
-//!   hold. A connect
-//!   is the exception: it commits what is staged before the socket exists, and again before the
-//!   new socket's greeting leaves at once (`Outbox::take_leading`), so a joining client never
-//!   waits for the drain;
+//!   than 25 ms apart at an object with `BATCH_MIN_RECEIVERS` or more, the drain waits for the
+//!   runtime to be idle, so the writes of every event handled meanwhile commit in one transaction
+//!   and each socket gets one frame (an array) for all its envelopes (`core::outbox`); an idle or
+//!   small object drains at once and adds no latency. A queue of nothing but announcements
+//!   (member joins and leaves) waits `ANNOUNCE_HOLD_MS` more, until a frame that may not wait
+//!   overtakes it, so a join storm costs each member one frame per hold. A connect is the
+//!   exception: it commits what is staged before the socket exists, and again before the new
+//!   socket's greeting leaves at once (`Outbox::take_leading`), so a joining client never waits
+//!   for the drain;
 //! - **failure**: a failed write drops the live state, tells the socket whose frame caused it, and
 //!   closes every socket still owed a frame with 1011 (their clients resume), so nothing unwritten
 //!   is ever announced;
@@ -450,6 +450,14 @@ impl<K: Kind> Shell<K> {
             self.more_calls.set(true);
             return;
         }
+        /// Clears `calling` however the task ends, so no later call waits for a task gone.
+        struct Calling<'a>(&'a Cell<bool>);
+        impl Drop for Calling<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _calling = Calling(&self.calling);
         loop {
             self.more_calls.set(false);
             for _ in 0..4 {
@@ -466,7 +474,6 @@ impl<K: Kind> Shell<K> {
                 break;
             }
         }
-        self.calling.set(false);
     }
 
     /// [`Shell::run_calls`] in the background, when there are calls to make.
