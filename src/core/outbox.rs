@@ -62,23 +62,15 @@ pub const BUSY_GAP_MS: u64 = 25;
 /// queue at once, so nothing else waits for it.
 pub const ANNOUNCE_HOLD_MS: u64 = 20;
 
-/// How long a deferred drain waits (milliseconds): [`ANNOUNCE_HOLD_MS`] for a queue of nothing
-/// but announcements, else 0 (as soon as the runtime is idle). Spacing the drains of an object
-/// with many receivers further (40 µs per receiver) was measured and not kept: it cut the CPU
-/// per delivery by a quarter but lifted p99 over 50 ms at 100–200 messages/s to 500 sockets.
-pub fn drain_delay_ms(only_announcements: bool) -> u64 {
-    if only_announcements {
-        ANNOUNCE_HOLD_MS
-    } else {
-        0
-    }
-}
-
 /// The delay of a drain timer to set now, if one is needed: none is scheduled (`due`), or the
-/// one scheduled fires later than this queue may wait. A timer that fires after its drain ran
-/// early finds nothing due, or runs a later drain early: harmless either way.
+/// one scheduled fires later than this queue may wait. A deferred drain waits
+/// [`ANNOUNCE_HOLD_MS`] for a queue of nothing but announcements, else 0 (as soon as the runtime
+/// is idle). A timer that fires after its drain ran early finds nothing due, or runs a later
+/// drain early: harmless either way. Spacing the drains of an object with many receivers further
+/// (40 µs per receiver) was measured and not kept: it cut the CPU per delivery by a quarter but
+/// lifted p99 over 50 ms at 100–200 messages/s to 500 sockets.
 pub fn drain_timer(due: Option<Timestamp>, now: Timestamp, only_announcements: bool) -> Option<u64> {
-    let delay = drain_delay_ms(only_announcements);
+    let delay = if only_announcements { ANNOUNCE_HOLD_MS } else { 0 };
     match due {
         Some(due) if due <= now.plus_millis(delay) => None,
         _ => Some(delay),

@@ -353,8 +353,8 @@ impl<K: Kind> Shell<K> {
         // The greeting goes before the departures are heard: a socket that refused it departs
         // with the others, in this batch.
         let queued = live.queue(&self.state, effects);
-        let greeted = queued.and_then(|()| greeted.map_or(Ok(()), |conn| live.greet(&self.state, conn)));
-        if let Err(e) = greeted.and_then(|()| live.settle(&self.state, now)) {
+        let greeting = queued.and_then(|()| greeted.map_or(Ok(()), |conn| live.greet(&self.state, conn)));
+        if let Err(e) = greeting.and_then(|()| live.settle(&self.state, now)) {
             return self.fail(slot, origin, &e);
         }
         let previous = live.last_apply.replace(now);
@@ -383,7 +383,7 @@ impl<K: Kind> Shell<K> {
     }
 
     /// Drains once the runtime is idle, after the events that queue up meanwhile; a queue of
-    /// nothing but announcements waits `ANNOUNCE_HOLD_MS` more (`outbox::drain_delay_ms`), until
+    /// nothing but announcements waits `ANNOUNCE_HOLD_MS` more (`outbox::drain_timer`), until
     /// a frame that may not wait schedules an earlier drain, which takes everything along.
     /// One `setTimeout` with a callback made once per instance: no promise, no task, no
     /// future to poll (a spawned task with a `Delay` cost ~13 % of a room message's busy time).
