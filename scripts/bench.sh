@@ -2,7 +2,7 @@
 # `npm run bench` (quick profile) or `npm run bench -- --full`: builds the release worker and the
 # load generator, runs every scenario against Switchboard, the plain-JS Durable Object peer, the
 # Socket.IO peer and the native ceiling, once with Durable Object storage on disk (the default
-# table) and once in memory, and writes bench/results/<date>-<profile>-<storage>.json and the
+# table) and once on tmpfs (the same files in RAM), and writes bench/results/<date>-<profile>-<storage>.json and the
 # tables in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ bash scripts/setup.sh
 bash scripts/build.sh
 cargo build --release -p switchboard-bench --bins
 mkdir -p bench/results
-for storage in disk memory; do
+for storage in disk tmpfs; do
   out="bench/results/$(date -u +%Y-%m-%d)-$profile-$storage.json"
   SWITCHBOARD_ROOT="$PWD" ./target/release/switchboard-bench --profile "$profile" --storage "$storage" \
     --out "$out" --report BENCHMARKS.md >/dev/null

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { storageDir, removeStorage, devSecret } from "./storage.mjs";
 import { freePort, profileWindows } from "./profiler.mjs";
 
-const persist = storageDir("js-do");
+const { dir: persist, storage } = storageDir("js-do");
 const profileDir = process.env.BENCH_PROFILE;
 const inspectorPort = profileDir ? await freePort() : undefined;
 const mf = new Miniflare({
@@ -14,7 +14,7 @@ const mf = new Miniflare({
   scriptPath: fileURLToPath(new URL("./js-do/worker.mjs", import.meta.url)),
   compatibilityDate: "2026-04-01",
   durableObjects: { ROOMS: { className: "JsRoom", useSQLite: true } },
-  durableObjectsPersist: persist ?? false,
+  durableObjectsPersist: persist,
   bindings: { JWT_SECRET: devSecret() },
   host: "127.0.0.1",
   port: 0,
@@ -22,7 +22,6 @@ const mf = new Miniflare({
   ...(inspectorPort ? { inspectorPort } : {}),
 });
 const url = await mf.ready;
-const storage = persist ? "disk" : "memory";
 const windows = profileWindows(profileDir && { port: inspectorPort, dir: profileDir, prefix: `js-do-${storage}` });
 console.log(JSON.stringify({ port: Number(url.port), storage }));
 const stop = async () => {

@@ -6,15 +6,14 @@ import { startWorker } from "../../miniflare/harness.mjs";
 import { storageDir, removeStorage } from "./storage.mjs";
 import { freePort, profileWindows } from "./profiler.mjs";
 
-const persist = storageDir("switchboard");
+const { dir: persist, storage } = storageDir("switchboard");
 const profileDir = process.env.BENCH_PROFILE;
 const inspectorPort = profileDir ? await freePort() : undefined;
 // Without the demo's static assets: Miniflare runs its asset-router workers in this same workerd
 // process in front of every request (in a deployment Cloudflare serves assets before the Worker,
 // off the objects' threads); in a connect storm they took ~3× our worker's CPU, and the js-do
 // peer has none.
-const worker = await startWorker({ persist: persist ?? undefined, inspectorPort, assets: false });
-const storage = persist ? "disk" : "memory";
+const worker = await startWorker({ persist, inspectorPort, assets: false });
 const windows = profileWindows(profileDir && { port: inspectorPort, dir: profileDir, prefix: `switchboard-${storage}` });
 console.log(JSON.stringify({ port: Number(new URL(worker.http).port), storage }));
 const stop = async () => {

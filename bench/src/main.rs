@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! switchboard-bench [--profile smoke|quick|full] [--targets switchboard,js-do,socket.io,ceiling]
-//!                   [--storage disk|memory] [--scenarios connect,fanout,rooms,notify,ot]
+//!                   [--storage disk|tmpfs] [--scenarios connect,fanout,rooms,notify,ot]
 //!                   [--out results.json] [--report BENCHMARKS.md]
 //! ```
 //! `--connect 1000:100,10000:10000` replaces the profile's connect runs (sockets:room size).
 //! `--storage` says where the two workerd targets keep Durable Object storage: `disk` (the
-//! default: SQLite files, as `wrangler dev` and a deployment keep them) or `memory`.
+//! default: SQLite files, as `wrangler dev` and a deployment keep them) or `tmpfs` (the same files
+//! on a RAM filesystem, /dev/shm: commits without a disk).
 //! `smoke` runs every scenario at tiny sizes and exits non-zero if anything was lost; it never
 //! writes a report. A run of only some scenarios (for profiling a lever) never writes one either.
 
@@ -140,8 +141,8 @@ async fn main() {
         None => profile.connect.to_vec(),
     };
     let storage = arg(&args, "--storage").unwrap_or_else(|| "disk".into());
-    if storage != "disk" && storage != "memory" {
-        eprintln!("--storage must be disk or memory, not {storage}");
+    if storage != "disk" && storage != "tmpfs" {
+        eprintln!("--storage must be disk or tmpfs, not {storage}");
         std::process::exit(2);
     }
     let scenarios = arg(&args, "--scenarios").unwrap_or_else(|| "connect,fanout,rooms,notify,ot".into());

@@ -6,7 +6,7 @@ use std::path::Path;
 /// Where generated tables go in BENCHMARKS.md, one section per storage setting (disk is the
 /// default table); the text around them is kept.
 fn markers(storage: &str) -> (String, String) {
-    let section = if storage == "memory" { "results-memory" } else { "results" };
+    let section = if storage == "tmpfs" { "results-tmpfs" } else { "results" };
     (format!("<!-- {section}:start -->"), format!("<!-- {section}:end -->"))
 }
 
@@ -144,8 +144,8 @@ pub fn tables(run: &Value) -> String {
          of `bench/peers/js-do` on the same runtime (no member events, typing, limits or recovery); \
          Socket.IO and the ceiling store nothing.\n\n",
         run["storage"].as_str().unwrap_or("?"),
-        if run["storage"] == "memory" {
-            "Miniflare without persistence"
+        if run["storage"] == "tmpfs" {
+            "the same SQLite files on a RAM filesystem, /dev/shm: commits cost no disk"
         } else {
             "SQLite files on the disk, as `wrangler dev` and a deployment keep them"
         },

@@ -26,7 +26,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `flavor`'s server; `root` is the repository, `storage` where workerd targets keep
-    /// Durable Object storage (`disk` or `memory`; the others store nothing).
+    /// Durable Object storage (`disk` or `tmpfs`; the others store nothing).
     pub async fn start(flavor: Flavor, root: &Path, storage: &str) -> Result<Server, String> {
         let mut cmd = match flavor {
             Flavor::Switchboard => node(root, "bench/peers/switchboard.mjs"),
