@@ -177,6 +177,9 @@ impl Outbox {
         conns: impl IntoIterator<Item = &'a ConnId>,
         is_open: impl Fn(&ConnId) -> bool,
     ) -> Vec<Delivery> {
+        if self.unbatched() {
+            return self.drain_unbatched(conns, is_open);
+        }
         if self.items.iter().any(|(target, _)| matches!(target, Target::All { .. })) {
             return self.drain(conns);
         }
@@ -199,6 +202,69 @@ impl Outbox {
                 picked.iter().filter_map(|&i| items.get(i)).map(|(_, f)| f.as_str()).collect();
             for frame in batches(&parts, MAX_BATCH_BYTES) {
                 out.push((frame, vec![conn.clone()]));
+            }
+        }
+        out
+    }
+
+    /// Whether no socket gets more than one of the queued frames, so that each frame is its own
+    /// delivery as queued and the drain need not group sockets by what they get (the common
+    /// drain of a small object: one event's broadcast, with its reply to the sender beside it).
+    /// That holds when nobody joined meanwhile, at most one broadcast is queued, and the frames
+    /// for single sockets go to distinct ones the broadcast leaves out. Checked for short queues
+    /// only: the distinct-socket check is quadratic.
+    fn unbatched(&self) -> bool {
+        const MAX_ITEMS: usize = 8;
+        if !self.late.is_empty() || self.items.len() > MAX_ITEMS {
+            return false;
+        }
+        let mut broadcasts = self.items.iter().filter_map(|(target, _)| match target {
+            Target::All { except } => Some(except.as_ref()),
+            Target::One(_) => None,
+        });
+        let left_out = broadcasts.next();
+        if broadcasts.next().is_some() {
+            return false;
+        }
+        let singles: Vec<&ConnId> = self
+            .items
+            .iter()
+            .filter_map(|(target, _)| match target {
+                Target::One(conn) => Some(conn),
+                Target::All { .. } => None,
+            })
+            .collect();
+        singles.iter().enumerate().all(|(i, conn)| {
+            left_out.is_none_or(|except| except == Some(*conn)) && !singles[..i].contains(conn)
+        })
+    }
+
+    /// The drain when [`Outbox::unbatched`] holds: each frame goes unchanged to the open sockets
+    /// it is for, in the order queued.
+    fn drain_unbatched<'a>(
+        &mut self,
+        conns: impl IntoIterator<Item = &'a ConnId>,
+        is_open: impl Fn(&ConnId) -> bool,
+    ) -> Vec<Delivery> {
+        let items = std::mem::take(&mut self.items);
+        self.announcements = 0;
+        let mut conns = Some(conns);
+        let mut out = Vec::with_capacity(items.len());
+        for (target, frame) in items {
+            let recipients: Vec<ConnId> = match &target {
+                Target::One(conn) if is_open(conn) => vec![conn.clone()],
+                Target::One(_) => continue,
+                // At most one broadcast: `conns` is walked once.
+                Target::All { except } => conns
+                    .take()
+                    .into_iter()
+                    .flatten()
+                    .filter(|conn| except.as_ref() != Some(*conn))
+                    .cloned()
+                    .collect(),
+            };
+            if !recipients.is_empty() {
+                out.push((frame, recipients));
             }
         }
         out
@@ -306,6 +372,34 @@ mod tests {
 
     fn c(id: &str) -> ConnId {
         ConnId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn an_event_s_reply_and_broadcast_go_out_as_queued_without_grouping() {
+        let conns = [c("a"), c("b"), c("c")];
+        let open = |x: &ConnId| conns.contains(x);
+        let queue = |out: &mut Outbox| {
+            out.push(Target::One(c("a")), "reply".into());
+            out.push(Target::All { except: Some(c("a")) }, "message".into());
+        };
+        let (mut fast, mut slow) = (Outbox::default(), Outbox::default());
+        queue(&mut fast);
+        queue(&mut slow);
+        assert!(fast.unbatched());
+        let expected =
+            vec![("reply".to_string(), vec![c("a")]), ("message".to_string(), vec![c("b"), c("c")])];
+        assert_eq!(fast.drain_open(&conns, open), expected);
+        assert_eq!(slow.drain(&conns), expected);
+        // A socket that gets two frames, or one that joined meanwhile, is grouped as before.
+        let mut twice = Outbox::default();
+        twice.push(Target::One(c("b")), "reply".into());
+        twice.push(Target::All { except: Some(c("a")) }, "message".into());
+        assert!(!twice.unbatched());
+        let mut joined = Outbox::default();
+        joined.push(Target::All { except: None }, "message".into());
+        joined.admit(c("c"));
+        assert!(!joined.unbatched());
+        assert_eq!(joined.drain_open(&conns, open), vec![("message".to_string(), vec![c("a"), c("b")])]);
     }
 
     #[test]

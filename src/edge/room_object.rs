@@ -5,7 +5,7 @@
 //! three endpoints: history, publish and the event stream.
 
 use super::shell::{durable_object, Effects, Inbound, Kind, Load, Loaded, ReaderOf, Shell, Store, WriteOf};
-use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, write_meta};
+use super::sql::{self, bound, corrupt, random_id, read_meta, run, safe_integer, safe_number, write_meta};
 use super::{http, now, sse};
 use crate::core::admission::Admission;
 use crate::core::error::{Error, ErrorCode};
@@ -14,10 +14,13 @@ use crate::core::object::{Effect, Never};
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::room::{Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
 use crate::core::time::Timestamp;
+use js_sys::JsString;
 use serde::Deserialize;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use worker::{Response, SqlStorage, SqlStorageValue};
 
 /// The schema's versions, in order (see [`sql::migrate`]).
@@ -306,8 +309,62 @@ fn put_state(sql: &SqlStorage, key: &str, entry: &StateEntry) -> Result<(), Erro
 /// Rows per INSERT: seven bound values each, under the per-statement limit of 100.
 const ROWS_PER_INSERT: usize = 10;
 
-/// Writes `messages` with one multi-row INSERT per ten; the event's writes commit together.
+#[wasm_bindgen]
+extern "C" {
+    /// The runtime's SQL storage, for a statement whose bindings cross in the call itself.
+    type RawSql;
+
+    #[wasm_bindgen(method, catch, js_name = exec)]
+    #[allow(clippy::too_many_arguments)]
+    fn exec_message(
+        this: &RawSql,
+        query: &JsString,
+        seq: f64,
+        id: &str,
+        user: &str,
+        text: &str,
+        data: &JsValue,
+        ts: f64,
+        server: f64,
+    ) -> Result<JsValue, JsValue>;
+}
+
+thread_local! {
+    /// The one-row INSERT, made a JS string once per isolate.
+    static INSERT_ONE: JsString = JsString::from(
+        "INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+}
+
+/// Writes one message in one crossing: the cached statement, its numbers as numbers and its
+/// strings decoded by the call's glue (the generic `exec` makes a JS value and an array push of
+/// each binding, and decodes the statement every time).
+fn write_message(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
+    let data = m.data.as_ref().map_or(JsValue::NULL, |d| JsValue::from_str(&d.to_string()));
+    let raw: &RawSql = sql.as_ref().unchecked_ref();
+    INSERT_ONE
+        .with(|query| {
+            raw.exec_message(
+                query,
+                safe_number(m.seq)?,
+                &m.id,
+                m.user.as_str(),
+                &m.text,
+                &data,
+                safe_number(m.ts.as_millis())?,
+                f64::from(u8::from(m.server)),
+            )
+            .map_err(|e| sql::storage(worker::Error::from(e)))
+        })
+        .map(|_| ())
+}
+
+/// Writes `messages`: one alone in one crossing ([`write_message`]), more with one multi-row
+/// INSERT per ten; the event's writes commit together.
 fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
+    if let [one] = messages {
+        return write_message(sql, one);
+    }
     for chunk in messages.chunks(ROWS_PER_INSERT) {
         let mut bindings = Vec::with_capacity(chunk.len() * 7);
         for m in chunk {

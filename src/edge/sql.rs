@@ -147,6 +147,15 @@ pub(crate) fn safe_integer(n: u64) -> Result<SqlStorageValue, Error> {
     SqlStorageValue::try_from_i64(i64::try_from(n).unwrap_or(i64::MAX)).map_err(storage)
 }
 
+/// A stored integer as the JS number a binding passes, refused past what one carries exactly.
+pub(crate) fn safe_number(n: u64) -> Result<f64, Error> {
+    i64::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_SAFE_INTEGER)
+        .map(|n| n as f64)
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "integer past 2^53 - 1 cannot be stored"))
+}
+
 /// A query bound (`WHERE seq < ?`): values past what JS numbers carry are clamped.
 pub(crate) fn bound(n: u64) -> SqlStorageValue {
     SqlStorageValue::from(i64::try_from(n).unwrap_or(MAX_SAFE_INTEGER).min(MAX_SAFE_INTEGER))

@@ -182,7 +182,9 @@ impl Room {
             server,
         };
         self.head.seq = seq;
-        let mut effects = vec![Effect::Write(RoomWrite::Append(message.clone()))];
+        let frame = protocol::event("message:receive", &message);
+        let acked = ack(&message.receipt(), false);
+        let mut effects = vec![Effect::Write(RoomWrite::Append(message))];
         // Past ROOM_HISTORY_MAX the oldest goes, its id kept for as many messages again.
         let max = self.config.limits.room_history_max;
         if let Some(through) = seq.checked_sub(max).filter(|t| *t > 0) {
@@ -191,9 +193,9 @@ impl Room {
                 forget_through: through.saturating_sub(max),
             }));
         }
-        effects.push(Effect::Broadcast { except, frame: protocol::event("message:receive", &message) });
+        effects.push(Effect::Broadcast { except, frame });
         effects.extend(self.stop_typing(user, None, now));
-        Ok((ack(&message.receipt(), false), effects))
+        Ok((acked, effects))
     }
 
     pub(super) fn history_get(

@@ -73,10 +73,12 @@ impl Room {
         except: Option<ConnId>,
         now: Timestamp,
     ) -> Option<Effect> {
-        self.timers.cancel(&Timer::Typing(user.clone()));
+        // Every message stops its sender's typing: most senders were not typing, and have no
+        // timer either (one is set only with the entry; a stale one would find nothing to stop).
         if !self.typing.remove(user) {
             return None;
         }
+        self.timers.cancel(&Timer::Typing(user.clone()));
         self.typing_changed(user, false, except, now)
     }
 

@@ -142,12 +142,13 @@ impl<K: Kind> Live<K> {
             }
         }
         let mut refused: Vec<ConnId> = Vec::new();
+        // Looked up only once a socket refused (hashing every recipient cost more than a send).
         let mut seen = HashSet::new();
         let sockets = &self.sockets;
         for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
             let frame = JsString::from(frame);
             for conn in recipients {
-                if seen.contains(&conn) {
+                if !seen.is_empty() && seen.contains(&conn) {
                     continue;
                 }
                 if sockets.get(&conn).is_some_and(|ws| !socket::send_js(ws, &frame)) {
