@@ -142,7 +142,7 @@ impl<K: Kind> Live<K> {
             }
         }
         let mut refused: Vec<ConnId> = Vec::new();
-        // Looked up only once a socket refused (hashing every recipient cost more than a send).
+        // Consulted only once a socket refused: no hashing per recipient on the common path.
         let mut seen = HashSet::new();
         let sockets = &self.sockets;
         for (frame, recipients) in self.outbox.drain_open(sockets.keys(), |c| sockets.contains_key(c)) {
