@@ -19,6 +19,9 @@ bash scripts/setup.sh
 bash scripts/build.sh
 cargo build --release -p switchboard-bench --bins
 mkdir -p bench/results
+# A peer killed mid-run leaves its tmpfs storage behind, in RAM: remove this run's whatever happens.
+export BENCH_RUN=$$
+trap 'rm -rf /dev/shm/switchboard-bench-"$BENCH_RUN"-*' EXIT
 for storage in disk tmpfs; do
   out="bench/results/$(date -u +%Y-%m-%d)-$profile-$storage.json"
   SWITCHBOARD_ROOT="$PWD" ./target/release/switchboard-bench --profile "$profile" --storage "$storage" \

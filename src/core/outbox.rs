@@ -375,6 +375,47 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_drains_deliver_what_the_general_drain_does_whatever_was_queued() {
+        // Broadcasts with and without an exception, announcements, joins, greetings taken out,
+        // single-socket frames (to "e" too, which is closed): the unbatched and the single-socket
+        // paths of `drain_open` must agree with `drain`, and must both be taken.
+        let names = ["a", "b", "c", "d", "e"];
+        let conns: Vec<ConnId> = names[..4].iter().map(|x| c(x)).collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut unbatched = 0;
+        for round in 0..20_000 {
+            let (mut slow, mut fast) = (Outbox::default(), Outbox::default());
+            for i in 0..(next() % 6) {
+                let conn = c(names[(next() % 5) as usize]);
+                let frame = format!("{{\"n\":{i}}}");
+                match next() % 10 {
+                    0 => [&mut slow, &mut fast].map(|o| o.push(Target::All { except: None }, frame.clone())),
+                    1 | 2 => [&mut slow, &mut fast]
+                        .map(|o| o.push(Target::All { except: Some(conn.clone()) }, frame.clone())),
+                    3 => [&mut slow, &mut fast].map(|o| o.announce(Some(conn.clone()), frame.clone())),
+                    4 => [&mut slow, &mut fast].map(|o| o.admit(conn.clone())),
+                    5 => {
+                        assert_eq!(slow.take_leading(&conn), fast.take_leading(&conn), "round {round}");
+                        [(), ()]
+                    }
+                    _ => [&mut slow, &mut fast].map(|o| o.push(Target::One(conn.clone()), frame.clone())),
+                };
+            }
+            unbatched += usize::from(fast.unbatched());
+            let open = |x: &ConnId| conns.contains(x);
+            assert_eq!(fast.drain_open(&conns, open), slow.drain(&conns), "round {round}");
+            assert!(fast.is_empty() && fast.late.is_empty() && fast.can_wait());
+        }
+        assert!(unbatched > 1000, "the unbatched path was taken {unbatched} times");
+    }
+
+    #[test]
     fn an_event_s_reply_and_broadcast_go_out_as_queued_without_grouping() {
         let conns = [c("a"), c("b"), c("c")];
         let open = |x: &ConnId| conns.contains(x);

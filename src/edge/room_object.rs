@@ -331,9 +331,8 @@ extern "C" {
 
 thread_local! {
     /// The one-row INSERT, made a JS string once per isolate.
-    static INSERT_ONE: JsString = JsString::from(
-        "INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    );
+    static INSERT_ONE: JsString =
+        JsString::from(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)").as_str());
 }
 
 /// Writes one message in one crossing: the cached statement, its numbers as numbers and its
@@ -383,7 +382,7 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
             ]);
         }
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let insert = format!("INSERT INTO messages (seq, id, user, text, data, ts, server) VALUES {rows}");
+        let insert = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {rows}");
         run(sql, &insert, bindings)?;
     }
     Ok(())

@@ -153,7 +153,7 @@ pub(crate) fn safe_number(n: u64) -> Result<f64, Error> {
         .ok()
         .filter(|n| *n <= MAX_SAFE_INTEGER)
         .map(|n| n as f64)
-        .ok_or_else(|| Error::new(ErrorCode::Internal, "integer past 2^53 - 1 cannot be stored"))
+        .ok_or_else(|| storage(worker::Error::from("integer past 2^53 - 1 cannot be stored")))
 }
 
 /// A query bound (`WHERE seq < ?`): values past what JS numbers carry are clamped.
