@@ -345,13 +345,7 @@ mod tests {
     #[test]
     fn drain_open_delivers_what_drain_does() {
         let conns: Vec<ConnId> = ["a", "b", "c", "d"].iter().map(|x| c(x)).collect();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..300 {
             let (mut slow, mut fast) = (Outbox::default(), Outbox::default());
             for i in 0..(next() % 8) {
@@ -374,6 +368,16 @@ mod tests {
         ConnId::parse(id).unwrap()
     }
 
+    /// A small deterministic generator for the randomized tests.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     #[test]
     fn the_fast_drains_deliver_what_the_general_drain_does_whatever_was_queued() {
         // Broadcasts with and without an exception, announcements, joins, greetings taken out,
@@ -381,13 +385,7 @@ mod tests {
         // must deliver what `drain` does, and the unbatched one must be taken often.
         let names = ["a", "b", "c", "d", "e"];
         let conns: Vec<ConnId> = names[..4].iter().map(|x| c(x)).collect();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut unbatched = 0;
         for round in 0..20_000 {
             let (mut slow, mut fast) = (Outbox::default(), Outbox::default());
