@@ -9,7 +9,8 @@ use support::{hs256, Sim};
 use switchboard::core::config::Limits;
 use switchboard::core::error::{close, ErrorCode};
 use switchboard::core::ids::{ConnId, UserId};
-use switchboard::core::object::Object;
+use switchboard::core::object::{Effect, Object};
+use switchboard::core::protocol::{Incoming, RawJson};
 use switchboard::core::room::{EventClass, Publish};
 
 fn of_type(frames: &[Value], t: &str) -> Vec<Value> {
@@ -43,6 +44,39 @@ fn resending_the_same_client_id_returns_the_original_and_broadcasts_nothing() {
     // The same id from another user is another message.
     sim.send(&b, json!({"t":"message:send","ref":3,"d":{"text":"hi","id":"m1"}}));
     assert_eq!(sim.take_one(&b)["d"]["seq"], 2);
+}
+
+#[test]
+fn message_data_is_relayed_and_stored_exactly_as_sent() {
+    let mut sim = Sim::new("r");
+    let [a, b] = quiet(&mut sim, ["alice", "bob"]);
+    // Key order, spacing and number spelling that a parse-and-print would change.
+    let data = r#"{"z": 1.50, "a": ["é", {"y": null, "b": true}]}"#;
+    let frame = format!(r#"{{"t":"message:send","ref":1,"d":{{"text":"hi","data":{data}}}}}"#);
+    let effects = sim.object.handle_frame(&a, Incoming::Text(&frame), sim.now, &sim.store.log);
+    let relayed: Vec<&String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed.len(), 1);
+    assert!(relayed[0].contains(&format!(r#""data":{data}"#)), "{}", relayed[0]);
+    sim.apply(effects);
+    assert_eq!(sim.take_one(&b)["d"]["data"]["a"][0], "é");
+    assert_eq!(sim.store.log.messages[0].data.as_ref().map(RawJson::get), Some(data));
+    // `null` is no data: a message then needs a text.
+    sim.take(&a);
+    sim.send(&a, json!({"t":"message:send","ref":2,"d":{"text":"","data":null}}));
+    assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request");
+    sim.send(&a, json!({"t":"message:send","ref":3,"d":{"text":"x","data":null}}));
+    sim.take(&a);
+    assert!(sim.take_one(&b)["d"].get("data").is_none());
+    // Data that is not one JSON value never gets in.
+    sim.send_raw(&a, r#"{"t":"message:send","ref":4,"d":{"text":"x","data":{"a":}}}"#);
+    assert_eq!(sim.take_one(&a)["error"]["code"], "bad_frame");
+    assert_eq!(sim.store.log.messages.len(), 2);
 }
 
 #[test]
@@ -380,8 +414,11 @@ fn refresh_rejects_other_users_bad_tokens_and_lost_rights() {
 fn server_publish_is_a_message_to_everyone_and_idempotent_by_key() {
     let mut sim = Sim::new("pub");
     let [a, b] = quiet(&mut sim, ["alice", "bob"]);
-    let publish =
-        |text: &str| Publish { text: text.into(), data: Some(json!({"kind":"deploy"})), user: None };
+    let publish = |text: &str| Publish {
+        text: text.into(),
+        data: RawJson::parse(r#"{"kind":"deploy"}"#.into()).ok(),
+        user: None,
+    };
     let system = UserId::parse("system").unwrap();
     let (ack, effects) = sim
         .object

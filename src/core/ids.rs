@@ -7,8 +7,10 @@ use std::fmt;
 /// Longest id of any kind, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
-fn valid_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')
+/// Every allowed character is ASCII, so ids are checked byte by byte (a multi-byte character
+/// fails on its first byte) instead of decoding characters.
+fn valid_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@')
 }
 
 /// Why a string is not a valid id.
@@ -37,7 +39,7 @@ fn check(s: &str) -> Result<(), IdError> {
         Err(IdError::Empty)
     } else if s.len() > MAX_ID_LEN {
         Err(IdError::TooLong)
-    } else if !s.chars().all(valid_id_char) {
+    } else if !s.bytes().all(valid_id_byte) {
         Err(IdError::BadChar)
     } else {
         Ok(())

@@ -23,6 +23,36 @@ pub const MAX_REF_LEN: usize = 64;
 /// A correlation id chosen by the client: a string or an integer, echoed back verbatim.
 pub type Ref = Value;
 
+/// Application JSON carried verbatim (a message's `data`): checked to be one JSON value when it
+/// is read, then stored and relayed as the same text, never rebuilt into a tree and printed
+/// again. Key order and the client's spacing are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// Checks that `text` is one JSON value (storage hands it back as text).
+    pub fn parse(text: String) -> Result<RawJson, serde_json::Error> {
+        RawValue::from_string(text).map(RawJson)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Whether it is `null` (a raw value holds no surrounding whitespace).
+    pub fn is_null(&self) -> bool {
+        self.get() == "null"
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// A decoded client frame.
 #[derive(Debug, Clone)]
 pub struct Envelope {

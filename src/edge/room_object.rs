@@ -11,6 +11,7 @@ use crate::core::admission::Admission;
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{RoomId, UserId};
 use crate::core::object::{Effect, Never};
+use crate::core::protocol::RawJson;
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
 use crate::core::room::{Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
 use crate::core::time::Timestamp;
@@ -323,7 +324,7 @@ extern "C" {
         id: &str,
         user: &str,
         text: &str,
-        data: &JsValue,
+        data: Option<&str>,
         ts: f64,
         server: f64,
     ) -> Result<JsValue, JsValue>;
@@ -336,10 +337,10 @@ thread_local! {
 }
 
 /// Writes one message in one crossing: the cached statement, its numbers as numbers and its
-/// strings decoded by the call's glue (the generic `exec` makes a JS value and an array push of
-/// each binding, and decodes the statement every time).
+/// strings (`data` as the sender wrote it; absent binds as NULL) decoded by the call's glue (the
+/// generic `exec` makes a JS value and an array push of each binding, and decodes the statement
+/// every time).
 fn write_message(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
-    let data = m.data.as_ref().map_or(JsValue::NULL, |d| JsValue::from_str(&d.to_string()));
     let raw: &RawSql = sql.as_ref().unchecked_ref();
     INSERT_ONE
         .with(|query| {
@@ -349,7 +350,7 @@ fn write_message(sql: &SqlStorage, m: &Message) -> Result<(), Error> {
                 &m.id,
                 m.user.as_str(),
                 &m.text,
-                &data,
+                m.data.as_ref().map(RawJson::get),
                 safe_number(m.ts.as_millis())?,
                 f64::from(u8::from(m.server)),
             )
@@ -368,7 +369,7 @@ fn write_messages(sql: &SqlStorage, messages: &[Message]) -> Result<(), Error> {
         let mut bindings = Vec::with_capacity(chunk.len() * 7);
         for m in chunk {
             let data = match &m.data {
-                Some(d) => SqlStorageValue::from(d.to_string()),
+                Some(d) => SqlStorageValue::from(d.get().to_owned()),
                 None => SqlStorageValue::Null,
             };
             bindings.extend([
@@ -420,11 +421,7 @@ impl SqlLog<'_> {
             id: r.id,
             user: UserId::parse(&r.user).map_err(|_| LogError("stored user id is corrupt".into()))?,
             text: r.text,
-            data: r
-                .data
-                .map(|d| serde_json::from_str(&d))
-                .transpose()
-                .map_err(|e| LogError(e.to_string()))?,
+            data: r.data.map(RawJson::parse).transpose().map_err(|e| LogError(e.to_string()))?,
             ts: Timestamp(r.ts.max(0) as u64),
             server: r.server != 0,
         })

@@ -4,9 +4,9 @@
 //! through [`RoomLog`], which the edge implements over SQLite and tests implement in memory.
 
 use crate::core::ids::{RoomId, UserId};
+use crate::core::protocol::RawJson;
 use crate::core::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// A persisted room message, exactly as `message:receive` carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,9 +21,9 @@ pub struct Message {
     pub user: UserId,
     /// The text.
     pub text: String,
-    /// Optional application data.
+    /// Optional application data, as the sender wrote it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub data: Option<Value>,
+    pub data: Option<RawJson>,
     /// Server time of acceptance.
     pub ts: Timestamp,
     /// Published with the server key (`"server": true`; absent otherwise): lets clients tell
@@ -37,7 +37,7 @@ impl Message {
     /// by. Never more than its `message:receive` frame, so a bound on it never cuts a replay
     /// whose frames fit.
     pub fn size(&self) -> usize {
-        let data = self.data.as_ref().map_or(0, |d| d.to_string().len());
+        let data = self.data.as_ref().map_or(0, |d| d.get().len());
         self.text.len() + data + self.id.len() + self.user.as_str().len()
     }
 }

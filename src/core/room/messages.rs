@@ -8,7 +8,7 @@ use crate::core::caps::{Capabilities, RoomRights};
 use crate::core::error::{Error, ErrorCode};
 use crate::core::ids::{ConnId, RoomId, UserId};
 use crate::core::object::reply;
-use crate::core::protocol::{self, Ref};
+use crate::core::protocol::{self, RawJson, Ref};
 use crate::core::room::log::{Message, Receipt, RoomLog};
 use crate::core::room::request::{HistoryGet, SendMessage};
 use crate::core::time::Timestamp;
@@ -43,9 +43,9 @@ impl Resume {
 pub struct Publish {
     /// The text.
     pub text: String,
-    /// Optional application data.
+    /// Optional application data, relayed and stored as sent.
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<RawJson>,
     /// The author; only a server key may choose it (the edge decides).
     #[serde(default)]
     pub user: Option<String>,
@@ -146,7 +146,7 @@ impl Room {
         except: Option<ConnId>,
         text: String,
         id: Option<String>,
-        data: Option<Value>,
+        data: Option<RawJson>,
         server: bool,
         now: Timestamp,
         log: &dyn RoomLog,

@@ -4,7 +4,7 @@
 
 use super::EventClass;
 use crate::core::ids::{ConnId, UserId};
-use crate::core::protocol::{Refresh, Requests};
+use crate::core::protocol::{RawJson, Refresh, Requests};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -125,9 +125,9 @@ pub struct SendMessage {
     /// The client's message id.
     #[serde(default)]
     pub id: Option<String>,
-    /// Application data.
+    /// Application data, relayed and stored as sent.
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<RawJson>,
 }
 
 /// `history:get`: a page of messages before `before` (default: the newest).

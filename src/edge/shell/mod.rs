@@ -336,10 +336,10 @@ impl<K: Kind> Shell<K> {
         origin: Option<&ConnId>,
         effects: Effects<K>,
     ) -> bool {
-        self.apply_greeting(slot, origin, effects, None)
+        self.apply_greeting(slot, origin, effects, None, now())
     }
 
-    /// [`Shell::apply`] that first sends `greeted`, a socket that just joined, its greeting
+    /// [`Shell::apply`] at `now` that first sends `greeted`, a socket that just joined, its greeting
     /// ([`Live::greet`]): what is left queued then decides how soon the drain runs.
     fn apply_greeting(
         self: &Rc<Self>,
@@ -347,9 +347,9 @@ impl<K: Kind> Shell<K> {
         origin: Option<&ConnId>,
         effects: Effects<K>,
         greeted: Option<&ConnId>,
+        now: Timestamp,
     ) -> bool {
         let Some(live) = slot.as_mut() else { return false };
-        let now = now();
         // The greeting goes before the departures are heard: a socket that refused it departs
         // with the others, in this batch.
         let queued = live.queue(&self.state, effects);
@@ -588,10 +588,12 @@ impl<K: Kind> Shell<K> {
                 Some(text) => Incoming::Text(text),
                 None => Incoming::Binary(js_sys::Uint8Array::new(message).length() as usize),
             };
+            // One clock read for the event: the runtime's clock does not move while it runs.
+            let now = now();
             let handled = self
-                .read(&mut slot, Some(&conn), |core, reader| core.handle_frame(&conn, frame, now(), reader));
+                .read(&mut slot, Some(&conn), |core, reader| core.handle_frame(&conn, frame, now, reader));
             if let Ok(effects) = handled {
-                self.apply(&mut slot, Some(&conn), effects);
+                self.apply_greeting(&mut slot, Some(&conn), effects, None, now);
             }
         }
         self.spawn_calls();
@@ -677,7 +679,7 @@ impl<K: Kind> Shell<K> {
     fn conn_of(&self, ws: &WebSocket) -> Option<ConnId> {
         let key: &js_sys::Object = ws.as_ref().unchecked_ref();
         if let Some(id) = self.conn_ids.get(key).as_string() {
-            return ConnId::parse(&id).ok();
+            return ConnId::try_from(id).ok();
         }
         let conn = ws.deserialize_attachment::<InfoOf<K>>().ok().flatten()?.conn().clone();
         self.conn_ids.set(key, &JsValue::from_str(conn.as_str()));
@@ -701,7 +703,7 @@ impl<K: Kind> Shell<K> {
         self.conn_ids.set(ws.as_ref().unchecked_ref(), &JsValue::from_str(conn.as_str()));
         let effects =
             self.read(slot, None, |core, reader| core.handle_connect(info, connect, now(), reader))?;
-        if !self.apply_greeting(slot, None, effects, Some(&conn)) {
+        if !self.apply_greeting(slot, None, effects, Some(&conn), now()) {
             return Err(failed());
         }
         match slot.as_ref() {
