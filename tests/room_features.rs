@@ -76,7 +76,36 @@ fn message_data_is_relayed_and_stored_exactly_as_sent() {
     // Data that is not one JSON value never gets in.
     sim.send_raw(&a, r#"{"t":"message:send","ref":4,"d":{"text":"x","data":{"a":}}}"#);
     assert_eq!(sim.take_one(&a)["error"]["code"], "bad_frame");
+    // Nor does what a JSON value may not be, though its text scans: nesting past serde_json's
+    // limit, a number beyond f64, a lone surrogate. Each would break every later reader.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for bad in [deep.as_str(), r#"{"n":1e400}"#, r#""\ud800""#] {
+        let frame = format!(r#"{{"t":"message:send","ref":5,"d":{{"text":"x","data":{bad}}}}}"#);
+        sim.send_raw(&a, &frame);
+        assert_eq!(sim.take_one(&a)["error"]["code"], "bad_request", "{bad}");
+    }
     assert_eq!(sim.store.log.messages.len(), 2);
+    // Line breaks between tokens are kept for sockets and history; an event stream's event
+    // stays one `data:` line.
+    let spaced = "{\n\"k\":\r\n[1,\n2]}";
+    let frame = format!(r#"{{"t":"message:send","ref":6,"d":{{"text":"x","data":{spaced}}}}}"#);
+    sim.send_raw(&a, &frame);
+    sim.take(&a);
+    assert_eq!(sim.take_one(&b)["d"]["data"]["k"][1], 2);
+    sim.send(&a, json!({"t":"history:get","ref":7,"d":{}}));
+    let page = sim.take_one(&a);
+    assert_eq!(page["d"]["messages"][0]["data"]["z"], 1.5);
+    assert_eq!(page["d"]["messages"][2]["data"]["k"][0], 1);
+    let stored = sim.store.log.messages.last().cloned().unwrap();
+    assert_eq!(stored.data.as_ref().map(RawJson::get), Some(spaced));
+    let event = sim.object.message_event(&stored);
+    let lines: Vec<&str> = event.trim_end().lines().collect();
+    assert!(
+        lines.iter().all(|l| l.starts_with("event:") || l.starts_with("id:") || l.starts_with("data:")),
+        "{event:?}"
+    );
+    let data: Value = serde_json::from_str(lines.last().unwrap().trim_start_matches("data: ")).unwrap();
+    assert_eq!(data["data"]["k"][1], 2);
 }
 
 #[test]

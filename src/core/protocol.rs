@@ -23,12 +23,67 @@ pub const MAX_REF_LEN: usize = 64;
 /// A correlation id chosen by the client: a string or an integer, echoed back verbatim.
 pub type Ref = Value;
 
-/// Application JSON carried verbatim (a message's `data`): checked to be one JSON value when it
-/// is read, then stored and relayed as the same text, never rebuilt into a tree and printed
-/// again. Key order and the client's spacing are kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Application JSON carried verbatim (a message's `data`): checked when it is read, then stored
+/// and relayed as the same text, never rebuilt into a tree and printed again. Key order and the
+/// client's spacing are kept.
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct RawJson(Box<RawValue>);
+
+/// Reads the value's text, then walks it as a `Value` would be read, without building one: the
+/// raw reader alone accepts what a `Value` refuses (nesting past serde_json's depth limit,
+/// numbers beyond `f64`, lone surrogate escapes), which readers of the value later would choke on.
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawJson, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        serde_json::from_str::<Checked>(raw.get()).map_err(serde::de::Error::custom)?;
+        Ok(RawJson(raw))
+    }
+}
+
+/// Any JSON value, walked element by element with serde_json's own checks, and kept nowhere.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Checked, A::Error> {
+        while items.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Checked, A::Error> {
+        while entries.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
 
 impl RawJson {
     /// Checks that `text` is one JSON value (storage hands it back as text).
@@ -338,8 +393,12 @@ pub fn sse_event<D: Serialize>(event: &str, id: Option<&str>, data: &D) -> Strin
     if let Some(id) = id {
         out.push_str(&format!("id: {id}\n"));
     }
-    // serde_json never emits a raw newline, so the data is a single `data:` line.
-    out.push_str(&format!("data: {}\n\n", to_json(data)));
+    // serde_json never emits a raw newline, but verbatim message data may hold line breaks
+    // between tokens (the only place JSON allows them raw): as spaces, the value is the same and
+    // the data stays a single `data:` line.
+    let json = to_json(data);
+    let json = if json.contains(['\n', '\r']) { json.replace(['\n', '\r'], " ") } else { json };
+    out.push_str(&format!("data: {json}\n\n"));
     out
 }
 

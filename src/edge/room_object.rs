@@ -13,7 +13,7 @@ use crate::core::ids::{RoomId, UserId};
 use crate::core::object::{Effect, Never};
 use crate::core::protocol::RawJson;
 use crate::core::room::log::{LogError, LogHead, Message, Overlay, Receipt, RoomLog};
-use crate::core::room::{Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
+use crate::core::room::{HistoryPage, Publish, Resume, Room, RoomWrite, StateEntry, StreamInfo};
 use crate::core::time::Timestamp;
 use js_sys::JsString;
 use serde::Deserialize;
@@ -228,7 +228,7 @@ fn history(shell: &Rc<Shell<RoomKind>>, inbound: &Inbound) -> Result<Response, E
     shell.drained(&mut slot, inbound.name.as_deref())?;
     let messages =
         shell.read(&mut slot, None, |room, log| room.http_history(user, before, limit, now(), log))??;
-    http::json(200, &serde_json::json!({ "messages": messages }))
+    http::json(200, &HistoryPage { messages: &messages })
 }
 
 /// A message published over HTTP; the answer is its ack, so it is written before answering.

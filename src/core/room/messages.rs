@@ -82,6 +82,14 @@ fn internal(e: crate::core::room::log::LogError) -> Error {
     Error::new(ErrorCode::Internal, format!("could not read the log: {}", e.0))
 }
 
+/// A history page as `history:get` answers it and the HTTP history route returns it: written
+/// straight from the messages (their verbatim data never goes through a `Value`).
+#[derive(Debug, Serialize)]
+pub struct HistoryPage<'a> {
+    /// Oldest first.
+    pub messages: &'a [Message],
+}
+
 /// The ack for a stored message (the reply to `message:send`, the answer to an HTTP publish).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ack {
@@ -220,7 +228,7 @@ impl Room {
         let reply_to = reply_to
             .ok_or_else(|| Error::new(ErrorCode::BadRequest, "history:get needs a ref to reply to"))?;
         let messages = self.history(p.before, p.limit, log)?;
-        Ok(reply(&sender.conn, Some(&reply_to), &json!({ "messages": messages })).into_iter().collect())
+        Ok(reply(&sender.conn, Some(&reply_to), &HistoryPage { messages: &messages }).into_iter().collect())
     }
 
     /// A history page: up to `limit` (default 50, at most `HISTORY_PAGE_MAX`) messages before

@@ -24,7 +24,7 @@ mod typing;
 pub use crate::core::object::SSE_KEEPALIVE;
 pub use effect::{ConnInfo, RoomEffect, RoomWrite, StateEntry};
 pub use members::MEMBERS_DIFF_MS;
-pub use messages::{Ack, Publish, Resume};
+pub use messages::{Ack, HistoryPage, Publish, Resume};
 pub use request::Request;
 pub use streams::StreamInfo;
 pub use typing::TYPING_UPDATE_MS;
