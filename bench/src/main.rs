@@ -84,7 +84,7 @@ const PROFILES: [Profile; 3] = [
         fanout_receivers: 500,
         fanout_rates: &[20, 50, 100, 200, 400],
         fanout_step: Duration::from_secs(3),
-        rooms: 100,
+        rooms: 500,
         room_members: 4,
         rooms_run: Duration::from_secs(5),
         notify_users: 1000,
