@@ -232,9 +232,16 @@ impl<'de> de::Deserializer<'de> for Anything {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
+        // JSON kept as text (a message's `data`) asks serde_json's way: a one-entry map from
+        // this token to the text.
+        const RAW_JSON: &str = "$serde_json::private::RawValue";
+        if name == RAW_JSON {
+            let text = std::iter::once((RAW_JSON, "null"));
+            return visitor.visit_map(de::value::MapDeserializer::<_, ProbeError>::new(text));
+        }
         visitor.visit_newtype_struct(Anything)
     }
 
