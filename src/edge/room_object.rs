@@ -328,9 +328,24 @@ extern "C" {
         ts: f64,
         server: f64,
     ) -> Result<JsValue, JsValue>;
+
+    /// The rows a statement returned.
+    type RawCursor;
+
+    #[wasm_bindgen(method, catch, js_name = exec)]
+    fn exec_find(this: &RawSql, query: &JsString, user: &str, id: &str) -> Result<RawCursor, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = toArray)]
+    fn rows(this: &RawCursor) -> Result<js_sys::Array, JsValue>;
 }
 
+/// Where a sender's message id is looked up: a stored message, or a trimmed one's id.
+const FIND_BY_SENDER: &str = "SELECT seq, id, ts FROM messages WHERE user = ?1 AND id = ?2
+     UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ?1 AND id = ?2 LIMIT 1";
+
 thread_local! {
+    /// The duplicate check of every message with a client id, made a JS string once.
+    static FIND_ONE: JsString = JsString::from(FIND_BY_SENDER);
     /// The one-row INSERT, made a JS string once per isolate.
     static INSERT_ONE: JsString =
         JsString::from(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)").as_str());
@@ -475,18 +490,19 @@ impl RoomLog for SqlLog<'_> {
             id: String,
             ts: i64,
         }
-        // A trimmed message's id is remembered in `trimmed`; a stored one is in `messages`.
-        let rows: Vec<Row> = sql::read(
-            self.sql,
-            "SELECT seq, id, ts FROM messages WHERE user = ? AND id = ?
-             UNION ALL SELECT seq, id, ts FROM trimmed WHERE user = ? AND id = ? LIMIT 1",
-            vec![
-                user.to_string().into(),
-                id.to_owned().into(),
-                user.to_string().into(),
-                id.to_owned().into(),
-            ],
-        )?;
+        // The common answer, an id not seen before, takes one crossing and converts no row: the
+        // statement is cached, the two strings cross in the call, and only an empty array comes
+        // back. A duplicate (a resend) is read again through the generic path.
+        let raw: &RawSql = self.sql.as_ref().unchecked_ref();
+        let seen = FIND_ONE
+            .with(|query| raw.exec_find(query, user.as_str(), id))
+            .and_then(|cursor| cursor.rows())
+            .map_err(|e| LogError(format!("{e:?}")))?;
+        if seen.length() == 0 {
+            return Ok(None);
+        }
+        let rows: Vec<Row> =
+            sql::read(self.sql, FIND_BY_SENDER, vec![user.to_string().into(), id.to_owned().into()])?;
         Ok(rows.into_iter().next().map(|r| Receipt {
             seq: r.seq.max(0) as u64,
             id: r.id,
