@@ -60,13 +60,18 @@ impl Flavor {
         }
     }
 
-    /// A chat message carrying the send time `sent_us` (µs since the run started).
+    /// A chat message carrying the send time `sent_us` (µs since the run started). To Switchboard
+    /// and js-do it goes as the SDK sends every message: with a `ref` that asks for the reply (the
+    /// ack) and a client `id` that makes a resend idempotent (unique per sender: each sends at
+    /// most once per µs).
     pub fn message(self, room: &str, sent_us: u64) -> String {
         match self {
-            Flavor::Switchboard | Flavor::JsDo => {
-                json!({ "t": "message:send", "d": { "text": "bench", "data": { "sent": sent_us } } })
-                    .to_string()
-            }
+            Flavor::Switchboard | Flavor::JsDo => json!({
+                "t": "message:send",
+                "ref": sent_us,
+                "d": { "text": "bench", "id": format!("b{sent_us}"), "data": { "sent": sent_us } }
+            })
+            .to_string(),
             Flavor::SocketIo => socketio::event(
                 "message:send",
                 &json!({ "room": room, "text": "bench", "sent": sent_us }),
@@ -305,5 +310,6 @@ mod tests {
         assert_eq!(Flavor::Switchboard.url("ws://h", "r", "tok"), "ws://h/v1/rooms/r/ws?token=tok");
         let sent: Value = serde_json::from_str(&Flavor::Switchboard.message("r", 42)).unwrap();
         assert_eq!(sent["d"]["data"]["sent"], 42);
+        assert_eq!((&sent["ref"], &sent["d"]["id"]), (&json!(42), &json!("b42")));
     }
 }

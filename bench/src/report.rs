@@ -140,8 +140,10 @@ pub fn tables(run: &Value) -> String {
     );
     out += &format!(
         "Storage of the workerd targets (switchboard, js-do): **{}** ({}). Every socket is its own user; \
-         rooms scenario senders and receivers alike. `js-do` is the plain-JavaScript Durable Object \
-         of `bench/peers/js-do` on the same runtime (no member events, typing, limits or recovery); \
+         rooms scenario senders and receivers alike. Each message goes as the SDK sends it, with a \
+         `ref` (answered by the ack) and a client id (checked for a resend by Switchboard). `js-do` \
+         is the plain-JavaScript Durable Object of `bench/peers/js-do` on the same runtime (no \
+         member events, typing, limits, duplicate check or recovery); \
          Socket.IO and the ceiling store nothing.\n\n",
         run["storage"].as_str().unwrap_or("?"),
         if run["storage"] == "tmpfs" {
