@@ -380,9 +380,13 @@ pub fn failure(reply_to: Option<&Ref>, error: &Error) -> String {
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
-    // Serializing our own frame types (strings, numbers, maps with string keys) cannot fail;
-    // fall back to an internal-error frame rather than panicking if it ever does.
-    serde_json::to_string(value).unwrap_or_else(|_| {
+    // Room for a typical frame up front: grown from empty, a message's frame is reallocated
+    // (and copied) six times on its way to ~200 bytes.
+    let mut bytes = Vec::with_capacity(256);
+    // Serializing our own frame types (strings, numbers, maps with string keys) cannot fail, and
+    // serde_json writes UTF-8; fall back to an internal-error frame rather than panicking.
+    let written = serde_json::to_writer(&mut bytes, value).ok().and_then(|()| String::from_utf8(bytes).ok());
+    written.unwrap_or_else(|| {
         r#"{"t":"error","error":{"code":"internal","message":"could not encode frame"}}"#.to_owned()
     })
 }
